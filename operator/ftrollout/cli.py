@@ -3,86 +3,49 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
+from typing import cast
 
 # Subcommands import their modules lazily: `ftrollout crd` must not pay for kopf or the
 # kubernetes client, and the operator process must not import the demo or cluster tooling.
+# Each module offers `add_arguments(parser)` (optional) and `cli_main(args) -> int`.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("ftrollout.runner", "run the operator"),
+    "crd": ("ftrollout.crd", "print the FreeThreadedRollout CustomResourceDefinition"),
+    "cluster": ("ftrollout.localcluster", "build/start/stop the embedded local control plane"),
+    "demo": ("ftrollout.demo", "run the demo scenarios on the embedded local cluster"),
+}
+
+Handler = Callable[[argparse.Namespace], int]
 
 
-def _cmd_crd(args: argparse.Namespace) -> int:
-    from ftrollout.crd import render_crd_yaml
-
-    sys.stdout.write(render_crd_yaml())
-    return 0
-
-
-def _cmd_run(args: argparse.Namespace) -> int:
-    from ftrollout.runner import run
-
-    return run(args)
-
-
-def _cmd_cluster(args: argparse.Namespace) -> int:
-    from ftrollout.localcluster import cli_main
-
-    return cli_main(args)
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from ftrollout.demo import run_demo
-
-    return run_demo(args)
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ftrollout",
         description="Canary a Python service onto a free-threaded CPython image.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    crd = sub.add_parser("crd", help="print the FreeThreadedRollout CustomResourceDefinition")
-    crd.set_defaults(func=_cmd_crd)
-
-    run = sub.add_parser("run", help="run the operator")
-    _add_run_options(run)
-    run.set_defaults(func=_cmd_run)
-
-    cluster = sub.add_parser("cluster", help="build/start/stop the embedded local control plane")
-    _add_cluster_options(cluster)
-    cluster.set_defaults(func=_cmd_cluster)
-
-    demo = sub.add_parser("demo", help="run the demo scenarios on the embedded local cluster")
-    demo.set_defaults(func=_cmd_demo)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(module=module_name)
+        if name == chosen:  # only the chosen subcommand's module is imported
+            module = importlib.import_module(module_name)
+            add_arguments = getattr(module, "add_arguments", None)
+            if add_arguments is not None:
+                add_arguments(p)
     return parser
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
-    try:
-        from ftrollout.runner import add_arguments
-    except ImportError:  # the runner lands with the rollout engine
-        return
-    add_arguments(p)
-
-
-def _add_cluster_options(p: argparse.ArgumentParser) -> None:
-    try:
-        from ftrollout.localcluster import add_arguments
-    except ImportError:  # the local cluster lands with its own issue
-        return
-    add_arguments(p)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    func: Callable[[argparse.Namespace], int] = args.func
-    try:
-        return func(args)
-    except ImportError as exc:
-        print(f"ftrollout {args.command}: not available in this build ({exc})", file=sys.stderr)
-        return 2
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(args_list)
+    args = parser.parse_args(args_list)
+    module = importlib.import_module(args.module)
+    handler = cast(Handler, module.cli_main)
+    return handler(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,151 @@
+"""The resource models accept what DESIGN.md documents and name the field of every mistake."""
+
+from __future__ import annotations
+
+import copy
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ftrollout import api
+from ftrollout.durations import format_duration, parse_duration
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = yaml.safe_load((ROOT / "manifests/examples/checkout.yaml").read_text())
+
+
+def spec(**changes: Any) -> dict[str, Any]:
+    out = copy.deepcopy(EXAMPLE["spec"])
+    out.update(changes)
+    return out
+
+
+def error_of(raw: Any) -> api.SpecError:
+    with pytest.raises(api.SpecError) as info:
+        api.parse_spec(raw)
+    return info.value
+
+
+def test_design_example_is_accepted_with_parsed_durations() -> None:
+    s = api.parse_spec(EXAMPLE["spec"])
+    assert s.target_ref.name == "checkout"
+    assert s.free_threaded.container == "app"
+    assert [st.weight for st in s.steps] == [10, 50, 100]
+    assert s.steps[0].pause.seconds == 300
+    assert s.steps[2].pause.seconds is None
+    assert s.analysis is not None
+    assert s.analysis.interval_seconds == 60
+    assert s.analysis.metrics[0].compare is not None
+    assert s.analysis.metrics[0].compare.max_increase_percent == 10
+    assert s.guardrails.race_budget.window_seconds == 3600
+    assert s.guardrails.dependency_gate is not None
+    assert s.guardrails.dependency_gate.modules == ["numpy", "orjson"]
+
+
+def test_wire_form_round_trips_in_camel_case() -> None:
+    s = api.parse_spec(EXAMPLE["spec"])
+    wire = api.dump(s)
+    assert wire["targetRef"] == {"name": "checkout"}
+    assert wire["analysis"]["failureLimit"] == 2
+    assert api.parse_spec(wire) == s
+
+
+def test_minimal_spec_gets_documented_defaults() -> None:
+    s = api.parse_spec(
+        {"targetRef": {"name": "web"}, "freeThreaded": {"image": "x:t"}, "steps": [{"weight": 100}]}
+    )
+    assert s.guardrails.gil_fallback.max_pods == 0
+    assert s.guardrails.gil_fallback.action == api.GuardAction.ROLLBACK
+    assert s.guardrails.race_budget.max_incidents == 3
+    assert s.analysis is None
+    assert s.paused is False
+    assert s.free_threaded.probe.enabled is False
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "words"),
+    [
+        (spec(steps=[{"weight": 50}, {"weight": 10}, {"weight": 100}]), "spec", "strictly increasing"),
+        (spec(steps=[{"weight": 10}, {"weight": 10}, {"weight": 100}]), "spec", "strictly increasing"),
+        (spec(steps=[{"weight": 10}, {"weight": 50}]), "spec", "weight 100"),
+        (spec(steps=[{"weight": 0}, {"weight": 100}]), "spec.steps[0].weight", "greater than or equal to 1"),
+        (spec(steps=[{"weight": 101}]), "spec.steps[0].weight", "less than or equal to 100"),
+        (spec(steps=[]), "spec.steps", "at least 1"),
+        (spec(steps=[{"weight": 100, "pause": {"duration": "5 minutes"}}]), "spec.steps[0].pause.duration", "invalid duration"),
+        (spec(targetRef={}), "spec.targetRef.name", "Field required"),
+        (spec(freeThreaded={"image": ""}), "spec.freeThreaded.image", "at least 1"),
+        (spec(bogus=1), "spec.bogus", "Extra inputs"),
+        (spec(analysis={"interval": "1d"}), "spec.analysis.interval", "invalid duration"),
+        (spec(analysis={"metrics": [{"name": "a", "query": "up"}]}), "spec.analysis.metrics[0]", "exactly one of compare or threshold"),
+        (spec(analysis={"metrics": [{"name": "a", "query": "up", "compare": {}, "threshold": {"max": 1}}]}), "spec.analysis.metrics[0].compare", "maxIncreasePercent"),
+        (spec(analysis={"metrics": [{"name": "a", "query": "up", "threshold": {"min": 2, "max": 1}}]}), "spec.analysis.metrics[0].threshold", "min must not be greater"),
+        (spec(analysis={"metrics": [{"name": "a", "query": "up", "threshold": {"max": 1}}, {"name": "a", "query": "up", "threshold": {"max": 1}}]}), "spec.analysis", "unique"),
+        (spec(analysis={"onInconclusive": "Promote"}), "spec.analysis.onInconclusive", "'Pause' or 'Rollback'"),
+        (spec(guardrails={"gilFallback": {"maxPods": -1}}), "spec.guardrails.gilFallback.maxPods", "greater than or equal to 0"),
+        (spec(guardrails={"dependencyGate": {"modules": ["num py"]}}), "spec.guardrails.dependencyGate.modules[0]", "pattern"),
+        ("not a mapping", "spec", "valid dictionary"),
+    ],
+)  # fmt: skip
+def test_bad_spec_names_the_field(raw: Any, field: str, words: str) -> None:
+    err = error_of(raw)
+    assert err.field == field
+    assert words in err.message
+    assert str(err).startswith(field + ": ")
+
+
+@given(st.lists(st.integers(min_value=1, max_value=100), min_size=1, max_size=api.MAX_STEPS))
+def test_weights_valid_iff_strictly_increasing_and_ending_at_100(weights: list[int]) -> None:
+    raw = spec(steps=[{"weight": w} for w in weights])
+    valid = all(b > a for a, b in pairwise(weights)) and weights[-1] == 100
+    if valid:
+        assert [s.weight for s in api.parse_spec(raw).steps] == weights
+    else:
+        assert error_of(raw).field == "spec"
+
+
+@given(st.integers(min_value=-1000, max_value=1000).filter(lambda w: not 1 <= w <= 100))
+def test_out_of_range_weight_is_rejected_at_the_step(weight: int) -> None:
+    err = error_of(spec(steps=[{"weight": weight}]))
+    assert err.field == "spec.steps[0].weight"
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=10_000), st.sampled_from(["ms", "s", "m", "h"])
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_go_durations_parse_to_seconds(parts: list[tuple[int, str]]) -> None:
+    text = "".join(f"{n}{u}" for n, u in parts)
+    expected = sum(n * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[u] for n, u in parts)
+    assert parse_duration(text) == pytest.approx(expected)
+    assert api.parse_spec(spec(steps=[{"weight": 100, "pause": {"duration": text}}]))
+
+
+@given(st.text(max_size=12).filter(lambda t: not t or not t[0].isdigit() or " " in t))
+def test_garbage_durations_are_rejected_with_the_text(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_duration(text)
+
+
+@given(st.integers(min_value=0, max_value=10 * 86400))
+def test_format_duration_round_trips(seconds: int) -> None:
+    assert parse_duration(format_duration(seconds)) == seconds
+
+
+def test_status_defaults_and_unreadable_status_start_afresh() -> None:
+    assert api.parse_status(None).phase is None
+    assert api.parse_status({"phase": "Nonsense"}) == api.RolloutStatus()
+    st_ = api.parse_status(
+        {"phase": "Progressing", "stepIndex": 1, "replicas": {"freeThreaded": 5}}
+    )
+    assert st_.phase == api.Phase.PROGRESSING
+    assert st_.replicas.free_threaded == 5
