@@ -40,6 +40,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -1309,6 +1310,34 @@ class PrometheusHandle:
         if self._cleanup:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        """An instant query through prometheus-api-client (as the operator does)."""
+        from prometheus_api_client import PrometheusConnect
+
+        result: list[dict[str, Any]] = PrometheusConnect(
+            url=self.url, disable_ssl=True
+        ).custom_query(query=promql)
+        return result
+
+    def wait_for(
+        self,
+        promql: str,
+        predicate: Callable[[list[dict[str, Any]]], bool] = bool,
+        timeout: float = 30.0,
+    ) -> list[dict[str, Any]]:
+        """Poll `promql` until `predicate(result)` holds; PrometheusQueryTimeout otherwise."""
+        deadline = time.monotonic() + timeout
+        result: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                result = self.query(promql)
+                if predicate(result):
+                    return result
+            time.sleep(0.5)
+        raise PrometheusQueryTimeout(
+            f"prometheus query {promql!r} did not match within {timeout}s: {result}"
+        )
+
     def __enter__(self) -> PrometheusHandle:
         return self
 
@@ -1388,6 +1417,113 @@ def start_prometheus(
             raise ClusterError(f"prometheus did not become ready within {timeout:.0f}s")
         time.sleep(0.2)
     return handle
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+class PodMetricsExporter:
+    """Serves Prometheus text format; the test sets each series' value.
+
+    >>> exporter.set("http_requests_total", 10, namespace="shop", pod="checkout-abc")
+    >>> exporter.inc("http_errors_total", 1, namespace="shop", pod="checkout-abc")
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._series: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self.scrapes = 0
+        exporter = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = exporter.render().encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                with exporter._lock:
+                    exporter.scrapes += 1
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def target(self) -> str:
+        """host:port for a Prometheus static_config."""
+        return f"127.0.0.1:{self.port}"
+
+    @staticmethod
+    def _key(name: str, labels: dict[str, str]) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return name, tuple(sorted(labels.items()))
+
+    def set(self, name: str, value: float, **labels: str) -> None:
+        with self._lock:
+            self._series[self._key(name, labels)] = float(value)
+
+    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
+        with self._lock:
+            key = self._key(name, labels)
+            self._series[key] = self._series.get(key, 0.0) + amount
+
+    def remove(self, name: str, **labels: str) -> None:
+        with self._lock:
+            self._series.pop(self._key(name, labels), None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._series.clear()
+
+    def render(self) -> str:
+        with self._lock:
+            items = sorted(self._series.items())
+        lines = []
+        for (name, labels), value in items:
+            lbl = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels)
+            lines.append(f"{name}{{{lbl}}} {value!r}" if lbl else f"{name} {value!r}")
+        return "\n".join(lines) + "\n"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class PrometheusQueryTimeout(AssertionError):
+    pass
+
+
+@dataclass
+class PrometheusWithExporter:
+    """A real Prometheus scraping a :class:`PodMetricsExporter` (see tests/e2e/conftest.py)."""
+
+    prometheus: PrometheusHandle
+    exporter: PodMetricsExporter
+
+    @property
+    def url(self) -> str:
+        return self.prometheus.url
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        return self.prometheus.query(promql)
+
+    def wait_for(
+        self,
+        promql: str,
+        predicate: Callable[[list[dict[str, Any]]], bool] = bool,
+        timeout: float = 30.0,
+    ) -> list[dict[str, Any]]:
+        return self.prometheus.wait_for(promql, predicate, timeout)
 
 
 # --------------------------------------------------------------------------------------------
