@@ -476,14 +476,26 @@ class GilStatus(Model):
     summary: str = Field(default="-", description="Short form for `kubectl get`: off, ON(n), ?.")
 
 
+class Incident(Model):
+    pod: str = Field(description="Free-threaded pod that crashed or reported the incident.")
+    exit_code: int | None = Field(
+        default=None, description="Container exit code (139 SIGSEGV, 134 SIGABRT)."
+    )
+    source: Literal["Termination", "Probe"] = Field(
+        default="Termination", description="Pod status termination or probe counter."
+    )
+    time: str = Field(description="When it happened (RFC 3339).")
+
+
 class RaceStatus(Model):
     incidents: int = Field(default=0, description="Free-threaded incidents within the window.")
     budget: int = Field(default=0, description="guardrails.raceBudget.maxIncidents.")
     window: str = Field(default="", description="guardrails.raceBudget.window.")
     summary: str = Field(default="-", description="incidents/budget for `kubectl get`.")
-    recent: list[str] = Field(
+    recent: list[Incident] = Field(
         default_factory=list,
-        description="Times (RFC 3339) of the incidents inside the window, newest last.",
+        description="Incidents inside the window, oldest first (kept so the window survives "
+        "an operator restart).",
     )
 
 
