@@ -56,7 +56,9 @@ Schema 1 (camelCase, as stored in ``status.preflight``)::
         }
       ],
       "truncated": bool,                    # something was shortened or dropped to fit 4096 bytes
-      "omittedModules": int                 # entries dropped from the end of "modules" to fit
+      "omittedModules": int                 # entries dropped to fit (requested modules absent
+                                            # from "modules"; entries that found nothing wrong
+                                            # are dropped first, from the end): not verified
     }
 """
 
@@ -371,15 +373,28 @@ def fit(report: dict[str, Any], limit: int = MAX_BYTES) -> str:
         lambda: drop("distribution"),
         lambda: clip_names(100),
         lambda: shorten_errors(0),
-        lambda: clip_names(40),
     ]
     for step in steps:
         step()
         if _size(doc) <= limit:
             return _dumps(doc)
-    while modules and _size(doc) > limit:
-        modules.pop()
-        doc["omittedModules"] = int(doc.get("omittedModules", 0)) + 1
+
+    def clean(entry: dict[str, Any]) -> bool:
+        return (
+            bool(entry.get("imported"))
+            and not entry.get("gilWarning")
+            and not (entry.get("gilReenabled"))
+        )
+
+    # Drop whole entries from the end: first those that found nothing, then any. Names are never
+    # clipped below 100 characters, so the operator can tell which requested modules are missing.
+    for droppable in (clean, lambda entry: True):
+        index = len(modules) - 1
+        while index >= 0 and _size(doc) > limit:
+            if droppable(modules[index]):
+                del modules[index]
+                doc["omittedModules"] = int(doc.get("omittedModules", 0)) + 1
+            index -= 1
     if _size(doc) > limit:
         doc["python"]["vv"] = _clip(doc["python"]["vv"], 200)
     return _dumps(doc)
