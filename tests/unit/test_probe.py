@@ -363,6 +363,24 @@ def test_fork_fold_keeps_fallback_counter_monotonic(flat_dir: Path, tmp_path: Pa
     assert value(samples, "python_probe_processes") == 1
 
 
+def test_separately_started_process_reports_quietly(
+    flat_dir: Path, tmp_path: Path, running: list[App]
+) -> None:
+    """A spawned worker (not forked) finds the port taken by a live probe: no log, it reports."""
+    port = free_port()
+    env = probe_env(flat_dir, port, tmp_path / "probe")
+    running.append(App("serve", env))
+    worker = App("serve", env)
+    running.append(worker)
+    samples = scrape_until(port, lambda s: value(s, "python_probe_processes") == 2)
+    assert value(samples, "python_gil_fallback_total", module="gilwarn_mod") == 2
+    code, _, err = worker.finish()
+    assert code == 0
+    assert "ftrollout-probe:" not in err
+    samples = scrape_until(port, lambda s: value(s, "python_probe_processes") == 1)
+    assert value(samples, "python_gil_fallback_total", module="gilwarn_mod") == 2
+
+
 def test_reporter_takes_over_when_the_port_frees_up(
     flat_dir: Path, tmp_path: Path, running: list[App]
 ) -> None:
