@@ -536,6 +536,7 @@ class Probe:
                 "pid": self.pid,
                 "starttime": self.starttime,
                 "gil": self.gil,
+                "gil_at_start": self.gil_at_start,
                 "build": self.build,
                 "version": self.version,
                 "implementation": self.implementation,
@@ -579,7 +580,9 @@ class Probe:
         with self._lock:
             self._server = server
             self.role = "server"
-        self._prepare_directory(clean=True)
+        # Initially, files of dead processes are leftovers of an earlier run; on a takeover they
+        # belong to this run and are folded in by the next scrape.
+        self._prepare_directory(clean=initial)
         self._write_json(
             os.path.join(self.directory, "server.json"),
             {"pid": self.pid, "starttime": self.starttime, "port": self.port},
@@ -649,11 +652,11 @@ class Probe:
         if clean:
             # A new serving process: files left by processes of an earlier run are stale.
             for name, path in self._listdir():
-                if name.endswith(".json") and name != "server.json":
-                    data = self._read_json(path)
-                    if data is None or not _process_alive(
-                        int(data.get("pid", 0)), data.get("starttime")
-                    ):
+                if ".tmp." in name:
+                    self._remove(path)
+                elif name.endswith(".json") and name != "server.json":
+                    data = self._read_json(path) or {}
+                    if not _process_alive(_as_int(data.get("pid")), data.get("starttime")):
                         self._remove(path)
                         self._remove(path[: -len(".json")] + ".crash")
 
