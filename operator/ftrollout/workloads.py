@@ -8,8 +8,6 @@ track label in its selector, and an ownerReference to the FreeThreadedRollout.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import math
 from typing import Any
 
@@ -21,8 +19,6 @@ TRACK_FREE_THREADED = "free-threaded"
 TRACK_STANDARD = "standard"
 ANNOTATION_REVISION = f"{api.GROUP}/revision"
 ANNOTATION_ACTION = f"{api.GROUP}/action"
-# Fields Kubernetes or other controllers add to a template that do not change what runs.
-_VOLATILE_TEMPLATE_ANNOTATIONS = ("kubectl.kubernetes.io/restartedAt",)
 
 
 def twin_name(target: str) -> str:
@@ -33,23 +29,6 @@ def split(total: int, weight: int) -> tuple[int, int]:
     """(standard, free_threaded) for a weight: ft = ceil(N * weight / 100), standard = N - ft."""
     ft = min(total, math.ceil(total * weight / 100))
     return total - ft, ft
-
-
-def _canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
-
-
-def revision_of(target_template: dict[str, Any], free_threaded: api.FreeThreadedSpec) -> str:
-    """Short hash of what the free-threaded pods run: the target's template + spec.freeThreaded.
-
-    A change of either is a new revision (DESIGN: steps start again from 0).
-    """
-    template = copy.deepcopy(target_template)
-    annotations = template.get("metadata", {}).get("annotations") or {}
-    for key in _VOLATILE_TEMPLATE_ANNOTATIONS:
-        annotations.pop(key, None)
-    payload = _canonical({"template": template, "freeThreaded": api.dump(free_threaded)})
-    return hashlib.sha256(payload.encode()).hexdigest()[:10]
 
 
 class TwinError(ValueError):

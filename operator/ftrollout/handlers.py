@@ -1,0 +1,408 @@
+"""Thin kopf wiring: watch events feed the cache, one daemon per rollout runs reconcile.
+
+reconcile = observe (cache, a GET only on a cache miss) -> plan (pure) -> act (patches). A
+reconcile whose plan equals what is already there writes nothing. Watch events of related
+Deployments and Pods "poke" the rollout's daemon, so a crash is acted on within one event
+round-trip instead of a polling interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from ftrollout import api, workloads
+from ftrollout.observe import Cache, DeploymentSummary, Key, revision_of
+from ftrollout.plan import AnalysisRound, Observation, PodGil, Result, Workload, plan
+
+log = logging.getLogger("ftrollout")
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+
+RESYNC_SECONDS = 60.0  # a periodic look even without events (clock-driven pauses, lost events)
+ERROR_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+@dataclass
+class GilReading:
+    enabled: bool | None
+    modules: tuple[str, ...] = ()
+    build: bool | None = None
+
+
+@dataclass
+class State:
+    """Everything the handlers share; one per operator process."""
+
+    cache: Cache = field(default_factory=Cache)
+    kube: Any = None  # ftrollout.kube.Kube, created at startup (tests may inject a fake)
+    pokes: dict[Key, asyncio.Event] = field(default_factory=dict)
+    pending_status: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    analysis: dict[Key, AnalysisRound] = field(default_factory=dict)
+    gil: dict[Key, GilReading] = field(default_factory=dict)  # (namespace, pod)
+    preflight: dict[Key, api.PreflightStatus] = field(default_factory=dict)
+    probe_incidents: dict[Key, list[str]] = field(default_factory=dict)  # (ns, pod) -> times
+    scheduler: Any = None  # ftrollout.prometheus.Scheduler, when analysis runs
+    default_prometheus: str | None = None
+    reconciles: int = 0
+    on_result: list[Any] = field(default_factory=list)  # hooks (metrics) called per result
+
+    def poke(self, namespace: str, names: set[str] | str) -> None:
+        for name in {names} if isinstance(names, str) else names:
+            ev = self.pokes.get((namespace, name))
+            if ev is not None:
+                ev.set()
+
+
+STATE = State()
+
+
+# ------------------------------------------------------------------------ watches
+
+
+@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
+async def rollout_event(
+    *, event: kopf.RawEvent, name: str, namespace: str | None, spec: kopf.Spec, **_: Any
+) -> None:
+    namespace = namespace or ""
+    if event.get("type") == "DELETED":
+        STATE.cache.set_rollout_target(namespace, name, None)
+        STATE.pending_status.pop((namespace, name), None)
+        STATE.analysis.pop((namespace, name), None)
+        if STATE.scheduler is not None:
+            STATE.scheduler.unregister((namespace, name))
+        return
+    target = (spec.get("targetRef") or {}).get("name")
+    STATE.cache.set_rollout_target(namespace, name, target if isinstance(target, str) else None)
+    STATE.poke(namespace, name)
+
+
+@kopf.on.event("apps", "v1", "deployments")
+async def deployment_event(*, event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    meta = body.get("metadata") or {}
+    if event.get("type") == "DELETED":
+        STATE.cache.drop_deployment(meta.get("namespace", ""), meta.get("name", ""))
+        d = DeploymentSummary(
+            name=meta.get("name", ""),
+            namespace=meta.get("namespace", ""),
+            uid="",
+            replicas=0,
+            ready=0,
+            template_hash="",
+            revision_annotation=None,
+            selector="",
+            rollout_label=(meta.get("labels") or {}).get(workloads.LABEL_ROLLOUT),
+            deleting=True,
+        )
+    else:
+        d = STATE.cache.put_deployment(body)
+    STATE.poke(d.namespace, STATE.cache.rollouts_for_deployment(d))
+
+
+@kopf.on.event("", "v1", "pods")
+async def pod_event(*, event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    deleted = event.get("type") == "DELETED"
+    p = STATE.cache.drop_pod(body) if deleted else STATE.cache.put_pod(body)
+    names = STATE.cache.rollouts_for_pod(p)
+    if names:
+        STATE.poke(p.namespace, names)
+
+
+# ------------------------------------------------------------------------- daemon
+
+
+@kopf.daemon(api.GROUP, api.VERSION, api.PLURAL, cancellation_timeout=10.0)
+async def rollout_daemon(
+    *,
+    body: kopf.Body,
+    name: str,
+    namespace: str | None,
+    stopped: kopf.DaemonStopped,
+    logger: Logger,
+    **_: Any,
+) -> None:
+    key = (namespace or "", name)
+    poke = STATE.pokes.setdefault(key, asyncio.Event())
+    failures = 0
+    try:
+        while not stopped:
+            poke.clear()
+            try:
+                delay = await reconcile(STATE, body, logger)
+                failures = 0
+            except Exception as exc:
+                delay = ERROR_BACKOFF[min(failures, len(ERROR_BACKOFF) - 1)]
+                failures += 1
+                logger.warning(
+                    "reconcile failed (attempt %d), retrying in %.0fs: %s", failures, delay, exc
+                )
+            timeout = RESYNC_SECONDS if delay is None else min(max(delay, 0.05), RESYNC_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(poke.wait(), timeout=timeout)
+    finally:
+        STATE.pokes.pop(key, None)
+
+
+# ---------------------------------------------------------------------- finalizer
+
+
+@kopf.on.delete(api.GROUP, api.VERSION, api.PLURAL, timeout=900)
+async def rollout_deleted(
+    *, body: kopf.Body, namespace: str | None, logger: Logger, **_: Any
+) -> None:
+    """Restore the target to N Ready standard replicas, then remove the twin."""
+    namespace = namespace or ""
+    status = api.parse_status(body.get("status"))
+    target_name = ((body.get("spec") or {}).get("targetRef") or {}).get("name")
+    n = status.replicas.target
+    kube = STATE.kube
+    if isinstance(target_name, str) and n > 0:
+        target = await kube.get_deployment(namespace, target_name)
+        if target is not None:
+            replicas = (target.get("spec") or {}).get("replicas") or 0
+            ready = (target.get("status") or {}).get("readyReplicas") or 0
+            if replicas < n:
+                await kube.scale_deployment(namespace, target_name, n)
+                logger.info("deleting: restoring target %s to %d replicas", target_name, n)
+                raise kopf.TemporaryError(f"waiting for {n} Ready standard replicas", delay=2)
+            if ready < n:
+                raise kopf.TemporaryError(
+                    f"waiting for {n} Ready standard replicas ({ready} now)", delay=2
+                )
+        await kube.delete_deployment(namespace, workloads.twin_name(target_name))
+        logger.info("deleted: target %s restored to %d replicas, twin removed", target_name, n)
+
+
+# ---------------------------------------------------------------------- reconcile
+
+
+async def _deployment(state: State, namespace: str, name: str) -> DeploymentSummary | None:
+    d = state.cache.deployments.get((namespace, name))
+    if d is not None:
+        return d
+    body = await state.kube.get_deployment(namespace, name)
+    return None if body is None else state.cache.put_deployment(body)
+
+
+def _pods(state: State, namespace: str, twin: str) -> tuple[PodGil, ...]:
+    out = []
+    for p in sorted(state.cache.pods_of(namespace, twin), key=lambda p: p.name):
+        reading = state.gil.get((namespace, p.name))
+        if reading is None:
+            out.append(PodGil(pod=p.name, enabled=None))
+        else:
+            out.append(PodGil(p.name, reading.enabled, reading.modules, reading.build))
+    return tuple(out)
+
+
+def _incidents(state: State, namespace: str, twin: str) -> tuple[api.Incident, ...]:
+    out = []
+    for p in state.cache.pods_of(namespace, twin):
+        for t in p.terminations:
+            out.append(api.Incident(pod=p.name, exit_code=t.exit_code, time=t.finished_at))
+        for when in state.probe_incidents.get((namespace, p.name), ()):
+            out.append(api.Incident(pod=p.name, source="Probe", time=when))
+    return tuple(out)
+
+
+async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
+    started = time.perf_counter()
+    state.reconciles += 1
+    meta = body.get("metadata") or {}
+    namespace, name = meta["namespace"], meta["name"]
+    key = (namespace, name)
+    if meta.get("deletionTimestamp"):
+        return None
+    status_raw = dict(body.get("status") or {})
+    pending = state.pending_status.get(key)
+    if pending is not None:
+        if pending == status_raw:
+            del state.pending_status[key]
+        else:
+            status_raw = pending  # our last write has not come back through the watch yet
+    status = api.parse_status(status_raw)
+    generation = int(meta.get("generation") or 0)
+    action = (meta.get("annotations") or {}).get(workloads.ANNOTATION_ACTION)
+    now = datetime.now(UTC)
+
+    spec: api.RolloutSpec | None
+    try:
+        spec = api.parse_spec(body.get("spec"))
+        spec_error = None
+    except api.SpecError as exc:
+        spec, spec_error = None, exc
+
+    target: DeploymentSummary | None = None
+    twin: DeploymentSummary | None = None
+    revision = None
+    twin_name = ""
+    if spec is not None:
+        twin_name = workloads.twin_name(spec.target_ref.name)
+        target = await _deployment(state, namespace, spec.target_ref.name)
+        twin = await _deployment(state, namespace, twin_name)
+        if target is not None:
+            revision = revision_of(target.template_hash, spec.free_threaded)
+        if target is not None and target.deleting:
+            target = None
+
+    obs = Observation(
+        now=now,
+        generation=generation,
+        revision=revision,
+        target=None if target is None else Workload(target.replicas, target.ready),
+        twin=None if twin is None else Workload(twin.replicas, twin.ready),
+        pods=_pods(state, namespace, twin_name) if twin_name else (),
+        incidents=_incidents(state, namespace, twin_name) if twin_name else (),
+        analysis=state.analysis.get(key),
+        action=action,
+        preflight=state.preflight.get(key),
+        spec_error=spec_error,
+    )
+    result = plan(spec, status, obs)
+
+    if spec is not None and target is not None and result.twin_replicas is not None:
+        try:
+            await _ensure_twin(state, body, spec, target, twin, result)
+        except workloads.TwinError as exc:
+            obs = Observation(
+                **{**obs.__dict__, "spec_error": api.SpecError(exc.field, exc.message)}
+            )
+            result = plan(spec, status, obs)
+
+    await _act(state, body, key, status_raw, target, twin, result, logger)
+    _register_analysis(state, key, spec, result)
+    for hook in state.on_result:
+        hook(key, result, time.perf_counter() - started)
+    return result.requeue_after
+
+
+ANALYSED_PHASES = (api.Phase.PROGRESSING, api.Phase.PAUSED)
+
+
+def _register_analysis(
+    state: State, key: Key, spec: api.RolloutSpec | None, result: Result
+) -> None:
+    if state.scheduler is None:
+        return
+    from ftrollout.prometheus import AnalysisTarget
+
+    analysis = spec.analysis if spec is not None else None
+    if spec is None or analysis is None or not analysis.metrics:
+        state.scheduler.unregister(key)
+        return
+    if result.status.phase not in ANALYSED_PHASES:
+        state.scheduler.unregister(key)
+        return
+    state.scheduler.register(
+        AnalysisTarget(
+            namespace=key[0],
+            name=key[1],
+            target=spec.target_ref.name,
+            twin=workloads.twin_name(spec.target_ref.name),
+            analysis=analysis,
+            url=analysis.prometheus.address or state.default_prometheus,
+        )
+    )
+
+
+async def _ensure_twin(
+    state: State,
+    body: Any,
+    spec: api.RolloutSpec,
+    target: DeploymentSummary,
+    twin: DeploymentSummary | None,
+    result: Result,
+) -> None:
+    revision = result.status.revision or ""
+    namespace = target.namespace
+    needs_create = twin is None
+    needs_update = twin is not None and twin.revision_annotation != revision
+    if not (needs_create or needs_update):
+        return
+    full = await state.kube.get_deployment(namespace, target.name)
+    if full is None:
+        return
+    manifest = workloads.twin_manifest(
+        rollout_name=body["metadata"]["name"],
+        rollout_uid=body["metadata"].get("uid", ""),
+        target=full,
+        spec=spec.free_threaded,
+        revision=revision,
+        replicas=result.twin_replicas or 0,
+        probe_configmap=PROBE_CONFIGMAP if spec.free_threaded.probe.enabled else None,
+    )
+    if needs_create:
+        await state.kube.create_deployment(manifest)
+        state.cache.put_deployment({**manifest, "status": {}})
+        log.info(
+            "created twin %s/%s with %d replicas (revision %s)",
+            namespace,
+            manifest["metadata"]["name"],
+            result.twin_replicas,
+            revision,
+        )
+    else:
+        assert twin is not None
+        if twin.selector != _canonical_selector(manifest):
+            if (result.twin_replicas or 0) == 0 and twin.ready == 0:
+                await state.kube.delete_deployment(namespace, twin.name)
+                state.cache.drop_deployment(namespace, twin.name)
+            return
+        await state.kube.replace_twin_template(manifest)
+        log.info("twin %s/%s moved to revision %s", namespace, twin.name, revision)
+
+
+PROBE_CONFIGMAP = "ftrollout-probe"
+
+
+def _canonical_selector(manifest: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(manifest["spec"]["selector"], sort_keys=True, separators=(",", ":"))
+
+
+async def _act(
+    state: State,
+    body: Any,
+    key: Key,
+    status_raw: dict[str, Any],
+    target: DeploymentSummary | None,
+    twin: DeploymentSummary | None,
+    result: Result,
+    logger: Logger,
+) -> None:
+    namespace, name = key
+    kube = state.kube
+    for current, wanted, track in (
+        (twin, result.twin_replicas, "twin"),
+        (target, result.target_replicas, "target"),
+    ):
+        if current is None or wanted is None or wanted == current.replicas:
+            continue
+        await kube.scale_deployment(namespace, current.name, wanted)
+        state.cache.deployments[(namespace, current.name)] = _with_replicas(current, wanted)
+        logger.info("scaled %s %s: %d -> %d", track, current.name, current.replicas, wanted)
+    new_status = api.dump(result.status)
+    if new_status != status_raw:
+        await kube.patch_rollout_status(namespace, name, new_status)
+        state.pending_status[key] = new_status
+    for ev in result.events:
+        logger.info("%s: %s", ev.reason, ev.message)
+        await kube.emit_event(body, ev.type, ev.reason, ev.message)
+    patch: dict[str, Any] = {}
+    if result.clear_action:
+        patch["metadata"] = {"annotations": {workloads.ANNOTATION_ACTION: None}}
+    if result.set_paused is not None:
+        patch["spec"] = {"paused": result.set_paused}
+    if patch:
+        await kube.patch_rollout(namespace, name, patch)
+
+
+def _with_replicas(d: DeploymentSummary, replicas: int) -> DeploymentSummary:
+    return DeploymentSummary(**{**d.__dict__, "replicas": replicas})

@@ -1,0 +1,198 @@
+"""In-memory view of the cluster, fed by watch events, read by reconciles and the analysis loop.
+
+Only small summaries are kept (a hash instead of each pod template, a few fields per pod), so
+the marginal memory of a rollout stays in kilobytes. Everything here is synchronous and
+I/O-free; the handlers feed it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ftrollout import api
+from ftrollout.workloads import ANNOTATION_REVISION, LABEL_ROLLOUT, LABEL_TRACK
+
+RACE_EXIT_CODES = (139, 134)  # SIGSEGV, SIGABRT: what data races in C extensions end in
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+@dataclass(frozen=True)
+class DeploymentSummary:
+    name: str
+    namespace: str
+    uid: str
+    replicas: int
+    ready: int
+    template_hash: str
+    revision_annotation: str | None
+    selector: str  # canonical JSON of spec.selector (a change means the twin must be rebuilt)
+    rollout_label: str | None
+    deleting: bool
+
+
+@dataclass(frozen=True)
+class Termination:
+    container: str
+    exit_code: int
+    finished_at: str
+
+
+@dataclass(frozen=True)
+class PodSummary:
+    name: str
+    namespace: str
+    deployment: str | None  # from the owning ReplicaSet's name
+    track: str | None
+    rollout: str | None
+    ready: bool
+    terminations: tuple[Termination, ...]
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def template_hash(template: Mapping[str, Any]) -> str:
+    t = json.loads(_canonical(template))
+    annotations = (t.get("metadata") or {}).get("annotations") or {}
+    annotations.pop("kubectl.kubernetes.io/restartedAt", None)
+    return hashlib.sha256(_canonical(t).encode()).hexdigest()[:16]
+
+
+def revision_of(template_hash_: str, free_threaded: api.FreeThreadedSpec) -> str:
+    payload = template_hash_ + _canonical(api.dump(free_threaded))
+    return hashlib.sha256(payload.encode()).hexdigest()[:10]
+
+
+def summarize_deployment(body: Mapping[str, Any]) -> DeploymentSummary:
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    labels = meta.get("labels") or {}
+    return DeploymentSummary(
+        name=meta.get("name", ""),
+        namespace=meta.get("namespace", ""),
+        uid=meta.get("uid", ""),
+        replicas=int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1),
+        ready=int(status.get("readyReplicas") or 0),
+        template_hash=template_hash(spec.get("template") or {}),
+        revision_annotation=(meta.get("annotations") or {}).get(ANNOTATION_REVISION),
+        selector=_canonical(spec.get("selector") or {}),
+        rollout_label=labels.get(LABEL_ROLLOUT),
+        deleting=meta.get("deletionTimestamp") is not None,
+    )
+
+
+def _owner_deployment(meta: Mapping[str, Any]) -> str | None:
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == "ReplicaSet":
+            name = str(ref.get("name", ""))
+            labels = meta.get("labels") or {}
+            pth = labels.get("pod-template-hash")
+            if pth and name.endswith("-" + pth):
+                return name[: -len(pth) - 1]
+            return name.rsplit("-", 1)[0]
+    return None
+
+
+def summarize_pod(body: Mapping[str, Any]) -> PodSummary:
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    labels = meta.get("labels") or {}
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    terms: list[Termination] = []
+    for cs in status.get("containerStatuses") or []:
+        for state_key in ("state", "lastState"):
+            term = (cs.get(state_key) or {}).get("terminated")
+            if term and term.get("exitCode") in RACE_EXIT_CODES:
+                terms.append(
+                    Termination(
+                        container=str(cs.get("name", "")),
+                        exit_code=int(term["exitCode"]),
+                        finished_at=str(term.get("finishedAt") or term.get("startedAt") or ""),
+                    )
+                )
+    return PodSummary(
+        name=meta.get("name", ""),
+        namespace=meta.get("namespace", ""),
+        deployment=_owner_deployment(meta),
+        track=labels.get(LABEL_TRACK),
+        rollout=labels.get(LABEL_ROLLOUT),
+        ready=ready,
+        terminations=tuple(dict.fromkeys(terms)),
+    )
+
+
+@dataclass
+class Cache:
+    deployments: dict[Key, DeploymentSummary] = field(default_factory=dict)
+    # pods grouped by (namespace, owning deployment) so a track's pods are one lookup
+    pods: dict[Key, dict[str, PodSummary]] = field(default_factory=dict)
+    # (namespace, target deployment) -> rollout names, to route deployment/pod events
+    targets: dict[Key, set[str]] = field(default_factory=dict)
+    rollout_targets: dict[Key, str] = field(default_factory=dict)
+
+    # --- rollouts
+    def set_rollout_target(self, namespace: str, rollout: str, target: str | None) -> None:
+        key = (namespace, rollout)
+        old = self.rollout_targets.pop(key, None)
+        if old is not None:
+            names = self.targets.get((namespace, old))
+            if names is not None:
+                names.discard(rollout)
+                if not names:
+                    del self.targets[(namespace, old)]
+        if target is not None:
+            self.rollout_targets[key] = target
+            self.targets.setdefault((namespace, target), set()).add(rollout)
+
+    def rollouts_for_deployment(self, d: DeploymentSummary) -> set[str]:
+        out = set(self.targets.get((d.namespace, d.name), set()))
+        if d.rollout_label:
+            out.add(d.rollout_label)
+        return out
+
+    def rollouts_for_pod(self, p: PodSummary) -> set[str]:
+        out: set[str] = set()
+        if p.rollout:
+            out.add(p.rollout)
+        if p.deployment:
+            out |= self.targets.get((p.namespace, p.deployment), set())
+        return out
+
+    # --- deployments
+    def put_deployment(self, body: Mapping[str, Any]) -> DeploymentSummary:
+        d = summarize_deployment(body)
+        self.deployments[(d.namespace, d.name)] = d
+        return d
+
+    def drop_deployment(self, namespace: str, name: str) -> None:
+        self.deployments.pop((namespace, name), None)
+
+    # --- pods
+    def put_pod(self, body: Mapping[str, Any]) -> PodSummary:
+        p = summarize_pod(body)
+        if p.deployment is not None:
+            self.pods.setdefault((p.namespace, p.deployment), {})[p.name] = p
+        return p
+
+    def drop_pod(self, body: Mapping[str, Any]) -> PodSummary:
+        p = summarize_pod(body)
+        if p.deployment is not None:
+            group = self.pods.get((p.namespace, p.deployment))
+            if group is not None:
+                group.pop(p.name, None)
+                if not group:
+                    del self.pods[(p.namespace, p.deployment)]
+        return p
+
+    def pods_of(self, namespace: str, deployment: str) -> Iterable[PodSummary]:
+        return self.pods.get((namespace, deployment), {}).values()
