@@ -131,3 +131,7 @@ def prometheus_with_exporter(
     exporter: PodMetricsExporter, prometheus_factory: PrometheusFactory
 ) -> PrometheusWithExporter:
     return PrometheusWithExporter(prometheus_factory([exporter.target]), exporter)
+
+
+# The operator under test and the installed CRD (module scope), shared by the e2e modules.
+from e2e_operator import crd, operator  # noqa: E402, F401

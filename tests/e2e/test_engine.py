@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
-from e2e_operator import (  # noqa: F401  (fixtures)
+from e2e_operator import (
     OperatorProcess,
     apply,
-    crd,
     deployment,
     events,
     ftr_status,
     get,
-    operator,
     replicas,
     rollout,
     wait_for,
@@ -75,10 +72,10 @@ def annotate(cluster: LocalCluster, ns: str, name: str, action: str) -> None:
 
 
 @pytest.fixture
-def web(cluster: LocalCluster, namespace: str) -> Iterator[str]:
+def web(cluster: LocalCluster, namespace: str) -> str:
     apply(cluster, namespace, deployment("web", N))
     wait_for(lambda: replicas(cluster, namespace, "web") == (N, N), 60, "web to have 10 Ready pods")
-    yield namespace
+    return namespace
 
 
 def test_steps_10_50_100_to_promoted_keeping_capacity(
@@ -102,11 +99,13 @@ def test_steps_10_50_100_to_promoted_keeping_capacity(
         annotate(cluster, ns, "web", "promote")
         wait_for(lambda: phase_is(cluster, ns, "web", "Promoted"), 30, "Promoted")
     assert seen == [(9, 1), (5, 5), (0, 10)]
-    assert cap.samples > 10 and cap.min_ready >= N, f"capacity dropped to {cap.min_ready}"
+    assert cap.samples > 10
+    assert cap.min_ready >= N, f"capacity dropped to {cap.min_ready}"
 
     st = ftr_status(cluster, ns, "web")
     assert st["weight"] == 100
-    assert st["replicas"]["standard"] == 0 and st["replicas"]["freeThreaded"] == N
+    assert st["replicas"]["standard"] == 0
+    assert st["replicas"]["freeThreaded"] == N
     conds = {c["type"]: c for c in st["conditions"]}
     assert conds["Available"]["status"] == "True"
     assert conds["Progressing"]["reason"] == "Promoted"
