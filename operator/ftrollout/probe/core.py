@@ -40,6 +40,19 @@ every process that ever reported (files of exited processes are folded into tota
 
 The probe never crashes the application: every failure is written once to stderr, prefixed with
 ``ftrollout-probe:``, and otherwise ignored.
+
+Limits (honest ones):
+- ``python -S``/``-I``/``-E`` skip ``sitecustomize``/``PYTHONPATH``: no probe in such processes.
+- A warning hidden by the application's filters (or raised inside its own
+  ``catch_warnings(record=True)``) is not seen by the hook; on a free-threaded build the GIL
+  switch is still caught by the import check, attributed to the extension module being loaded
+  (two threads importing extensions at that very moment could swap the attribution).
+- The serving thread makes the process multi-threaded: on 3.12+ ``os.fork()`` called from
+  ``__main__`` prints CPython's "This process is multi-threaded, use of fork() may lead to
+  deadlocks" DeprecationWarning (gunicorn forks from its own module: hidden by default filters).
+- Counters live in the serving process: they restart from 0 when it restarts (a counter reset).
+- A process killed with SIGKILL (OOM, gunicorn worker timeout) is not an incident: faulthandler
+  cannot see it. Neither is a crash of the serving process itself: the container's exit code is.
 """
 
 from __future__ import annotations
