@@ -392,9 +392,12 @@ def _observe_guardrails(ctx: _Ctx, now: str) -> None:
     budget = g.race_budget
     cutoff = ctx.obs.now.timestamp() - budget.window_seconds
     known = {(i.pod, i.time) for i in ctx.st.races.recent}
-    merged = list(ctx.st.races.recent) + [
-        i for i in ctx.obs.incidents if (i.pod, i.time) not in known
-    ]
+    merged = list(ctx.st.races.recent)
+    seen = set(known)
+    for i in ctx.obs.incidents:  # the same incident may be observed twice (watch + list)
+        if (i.pod, i.time) not in seen:
+            seen.add((i.pod, i.time))
+            merged.append(i)
     recent = sorted(
         (i for i in merged if parse_time(i.time).timestamp() > cutoff), key=lambda i: i.time
     )
