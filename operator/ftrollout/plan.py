@@ -163,16 +163,32 @@ def _invalid_spec(status: api.RolloutStatus, obs: Observation) -> Result:
             "observed_generation": obs.generation,
         }
     )
-    events: tuple[Event, ...] = ()
+    events: list[Event] = []
     if status.phase != Phase.FAILED or status.message != new.message:
-        events = (Event("Warning", "InvalidSpec", message),)
+        events.append(Event("Warning", "InvalidSpec", message))
+    if obs.action is not None:
+        events.append(_action_ignored(obs.action, "the spec is invalid"))
     # Never touch replicas on bad input: capacity stays where it is.
-    return Result(status=new, target_replicas=None, twin_replicas=None, events=events)
+    return Result(
+        status=new,
+        target_replicas=None,
+        twin_replicas=None,
+        events=tuple(events),
+        clear_action=obs.action is not None,
+    )
+
+
+def _action_ignored(action: str, why: str) -> Event:
+    return Event("Warning", "ActionIgnored", f"action {action!r} ignored: {why}")
 
 
 def _target_missing(ctx: _Ctx) -> Result:
     name = ctx.spec.target_ref.name
     message = f"target Deployment {name!r} not found in this namespace"
+    if ctx.st.phase != Phase.FAILED or ctx.st.message != message:
+        ctx.event("Warning", "TargetNotFound", message)
+    if ctx.obs.action is not None:
+        ctx.events.append(_action_ignored(ctx.obs.action, "the target Deployment is missing"))
     ctx.update(
         phase=Phase.FAILED,
         message=message,
