@@ -130,8 +130,15 @@ def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observati
     elif ctx.st.revision != obs.revision:
         _start_revision(ctx, n=ctx.st.replicas.target, first=False)
     elif ctx.st.phase == Phase.FAILED and _failed_for_spec_or_target(ctx.st):
-        # The spec or target became valid again: carry on from where the status says.
-        ctx.update(phase=Phase.PROGRESSING if ctx.st.step_index is not None else Phase.PENDING)
+        # The spec or target became valid again: carry on from where the status says. A
+        # rollback stays a rollback (status.rollback is cleared only by retry/new revision).
+        if ctx.st.rollback is not None:
+            rb = ctx.st.rollback
+            ctx.update(
+                phase=Phase.ROLLED_BACK, message=f"rolled back ({rb.reason.value}): {rb.message}"
+            )
+        else:
+            ctx.update(phase=Phase.PROGRESSING if ctx.st.step_index is not None else Phase.PENDING)
 
     _follow_external_scale(ctx)
     _handle_action(ctx)
