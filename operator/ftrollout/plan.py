@@ -613,7 +613,12 @@ def _advance(ctx: _Ctx, now: str) -> None:
             f"step {idx + 1}/{total} ({step.weight}%): {ft_d} free-threaded Ready",
         )
     if ctx.spec.paused:
-        ctx.update(phase=Phase.PAUSED, message=f"paused by spec.paused at step {idx + 1}/{total}")
+        # A guardrail or inconclusive-analysis hold keeps its own message (it is how that hold
+        # is recognised on the next reconcile).
+        if not (ctx.st.phase == Phase.PAUSED and ctx.st.message.startswith("paused (")):
+            ctx.update(
+                phase=Phase.PAUSED, message=f"paused by spec.paused at step {idx + 1}/{total}"
+            )
         return
     if ctx.st.phase == Phase.PAUSED and not ctx.st.message.startswith("paused by spec.paused"):
         return  # a guardrail or inconclusive analysis holds the step
