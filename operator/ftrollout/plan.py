@@ -297,6 +297,9 @@ def _handle_action(ctx: _Ctx) -> None:
         ctx.event("Normal", "ResumeRequested", "resume requested")
         if _waiting_for_promote(ctx):
             _promote_step(ctx, "resume")
+        elif st.phase == Phase.PAUSED and st.message.startswith("paused ("):
+            # Lift a guardrail / inconclusive hold; guardrails below re-hold if still breached.
+            ctx.update(phase=Phase.PROGRESSING, message="resumed by the user")
     elif action in ("promote", "promote-full"):
         if st.phase in (Phase.ROLLED_BACK, Phase.PROMOTED, Phase.FAILED):
             ctx.event("Normal", "ActionIgnored", f"{action}: not possible in phase {st.phase}")
