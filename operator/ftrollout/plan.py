@@ -580,6 +580,9 @@ def _advance(ctx: _Ctx, now: str) -> None:
         gate = ctx.spec.guardrails.dependency_gate
         if gate is not None and gate.modules and not _preflight_settled(ctx):
             return
+        if ctx.spec.paused:
+            ctx.update(message="paused by spec.paused before step 1")
+            return
         if obs.target.ready >= n and obs.target.replicas >= n:
             first = ctx.spec.steps[0]
             ctx.update(
