@@ -1,0 +1,226 @@
+"""Analysis and guardrails end to end: real apiserver + kwok pods, real Prometheus, real PromQL.
+
+A simulator serves per-pod series for both tracks (latency histogram, errors, probe GIL
+metrics); Prometheus scrapes it every second; the operator queries Prometheus.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import kubernetes
+import pytest
+from e2e_operator import (
+    OperatorProcess,
+    apply,
+    deployment,
+    events,
+    ftr_status,
+    replicas,
+    rollout,
+    wait_for,
+)
+
+from ftrollout.localcluster import LocalCluster, PodMetricsExporter, PrometheusHandle
+from ftrollout.simulator import ERROR_RATIO_QUERY, P99_QUERY, Simulator
+
+pytestmark = pytest.mark.e2e
+N = 10
+
+
+@dataclass
+class Env:
+    cluster: LocalCluster
+    ns: str
+    sim: Simulator
+    prometheus: PrometheusHandle
+
+    def status(self) -> dict[str, Any]:
+        return ftr_status(self.cluster, self.ns, "web")
+
+    def phase(self) -> str | None:
+        return self.status().get("phase")
+
+
+@pytest.fixture
+def env(
+    cluster: LocalCluster,
+    namespace: str,
+    exporter: PodMetricsExporter,
+    prometheus_factory: Any,
+) -> Iterator[Env]:
+    apply(cluster, namespace, deployment("web", N))
+    wait_for(lambda: replicas(cluster, namespace, "web") == (N, N), 60, "10 Ready pods")
+    client = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    sim = Simulator(kubernetes.client.CoreV1Api(client), namespace, "app=web", exporter)
+    sim.start()
+    prom = prometheus_factory([exporter.target])
+    try:
+        yield Env(cluster, namespace, sim, prom)
+    finally:
+        sim.stop()
+
+
+def analysed_rollout(env: Env, steps: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    analysis = {
+        "prometheus": {"address": env.prometheus.url, "timeout": "3s"},
+        "interval": "2s",
+        "failureLimit": 0,
+        "onInconclusive": "Pause",
+        "metrics": [
+            {"name": "p99-latency", "query": P99_QUERY, "compare": {"maxIncreasePercent": 10}},
+            {"name": "error-ratio", "query": ERROR_RATIO_QUERY, "threshold": {"max": 0.01}},
+        ],
+    }
+    analysis.update(spec.pop("analysis", {}))
+    return rollout("web", "web", steps, analysis=analysis, **spec)
+
+
+FAST_STEPS = [
+    {"weight": 10, "pause": {"duration": "3s"}},
+    {"weight": 50, "pause": {"duration": "3s"}},
+    {"weight": 100, "pause": {"duration": "3s"}},
+]
+HOLD_AT_50 = [
+    {"weight": 10, "pause": {"duration": "2s"}},
+    {"weight": 50, "pause": {}},
+    {"weight": 100},
+]
+
+
+def test_a_healthy_metrics_promote(operator: OperatorProcess, env: Env) -> None:
+    apply(env.cluster, env.ns, analysed_rollout(env, FAST_STEPS))
+    wait_for(lambda: env.phase() == "Promoted", 150, "Promoted")
+    st = env.status()
+    results = {m["name"]: m for m in st["analysis"]["metrics"]}
+    assert results["p99-latency"]["phase"] == "Successful"
+    assert results["error-ratio"]["phase"] == "Successful"
+    assert results["p99-latency"]["standard"] == pytest.approx(0.1, rel=0.15)
+    assert results["p99-latency"]["freeThreaded"] == pytest.approx(0.1, rel=0.15)
+    assert st["gil"]["summary"] == "off"
+    assert replicas(env.cluster, env.ns, "web-ft") == (N, N)
+    # kubectl describe shows the analysis values.
+    described = env.cluster.kubectl("describe", "ftr", "web", "-n", env.ns).stdout
+    assert "p99-latency" in described
+    assert "Free Threaded" in described
+
+
+def test_b_p99_30_percent_worse_rolls_back(operator: OperatorProcess, env: Env) -> None:
+    env.sim.knobs.free_threaded_slowdown = 1.3
+    apply(env.cluster, env.ns, analysed_rollout(env, FAST_STEPS))
+    wait_for(lambda: env.phase() == "RolledBack", 120, "RolledBack")
+    st = env.status()
+    assert st["rollback"]["reason"] == "AnalysisFailed"
+    assert "p99-latency" in st["rollback"]["message"]
+    assert "+30" in st["rollback"]["message"] or "+2" in st["rollback"]["message"]
+    wait_for(lambda: replicas(env.cluster, env.ns, "web") == (N, N), 60, "standard restored")
+    assert replicas(env.cluster, env.ns, "web-ft")[0] == 0
+    assert "RolledBack" in [e["reason"] for e in events(env.cluster, env.ns, "web")]
+
+
+def test_c_gil_fallback_in_one_pod_rolls_back_naming_the_module(
+    operator: OperatorProcess, env: Env
+) -> None:
+    apply(env.cluster, env.ns, analysed_rollout(env, HOLD_AT_50))
+    wait_for(
+        lambda: env.status().get("stepIndex") == 1 and env.phase() == "Paused", 120, "held at 50%"
+    )
+    env.sim.knobs.fallback_module = "numpy"
+    env.sim.knobs.gil_on_pods = 1
+    wait_for(lambda: env.phase() == "RolledBack", 60, "RolledBack")
+    st = env.status()
+    assert st["rollback"]["reason"] == "GILFallback"
+    assert "numpy" in st["rollback"]["message"]
+    assert st["gil"]["fallbackModules"] == ["numpy"]
+    assert st["gil"]["enabled"] == 1
+    conds = {c["type"]: c for c in st["conditions"]}
+    assert conds["ModeIntegrity"]["status"] == "False"
+    wait_for(lambda: replicas(env.cluster, env.ns, "web") == (N, N), 60, "standard restored")
+
+
+def crash(cluster: LocalCluster, ns: str, pod: str, code: int) -> None:
+    patch = {
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": "app",
+                    "image": "example/app:3.14t",
+                    "imageID": "",
+                    "ready": True,
+                    "restartCount": 1,
+                    "started": True,
+                    "state": {"running": {"startedAt": "2026-01-01T00:00:01Z"}},
+                    "lastState": {
+                        "terminated": {
+                            "exitCode": code,
+                            "reason": "Error",
+                            "startedAt": "2026-01-01T00:00:00Z",
+                            "finishedAt": "2026-01-01T00:00:01Z",
+                        }
+                    },
+                }
+            ]
+        }
+    }
+    cluster.kubectl(
+        "patch",
+        "pod",
+        pod,
+        "-n",
+        ns,
+        "--subresource=status",
+        "--type=strategic",
+        "-p",
+        json.dumps(patch),
+    )
+
+
+def ft_pods(cluster: LocalCluster, ns: str) -> list[str]:
+    out = cluster.kubectl(
+        "get", "pods", "-n", ns, "-l", "freethreaded.dev/track=free-threaded", "-o", "name"
+    ).stdout
+    return sorted(line.split("/", 1)[1] for line in out.split())
+
+
+def test_d_crashes_beyond_the_race_budget_roll_back(operator: OperatorProcess, env: Env) -> None:
+    doc = analysed_rollout(
+        env, HOLD_AT_50, guardrails={"raceBudget": {"maxIncidents": 1, "window": "1h"}}
+    )
+    apply(env.cluster, env.ns, doc)
+    wait_for(
+        lambda: env.status().get("stepIndex") == 1 and env.phase() == "Paused", 120, "held at 50%"
+    )
+    pods = ft_pods(env.cluster, env.ns)
+    crash(env.cluster, env.ns, pods[0], 139)
+    wait_for(
+        lambda: env.status().get("races", {}).get("incidents") == 1, 30, "one incident counted"
+    )
+    assert env.phase() == "Paused"  # within budget
+    crash(env.cluster, env.ns, pods[1], 139)
+    wait_for(lambda: env.phase() == "RolledBack", 30, "RolledBack")
+    st = env.status()
+    assert st["rollback"]["reason"] == "RaceBudget"
+    assert "2 free-threaded incidents" in st["rollback"]["message"]
+    assert "139" in st["rollback"]["message"]
+    wait_for(lambda: replicas(env.cluster, env.ns, "web") == (N, N), 60, "standard restored")
+
+
+def test_standard_pod_crashes_do_not_count(operator: OperatorProcess, env: Env) -> None:
+    doc = analysed_rollout(env, HOLD_AT_50, guardrails={"raceBudget": {"maxIncidents": 0}})
+    apply(env.cluster, env.ns, doc)
+    wait_for(
+        lambda: env.status().get("stepIndex") == 1 and env.phase() == "Paused", 120, "held at 50%"
+    )
+    out = env.cluster.kubectl(
+        "get", "pods", "-n", env.ns, "-l", "app=web,!freethreaded.dev/track", "-o", "name"
+    ).stdout
+    standard = sorted(line.split("/", 1)[1] for line in out.split())
+    crash(env.cluster, env.ns, standard[0], 139)
+    wait_for(lambda: env.status().get("analysis", {}).get("lastRound") is not None, 30, "a round")
+    time.sleep(3)
+    assert env.phase() == "Paused"
+    assert env.status()["races"]["incidents"] == 0
