@@ -1,0 +1,463 @@
+"""The Helm chart: rendering, least-privilege RBAC, security context, install.yaml drift, examples.
+
+Rendering needs the helm binary built by `ftrollout cluster build` (`make tools`); without it the
+rendering tests are skipped (the byte-equality and example tests still run).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ftrollout import api, metrics
+from ftrollout.localcluster import Binaries
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "ftrollout"
+CRD_FILE = "freethreaded.dev_freethreadedrollouts.yaml"
+INSTALL = ROOT / "manifests" / "install.yaml"
+INSTALL_HEADER = CHART / "install-header.yaml"
+EXAMPLES = ["minimal", "full", "gil-strict"]
+SA = "system:serviceaccount"
+
+# (apiGroup, resource) -> verbs: exactly what the operator calls (see templates/_helpers.tpl).
+NAMESPACED_RULES: dict[tuple[str, str], set[str]] = {
+    ("freethreaded.dev", "freethreadedrollouts"): {"list", "watch", "patch"},
+    ("freethreaded.dev", "freethreadedrollouts/status"): {"patch"},
+    ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("apps", "deployments/scale"): {"patch"},
+    ("", "pods"): {"list", "watch"},
+    ("", "pods/log"): {"get"},
+    ("", "events"): {"create"},
+    ("batch", "jobs"): {"get", "create", "delete"},
+    ("", "configmaps"): {"get", "create", "update"},
+}
+CLUSTER_ONLY_RULES: dict[tuple[str, str], set[str]] = {
+    ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+}
+PEERING_VERBS = {"list", "watch", "patch"}
+
+
+def helm_binary() -> Path | None:
+    helm = Binaries.locate().helm
+    return helm if helm.is_file() else None
+
+
+needs_helm = pytest.mark.skipif(
+    helm_binary() is None, reason="helm not built: run `make tools` (ftrollout cluster build)"
+)
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    binary = helm_binary()
+    assert binary is not None
+    return subprocess.run(
+        [str(binary), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(ROOT), "KUBECONFIG": "/nonexistent"},
+    )
+
+
+def template_text(*sets: str, namespace: str = "ftrollout-system", crds: bool = False) -> str:
+    args = ["template", "ftrollout", str(CHART), "--namespace", namespace]
+    if crds:
+        args.append("--include-crds")
+    for s in sets:
+        args += ["--set", s]
+    proc = helm(*args)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def render(*sets: str, namespace: str = "ftrollout-system") -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(template_text(*sets, namespace=namespace)) if d]
+
+
+def render_install_yaml() -> str:
+    """What `make manifests` writes to manifests/install.yaml."""
+    return INSTALL_HEADER.read_text() + template_text(crds=True)
+
+
+def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = of_kind(docs, kind)
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+def rules_of(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    out: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        assert "resourceNames" not in rule or rule["resourceNames"]
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                out.setdefault((group, resource), set()).update(rule["verbs"])
+    return out
+
+
+def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    containers = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    c: dict[str, Any] = containers[0]
+    return c
+
+
+def walk_strings(node: Any) -> Iterator[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for v in node.values():
+            yield from walk_strings(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from walk_strings(v)
+
+
+# --------------------------------------------------------------------------- without helm
+
+
+def test_chart_crd_is_byte_identical_to_the_generated_crd() -> None:
+    chart_crd = CHART / "crds" / CRD_FILE
+    assert chart_crd.read_bytes() == (ROOT / "crds" / CRD_FILE).read_bytes(), (
+        "charts/ftrollout/crds drifted from crds/: run `make manifests` (it copies the CRD)"
+    )
+    assert sorted(p.name for p in (CHART / "crds").iterdir()) == [CRD_FILE]
+
+
+def test_chart_versions_follow_the_package() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert chart["apiVersion"] == "v2"
+    assert chart["appVersion"] == project["version"]
+
+
+def test_every_value_is_described_by_the_schema() -> None:
+    import json
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert set(values) <= set(schema["properties"]), set(values) - set(schema["properties"])
+    assert schema["additionalProperties"] is False
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_rollouts_are_valid_and_commented(name: str) -> None:
+    text = (ROOT / "manifests" / "examples" / f"{name}.yaml").read_text()
+    doc = yaml.safe_load(text)
+    assert doc["apiVersion"] == f"{api.GROUP}/{api.VERSION}"
+    assert doc["kind"] == api.KIND
+    spec = api.parse_spec(doc["spec"])
+    assert spec.steps[-1].weight == 100
+    comments = [line for line in text.splitlines() if "#" in line]
+    assert len(comments) >= 5, f"{name}.yaml should explain itself"
+
+
+def test_gil_strict_example_tolerates_no_gil_and_no_crash() -> None:
+    doc = yaml.safe_load((ROOT / "manifests" / "examples" / "gil-strict.yaml").read_text())
+    spec = api.parse_spec(doc["spec"])
+    g = spec.guardrails
+    assert g.gil_fallback.max_pods == 0
+    assert g.gil_fallback.action == api.GuardAction.ROLLBACK
+    assert g.race_budget.max_incidents == 0
+    assert g.dependency_gate is not None
+    assert g.dependency_gate.action == api.GateAction.BLOCK
+    assert spec.free_threaded.probe.enabled
+    assert spec.analysis is not None
+    assert spec.analysis.on_inconclusive == api.OnInconclusive.ROLLBACK
+
+
+def test_full_example_sets_every_spec_field() -> None:
+    doc = yaml.safe_load((ROOT / "manifests" / "examples" / "full.yaml").read_text())
+    spec = api.parse_spec(doc["spec"])
+    # Every field set explicitly equals a model with no field left at its default.
+    assert spec.model_fields_set == set(api.RolloutSpec.model_fields)
+    assert spec.analysis is not None
+    assert spec.analysis.model_fields_set == set(api.Analysis.model_fields)
+    assert spec.guardrails.dependency_gate is not None
+    assert spec.free_threaded.model_fields_set == set(api.FreeThreadedSpec.model_fields)
+
+
+def test_install_yaml_examples_are_not_mixed_up() -> None:
+    # The install manifest holds no FreeThreadedRollout; examples hold nothing else.
+    kinds = [d["kind"] for d in yaml.safe_load_all(INSTALL.read_text()) if d]
+    assert api.KIND not in kinds
+    assert kinds[:2] == ["Namespace", "CustomResourceDefinition"]
+
+
+# ------------------------------------------------------------------------------ with helm
+
+
+@needs_helm
+def test_helm_lint_is_clean() -> None:
+    for sets in ([], ["watchNamespaces={a,b}", "peering.enabled=true", "replicaCount=2"]):
+        args = ["lint", "--strict", str(CHART)]
+        for s in sets:
+            args += ["--set", s]
+        proc = helm(*args)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "[ERROR]" not in proc.stdout, proc.stdout
+        assert "[WARNING]" not in proc.stdout, proc.stdout
+
+
+@needs_helm
+def test_install_yaml_is_the_rendered_chart() -> None:
+    assert INSTALL.read_text() == render_install_yaml(), (
+        "manifests/install.yaml drifted from the chart: run `make manifests` and commit"
+    )
+
+
+@needs_helm
+def test_default_render_is_cluster_wide_with_exactly_the_needed_rules() -> None:
+    docs = render()
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+    ]
+    role = one(docs, "ClusterRole")
+    assert rules_of(role) == NAMESPACED_RULES | CLUSTER_ONLY_RULES
+    binding = one(docs, "ClusterRoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "ftrollout", "namespace": "ftrollout-system"}
+    ]
+    # No namespace flag: the operator watches everything.
+    assert not [a for a in container(docs)["args"] if a.startswith("--namespace")]
+
+
+@needs_helm
+def test_rbac_never_grants_wildcards_secrets_nodes_or_rbac() -> None:
+    for sets in ((), ("watchNamespaces={shop}", "peering.enabled=true")):
+        for role in of_kind(render(*sets), "ClusterRole") + of_kind(render(*sets), "Role"):
+            for rule in role["rules"]:
+                assert "*" not in rule["verbs"]
+                assert "*" not in rule["resources"]
+                assert "*" not in rule["apiGroups"]
+                for forbidden in ("secrets", "nodes", "roles", "clusterroles", "rolebindings"):
+                    assert forbidden not in rule["resources"]
+                assert not {"escalate", "bind", "impersonate", "deletecollection"} & set(
+                    rule["verbs"]
+                )
+
+
+@needs_helm
+def test_namespaced_mode_renders_a_role_per_namespace_and_no_cluster_role() -> None:
+    docs = render("watchNamespaces={shop,search}", namespace="ops")
+    assert not of_kind(docs, "ClusterRole")
+    assert not of_kind(docs, "ClusterRoleBinding")
+    roles = of_kind(docs, "Role")
+    bindings = of_kind(docs, "RoleBinding")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["search", "shop"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["search", "shop"]
+    for role in roles:
+        assert rules_of(role) == NAMESPACED_RULES
+    for b in bindings:
+        assert b["roleRef"]["kind"] == "Role"
+        assert b["subjects"] == [
+            {"kind": "ServiceAccount", "name": "ftrollout", "namespace": "ops"}
+        ]
+    args = container(docs)["args"]
+    assert [a for a in args if a.startswith("--namespace")] == [
+        "--namespace=shop",
+        "--namespace=search",
+    ]
+
+
+@needs_helm
+def test_peering_grants_peering_objects_only_when_enabled() -> None:
+    docs = render("peering.enabled=true", "replicaCount=2")
+    rules = rules_of(one(docs, "ClusterRole"))
+    assert rules[("kopf.dev", "clusterkopfpeerings")] == PEERING_VERBS
+    assert one(docs, "ClusterKopfPeering")["metadata"]["name"] == "ftrollout"
+    dep = one(docs, "Deployment")
+    assert dep["spec"]["replicas"] == 2
+    assert dep["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert "--peering=ftrollout" in container(docs)["args"]
+
+    docs = render("peering.enabled=true", "watchNamespaces={shop}")
+    assert rules_of(one(docs, "Role"))[("kopf.dev", "kopfpeerings")] == PEERING_VERBS
+    assert one(docs, "KopfPeering")["metadata"]["namespace"] == "shop"
+
+    docs = render()
+    assert not [k for k in rules_of(one(docs, "ClusterRole")) if "peering" in k[1]]
+    assert one(docs, "Deployment")["spec"]["strategy"]["type"] == "Recreate"
+
+
+@needs_helm
+def test_rbac_can_be_left_to_the_platform_team() -> None:
+    docs = render("rbac.create=false", "serviceAccount.create=false", "serviceAccount.name=ops")
+    assert not [d for d in docs if "Role" in d["kind"] or d["kind"] == "ServiceAccount"]
+    spec = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == "ops"
+
+
+@needs_helm
+def test_deployment_runs_non_root_with_a_read_only_root_filesystem() -> None:
+    docs = render()
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    c = container(docs)
+    sc = c["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    # The read-only root gets one writable place.
+    assert c["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert pod["volumes"][0]["emptyDir"]
+    assert c["resources"]["requests"]
+    assert c["resources"]["limits"]
+
+
+@needs_helm
+def test_probes_hit_healthz_and_ports_match_the_operator_flags() -> None:
+    docs = render()
+    c = container(docs)
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"health": 8080, "metrics": 9102}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert "--health-port=8080" in c["args"]
+    assert "--metrics-port=9102" in c["args"]
+    svc = one(docs, "Service")
+    assert svc["spec"]["ports"] == [
+        {"name": "metrics", "port": 9102, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    assert svc["spec"]["selector"] == one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert c["image"] == "ghcr.io/ftrollout/ftrollout:0.1.0"
+    assert {"name": "POD_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in c["env"]
+
+
+@needs_helm
+def test_values_become_operator_flags() -> None:
+    c = container(
+        render(
+            "logFormat=plain",
+            "prometheus.url=http://prom.monitoring:9090",
+            "qps=20",
+            "burst=40",
+            "verbose=true",
+            "healthPort=8081",
+            "metrics.port=9200",
+            "image.digest=sha256:" + "a" * 64,
+        )
+    )
+    args = c["args"]
+    for flag in (
+        "--log-format=plain",
+        "--prometheus-url=http://prom.monitoring:9090",
+        "--qps=20",
+        "--burst=40",
+        "--verbose",
+        "--health-port=8081",
+        "--metrics-port=9200",
+    ):
+        assert flag in args
+    assert c["image"] == "ghcr.io/ftrollout/ftrollout@sha256:" + "a" * 64
+    # Every rendered flag is one `ftrollout run` accepts.
+    import argparse
+
+    from ftrollout.runner import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    parser.parse_args(args)
+
+
+@needs_helm
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["logFormat=xml"], "/logFormat"),
+        (["typo=1"], "typo"),
+        (["replicaCount=2"], "peering.enabled"),
+        (["podSecurityContext.runAsNonRoot=false"], "runAsNonRoot"),
+        (["watchNamespaces={Bad_NS}"], "/watchNamespaces/0"),
+        (["prometheus.url=prometheus:9090"], "/prometheus/url"),
+        (["serviceMonitor.enabled=true", "metrics.service.enabled=false"], "metrics.service"),
+    ],
+)
+def test_bad_values_are_refused_with_the_key(sets: list[str], message: str) -> None:
+    args = ["template", "x", str(CHART)]
+    for s in sets:
+        args += ["--set", s]
+    proc = helm(*args)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+
+
+@needs_helm
+def test_monitoring_objects_are_optional_and_use_real_metric_names() -> None:
+    docs = render()
+    assert not of_kind(docs, "ServiceMonitor")
+    assert not of_kind(docs, "PrometheusRule")
+    docs = render("serviceMonitor.enabled=true", "prometheusRule.enabled=true")
+    sm = one(docs, "ServiceMonitor")
+    assert sm["spec"]["endpoints"][0]["port"] == "metrics"
+    assert sm["spec"]["selector"]["matchLabels"] == one(docs, "Service")["spec"]["selector"]
+    rule = one(docs, "PrometheusRule")
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert {
+        "FreeThreadedRolloutRolledBack",
+        "FreeThreadedRolloutOperatorDown",
+        "FreeThreadedRolloutFailed",
+        "FreeThreadedRolloutPrometheusErrors",
+    } <= set(alerts)
+    # The alerts query metrics the operator really exports.
+    exported = {
+        m.name + ("_total" if m.type == "counter" else "")
+        for collector in (
+            metrics.ROLLBACKS,
+            metrics.ROLLOUTS,
+            metrics.PROMETHEUS_ERRORS,
+        )
+        for m in collector.describe()
+    }
+    for name in (
+        "ftrollout_rollbacks_total",
+        "ftrollout_rollouts",
+        "ftrollout_prometheus_query_errors_total",
+    ):
+        assert name in exported
+        assert any(name in a["expr"] for a in alerts.values())
+    assert 'job="ftrollout-metrics"' in alerts["FreeThreadedRolloutOperatorDown"]["expr"]
+    # Alert templates survive Helm's own templating.
+    assert (
+        "{{ $labels.reason }}" in alerts["FreeThreadedRolloutRolledBack"]["annotations"]["summary"]
+    )
+
+
+@needs_helm
+def test_notes_say_how_to_check_it_works() -> None:
+    proc = helm("install", "ftrollout", str(CHART), "-n", "ops", "--dry-run=client")
+    assert proc.returncode == 0, proc.stderr
+    notes = proc.stdout.split("NOTES:", 1)[1]
+    for text in (
+        "kubectl -n ops rollout status deployment/ftrollout",
+        "/healthz",
+        "/metrics",
+        "kubectl auth can-i",
+        "kubectl apply --server-side --force-conflicts -f",
+        "kubectl get ftr -A",
+    ):
+        assert text in notes
