@@ -19,6 +19,7 @@ from typing import Any
 import kopf
 
 from ftrollout import api, workloads
+from ftrollout.gate import PROBE_CONFIGMAP, from_job, job_manifest, job_name
 from ftrollout.observe import Cache, DeploymentSummary, Key, revision_of
 from ftrollout.plan import AnalysisRound, Observation, PodGil, Result, Workload, plan
 
@@ -48,6 +49,7 @@ class State:
     gil: dict[Key, GilReading] = field(default_factory=dict)  # (namespace, pod)
     preflight: dict[Key, api.PreflightStatus] = field(default_factory=dict)
     probe_incidents: dict[Key, list[str]] = field(default_factory=dict)  # (ns, pod) -> times
+    probe_configmaps: set[str] = field(default_factory=set)  # namespaces with it up to date
     scheduler: Any = None  # ftrollout.prometheus.Scheduler, when analysis runs
     default_prometheus: str | None = None
     reconciles: int = 0
@@ -277,6 +279,8 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
 
     await _act(state, body, key, status_raw, target, twin, result, logger)
     _register_analysis(state, key, spec, result)
+    if result.run_preflight and spec is not None and target is not None:
+        await _preflight(state, body, spec, target)
     for hook in state.on_result:
         hook(key, result, time.perf_counter() - started)
     return result.requeue_after
@@ -337,6 +341,8 @@ async def _ensure_twin(
         replicas=result.twin_replicas or 0,
         probe_configmap=PROBE_CONFIGMAP if spec.free_threaded.probe.enabled else None,
     )
+    if spec.free_threaded.probe.enabled:
+        await _ensure_probe_configmap(state, namespace)
     if needs_create:
         await state.kube.create_deployment(manifest)
         state.cache.put_deployment({**manifest, "status": {}})
@@ -358,7 +364,58 @@ async def _ensure_twin(
         log.info("twin %s/%s moved to revision %s", namespace, twin.name, revision)
 
 
-PROBE_CONFIGMAP = "ftrollout-probe"
+async def _ensure_probe_configmap(state: State, namespace: str) -> None:
+    from ftrollout.probe import probe_configmap_data
+
+    if namespace in state.probe_configmaps:
+        return
+    await state.kube.ensure_configmap(
+        namespace,
+        PROBE_CONFIGMAP,
+        probe_configmap_data(),
+        {"app.kubernetes.io/managed-by": "ftrollout"},
+    )
+    state.probe_configmaps.add(namespace)
+
+
+async def _preflight(
+    state: State, body: Any, spec: api.RolloutSpec, target: DeploymentSummary
+) -> None:
+    """Start the preflight Job, or read its verdict and clean it up."""
+    gate = spec.guardrails.dependency_gate
+    assert gate is not None
+    meta = body["metadata"]
+    key = (meta["namespace"], meta["name"])
+    image = spec.free_threaded.image
+    name = job_name(meta["name"], image, gate.modules)
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    job = await state.kube.get_job(key[0], name)
+    if job is None:
+        full = await state.kube.get_deployment(key[0], target.name)
+        if full is None:
+            return
+        await _ensure_probe_configmap(state, key[0])
+        manifest = job_manifest(
+            rollout=meta["name"],
+            rollout_uid=meta.get("uid", ""),
+            namespace=key[0],
+            free_threaded=spec.free_threaded,
+            gate=gate,
+            target_pod_spec=full["spec"]["template"].get("spec") or {},
+        )
+        await state.kube.create_job(manifest)
+        state.preflight[key] = api.PreflightStatus.model_validate(
+            {"phase": "Running", "image": image, "message": f"preflight Job {name} started",
+             "time": now}
+        )  # fmt: skip
+        return
+    pods = await state.kube.list_pods(key[0], f"job-name={name}")
+    verdict = from_job(job, pods, image, gate, now)
+    if verdict.phase == "Running":
+        return
+    state.preflight[key] = verdict
+    state.poke(key[0], key[1])
+    await state.kube.delete_job(key[0], name)
 
 
 def _canonical_selector(manifest: dict[str, Any]) -> str:

@@ -169,3 +169,54 @@ class Kube:
             await self.call(self.core.create_namespaced_event, meta["namespace"], body)
         except ApiException as exc:  # events are best effort: never fail a reconcile on them
             log.warning("event %s/%s not recorded: %s", reason, meta["name"], exc.reason)
+
+    # ---------------------------------------------------------- preflight / probe
+    async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            obj = await self.call(self.batch.read_namespaced_job, name, namespace, write=False)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        out: dict[str, Any] = self.client.sanitize_for_serialization(obj)
+        return out
+
+    async def create_job(self, manifest: dict[str, Any]) -> None:
+        ns = manifest["metadata"]["namespace"]
+        try:
+            await self.call(self.batch.create_namespaced_job, ns, manifest)
+        except ApiException as exc:
+            if exc.status != 409:  # already created by an earlier reconcile
+                raise
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        try:
+            await self.call(
+                self.batch.delete_namespaced_job, name, namespace, propagation_policy="Background"
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        obj = await self.call(
+            self.core.list_namespaced_pod, namespace, label_selector=selector, write=False
+        )
+        out: list[dict[str, Any]] = self.client.sanitize_for_serialization(obj).get("items", [])
+        return out
+
+    async def ensure_configmap(
+        self, namespace: str, name: str, data: dict[str, str], labels: dict[str, str]
+    ) -> None:
+        body = {"metadata": {"name": name, "namespace": namespace, "labels": labels}, "data": data}
+        try:
+            current = await self.call(
+                self.core.read_namespaced_config_map, name, namespace, write=False
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            await self.call(self.core.create_namespaced_config_map, namespace, body)
+            return
+        if (current.data or {}) != data:
+            await self.call(self.core.replace_namespaced_config_map, name, namespace, body)

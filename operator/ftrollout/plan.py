@@ -677,6 +677,7 @@ def _preflight_settled(ctx: _Ctx) -> bool:
     image = ctx.spec.free_threaded.image
     if pf is None or pf.image != image:
         ctx.run_preflight = True
+        ctx.requeue.append(2.0)
         ctx.update(message=f"dependency gate: checking {', '.join(gate.modules)} in {image}")
         return False
     if pf != ctx.st.preflight:
@@ -687,6 +688,7 @@ def _preflight_settled(ctx: _Ctx) -> bool:
             ctx.event("Warning", "DependencyGate", pf.message)
     if pf.phase in ("Pending", "Running"):
         ctx.run_preflight = True
+        ctx.requeue.append(2.0)
         ctx.update(message=f"dependency gate: {pf.message or 'running'}")
         return False
     if pf.phase == "Failed" and gate.action == api.GateAction.BLOCK:
