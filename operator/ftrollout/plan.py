@@ -362,7 +362,9 @@ def _rollback(ctx: _Ctx, reason: RollbackReason, message: str) -> None:
 
 
 def _observe_guardrails(ctx: _Ctx, now: str) -> None:
-    active = ctx.st.phase in (Phase.PROGRESSING, Phase.PAUSED, Phase.PENDING)
+    # While Pending (before step 1 of this revision) free-threaded pods, if any, are left over
+    # from the previous revision or attempt: they are shown but neither acted on nor counted.
+    active = ctx.st.phase in (Phase.PROGRESSING, Phase.PAUSED)
     g = ctx.spec.guardrails
 
     # GIL / mode integrity.
@@ -420,7 +422,8 @@ def _observe_guardrails(ctx: _Ctx, now: str) -> None:
     known = {(i.pod, i.time) for i in ctx.st.races.recent}
     merged = list(ctx.st.races.recent)
     seen = set(known)
-    for i in ctx.obs.incidents:  # the same incident may be observed twice (watch + list)
+    incoming = ctx.obs.incidents if ctx.st.phase != Phase.PENDING else ()
+    for i in incoming:  # the same incident may be observed twice (watch + list)
         if (i.pod, i.time) not in seen:
             seen.add((i.pod, i.time))
             merged.append(i)
