@@ -117,6 +117,8 @@ class GoComponent:
     packages: tuple[tuple[str, str], ...]  # (main package import path, binary name)
     staging_replaces: bool = False  # generate replaces from the module's own go.mod
     ldflags: tuple[str, ...] = ()
+    # Files of the module copied next to the binaries (into share/), e.g. kwok's stage configs.
+    share_files: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -131,9 +133,14 @@ class GoComponent:
 
     def is_built(self, root: Path | None = None) -> bool:
         d = self.bin_dir(root)
-        return (d / ".complete").is_file() and all(
-            p.is_file() and os.access(p, os.X_OK) for p in self.binaries(root).values()
+        return (
+            (d / ".complete").is_file()
+            and all(p.is_file() and os.access(p, os.X_OK) for p in self.binaries(root).values())
+            and all((d / "share" / Path(f).name).is_file() for f in self.share_files)
         )
+
+    def shared(self, root: Path | None = None) -> list[Path]:
+        return [self.bin_dir(root) / "share" / Path(f).name for f in self.share_files]
 
 
 def _kube_ldflags(version: str) -> tuple[str, ...]:
@@ -165,6 +172,14 @@ def go_components() -> tuple[GoComponent, ...]:
             module="sigs.k8s.io/kwok",
             packages=(("sigs.k8s.io/kwok/cmd/kwok", "kwok"),),
             ldflags=(f"-X sigs.k8s.io/kwok/pkg/consts.Version=v{KWOK_VERSION}",),
+            # kwok has no built-in stages: these are the ones kwokctl uses by default.
+            share_files=(
+                "kustomize/stage/node/fast/node-initialize.yaml",
+                "kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+                "kustomize/stage/pod/fast/pod-ready.yaml",
+                "kustomize/stage/pod/fast/pod-complete.yaml",
+                "kustomize/stage/pod/fast/pod-delete.yaml",
+            ),
         ),
         GoComponent(
             name="helm",
@@ -202,6 +217,7 @@ class Binaries:
     kube_controller_manager: Path
     kube_scheduler: Path
     kwok: Path
+    kwok_stages: list[Path]
     helm: Path
     kubectl: Path | None
     prometheus: Path | None
@@ -215,6 +231,7 @@ class Binaries:
             kube_controller_manager=kube["kube-controller-manager"],
             kube_scheduler=kube["kube-scheduler"],
             kwok=_component("kwok").binaries(root)["kwok"],
+            kwok_stages=_component("kwok").shared(root),
             helm=_component("helm").binaries(root)["helm"],
             kubectl=find_kubectl(),
             prometheus=find_prometheus(),
@@ -454,11 +471,36 @@ def build_go_component(
     for _, b in comp.packages:
         if not (tmp / b).is_file():
             raise BuildError(f"{comp.key}: go build", f"expected binary {b} was not produced")
+    if comp.share_files:
+        _copy_share_files(go, comp, work, env, tmp / "share")
     (tmp / ".complete").write_text(
         json.dumps({"module": comp.module, "version": comp.version, "built": time.time()}) + "\n"
     )
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
+
+
+def _copy_share_files(
+    go: Path, comp: GoComponent, work: Path, env: dict[str, str], dest: Path
+) -> None:
+    step = f"{comp.key}: copy {', '.join(Path(f).name for f in comp.share_files)}"
+    proc = subprocess.run(
+        [str(go), "list", "-m", "-json", comp.module],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise BuildError(step, "go list -m failed", (proc.stdout + proc.stderr)[-3000:])
+    moddir = Path(json.loads(proc.stdout)["Dir"])
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in comp.share_files:
+        src = moddir / f
+        if not src.is_file():
+            raise BuildError(step, f"{src} not found in the module")
+        shutil.copyfile(src, dest / src.name)
 
 
 def ensure_prometheus(log: Log = _default_log) -> Path:
@@ -868,9 +910,13 @@ class LocalCluster:
         *,
         nodes: int = DEFAULT_NODES,
         die_with_parent: bool = False,
+        kwok_configs: Sequence[Path | str] = (),
         log: Log = _default_log,
     ) -> None:
+        """`kwok_configs`: extra kwok config files (e.g. Stages that crash pods), added to the
+        default node/pod stages."""
         self.dir = Path(dir).absolute()
+        self.kwok_configs = [Path(p).absolute() for p in kwok_configs]
         self.nodes = nodes
         self.die_with_parent = die_with_parent
         self.log = log
@@ -1272,6 +1318,7 @@ class LocalCluster:
     def _kwok_cmd(self, ports: dict[str, int], kc: dict[str, Path]) -> list[str]:
         return [
             str(self.binaries.kwok),
+            *(f"--config={p}" for p in [*self.binaries.kwok_stages, *self.kwok_configs]),
             f"--kubeconfig={kc['kwok']}",
             "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}={KWOK_NODE_ANNOTATION_VALUE}",

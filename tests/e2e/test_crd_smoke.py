@@ -40,9 +40,13 @@ def crd_installed(cluster: LocalCluster) -> LocalCluster:
         pytest.fail(f"{CRD} missing: run `make crd`")
     cluster.kubectl("apply", "--server-side", "-f", str(CRD))
     cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
-    # Discovery needs a moment to serve the new resource to kubectl.
-    for _ in range(60):
-        if cluster.kubectl("get", "ftr", "-A", check=False).returncode == 0:
+    # Discovery and the published OpenAPI (for `kubectl explain`) lag the Established condition.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if (
+            cluster.kubectl("get", "ftr", "-A", check=False).returncode == 0
+            and cluster.kubectl("explain", "ftr.spec", check=False).returncode == 0
+        ):
             break
         time.sleep(0.5)
     return cluster
