@@ -1,0 +1,657 @@
+"""`kubectl ftr`: views from status dicts (pure), KPI maths, and every command against a fake API.
+
+The fake API is a small HTTP server speaking just enough of the Kubernetes REST API (rollouts,
+events, pods, Status errors) for the real kubernetes client, so argument handling, kubeconfig
+loading, the action patch and the one-line errors are tested without a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ftrollout import api, plugin, report
+from ftrollout.analysis import TRACK_FREE_THREADED, TRACK_STANDARD
+
+NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
+T0 = "2025-06-01T11:00:00Z"
+
+
+def sample(**status_overrides: Any) -> dict[str, Any]:
+    status: dict[str, Any] = {
+        "observedGeneration": 1,
+        "revision": "5d8f7c",
+        "phase": "Paused",
+        "stepIndex": 1,
+        "weight": 50,
+        "stepStartedAt": "2025-06-01T11:55:00Z",
+        "replicas": {
+            "target": 10,
+            "standard": 5,
+            "freeThreaded": 5,
+            "ready": 10,
+            "standardReady": 5,
+            "freeThreadedReady": 5,
+        },
+        "gil": {
+            "pods": 5,
+            "disabled": 4,
+            "enabled": 1,
+            "unknown": 0,
+            "fallbackModules": ["legacyext"],
+            "summary": "ON(1)",
+        },
+        "races": {
+            "incidents": 1,
+            "budget": 3,
+            "window": "1h",
+            "summary": "1/3",
+            "recent": [
+                {
+                    "pod": "web-ft-abc-1",
+                    "exitCode": 139,
+                    "source": "Termination",
+                    "time": "2025-06-01T11:58:00Z",
+                }
+            ],
+        },
+        "analysis": {
+            "failedRounds": 1,
+            "inconclusiveRounds": 0,
+            "lastRound": "2025-06-01T11:59:30Z",
+            "metrics": [
+                {
+                    "name": "p99-latency",
+                    "phase": "Successful",
+                    "freeThreaded": 0.121,
+                    "standard": 0.11,
+                    "message": "+10.0% <= +12%",
+                    "time": "2025-06-01T11:59:30Z",
+                },
+                {
+                    "name": "throughput-per-core",
+                    "phase": "Failed",
+                    "freeThreaded": 150.0,
+                    "standard": 120.0,
+                    "message": "ok",
+                    "time": "2025-06-01T11:59:30Z",
+                },
+            ],
+        },
+        "preflight": {
+            "phase": "Passed",
+            "image": "example/web:3.14t",
+            "freeThreadingBuild": True,
+            "pythonVersion": "3.14.0 free-threading build (main)",
+            "modules": [
+                {"name": "numpy", "imported": True, "version": "2.3.0", "gilEnabled": False},
+                {"name": "orjson", "imported": True, "version": "3.10", "gilEnabled": True},
+            ],
+            "message": "1 of 2 modules keep the GIL off",
+        },
+        "conditions": [
+            {
+                "type": "ModeIntegrity",
+                "status": "False",
+                "reason": "GILFallback",
+                "message": "1 free-threaded pod runs with the GIL on (legacyext)",
+                "lastTransitionTime": "2025-06-01T11:58:30Z",
+            },
+            {
+                "type": "Available",
+                "status": "True",
+                "reason": "CapacityMet",
+                "message": "10/10 Ready",
+                "lastTransitionTime": T0,
+            },
+        ],
+        "message": "paused (GILFallback): 1 pod with the GIL on",
+    }
+    status.update(status_overrides)
+    return {
+        "apiVersion": "freethreaded.dev/v1alpha1",
+        "kind": "FreeThreadedRollout",
+        "metadata": {"name": "web", "namespace": "shop", "creationTimestamp": T0},
+        "spec": {
+            "targetRef": {"name": "web"},
+            "freeThreaded": {"image": "example/web:3.14t", "container": "app"},
+            "steps": [
+                {"weight": 10, "pause": {"duration": "1m"}},
+                {"weight": 50, "pause": {}},
+                {"weight": 100},
+            ],
+            "analysis": {
+                "failureLimit": 2,
+                "metrics": [
+                    {
+                        "name": "p99-latency",
+                        "query": "q",
+                        "compare": {"maxIncreasePercent": 12},
+                    },
+                    {
+                        "name": "throughput-per-core",
+                        "query": "q",
+                        "compare": {"maxDecreasePercent": 5},
+                    },
+                    {"name": "error-ratio", "query": "q", "threshold": {"max": 0.01}},
+                ],
+            },
+            "guardrails": {"dependencyGate": {"modules": ["numpy", "orjson", "lxml"]}},
+        },
+        "status": status,
+    }
+
+
+EVENTS = [
+    {
+        "type": "Normal",
+        "reason": "StepReached",
+        "message": "step 2/3 (50%): 5 free-threaded Ready",
+        "lastTimestamp": "2025-06-01T11:55:00Z",
+    },
+    {
+        "type": "Warning",
+        "reason": "GILFallback",
+        "message": "web-ft-abc-2 re-enabled the GIL (legacyext)",
+        "lastTimestamp": "2025-06-01T11:58:30Z",
+    },
+    {
+        "type": "Normal",
+        "reason": "RolloutStarted",
+        "message": "revision 5d8f7c",
+        "lastTimestamp": T0,
+    },
+]
+
+
+def text_of(renderable: Any) -> str:
+    return plugin.render_text(renderable, width=160)
+
+
+# ------------------------------------------------------------------------------ pure views
+
+
+def test_age_is_kubectl_style() -> None:
+    assert plugin.age("2025-06-01T11:59:18Z", NOW) == "42s"
+    assert plugin.age("2025-06-01T11:55:00Z", NOW) == "5m"
+    assert plugin.age("2025-06-01T09:00:00Z", NOW) == "3h"
+    assert plugin.age("2025-05-28T12:00:00Z", NOW) == "4d"
+    assert plugin.age(None, NOW) == "-"
+    assert plugin.age("garbage", NOW) == "-"
+
+
+def test_get_table_columns_and_row() -> None:
+    out = text_of(plugin.rollouts_table([sample()], NOW, all_namespaces=False))
+    header, row = out.splitlines()[:2]
+    assert header.split() == plugin.GET_COLUMNS
+    assert row.split() == [
+        "web",
+        "web",
+        "Paused",
+        "2/3",
+        "50%",
+        "5/5",
+        "5/5",
+        "ON(1)",
+        "1/3",
+        "60m",
+    ]
+
+
+def test_get_table_all_namespaces_and_fresh_rollout() -> None:
+    fresh = {
+        "metadata": {"name": "api", "namespace": "a", "creationTimestamp": T0},
+        "spec": {"targetRef": {"name": "api"}, "freeThreaded": {"image": "x"}, "steps": []},
+    }
+    out = text_of(plugin.rollouts_table([sample(), fresh], NOW, all_namespaces=True))
+    lines = out.splitlines()
+    assert lines[0].split()[0] == "NAMESPACE"
+    assert lines[1].split()[:4] == ["a", "api", "api", "Pending"]  # sorted by namespace
+    assert lines[1].split()[4:9] == ["-", "-", "0/0", "0/0", "-"]
+    assert lines[2].split()[:2] == ["shop", "web"]
+
+
+def test_status_view_shows_everything_a_user_needs() -> None:
+    out = text_of(plugin.status_view(sample(), EVENTS, NOW))
+    assert "FreeThreadedRollout shop/web" in out
+    assert "Paused  paused (GILFallback): 1 pod with the GIL on" in out
+    assert "deployment/web (standard) → deployment/web-ft (free-threaded)" in out
+    assert "example/web:3.14t (container app)" in out
+    assert "2/3, weight 50%, revision 5d8f7c" in out
+    assert "N=10   standard 5/5 Ready   free-threaded 5/5 Ready" in out
+    assert "off in 4/5 free-threaded pods, ON in 1 (GIL fallback); re-enabled by: legacyext" in out
+    assert "1/3 incidents in 1h" in out
+    assert "web-ft-abc-1: exit 139 at 2025-06-01T11:58:00Z" in out
+    # Steps: done, current (with marker), to come.
+    steps = out.split("Steps", 1)[1].split("Analysis", 1)[0].splitlines()
+    step_rows = [line.split() for line in steps if line.strip() and "STEP" not in line]
+    assert step_rows[0][:4] == ["✓", "1", "10%", "1m"]
+    assert step_rows[1][:5] == ["▶", "2", "50%", "until", "promote"]
+    assert step_rows[1][5:] == ["←", "current,", "reached", "5m", "ago"]
+    assert step_rows[2][:3] == ["3", "100%", "until"]
+    # Analysis with values and the check from the spec; a metric with no round yet.
+    assert "failed rounds 1, limit 2; last round 30s ago" in out
+    assert "p99-latency          Successful  0.121          0.11      ≤ +12% vs standard" in out
+    assert "≥ -5% vs standard" in out
+    assert "error-ratio" in out
+    assert "max 0.01" in out
+    assert "no round yet" in out
+    # Preflight, conditions, events (oldest first, last N).
+    assert "Passed — 3.14.0 free-threading build (main)" in out
+    assert "numpy 2.3.0 ✓, orjson 3.10 ✗" in out
+    assert "ModeIntegrity  False   GILFallback" in out
+    events = out.split("Events", 1)[1]
+    assert events.index("RolloutStarted") < events.index("StepReached") < events.index("GILFall")
+
+
+def test_status_view_of_a_promoted_and_a_rolled_back_rollout() -> None:
+    promoted = sample(phase="Promoted", stepIndex=2, weight=100, message="promoted")
+    out = text_of(plugin.status_view(promoted, [], NOW))
+    steps = out.split("Steps", 1)[1].split("Analysis", 1)[0]
+    assert steps.count("✓") == 3
+    assert "▶" not in steps
+    assert "Events (last 8)\nnone" in out
+
+    rolled = sample(
+        phase="RolledBack",
+        rollback={"reason": "RaceBudget", "message": "4 incidents > 3", "time": T0},
+    )
+    out = text_of(plugin.status_view(rolled, [], NOW))
+    assert "RolledBack" in out
+    assert f"RaceBudget: 4 incidents > 3 ({T0})" in out
+
+
+def test_status_view_before_the_operator_wrote_status() -> None:
+    obj = sample()
+    obj.pop("status")
+    out = text_of(plugin.status_view(obj, [], NOW))
+    assert "Pending" in out
+    assert "no free-threaded pods yet" in out
+    assert "Races     -" in out
+
+
+# ------------------------------------------------------------------------------------ KPIs
+
+
+def spec_status(obj: dict[str, Any]) -> tuple[api.RolloutSpec, api.RolloutStatus]:
+    return api.parse_spec(obj["spec"]), api.parse_status(obj["status"])
+
+
+def test_kpis_from_status_and_analysis() -> None:
+    spec, status = spec_status(sample())
+    kpis = {k.key: k for k in report.compute(spec, status, None, "no Prometheus: why")}
+    assert kpis["throughput"].value == pytest.approx(25.0)
+    assert kpis["throughput"].text == "+25.0 %"
+    assert "analysis metric throughput-per-core" in kpis["throughput"].detail
+    assert kpis["p99"].value == pytest.approx(10.0)
+    assert kpis["rss"].text == "n/a (no Prometheus: why)"
+    # 4 GIL-off free-threaded pods, but at most the 5 Ready ones; of 10 Ready in total.
+    assert kpis["gil_off_share"].value == pytest.approx(40.0)
+    assert "1 with the GIL ON" in kpis["gil_off_share"].detail
+    # 1 incident over 5 free-threaded pods in 1h.
+    assert kpis["incident_rate"].value == pytest.approx(0.2)
+    assert kpis["incident_rate"].text == "0.2 per pod-hour"
+    # numpy verified; orjson re-enabled the GIL; lxml not reported.
+    assert kpis["deps_verified"].value == pytest.approx(100 / 3)
+    assert "not verified: orjson, lxml" in kpis["deps_verified"].detail
+
+
+def test_kpis_from_prometheus_and_missing_values() -> None:
+    obj = sample()
+    obj["status"]["analysis"]["metrics"] = []
+    spec, status = spec_status(obj)
+    prom = {
+        "throughput": report.TrackValues(90.0, 100.0, source="Prometheus"),
+        "p99": report.TrackValues(None, None, problem="Prometheus: free-threaded: no series"),
+        "rss": report.TrackValues(300 * 2**20, 200 * 2**20, source="Prometheus"),
+    }
+    kpis = {k.key: k for k in report.compute(spec, status, prom, "")}
+    assert kpis["throughput"].text == "-10.0 %"
+    assert kpis["p99"].text == "n/a (Prometheus: free-threaded: no series)"
+    assert kpis["rss"].text == "+50.0 %"
+    assert "free-threaded 300.0 MiB vs standard 200.0 MiB" in kpis["rss"].detail
+
+
+def test_kpis_without_status_or_gate_say_why() -> None:
+    obj = sample()
+    obj.pop("status")
+    del obj["spec"]["guardrails"]
+    spec = api.parse_spec(obj["spec"])
+    kpis = {k.key: k for k in report.compute(spec, api.RolloutStatus(), None, "no Prometheus")}
+    assert all(not k.available for k in kpis.values())
+    assert kpis["gil_off_share"].text == "n/a (the operator has not reported status yet)"
+    assert kpis["deps_verified"].text == "n/a (no guardrails.dependencyGate in the spec)"
+    assert kpis["incident_rate"].text.startswith("n/a (")
+
+
+def test_kpi_edge_cases() -> None:
+    assert report.relative_delta(1.0, 0.0) is None
+    zero = report.delta_kpi("p99", report.TrackValues(1.0, 0.0), "x")
+    assert zero.text == "n/a (the standard track's value is 0)"
+    spec, status = spec_status(sample(preflight=None))
+    assert report.deps_verified(spec, status).text == "n/a (preflight not run yet, 0 of 3)"
+    promoted = sample(
+        replicas={
+            "target": 4,
+            "standard": 0,
+            "freeThreaded": 4,
+            "ready": 4,
+            "freeThreadedReady": 4,
+        },
+        gil={"pods": 4, "disabled": 4, "summary": "off"},
+    )
+    _, status = spec_status(promoted)
+    assert report.gil_off_share(status).text == "100.0 %"
+    no_pods = sample(replicas={"target": 4, "standard": 4, "ready": 4, "standardReady": 4})
+    _, status = spec_status(no_pods)
+    assert report.incident_rate(status).text == "1 in 1h"
+
+
+def test_prometheus_values_query_both_tracks_with_the_pods() -> None:
+    seen: list[str] = []
+
+    def fake(url: str, q: str) -> Any:
+        seen.append(q)
+        value = "2" if "web-ft-1" in q else "4"
+        if "container_memory_rss" in q:
+            return []  # no cAdvisor: the fallback query is used
+        return [{"metric": {}, "value": [0, value]}]
+
+    pods = {TRACK_FREE_THREADED: ["web-ft-1"], TRACK_STANDARD: ["web-1", "web-2"]}
+    values, why = plugin.prometheus_values(
+        "http://prom", "shop", "web", pods, report.DEFAULT_QUERIES, query=fake
+    )
+    assert why == ""
+    assert values is not None
+    assert values["throughput"] == report.TrackValues(2.0, 4.0, source="Prometheus http://prom")
+    assert values["rss"].free_threaded == 2.0
+    assert any("process_resident_memory_bytes" in q for q in seen)
+    assert any('pod=~"web-1|web-2"' in q for q in seen)
+
+    values, why = plugin.prometheus_values(
+        "http://prom", "shop", "web", {TRACK_STANDARD: ["a"]}, report.DEFAULT_QUERIES, query=fake
+    )
+    assert values is None
+    assert why == "no running free-threaded pods to compare"
+
+    def down(url: str, q: str) -> Any:
+        raise OSError("connection refused")
+
+    values, why = plugin.prometheus_values(
+        "http://prom", "shop", "web", pods, report.DEFAULT_QUERIES, query=down
+    )
+    assert values is None
+    assert why == "Prometheus at http://prom unreachable: connection refused"
+
+
+# ------------------------------------------------------------------ commands on a fake API
+
+
+class FakeApi:
+    def __init__(self) -> None:
+        self.rollouts: dict[tuple[str, str], dict[str, Any]] = {("shop", "web"): sample()}
+        self.events: list[dict[str, Any]] = EVENTS
+        self.pods: list[dict[str, Any]] = []
+        self.patches: list[tuple[str, str, Any]] = []
+        self.forbidden_namespaces = {"secret-ns"}
+        self.crd_installed = True
+
+
+def _status_body(code: int, reason: str, message: str, name: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+    if name:
+        body["details"] = {"name": name, "group": api.GROUP, "kind": api.PLURAL}
+    return body
+
+
+def make_handler(fake: FakeApi) -> type[BaseHTTPRequestHandler]:
+    prefix = f"/apis/{api.GROUP}/{api.VERSION}"
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def send(self, code: int, body: Any) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def route(self) -> tuple[str | None, str | None, str]:
+            path = self.path.split("?", 1)[0]
+            parts = path.strip("/").split("/")
+            ns = parts[parts.index("namespaces") + 1] if "namespaces" in parts else None
+            return ns, parts[-1], path
+
+        def do_GET(self) -> None:
+            ns, last, path = self.route()
+            if ns in fake.forbidden_namespaces:
+                msg = f'{api.PLURAL}.{api.GROUP} is forbidden: User "dev" cannot get resource "{api.PLURAL}" in API group "{api.GROUP}" in the namespace "{ns}"'
+                return self.send(403, _status_body(403, "Forbidden", msg))
+            if path.startswith(prefix):
+                if not fake.crd_installed:
+                    return self.send(
+                        404,
+                        _status_body(
+                            404, "NotFound", "the server could not find the requested resource"
+                        ),
+                    )
+                if last == api.PLURAL:
+                    items = [o for (n, _), o in fake.rollouts.items() if ns in (None, n)]
+                    return self.send(200, {"kind": "List", "items": items, "metadata": {}})
+                obj = fake.rollouts.get((ns or "", last))
+                if obj is None:
+                    return self.send(404, _status_body(404, "NotFound", "not found", last))
+                return self.send(200, obj)
+            if last == "events":
+                return self.send(200, {"kind": "EventList", "items": fake.events, "metadata": {}})
+            if last == "pods":
+                return self.send(200, {"kind": "PodList", "items": fake.pods, "metadata": {}})
+            return self.send(404, _status_body(404, "NotFound", "no route"))
+
+        def do_PATCH(self) -> None:
+            ns, last, _ = self.route()
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            fake.patches.append((f"{ns}/{last}", self.headers["Content-Type"], body))
+            return self.send(200, fake.rollouts[(ns or "", last)])
+
+    return Handler
+
+
+@pytest.fixture
+def fake_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeApi]:
+    fake = FakeApi()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(fake))
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "fake", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}
+        ],
+        "users": [{"name": "dev", "user": {"token": "t"}}],
+        "contexts": [
+            {"name": "fake", "context": {"cluster": "fake", "user": "dev", "namespace": "shop"}},
+            {"name": "other", "context": {"cluster": "fake", "user": "dev", "namespace": "other"}},
+        ],
+        "current-context": "fake",
+    }
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(kubeconfig))
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    monkeypatch.delenv("FTR_PROMETHEUS_URL", raising=False)
+    monkeypatch.setenv("COLUMNS", "160")
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = plugin.main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_get_uses_the_contexts_namespace(fake_api: FakeApi, capsys: Any) -> None:
+    code, out, err = run(capsys, "get")
+    assert (code, err) == (0, "")
+    assert out.splitlines()[1].split()[:3] == ["web", "web", "Paused"]
+    code, out, err = run(capsys, "get", "-A")
+    assert out.splitlines()[0].split()[0] == "NAMESPACE"
+    code, out, err = run(capsys, "--context", "other", "get")
+    assert (code, out) == (0, "")
+    assert err.strip() == "No FreeThreadedRollouts found in namespace other."
+
+
+def test_status_prints_the_view(fake_api: FakeApi, capsys: Any) -> None:
+    code, out, err = run(capsys, "status", "web")
+    assert code == 0, err
+    assert "FreeThreadedRollout shop/web" in out
+    assert "GILFallback" in out
+    code, out, _ = run(capsys, "status", "web", "--watch", "--timeout", "1s", "--interval", "100ms")
+    assert code == 0
+    assert out.count("FreeThreadedRollout shop/web") == 1  # unchanged view printed once
+
+
+def test_status_watch_stops_when_the_rollout_is_done(fake_api: FakeApi, capsys: Any) -> None:
+    fake_api.rollouts[("shop", "web")] = sample(phase="Promoted")
+    code, out, _ = run(capsys, "status", "web", "-w")  # would block forever otherwise
+    assert code == 0
+    assert "Promoted" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "action", "says"),
+    [
+        (["promote", "web"], "promote", "promotion to the next step requested"),
+        (
+            ["promote", "web", "--full"],
+            "promote-full",
+            "full promotion requested, skipping the remaining steps and pauses",
+        ),
+        (["pause", "web"], "pause", "pause requested"),
+        (["resume", "web"], "resume", "resume requested"),
+        (["rollback", "web"], "rollback", "rollback requested"),
+        (["retry", "web", "-n", "shop"], "retry", "retry requested"),
+    ],
+)
+def test_actions_set_the_annotation_and_print_one_line(
+    fake_api: FakeApi, capsys: Any, argv: list[str], action: str, says: str
+) -> None:
+    code, out, err = run(capsys, *argv)
+    assert (code, err) == (0, "")
+    assert out == f"freethreadedrollout shop/web: {says} (freethreaded.dev/action={action})\n"
+    assert fake_api.patches == [
+        (
+            "shop/web",
+            "application/merge-patch+json",
+            {"metadata": {"annotations": {"freethreaded.dev/action": action}}},
+        )
+    ]
+
+
+def test_report_prints_kpis(fake_api: FakeApi, capsys: Any) -> None:
+    code, out, err = run(capsys, "report", "web")
+    assert code == 0, err
+    assert "Adoption KPIs shop/web  (phase Paused, weight 50%)" in out
+    for title in report.TITLES.values():
+        assert title in out
+    assert "+25.0 %" in out
+    assert "n/a (no Prometheus: pass --prometheus-url" in " ".join(out.split())
+    code, out, _ = run(capsys, "report", "web", "-o", "json")
+    data = {k["key"]: k for k in json.loads(out)}
+    assert data["throughput"]["value"] == pytest.approx(25.0)
+    assert data["rss"]["value"] is None
+
+
+def test_report_with_an_unreachable_prometheus(fake_api: FakeApi, capsys: Any) -> None:
+    fake_api.pods = [
+        {
+            "metadata": {
+                "name": name,
+                "namespace": "shop",
+                "labels": {"pod-template-hash": "h"},
+                "ownerReferences": [{"kind": "ReplicaSet", "name": f"{owner}-h"}],
+            },
+            "status": {"phase": "Running"},
+        }
+        for name, owner in (("web-h-1", "web"), ("web-ft-h-1", "web-ft"))
+    ]
+    code, out, err = run(capsys, "report", "web", "--prometheus-url", "http://127.0.0.1:9")
+    assert code == 0, err
+    assert "n/a (Prometheus at http://127.0.0.1:9 unreachable" in " ".join(out.split())
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["status", "nope"], 'error: freethreadedrollout "nope" not found in namespace "shop"'),
+        (["promote", "nope"], 'error: freethreadedrollout "nope" not found in namespace "shop"'),
+        (
+            ["get", "-n", "secret-ns"],
+            'error: forbidden: freethreadedrollouts.freethreaded.dev is forbidden: User "dev" cannot get',
+        ),
+        (["report", "web", "--query", "bogus=up"], "error: --query expects NAME=PROMQL"),
+    ],
+)
+def test_errors_are_one_line_and_exit_1(
+    fake_api: FakeApi, capsys: Any, argv: list[str], message: str
+) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == 1
+    assert out == ""
+    assert err.startswith(message)
+    assert err.count("\n") == 1
+    assert fake_api.patches == []
+
+
+def test_missing_crd_is_explained(fake_api: FakeApi, capsys: Any) -> None:
+    fake_api.crd_installed = False
+    code, _, err = run(capsys, "get")
+    assert code == 1
+    assert err.startswith("error: the FreeThreadedRollout CRD is not installed")
+
+
+def test_no_cluster_and_no_kubeconfig(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    code, _, err = run(capsys, "--kubeconfig", str(tmp_path / "missing"), "get")
+    assert code == 1
+    assert err.startswith(f"error: no usable Kubernetes configuration in {tmp_path / 'missing'}")
+    assert err.count("\n") == 1
+
+    dead = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "c",
+    }
+    (tmp_path / "dead").write_text(yaml.safe_dump(dead))
+    code, _out, err = run(capsys, "--kubeconfig", str(tmp_path / "dead"), "status", "web")
+    assert code == 1
+    assert err.startswith("error: cannot reach the Kubernetes API at http://127.0.0.1:9")
+    assert err.count("\n") == 1
