@@ -488,6 +488,11 @@ def _observe_analysis(ctx: _Ctx, now: str) -> None:
         return
     rnd = ctx.obs.analysis
     st = ctx.st.analysis
+    if rnd is not None and rnd.time != st.last_round and ctx.st.phase == Phase.PENDING:
+        # A round that finished before step 1 of this revision measured the previous
+        # revision's pods: mark it seen so it never counts for this one.
+        st = st.model_copy(update={"last_round": rnd.time})
+        ctx.update(analysis=st)
     if (
         rnd is not None
         and rnd.time != st.last_round

@@ -591,7 +591,8 @@ def test_new_revision_mid_rollout_restores_standard_and_restarts_at_step0(lag: i
     assert st.revision == "rev2"
     assert st.phase == Phase.PENDING
     assert st.step_index is None
-    assert st.analysis == api.AnalysisStatus()
+    assert st.analysis.failed_rounds == 0
+    assert st.analysis.metrics == []
     assert res.target_replicas == 10  # standard back to N first
     assert res.twin_replicas == 5  # twin kept until the standard pods are Ready
     while not reached(0)(sim):
