@@ -471,11 +471,18 @@ def _observe_guardrails(ctx: _Ctx, now: str) -> None:
 
 
 def _guard_act(ctx: _Ctx, action: api.GuardAction, reason: RollbackReason, msg: str) -> None:
+    if ctx.st.phase == Phase.ROLLED_BACK:
+        return  # another guardrail already rolled back in this reconcile: one rollback, one reason
     if action == api.GuardAction.ROLLBACK:
         _rollback(ctx, reason, msg)
-    elif ctx.st.phase != Phase.PAUSED or not ctx.st.message.startswith(f"paused ({reason.value})"):
-        ctx.update(phase=Phase.PAUSED, message=f"paused ({reason.value}): {msg}")
-        ctx.event("Warning", "GuardrailPaused", f"{reason.value}: {msg}")
+        return
+    # Several holds may overlap: each is named in the message, each is announced once.
+    held = ctx.st.phase == Phase.PAUSED and ctx.st.message.startswith("paused (")
+    if held and f"paused ({reason.value})" in ctx.st.message:
+        return
+    prefix = f"{ctx.st.message}; " if held else ""
+    ctx.update(phase=Phase.PAUSED, message=f"{prefix}paused ({reason.value}): {msg}")
+    ctx.event("Warning", "GuardrailPaused", f"{reason.value}: {msg}")
 
 
 # ------------------------------------------------------------------------- analysis
