@@ -11,6 +11,7 @@ and people (`scale_target`, `delete_twin`, `action`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -60,8 +61,12 @@ class Sim:
     # Writes the shell would have made: (kind, value) for every replica count that differs
     # from what is live, plus one per emitted event.
     writes: list[tuple[str, int]] = field(default_factory=list)
+    # Called with (sim, observation, result) right after a result is applied and before pods
+    # progress: the moment where ready capacity is lowest.
+    on_apply: Callable[[Sim, Observation, Result], None] | None = None
 
     def __post_init__(self) -> None:
+        self.last_spec = self.spec
         self.std = Track(self.n, self.n)
         self.ft = Track(0, 0)
 
@@ -100,8 +105,12 @@ class Sim:
             self.spec = self.spec.model_copy(update={"paused": res.set_paused})
 
     def step(self, advance: float = 1.0, **extra: object) -> Result:
-        res = plan(self.spec, self.status, self.observe(**extra))
+        obs = self.observe(**extra)
+        self.last_spec = self.spec  # apply() may flip spec.paused like the shell does
+        res = plan(self.spec, self.status, obs)
         self.apply(res)
+        if self.on_apply is not None:
+            self.on_apply(self, obs, res)
         self.history.append(res)
         self.now += timedelta(seconds=advance)
         self.std.tick(self.lag)
@@ -111,9 +120,8 @@ class Sim:
     def run(self, steps: int, advance: float = 1.0) -> list[Result]:
         return [self.step(advance) for _ in range(steps)]
 
-    def until(self, pred: object, limit: int = 200, advance: float = 1.0) -> Result:
+    def until(self, pred: Callable[[Sim], bool], limit: int = 200, advance: float = 1.0) -> Result:
         """Step until `pred(sim)` holds after a step; fail loudly if it never does."""
-        assert callable(pred)
         for _ in range(limit):
             res = self.step(advance)
             if pred(self):

@@ -1404,3 +1404,89 @@ def test_status_wire_form_has_the_documented_fields() -> None:
             "observedGeneration",
         }
         assert c["lastTransitionTime"].endswith("Z")
+
+
+# ---------------------------------------------------------------------- overlapping signals
+
+
+def test_two_pause_guardrails_each_announce_once() -> None:
+    spec = make_spec(
+        gil={"maxPods": 0, "action": "Pause"},
+        races={"maxIncidents": 0, "window": "1h", "action": "Pause"},
+    )
+    sim = at_step(Sim(spec), 0)
+    sim.pods = (PodGil("app-ft-0", True, modules=("numpy",)),)
+    sim.incident(pod="app-ft-0")
+    sim.run(5)
+    assert sim.status.phase == Phase.PAUSED
+    assert sim.all_events().count("GuardrailPaused") == 2
+    assert "paused (GILFallback)" in sim.status.message
+    assert "paused (RaceBudget)" in sim.status.message
+
+
+def test_two_guardrails_breached_at_once_roll_back_once_with_the_first_reason() -> None:
+    """Decision: mode integrity is checked first, so a reconcile that sees both a GIL fallback
+    and a blown race budget records GILFallback; one RolledBack event, not two."""
+    sim = at_step(Sim(make_spec(races={"maxIncidents": 0, "window": "1h"})), 0)
+    sim.pods = (PodGil("app-ft-0", True),)
+    sim.incident(pod="app-ft-0")
+    res = sim.step()
+    assert sim.events(res).count("RolledBack") == 1
+    assert res.status.rollback is not None
+    assert res.status.rollback.reason == RollbackReason.GIL_FALLBACK
+
+
+def test_leftover_pods_do_not_trip_guardrails_of_a_new_revision() -> None:
+    """While Pending (standard returning to N after a new revision) the free-threaded pods are
+    the previous revision's: their GIL state is shown but neither acted on nor counted, so a
+    fixed image is not rolled back for its predecessor's faults."""
+    spec = make_spec(
+        gil={"maxPods": 0, "action": "Pause"}, races={"maxIncidents": 0, "window": "1h"}
+    )
+    sim = at_step(Sim(spec, n=10, lag=3), 0)
+    sim.revision = "rev2"
+    sim.pods = (PodGil("app-ft-0", True, modules=("numpy",)),)
+    sim.incident(pod="app-ft-0", exit_code=139)
+    res = sim.step()
+    assert res.status.phase == Phase.PENDING
+    assert res.status.gil.enabled == 1  # shown
+    assert res.status.races.incidents == 0  # not counted
+    sim.pods = ()
+    sim.incidents = ()
+    sim.until(reached(0))
+    assert sim.status.phase == Phase.PROGRESSING
+    assert sim.status.races.incidents == 0
+    assert sim.status.rollback is None
+
+
+def test_an_analysis_round_of_the_old_revision_never_counts_for_the_new_one() -> None:
+    sim = at_step(Sim(make_spec(metrics=("m0",), on_inconclusive="Rollback")), 0)
+    sim.analysis_round("Successful")
+    sim.step()
+    sim.revision = "rev2"
+    sim.analysis_round("Inconclusive")  # still the latest round the shell knows of
+    sim.until(reached(0))
+    sim.run(3)
+    assert sim.status.phase == Phase.PROGRESSING
+    assert sim.status.analysis.metrics == []
+    assert sim.status.rollback is None
+    sim.analysis_round("Inconclusive")  # a fresh round of the new revision does count
+    res = sim.step()
+    assert res.status.phase == Phase.ROLLED_BACK
+
+
+def test_inconclusive_hold_survives_spec_paused_and_lifts_when_data_returns() -> None:
+    sim = at_step(Sim(make_spec(metrics=("m0",))), 0)
+    sim.analysis_round("Inconclusive")
+    sim.step()
+    sim.spec = sim.spec.model_copy(update={"paused": True})
+    sim.run(3)
+    assert sim.all_events().count("AnalysisInconclusive") == 1
+    sim.analysis_round("Successful")
+    sim.step()
+    assert sim.status.phase == Phase.PAUSED  # spec.paused still holds
+    assert "spec.paused" in sim.status.message
+    sim.spec = sim.spec.model_copy(update={"paused": False})
+    pause_elapsed(sim, 301)
+    res = sim.step()
+    assert res.status.step_index == 1
