@@ -150,7 +150,8 @@ def build_crd() -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string", "description": "API version of the object."},
             "kind": {"type": "string", "description": "Kind of the object."},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            # The apiserver allows nothing on metadata but its type.
+            "metadata": {"type": "object"},
             "spec": spec_schema,
             "status": status_schema,
         },
