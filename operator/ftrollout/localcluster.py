@@ -71,7 +71,10 @@ Log = Callable[[str], None]
 
 
 def _default_log(msg: str) -> None:
-    print(msg, flush=True)
+    # Progress output must never break the work: a closed pipe (`ftrollout cluster up | head`)
+    # must not tear down a cluster that is starting.
+    with contextlib.suppress(BrokenPipeError, OSError, ValueError):
+        print(msg, flush=True)
 
 
 class ClusterError(Exception):
@@ -1668,6 +1671,11 @@ def cli_main(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"{prefix}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `ftrollout cluster status | head`
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 0
     print(f"{prefix}: unknown action", file=sys.stderr)
     return 2
 
