@@ -160,21 +160,25 @@ GET_COLUMNS = [
 ]
 
 
-def rollouts_table(
-    items: Sequence[Mapping[str, Any]], now: datetime, all_namespaces: bool
-) -> Table:
-    """The `kubectl ftr get` table (kubectl style: no borders, upper-case headers)."""
+def rollouts_table(items: Sequence[Mapping[str, Any]], now: datetime, all_namespaces: bool) -> Text:
+    """The `kubectl ftr get` table, kubectl style: no borders, 3-space gaps, never truncated."""
     columns = (["NAMESPACE"] if all_namespaces else []) + GET_COLUMNS
-    table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
-    for c in columns:
-        table.add_column(c, no_wrap=True)
     ordered = sorted(items, key=lambda o: (_meta(o).get("namespace", ""), _meta(o).get("name", "")))
-    for obj in ordered:
-        row: list[str | Text] = list(rollout_row(obj, now, all_namespaces))
-        idx = columns.index("PHASE")
-        row[idx] = phase_text(str(row[idx]))
-        table.add_row(*row)
-    return table
+    rows = [rollout_row(obj, now, all_namespaces) for obj in ordered]
+    widths = [max(len(r[i]) for r in [columns, *rows]) for i in range(len(columns))]
+    phase_col = columns.index("PHASE")
+    out = Text()
+    for n, row in enumerate([columns, *rows]):
+        for i, cell in enumerate(row):
+            last = i == len(row) - 1
+            text = cell if last else cell.ljust(widths[i] + 3)
+            style = "bold" if n == 0 else ""
+            if n > 0 and i == phase_col:
+                style = PHASE_STYLE.get(cell, "")
+            out.append(text, style=style)
+        out.append("\n")
+    out.rstrip()
+    return out
 
 
 def _pause_text(step: api.Step) -> str:
@@ -406,7 +410,7 @@ def report_view(obj: Mapping[str, Any], kpis: Sequence[report.Kpi]) -> Group:
     )
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
     table.add_column("KPI", no_wrap=True, min_width=max(len(t) for t in report.TITLES.values()))
-    table.add_column("VALUE", overflow="fold", max_width=48)
+    table.add_column("VALUE", overflow="fold", min_width=16)
     table.add_column("DETAIL", overflow="fold", ratio=1)
     for k in kpis:
         table.add_row(k.title, Text(k.text, style="" if k.available else "dim"), k.detail)
@@ -689,7 +693,10 @@ def prometheus_values(
 
 
 def _out() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    console = Console(highlight=False, soft_wrap=False)
+    if not console.is_terminal:  # a pipe: lay out for a wide page, like kubectl does
+        console.width = int(os.environ.get("COLUMNS") or 0) or 160
+    return console
 
 
 def show(renderable: RenderableType) -> None:
@@ -739,22 +746,23 @@ def _watch(
 
 def cmd_get(cluster: Cluster, args: argparse.Namespace) -> int:
     ns = None if args.all_namespaces else (args.namespace or cluster.namespace)
+    where = "any namespace" if ns is None else f"namespace {ns}"
+    empty = f"No FreeThreadedRollouts found in {where}."
 
     def render() -> RenderableType:
         items = list_rollouts(cluster, ns)
         if not items:
-            where = "any namespace" if ns is None else f"namespace {ns}"
-            return Text(f"No FreeThreadedRollouts found in {where}.")
+            return Text(empty)
         return rollouts_table(items, datetime.now(UTC), ns is None)
 
     if args.watch:
         _watch(render, lambda: False, args.interval, args.timeout)
         return 0
-    view = render()
-    if isinstance(view, Text):
-        print(view.plain, file=sys.stderr)
-    else:
-        show(view)
+    items = list_rollouts(cluster, ns)
+    if not items:
+        print(empty, file=sys.stderr)  # like kubectl: nothing on stdout, still a success
+        return 0
+    show(rollouts_table(items, datetime.now(UTC), ns is None))
     return 0
 
 
