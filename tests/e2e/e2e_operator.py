@@ -39,18 +39,24 @@ def wait_for(fn: Callable[[], T | None], timeout: float, what: str, interval: fl
 
 
 class OperatorProcess:
-    """`ftrollout run` as a subprocess with the cluster's kubeconfig."""
+    """`ftrollout run` as a subprocess with the cluster's kubeconfig (or `kubeconfig`, e.g. the
+    Helm chart's ServiceAccount token)."""
 
-    def __init__(self, cluster: LocalCluster, log_path: Path, *extra: str) -> None:
+    def __init__(
+        self, cluster: LocalCluster, log_path: Path, *extra: str, kubeconfig: Path | None = None
+    ) -> None:
         self.cluster = cluster
         self.log_path = log_path
         self.extra = list(extra)
+        self.kubeconfig = kubeconfig
         self.metrics_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         env = self.cluster.env()
         env["PYTHONUNBUFFERED"] = "1"
+        if self.kubeconfig is not None:
+            env["KUBECONFIG"] = str(self.kubeconfig)
         cmd = [
             sys.executable,
             "-m",
