@@ -249,9 +249,11 @@ def _follow_external_scale(ctx: _Ctx) -> None:
         return
     if last.standard == 0 and last.free_threaded == 0:
         return  # nothing written yet
-    # The operator's own last write may have landed while its status write did not: a value
-    # it would write again now is not someone else's.
-    if target.replicas in (last.standard, _target_set(ctx)):
+    # The operator's own last write may have landed while its status write did not, and the
+    # pods may have moved on since: a value between the last write in status and what it
+    # would write now is one of its own writes in flight, not someone else's.
+    lo, hi = sorted((last.standard, _target_set(ctx)))
+    if lo <= target.replicas <= hi:
         return
     new_n = target.replicas
     if new_n == last.target:
