@@ -45,6 +45,9 @@ class State:
     kube: Any = None  # ftrollout.kube.Kube, created at startup (tests may inject a fake)
     pokes: dict[Key, asyncio.Event] = field(default_factory=dict)
     pending_status: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    # resourceVersion at which an action annotation was consumed: until the watch brings a
+    # newer version, the live body still shows it and it must not be acted on twice.
+    consumed_action: dict[Key, str] = field(default_factory=dict)
     analysis: dict[Key, AnalysisRound] = field(default_factory=dict)
     gil: dict[Key, GilReading] = field(default_factory=dict)  # (namespace, pod)
     preflight: dict[Key, api.PreflightStatus] = field(default_factory=dict)
@@ -141,8 +144,13 @@ async def rollout_daemon(
             except Exception as exc:
                 delay = ERROR_BACKOFF[min(failures, len(ERROR_BACKOFF) - 1)]
                 failures += 1
-                logger.warning(
-                    "reconcile failed (attempt %d), retrying in %.0fs: %s", failures, delay, exc
+                log.warning(
+                    "%s/%s: reconcile failed (attempt %d), retrying in %.0fs: %s",
+                    key[0],
+                    key[1],
+                    failures,
+                    delay,
+                    _short(exc),
                 )
             timeout = RESYNC_SECONDS if delay is None else min(max(delay, 0.05), RESYNC_SECONDS)
             with contextlib.suppress(TimeoutError):
@@ -171,14 +179,14 @@ async def rollout_deleted(
             ready = (target.get("status") or {}).get("readyReplicas") or 0
             if replicas < n:
                 await kube.scale_deployment(namespace, target_name, n)
-                logger.info("deleting: restoring target %s to %d replicas", target_name, n)
+                log.info("%s: deleting: restoring target %s to %d", namespace, target_name, n)
                 raise kopf.TemporaryError(f"waiting for {n} Ready standard replicas", delay=2)
             if ready < n:
                 raise kopf.TemporaryError(
                     f"waiting for {n} Ready standard replicas ({ready} now)", delay=2
                 )
         await kube.delete_deployment(namespace, workloads.twin_name(target_name))
-        logger.info("deleted: target %s restored to %d replicas, twin removed", target_name, n)
+        log.info("%s: deleted: target %s back at %d, twin removed", namespace, target_name, n)
 
 
 # ---------------------------------------------------------------------- reconcile
@@ -231,6 +239,8 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
     status = api.parse_status(status_raw)
     generation = int(meta.get("generation") or 0)
     action = (meta.get("annotations") or {}).get(workloads.ANNOTATION_ACTION)
+    if action is not None and state.consumed_action.get(key) == meta.get("resourceVersion"):
+        action = None
     now = datetime.now(UTC)
 
     spec: api.RolloutSpec | None
@@ -444,13 +454,21 @@ async def _act(
             continue
         await kube.scale_deployment(namespace, current.name, wanted)
         state.cache.deployments[(namespace, current.name)] = _with_replicas(current, wanted)
-        logger.info("scaled %s %s: %d -> %d", track, current.name, current.replicas, wanted)
+        log.info(
+            "%s/%s: scaled %s %s %d -> %d",
+            namespace,
+            name,
+            track,
+            current.name,
+            current.replicas,
+            wanted,
+        )
     new_status = api.dump(result.status)
     if new_status != status_raw:
         await kube.patch_rollout_status(namespace, name, new_status)
         state.pending_status[key] = new_status
     for ev in result.events:
-        logger.info("%s: %s", ev.reason, ev.message)
+        log.info("%s/%s: %s: %s", namespace, name, ev.reason, ev.message)
         await kube.emit_event(body, ev.type, ev.reason, ev.message)
     patch: dict[str, Any] = {}
     if result.clear_action:
@@ -459,6 +477,21 @@ async def _act(
         patch["spec"] = {"paused": result.set_paused}
     if patch:
         await kube.patch_rollout(namespace, name, patch)
+        if result.clear_action:
+            state.consumed_action[key] = str(body["metadata"].get("resourceVersion"))
+
+
+def _short(exc: Exception) -> str:
+    """One line for a log: the apiserver's message rather than its whole HTTP response."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, str | bytes):
+        try:
+            import json
+
+            return f"{getattr(exc, 'status', '')} {json.loads(body).get('message', '')}".strip()
+        except ValueError:
+            pass
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _with_replicas(d: DeploymentSummary, replicas: int) -> DeploymentSummary:

@@ -126,6 +126,7 @@ class Kube:
             api.PLURAL,
             name,
             [{"op": "add", "path": "/status", "value": status}],
+            _content_type="application/json-patch+json",
         )
 
     async def patch_rollout(self, namespace: str, name: str, patch: dict[str, Any]) -> None:

@@ -89,6 +89,10 @@ def run(args: argparse.Namespace) -> int:
             "json": kopf.LogFormat.JSON,
         }[args.log_format],
     )
+    if not args.verbose:
+        # kopf logs every successful event handler at INFO: noise at scale. Our own lines
+        # (logger "ftrollout") say what happened and why.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     handlers.STATE.kube = Kube(qps=args.qps, burst=args.burst)
     handlers.STATE.default_prometheus = args.prometheus_url
 

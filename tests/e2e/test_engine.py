@@ -233,7 +233,14 @@ def test_a_reconcile_that_changes_nothing_writes_nothing(
         60,
         "paused at 50%",
     )
-    time.sleep(2)  # let the last watch events settle
+    # Earlier tests' namespaces are still being deleted (their finalizers write): wait until
+    # this rollout is the only one, then let the last watch events settle.
+    wait_for(
+        lambda: cluster.kubectl("get", "ftr", "-A", "--no-headers").stdout.count("\n") == 1,
+        60,
+        "other tests' rollouts to be gone",
+    )
+    time.sleep(2)
     before = operator.metric("ftrollout_api_writes")
     reconciles_before = operator.metric("ftrollout_reconcile_duration_seconds_count")
     # An unrelated change to the rollout triggers reconciles but changes nothing.
