@@ -582,7 +582,7 @@ def _desired(ctx: _Ctx) -> tuple[int, int]:
     phase = ctx.st.phase
     if phase == Phase.PROMOTED:
         return 0, n
-    if phase in (Phase.ROLLED_BACK, Phase.PENDING) or ctx.st.step_index is None:
+    if phase in (Phase.ROLLED_BACK, Phase.PENDING, Phase.FAILED) or ctx.st.step_index is None:
         return n, 0
     return split(n, ctx.spec.steps[ctx.st.step_index].weight)
 
@@ -724,7 +724,9 @@ def _finish(ctx: _Ctx, touch_replicas: bool = True) -> Result:
     target_set: int | None = None
     twin_set: int | None = None
     st = ctx.st
-    if touch_replicas and obs.target is not None and st.phase != Phase.FAILED:
+    # Failed here means blocked by the dependency gate (spec/target failures return early or
+    # recover first): like a rollback, standard back to N, free-threaded down as it is Ready.
+    if touch_replicas and obs.target is not None:
         n = st.replicas.target
         std_d, ft_d = _desired(ctx)
         twin = obs.twin or Workload(0, 0)
