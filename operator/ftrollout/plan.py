@@ -424,7 +424,8 @@ def _observe_guardrails(ctx: _Ctx, now: str) -> None:
     known = {(i.pod, i.time) for i in ctx.st.races.recent}
     merged = list(ctx.st.races.recent)
     seen = set(known)
-    incoming = ctx.obs.incidents if ctx.st.phase != Phase.PENDING else ()
+    # Pending, or Failed = blocked by the dependency gate before step 1: not this revision's.
+    incoming = ctx.obs.incidents if ctx.st.phase not in (Phase.PENDING, Phase.FAILED) else ()
     for i in incoming:  # the same incident may be observed twice (watch + list)
         if (i.pod, i.time) not in seen:
             seen.add((i.pod, i.time))
@@ -546,8 +547,13 @@ def _observe_analysis(ctx: _Ctx, now: str) -> None:
         elif ctx.st.phase == Phase.PAUSED and ctx.st.message.startswith(
             "paused (AnalysisInconclusive)"
         ):
-            ctx.update(phase=Phase.PROGRESSING, message="analysis data is back: resuming")
-            ctx.event("Normal", "AnalysisResumed", "analysis data is back: resuming")
+            other = ctx.st.message.find("; paused (")
+            if other >= 0:  # a guardrail hold came on top: it stays until resumed
+                ctx.update(message=ctx.st.message[other + 2 :])
+                ctx.event("Normal", "AnalysisResumed", "analysis data is back; still held")
+            else:
+                ctx.update(phase=Phase.PROGRESSING, message="analysis data is back: resuming")
+                ctx.event("Normal", "AnalysisResumed", "analysis data is back: resuming")
 
     results = ctx.st.analysis.metrics
     if not results:
