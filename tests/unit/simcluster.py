@@ -58,6 +58,7 @@ class Sim:
     pods: tuple[PodGil, ...] = ()
     incidents: tuple[api.Incident, ...] = ()
     analysis: AnalysisRound | None = None
+    preflight: api.PreflightStatus | None = None
     # Writes the shell would have made: (kind, value) for every replica count that differs
     # from what is live, plus one per emitted event.
     writes: list[tuple[str, int]] = field(default_factory=list)
@@ -67,6 +68,7 @@ class Sim:
 
     def __post_init__(self) -> None:
         self.last_spec = self.spec
+        self.last_status = self.status
         self.std = Track(self.n, self.n)
         self.ft = Track(0, 0)
 
@@ -82,6 +84,7 @@ class Sim:
             "incidents": self.incidents,
             "analysis": self.analysis,
             "spec_error": self.spec_error,
+            "preflight": self.preflight,
         }
         kwargs.update(extra)
         return Observation(**kwargs)  # type: ignore[arg-type]
@@ -107,6 +110,7 @@ class Sim:
     def step(self, advance: float = 1.0, **extra: object) -> Result:
         obs = self.observe(**extra)
         self.last_spec = self.spec  # apply() may flip spec.paused like the shell does
+        self.last_status = self.status
         res = plan(self.spec, self.status, obs)
         self.apply(res)
         if self.on_apply is not None:

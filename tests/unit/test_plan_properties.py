@@ -71,6 +71,11 @@ def specs(draw: st.DrawFn) -> api.RolloutSpec:
         },
         "paused": draw(st.booleans()),
     }
+    if draw(st.booleans()):
+        raw["guardrails"]["dependencyGate"] = {
+            "modules": ["numpy"],
+            "action": draw(st.sampled_from(["Block", "Warn"])),
+        }
     metrics = draw(st.integers(0, 2))
     if metrics:
         raw["analysis"] = {
@@ -91,6 +96,15 @@ def _reached_last(spec: api.RolloutSpec, obs: Observation, n: int) -> bool:
         and obs.target.replicas == std
         and obs.twin.replicas == ft
         and obs.twin.ready >= ft
+    )
+
+
+def _preflight(image: str, phase: str) -> api.PreflightStatus:
+    return api.PreflightStatus(
+        phase=phase,  # type: ignore[arg-type]
+        image=image,
+        message=f"preflight {phase}",
+        time="2026-01-01T00:00:00Z",
     )
 
 
@@ -124,7 +138,7 @@ class RolloutMachine(RuleBasedStateMachine):
 
     def check_result(self, sim: Sim, obs: Observation, res: Result) -> None:
         st_ = res.status
-        prev = sim.history[-1].status if sim.history else api.RolloutStatus()
+        prev = sim.last_status
         n = st_.replicas.target
         assert st_.phase in set(Phase)
 
@@ -210,7 +224,17 @@ class RolloutMachine(RuleBasedStateMachine):
         # Converged (nothing to write): the same observation again changes nothing, says nothing.
         live_target = obs.target.replicas if obs.target else None
         live_twin = obs.twin.replicas if obs.twin else None
-        if res.target_replicas in (None, live_target) and res.twin_replicas in (None, live_twin):
+        # Exception: the reconcile that starts step 1 evaluated guardrails while still Pending;
+        # incidents start counting on the next one.
+        starts = prev.phase in (Phase.PENDING, Phase.FAILED, None) and st_.phase not in (
+            Phase.PENDING,
+            Phase.FAILED,
+        )
+        if (
+            res.target_replicas in (None, live_target)
+            and res.twin_replicas in (None, live_twin)
+            and not (starts and obs.incidents)
+        ):
             quiet = Observation(**{**obs.__dict__, "action": None})
             again = plan(sim.last_spec, st_, quiet)
             assert again.events == (), f"second reconcile emitted {again.events}"
@@ -320,6 +344,11 @@ class RolloutMachine(RuleBasedStateMachine):
         )
         self.sim.step()
 
+    @rule(phase=st.sampled_from(["Pending", "Running", "Passed", "Passed", "Failed"]))
+    def preflight_result(self, phase: str) -> None:
+        self.sim.preflight = _preflight(self.sim.spec.free_threaded.image, phase)
+        self.sim.step()
+
     @rule()
     def status_write_lost(self) -> None:
         """The replica writes landed but the status patch did not (crash, conflict); the
@@ -363,6 +392,7 @@ class RolloutMachine(RuleBasedStateMachine):
         sim.pods = ()
         sim.incidents = ()
         sim.spec = sim.spec.model_copy(update={"paused": False})
+        sim.preflight = _preflight(sim.spec.free_threaded.image, "Passed")
         sim.now += timedelta(hours=2)  # past every race window
         for _ in range(300):
             phase = sim.status.phase
