@@ -215,6 +215,8 @@ def _start_revision(ctx: _Ctx, n: int, first: bool) -> None:
     if first:
         msg = f"started: {n} replicas, revision {ctx.obs.revision}"
         ctx.event("Normal", "RolloutStarted", msg)
+    elif ctx.obs.revision == ctx.st.revision:  # retry: its own Retry event says so
+        msg = f"retry: standard back to {n}, steps start again from 0"
     else:
         msg = (
             f"new revision {ctx.obs.revision} (was {ctx.st.revision}): standard back to {n}, "
@@ -324,7 +326,7 @@ def _promote_step(ctx: _Ctx, why: str) -> None:
     st = ctx.st
     if st.step_index is None:
         ctx.update(step_index=0, weight=ctx.spec.steps[0].weight, step_started_at=None)
-        ctx.event("Normal", "Promoted", f"{why}: starting step 1")
+        ctx.event("Normal", "StepPromoted", f"{why}: starting step 1")
         return
     if st.step_index >= len(ctx.spec.steps) - 1:
         if st.step_started_at is not None:
