@@ -1634,3 +1634,47 @@ def test_dependency_gate_block_on_a_new_revision_returns_to_standard() -> None:
         res = step_checked(sim, 10, preflight=failed)
     assert sim.status.phase == Phase.FAILED
     assert sim.replicas == (10, 0)
+
+
+# ---------------------------------------------------------------------- event wording
+
+
+def test_retry_is_not_announced_as_a_new_revision() -> None:
+    sim = at_step(Sim(make_spec()), 0)
+    sim.action = "rollback"
+    sim.run(3)
+    sim.action = "retry"
+    res = sim.step()
+    assert "Retry" in sim.events(res)
+    assert "NewRevision" not in sim.events(res)
+    assert res.status.revision == "rev1"
+
+
+def test_promote_before_step_1_is_not_announced_as_promoted() -> None:
+    """`Promoted` means all replicas free-threaded; a promote while Pending only starts
+    step 1 (Decision: event StepPromoted, phase unchanged until the target is Ready)."""
+    sim = Sim(make_spec(), n=10)
+    sim.std = Track(10, 5)
+    sim.action = "promote"
+    res = sim.step()
+    assert "Promoted" not in sim.events(res)
+    assert "StepPromoted" in sim.events(res)
+    assert res.status.phase == Phase.PENDING
+    assert not res.twin_replicas
+
+
+def test_guardrail_hold_stays_when_analysis_data_returns() -> None:
+    spec = make_spec(metrics=("m0",), gil={"maxPods": 0, "action": "Pause"})
+    sim = at_step(Sim(spec), 0)
+    sim.analysis_round("Inconclusive")
+    sim.step()
+    sim.pods = (PodGil("app-ft-0", True),)
+    sim.step()
+    assert "paused (GILFallback)" in sim.status.message
+    sim.analysis_round("Successful")
+    res = sim.step()
+    assert res.status.phase == Phase.PAUSED
+    assert res.status.message.startswith("paused (GILFallback)")
+    assert "AnalysisResumed" in sim.events(res)
+    sim.run(3)
+    assert sim.all_events().count("GuardrailPaused") == 1
