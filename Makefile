@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: venv test unit e2e lint fmt crd demo tools bench clean
+.PHONY: venv test unit e2e lint fmt crd manifests demo tools bench clean
 
 venv: $(STAMP)
 
@@ -46,10 +46,20 @@ fmt: venv
 	@$(BIN)/ruff format operator tests
 	@$(BIN)/ruff check --fix operator tests
 
-# Regenerate the committed CRD from the pydantic models.
+# Regenerate the committed CRD from the pydantic models (and the chart/install copies).
 crd: venv
 	@$(BIN)/ftrollout crd > crds/freethreaded.dev_freethreadedrollouts.yaml
 	@echo "wrote crds/freethreaded.dev_freethreadedrollouts.yaml"
+	@$(MAKE) --no-print-directory manifests
+
+# Render manifests/install.yaml from the chart (copying the generated CRD into it first).
+manifests: venv tools
+	@cp crds/freethreaded.dev_freethreadedrollouts.yaml charts/ftrollout/crds/
+	@HELM=$$($(BIN)/python -c 'from ftrollout.localcluster import Binaries; print(Binaries.locate().helm)'); \
+	{ cat charts/ftrollout/install-header.yaml; \
+	  "$$HELM" template ftrollout charts/ftrollout --namespace ftrollout-system --include-crds; \
+	} > manifests/install.yaml
+	@echo "wrote manifests/install.yaml"
 
 demo: venv tools
 	@$(BIN)/ftrollout demo

@@ -48,6 +48,12 @@ def observe_result(key: Key, result: Result, seconds: float) -> None:
             ROLLBACKS.labels(key[0], result.status.rollback.reason.value).inc()
 
 
+def _count_query(ok: bool) -> None:
+    PROMETHEUS_QUERIES.inc()
+    if not ok:
+        PROMETHEUS_ERRORS.inc()
+
+
 def forget(key: Key) -> None:
     old = _phases.pop(key, None)
     if old is not None:
@@ -56,5 +62,9 @@ def forget(key: Key) -> None:
 
 def serve(port: int, state: State) -> None:
     state.on_result.append(observe_result)
+    scheduler = state.scheduler
+    if scheduler is not None:
+        scheduler.on_result.append(lambda phase: ANALYSIS_RESULTS.labels(phase).inc())
+        scheduler.prom.on_query.append(_count_query)
     API_WRITES.set_function(lambda: float(getattr(state.kube, "writes", 0)))
     start_http_server(port)

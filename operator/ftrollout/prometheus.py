@@ -115,6 +115,7 @@ class Scheduler:
     guard_urls: set[str] = field(default_factory=set)
     running: set[tuple[str, str]] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    on_result: list[Callable[[str], None]] = field(default_factory=list)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -188,8 +189,22 @@ class Scheduler:
             except QueryError as exc:
                 return Value(None, str(exc))
 
+        previous = {
+            r.name: r for r in (self.state.analysis.get((t.namespace, t.name)) or _NO_ROUND).results
+        }
+
         async def one(metric: api.Metric) -> api.MetricResult:
             if metric.compare is not None:
+                if not pods[TRACK_STANDARD]:
+                    # At 100 % there are no standard pods left: compare with the last standard
+                    # value measured in this revision rather than never deciding.
+                    last = previous.get(metric.name)
+                    baseline = (
+                        Value(last.standard)
+                        if last is not None and last.standard is not None
+                        else Value(None, "no standard pods and no earlier standard value")
+                    )
+                    return judge(metric, await value(metric, TRACK_FREE_THREADED), baseline, now)
                 ft, std = await asyncio.gather(
                     value(metric, TRACK_FREE_THREADED), value(metric, TRACK_STANDARD)
                 )
@@ -197,6 +212,9 @@ class Scheduler:
             return judge(metric, await value(metric, TRACK_FREE_THREADED), None, now)
 
         results = await asyncio.gather(*(one(m) for m in t.analysis.metrics))
+        for hook in self.on_result:
+            for r in results:
+                hook(r.phase)
         return AnalysisRound(time=now, results=tuple(results))
 
     async def guard_round(self) -> None:
@@ -264,6 +282,9 @@ class Scheduler:
             if ns == namespace and pod in group:
                 out.append(group[pod])
         return out
+
+
+_NO_ROUND = AnalysisRound(time="", results=())
 
 
 def _spread(key: tuple[str, str], interval: float) -> float:

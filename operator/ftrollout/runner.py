@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import random
 from typing import Any
 
 import kopf
@@ -47,6 +48,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qps", type=float, default=float(env("FTR_QPS", "50")), help="API QPS limit")
     p.add_argument("--burst", type=int, default=int(env("FTR_BURST", "100")), help="API burst")
     p.add_argument(
+        "--priority",
+        type=int,
+        default=int(env("FTR_PRIORITY", "0")),
+        help="peering priority (default with --peering: random, so replicas never tie)",
+    )
+    p.add_argument(
         "--peering",
         default=env("FTR_PEERING"),
         help="kopf peering name for active/standby replicas (default: standalone)",
@@ -70,8 +77,15 @@ def configure(settings: kopf.OperatorSettings, args: argparse.Namespace) -> None
     if args.peering:
         settings.peering.name = args.peering
         settings.peering.mandatory = True
+        # kopf pauses every peer of equal priority: each replica draws its own, so exactly
+        # one (the highest) is active and the others stand by.
+        settings.peering.priority = args.priority or random.randint(1, 32767)
     else:
         settings.peering.standalone = True
+    if args.namespace:
+        # Restricted mode: no cluster-wide namespace/CRD scanning (a namespaced Role has no
+        # such rights, and kopf would retry the listing for about a minute first).
+        settings.scanning.disabled = True
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
             namespaces=namespaces,
             standalone=not args.peering,
             peering_name=args.peering,
+            priority=args.priority or None,
             **extra,
         )
     )

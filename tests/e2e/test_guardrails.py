@@ -45,6 +45,17 @@ class Env:
     def phase(self) -> str | None:
         return self.status().get("phase")
 
+    def until(self, what: str, cond: Any, timeout: float) -> None:
+        """wait_for with the rollout's status in the failure message."""
+        try:
+            wait_for(cond, timeout, what)
+        except AssertionError as exc:
+            st = self.status()
+            brief = {
+                k: st.get(k) for k in ("phase", "stepIndex", "message", "analysis", "gil", "races")
+            }
+            raise AssertionError(f"{exc}\nstatus: {json.dumps(brief, indent=1)}") from None
+
 
 @pytest.fixture
 def env(
@@ -94,7 +105,7 @@ HOLD_AT_50 = [
 
 def test_a_healthy_metrics_promote(operator: OperatorProcess, env: Env) -> None:
     apply(env.cluster, env.ns, analysed_rollout(env, FAST_STEPS))
-    wait_for(lambda: env.phase() == "Promoted", 150, "Promoted")
+    env.until("Promoted", lambda: env.phase() == "Promoted", 150)
     st = env.status()
     results = {m["name"]: m for m in st["analysis"]["metrics"]}
     assert results["p99-latency"]["phase"] == "Successful"
@@ -112,7 +123,7 @@ def test_a_healthy_metrics_promote(operator: OperatorProcess, env: Env) -> None:
 def test_b_p99_30_percent_worse_rolls_back(operator: OperatorProcess, env: Env) -> None:
     env.sim.knobs.free_threaded_slowdown = 1.3
     apply(env.cluster, env.ns, analysed_rollout(env, FAST_STEPS))
-    wait_for(lambda: env.phase() == "RolledBack", 120, "RolledBack")
+    env.until("RolledBack", lambda: env.phase() == "RolledBack", 120)
     st = env.status()
     assert st["rollback"]["reason"] == "AnalysisFailed"
     assert "p99-latency" in st["rollback"]["message"]
@@ -131,7 +142,7 @@ def test_c_gil_fallback_in_one_pod_rolls_back_naming_the_module(
     )
     env.sim.knobs.fallback_module = "numpy"
     env.sim.knobs.gil_on_pods = 1
-    wait_for(lambda: env.phase() == "RolledBack", 60, "RolledBack")
+    env.until("RolledBack", lambda: env.phase() == "RolledBack", 60)
     st = env.status()
     assert st["rollback"]["reason"] == "GILFallback"
     assert "numpy" in st["rollback"]["message"]
@@ -201,7 +212,7 @@ def test_d_crashes_beyond_the_race_budget_roll_back(operator: OperatorProcess, e
     )
     assert env.phase() == "Paused"  # within budget
     crash(env.cluster, env.ns, pods[1], 139)
-    wait_for(lambda: env.phase() == "RolledBack", 30, "RolledBack")
+    env.until("RolledBack", lambda: env.phase() == "RolledBack", 30)
     st = env.status()
     assert st["rollback"]["reason"] == "RaceBudget"
     assert "2 free-threaded incidents" in st["rollback"]["message"]
@@ -220,7 +231,7 @@ def test_standard_pod_crashes_do_not_count(operator: OperatorProcess, env: Env) 
     ).stdout
     standard = sorted(line.split("/", 1)[1] for line in out.split())
     crash(env.cluster, env.ns, standard[0], 139)
-    wait_for(lambda: env.status().get("analysis", {}).get("lastRound") is not None, 30, "a round")
+    env.until("a round", lambda: env.status().get("analysis", {}).get("lastRound") is not None, 30)
     time.sleep(3)
     assert env.phase() == "Paused"
     assert env.status()["races"]["incidents"] == 0
