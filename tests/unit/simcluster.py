@@ -162,7 +162,7 @@ class Sim:
         results = tuple(
             api.MetricResult(
                 name=names[i] if i < len(names) else f"m{i}",
-                phase=p,  # type: ignore[arg-type]
+                phase=p,
                 free_threaded=1.0 if p != "Inconclusive" else None,
                 standard=1.0 if p != "Inconclusive" else None,
                 message=p.lower(),

@@ -71,7 +71,7 @@ def at_step(sim: Sim, idx: int, **extra: object) -> Sim:
     for _ in range(200):
         if reached(idx)(sim):
             return sim
-        sim.step(**extra)
+        sim.step(1.0, **extra)
     raise AssertionError(f"step {idx} not reached: {sim.status.message}")
 
 
@@ -164,7 +164,7 @@ def test_step_reached_sets_clock_and_emits_one_event() -> None:
 def test_pending_until_the_target_itself_is_ready() -> None:
     """A target still rolling out (not all N Ready) is not split: the rollout waits in Pending."""
     sim = Sim(make_spec(), n=10)
-    sim.std = type(sim.std)(10, 6)
+    sim.std = Track(10, 6)
     obs = sim.observe()
     res = plan(sim.spec, sim.status, obs)
     assert res.status.phase == Phase.PENDING
@@ -471,7 +471,7 @@ PHASE_SETUPS = ["pending", "step0", "paused-indefinite", "promoted", "rolledback
 def _setup(name: str) -> Sim:
     if name == "pending":
         sim = Sim(make_spec(), n=3)
-        sim.std = type(sim.std)(3, 1)
+        sim.std = Track(3, 1)
         sim.step()
         return sim
     if name == "failed":
@@ -1157,7 +1157,8 @@ def test_failure_limit_zero_rolls_back_on_the_first_failed_round() -> None:
     sim.analysis_round("Successful", "Failed")
     res = sim.step()
     assert res.status.phase == Phase.ROLLED_BACK
-    assert "m1" in res.status.rollback.message if res.status.rollback else False
+    assert res.status.rollback is not None
+    assert "m1: failed" in res.status.rollback.message
 
 
 def test_a_round_is_counted_once_however_often_it_is_seen() -> None:
@@ -1583,7 +1584,7 @@ def gated_spec(action: str = "Block") -> api.RolloutSpec:
 
 def preflight(phase: str, image: str = "registry.example/app:2.0-py3.14t") -> api.PreflightStatus:
     return api.PreflightStatus(
-        phase=phase,  # type: ignore[arg-type]
+        phase=phase,
         image=image,
         free_threading_build=True,
         message=f"preflight {phase.lower()}",

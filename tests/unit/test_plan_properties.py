@@ -101,7 +101,7 @@ def _reached_last(spec: api.RolloutSpec, obs: Observation, n: int) -> bool:
 
 def _preflight(image: str, phase: str) -> api.PreflightStatus:
     return api.PreflightStatus(
-        phase=phase,  # type: ignore[arg-type]
+        phase=phase,
         image=image,
         message=f"preflight {phase}",
         time="2026-01-01T00:00:00Z",
@@ -415,14 +415,14 @@ class RolloutMachine(RuleBasedStateMachine):
 
 TestRolloutMachine = RolloutMachine.TestCase
 TestRolloutMachine.settings = settings(
-    max_examples=150,
-    stateful_step_count=25,
+    max_examples=200,
+    stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     spec=specs(),
     n=st.integers(1, 30),
