@@ -525,6 +525,22 @@ def test_spec_paused_holds_the_step_after_its_pause_elapsed() -> None:
     assert res.status.step_index == 1
 
 
+def test_spec_paused_mid_scaling_finishes_the_current_step_then_holds() -> None:
+    """Decision: pausing while a step is still scaling completes that step's split (stopping
+    half-way would leave neither split nor capacity guarantees) and holds there; it never
+    starts the next step."""
+    sim = Sim(make_spec(), n=10, lag=3)
+    sim.step()
+    sim.spec = sim.spec.model_copy(update={"paused": True})
+    sim.until(reached(0))
+    sim.step()
+    assert sim.replicas == (9, 1)
+    assert sim.status.phase == Phase.PAUSED
+    pause_elapsed(sim, 3600)
+    sim.run(5)
+    assert sim.status.step_index == 0
+
+
 def test_spec_paused_before_start_does_not_create_the_split() -> None:
     """Decision: spec.paused on a new rollout holds it in Pending (no twin pods), like an Argo
     Rollout created paused; unpausing starts step 0."""
