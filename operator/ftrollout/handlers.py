@@ -212,10 +212,11 @@ def _pods(state: State, namespace: str, twin: str) -> tuple[PodGil, ...]:
 
 
 def _incidents(state: State, namespace: str, twin: str) -> tuple[api.Incident, ...]:
-    out = []
+    out = [
+        api.Incident(pod=pod, exit_code=t.exit_code, time=t.finished_at)
+        for pod, t in state.cache.terminations_of(namespace, twin)
+    ]
     for p in state.cache.pods_of(namespace, twin):
-        for t in p.terminations:
-            out.append(api.Incident(pod=p.name, exit_code=t.exit_code, time=t.finished_at))
         for when in state.probe_incidents.get((namespace, p.name), ()):
             out.append(api.Incident(pod=p.name, source="Probe", time=when))
     return tuple(out)

@@ -19,6 +19,7 @@ from ftrollout.workloads import ANNOTATION_REVISION, LABEL_ROLLOUT, LABEL_TRACK
 RACE_EXIT_CODES = (139, 134)  # SIGSEGV, SIGABRT: what data races in C extensions end in
 
 Key = tuple[str, str]  # (namespace, name)
+MAX_TERMINATIONS = 200  # per deployment: more than any race budget worth having
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,9 @@ class Cache:
     # (namespace, target deployment) -> rollout names, to route deployment/pod events
     targets: dict[Key, set[str]] = field(default_factory=dict)
     rollout_targets: dict[Key, str] = field(default_factory=dict)
+    # Crash terminations seen per (namespace, deployment), kept after the pod changes or goes:
+    # a watch event may show a termination that the next event (or kwok) already overwrote.
+    terminations: dict[Key, dict[tuple[str, str], Termination]] = field(default_factory=dict)
 
     # --- rollouts
     def set_rollout_target(self, namespace: str, rollout: str, target: str | None) -> None:
@@ -182,7 +186,19 @@ class Cache:
         p = summarize_pod(body)
         if p.deployment is not None:
             self.pods.setdefault((p.namespace, p.deployment), {})[p.name] = p
+            if p.terminations:
+                seen = self.terminations.setdefault((p.namespace, p.deployment), {})
+                for t in p.terminations:
+                    seen[(p.name, t.finished_at)] = t
+                if len(seen) > MAX_TERMINATIONS:
+                    for k in sorted(seen, key=lambda k: k[1])[: len(seen) - MAX_TERMINATIONS]:
+                        del seen[k]
         return p
+
+    def terminations_of(self, namespace: str, deployment: str) -> list[tuple[str, Termination]]:
+        return [
+            (pod, t) for (pod, _), t in self.terminations.get((namespace, deployment), {}).items()
+        ]
 
     def drop_pod(self, body: Mapping[str, Any]) -> PodSummary:
         p = summarize_pod(body)

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from prometheus_api_client import PrometheusConnect
+from urllib3.util.retry import Retry
 
 from ftrollout import api
 from ftrollout.analysis import (
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("ftrollout.prometheus")
 
 GUARD_INTERVAL = 5.0  # seconds between batched guardrail queries
+RECENT_URL_SECONDS = 600.0
+PER_URL_CONCURRENCY = 4  # a dead or slow Prometheus cannot take every worker
 PROBE_QUERIES = {
     "gil": "max by (namespace, pod) (python_gil_enabled)",
     "build": "min by (namespace, pod) (python_freethreading_build)",
@@ -60,6 +63,7 @@ class Prometheus:
     def __init__(self, workers: int = 8) -> None:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prom")
         self.clients: dict[str, PrometheusConnect] = {}
+        self.limits: dict[str, asyncio.Semaphore] = {}
         self.queries = 0
         self.errors = 0
         self.on_query: list[Callable[[bool], None]] = []
@@ -67,7 +71,12 @@ class Prometheus:
     def _client(self, url: str) -> PrometheusConnect:
         c = self.clients.get(url)
         if c is None:
-            c = self.clients[url] = PrometheusConnect(url=url, disable_ssl=True)
+            # No client-side retries: the next interval is the retry, and a retry loop
+            # against a dead server would only hold a worker longer.
+            c = self.clients[url] = PrometheusConnect(
+                url=url, disable_ssl=True, retry=Retry(total=0, connect=0, read=0)
+            )
+            self.limits[url] = asyncio.Semaphore(PER_URL_CONCURRENCY)
         return c
 
     async def query(self, url: str, promql: str, seconds: float) -> list[dict[str, Any]]:
@@ -79,7 +88,8 @@ class Prometheus:
 
         loop = asyncio.get_running_loop()
         try:
-            out = await asyncio.wait_for(loop.run_in_executor(self.pool, run), seconds + 1)
+            async with self.limits[url]:
+                out = await asyncio.wait_for(loop.run_in_executor(self.pool, run), seconds + 1)
         except Exception as exc:
             self.errors += 1
             for hook in self.on_query:
@@ -112,7 +122,10 @@ class Scheduler:
     prom: Prometheus = field(default_factory=Prometheus)
     targets: dict[tuple[str, str], AnalysisTarget] = field(default_factory=dict)
     last_incident_counts: dict[tuple[str, str], float] = field(default_factory=dict)
-    guard_urls: set[str] = field(default_factory=set)
+    default_url: str | None = None
+    # Prometheus URLs of rollouts whose analysis ended (e.g. Promoted): their pods' probe
+    # metrics are still watched there for a while, then the URL is forgotten.
+    recent_urls: dict[str, float] = field(default_factory=dict)
     running: set[tuple[str, str]] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     on_result: list[Callable[[str], None]] = field(default_factory=list)
@@ -125,6 +138,8 @@ class Scheduler:
     # --- registration from reconciles
     def register(self, t: AnalysisTarget) -> None:
         key = (t.namespace, t.name)
+        if t.url:
+            self.recent_urls[t.url] = time.monotonic()
         old = self.targets.get(key)
         if old is not None and old.analysis == t.analysis and old.url == t.url:
             t.due = old.due
@@ -221,7 +236,13 @@ class Scheduler:
         """Batched probe metrics for every free-threaded pod on every known Prometheus."""
         from ftrollout.handlers import GilReading
 
-        urls = {t.url for t in self.targets.values() if t.url} | self.guard_urls
+        now = time.monotonic()
+        for url, seen in list(self.recent_urls.items()):
+            if now - seen > RECENT_URL_SECONDS:
+                del self.recent_urls[url]
+        urls = {t.url for t in self.targets.values() if t.url} | set(self.recent_urls)
+        if self.default_url:
+            urls.add(self.default_url)
         changed: set[tuple[str, str]] = set()
         for url in urls:
             try:
@@ -266,9 +287,9 @@ class Scheduler:
                     self.last_incident_counts[pkey] = v
                     if v > last:
                         # Distinct times (microseconds apart) so each increment is one incident.
-                        now = datetime.now(UTC)
+                        stamp = datetime.now(UTC)
                         self.state.probe_incidents.setdefault(pkey, []).extend(
-                            (now + timedelta(microseconds=i)).isoformat().replace("+00:00", "Z")
+                            (stamp + timedelta(microseconds=i)).isoformat().replace("+00:00", "Z")
                             for i in range(int(v - last))
                         )
                         changed.add(pkey)

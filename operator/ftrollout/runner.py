@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         configure(settings, args)
         scheduler = Scheduler(handlers.STATE)
         if args.prometheus_url:
-            scheduler.guard_urls.add(args.prometheus_url)
+            scheduler.default_url = args.prometheus_url
         handlers.STATE.scheduler = scheduler
         tasks.append(asyncio.create_task(scheduler.run()))
         if args.metrics_port:

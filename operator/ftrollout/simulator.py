@@ -130,12 +130,14 @@ class Simulator:
             return
         ft = track == TRACK_FREE_THREADED
         self.sink.set("python_freethreading_build", 1 if ft else 0, **labels)
-        self.sink.set("python_gil_enabled", 1 if (gil_on or not ft) else 0, **labels)
+        # The module counter first: a scrape between the two writes must never show the GIL
+        # on without the module that turned it on (the real probe updates both at once).
         if gil_on:
             self.sink.set(
                 "python_gil_fallback_total", 1, module=self.knobs.fallback_module, **labels
             )
-        else:
+        self.sink.set("python_gil_enabled", 1 if (gil_on or not ft) else 0, **labels)
+        if not gil_on:
             self.sink.remove(
                 "python_gil_fallback_total", module=self.knobs.fallback_module, **labels
             )
