@@ -21,7 +21,15 @@ import kopf
 from ftrollout import api, workloads
 from ftrollout.gate import PROBE_CONFIGMAP, from_job, job_manifest, job_name
 from ftrollout.observe import Cache, DeploymentSummary, Key, revision_of
-from ftrollout.plan import AnalysisRound, Observation, PodGil, Result, Workload, plan
+from ftrollout.plan import (
+    FIELD_MANAGER,
+    AnalysisRound,
+    Observation,
+    PodGil,
+    Result,
+    Workload,
+    plan,
+)
 
 log = logging.getLogger("ftrollout")
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -268,7 +276,9 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         now=now,
         generation=generation,
         revision=revision,
-        target=None if target is None else Workload(target.replicas, target.ready),
+        target=None
+        if target is None
+        else Workload(target.replicas, target.ready, target.replicas_manager),
         twin=None if twin is None else Workload(twin.replicas, twin.ready),
         pods=_pods(state, namespace, twin_name) if twin_name else (),
         incidents=_incidents(state, namespace, twin_name) if twin_name else (),
@@ -496,4 +506,6 @@ def _short(exc: Exception) -> str:
 
 
 def _with_replicas(d: DeploymentSummary, replicas: int) -> DeploymentSummary:
-    return DeploymentSummary(**{**d.__dict__, "replicas": replicas})
+    return DeploymentSummary(
+        **{**d.__dict__, "replicas": replicas, "replicas_manager": FIELD_MANAGER}
+    )

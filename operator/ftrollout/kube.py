@@ -19,6 +19,7 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from ftrollout import api
+from ftrollout.plan import FIELD_MANAGER
 
 log = logging.getLogger("ftrollout.kube")
 T = TypeVar("T")
@@ -90,11 +91,14 @@ class Kube:
             name,
             namespace,
             {"spec": {"replicas": replicas}},
+            field_manager=FIELD_MANAGER,
         )
 
     async def create_deployment(self, manifest: dict[str, Any]) -> None:
         ns = manifest["metadata"]["namespace"]
-        await self.call(self.apps.create_namespaced_deployment, ns, manifest)
+        await self.call(
+            self.apps.create_namespaced_deployment, ns, manifest, field_manager=FIELD_MANAGER
+        )
 
     async def replace_twin_template(self, manifest: dict[str, Any]) -> None:
         """Point the twin at a new template (new revision); replicas stay as they are."""

@@ -34,6 +34,7 @@ class DeploymentSummary:
     selector: str  # canonical JSON of spec.selector (a change means the twin must be rebuilt)
     rollout_label: str | None
     deleting: bool
+    replicas_manager: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,18 @@ def summarize_deployment(body: Mapping[str, Any]) -> DeploymentSummary:
         selector=_canonical(spec.get("selector") or {}),
         rollout_label=labels.get(LABEL_ROLLOUT),
         deleting=meta.get("deletionTimestamp") is not None,
+        replicas_manager=_replicas_manager(meta.get("managedFields") or []),
     )
+
+
+def _replicas_manager(managed: list[Mapping[str, Any]]) -> str | None:
+    """Who last set spec.replicas: the newest managedFields entry that owns it."""
+    owners = [
+        (str(m.get("time") or ""), str(m.get("manager") or ""))
+        for m in managed
+        if "f:replicas" in ((m.get("fieldsV1") or {}).get("f:spec") or {})
+    ]
+    return max(owners)[1] if owners else None
 
 
 def _owner_deployment(meta: Mapping[str, Any]) -> str | None:

@@ -25,12 +25,17 @@ ACTIONS = ("promote", "promote-full", "pause", "resume", "rollback", "retry")
 EventType = Literal["Normal", "Warning"]
 
 
+FIELD_MANAGER = "ftrollout"
+
+
 @dataclass(frozen=True)
 class Workload:
     """What the plan needs of a Deployment: desired and ready replicas."""
 
     replicas: int
     ready: int
+    # Field manager that last set spec.replicas (from managedFields), when known.
+    replicas_manager: str | None = None
 
 
 @dataclass(frozen=True)
@@ -251,15 +256,25 @@ def _follow_external_scale(ctx: _Ctx) -> None:
         return
     if last.standard == 0 and last.free_threaded == 0:
         return  # nothing written yet
+    if target.replicas_manager == FIELD_MANAGER:
+        return  # the apiserver says the value is ours, whatever status may have missed
+    if target.replicas_manager is not None and target.replicas != last.target:
+        _take_new_total(ctx, target.replicas)
+        return
     # The operator's own last write may have landed while its status write did not, and the
     # pods may have moved on since: a value between the last write in status and what it
     # would write now is one of its own writes in flight, not someone else's.
     lo, hi = sorted((last.standard, _target_set(ctx)))
     if lo <= target.replicas <= hi:
         return
-    new_n = target.replicas
-    if new_n == last.target:
-        return
+    if target.replicas != last.target:
+        _take_new_total(ctx, target.replicas)
+
+
+def _take_new_total(ctx: _Ctx, new_n: int) -> None:
+    last = ctx.st.replicas
+    target = ctx.obs.target
+    assert target is not None
     ctx.event(
         "Normal",
         "TargetScaled",

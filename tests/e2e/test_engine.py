@@ -268,3 +268,21 @@ def test_invalid_container_fails_with_the_field_and_keeps_capacity(
     assert replicas(cluster, ns, "web") == (N, N)
     reasons = [e["reason"] for e in events(cluster, ns, "web")]
     assert "InvalidSpec" in reasons
+
+
+def test_kubectl_scale_of_the_target_mid_step_sets_the_new_total(
+    operator: OperatorProcess, cluster: LocalCluster, web: str
+) -> None:
+    ns = web
+    steps = [{"weight": 50, "pause": {}}, {"weight": 100}]
+    apply(cluster, ns, rollout("web", "web", steps))
+    wait_for(
+        lambda: phase_is(cluster, ns, "web", "Paused", 0) and split_is(cluster, ns, 5, 5),
+        60,
+        "paused at 50%",
+    )
+    cluster.kubectl("scale", "deployment", "web", "-n", ns, "--replicas=20")
+    wait_for(lambda: split_is(cluster, ns, 10, 10), 60, "50% of 20: 10 + 10")
+    st = ftr_status(cluster, ns, "web")
+    assert st["replicas"]["target"] == 20
+    assert "TargetScaled" in [e["reason"] for e in events(cluster, ns, "web")]
