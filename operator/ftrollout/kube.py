@@ -48,12 +48,22 @@ class TokenBucket:
 class Kube:
     """The operator's API writer; counts writes so tests and benchmarks can assert on them."""
 
-    def __init__(self, qps: float = 50.0, burst: int = 100, workers: int = 8) -> None:
-        try:
-            kubernetes.config.load_incluster_config()
-        except kubernetes.config.ConfigException:
-            kubernetes.config.load_kube_config()
-        self.client = kubernetes.client.ApiClient()
+    def __init__(
+        self,
+        qps: float = 50.0,
+        burst: int = 100,
+        workers: int = 8,
+        client: kubernetes.client.ApiClient | None = None,
+    ) -> None:
+        """`client`: an already configured API client (tests point one at a mock server);
+        by default the in-cluster config, else the kubeconfig."""
+        if client is None:
+            try:
+                kubernetes.config.load_incluster_config()
+            except kubernetes.config.ConfigException:
+                kubernetes.config.load_kube_config()
+            client = kubernetes.client.ApiClient()
+        self.client = client
         self.apps = kubernetes.client.AppsV1Api(self.client)
         self.core = kubernetes.client.CoreV1Api(self.client)
         self.batch = kubernetes.client.BatchV1Api(self.client)
