@@ -1,0 +1,369 @@
+"""The imperative shell (handlers.reconcile + kube.Kube) against an emulated Kubernetes API.
+
+KMock (by kopf's author) serves the Kubernetes API from memory and records every request, so
+these tests assert the exact HTTP requests one reconcile sends: the twin's creation body, scale
+patches (with our field manager), the status JSON-patch, Events; that a reconcile with nothing
+to do writes nothing; and that an API error (409, 500) makes reconcile raise (the daemon retries
+with backoff) without the retry writing anything twice. No cluster, a few seconds in all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from typing import Any
+
+import kmock as km
+import kubernetes
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from ftrollout import handlers
+from ftrollout.kube import Kube
+
+FTR = "freethreaded.dev/v1alpha1/freethreadedrollouts"
+DEPLOYMENTS = "apps/v1/deployments"
+NS = "shop"
+N = 10
+LOG = logging.getLogger("test.kmock")
+
+
+class Emulator(km.KubernetesEmulator):  # type: ignore[misc]
+    """KMock's emulator, plus `metadata.generateName` (Events are created that way)."""
+
+    generated = 0
+
+    async def _handle(self, request: Any) -> Any:
+        data = request.data
+        if request.action == km.action.CREATE and isinstance(data, dict):
+            meta = data.setdefault("metadata", {})
+            if not meta.get("name") and meta.get("generateName"):
+                Emulator.generated += 1
+                meta["name"] = f"{meta['generateName']}{Emulator.generated:05d}"
+        return await super()._handle(request)
+
+
+pytestmark = [pytest.mark.timeout(30), pytest.mark.kmock(cls=Emulator)]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def target_deployment(replicas: int = N, ready: int = N) -> dict[str, Any]:
+    labels = {"app": "web"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": NS, "uid": "uid-web", "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [
+                        {"name": "app", "image": "example/app:3.13"},
+                        {"name": "sidecar", "image": "example/proxy:1"},
+                    ]
+                },
+            },
+        },
+        "status": {"replicas": replicas, "readyReplicas": ready},
+    }
+
+
+def rollout_body(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "freethreaded.dev/v1alpha1",
+        "kind": "FreeThreadedRollout",
+        "metadata": {
+            "name": "web",
+            "namespace": NS,
+            "uid": "uid-ftr",
+            "generation": 1,
+            "resourceVersion": "100",
+        },
+        "spec": {
+            "targetRef": {"name": "web"},
+            "freeThreaded": {"image": "example/app:3.14t", "container": "app"},
+            "steps": [
+                {"weight": 10, "pause": {"duration": "1h"}},
+                {"weight": 50, "pause": {"duration": "1h"}},
+                {"weight": 100},
+            ],
+            **spec,
+        },
+    }
+
+
+class Shell:
+    """A handlers.State wired to a real Kube client pointed at the KMock server."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        cfg = kubernetes.client.Configuration()
+        cfg.host = str(server.url).rstrip("/")
+        self.state = handlers.State(kube=Kube(client=kubernetes.client.ApiClient(cfg)))
+        self.seen = 0
+
+    def body(self) -> dict[str, Any]:
+        """The rollout as the watch would deliver it now."""
+        return copy.deepcopy(dict(self.server.objects[FTR, NS, "web"].raw))
+
+    async def reconcile(self, body: dict[str, Any] | None = None) -> float | None:
+        return await handlers.reconcile(self.state, body or self.body(), LOG)
+
+    def new_requests(self) -> list[Any]:
+        reqs = list(self.server)
+        out, self.seen = reqs[self.seen :], len(reqs)
+        return out
+
+    def watch_deployment(self, name: str, **status: int) -> None:
+        """What a watch event of the Deployment would put in the cache."""
+        obj = copy.deepcopy(dict(self.server.objects[DEPLOYMENTS, NS, name].raw))
+        obj.setdefault("metadata", {}).setdefault("namespace", NS)
+        obj["status"] = {**(obj.get("status") or {}), **status}
+        self.state.cache.put_deployment(obj)
+
+
+def writes(reqs: list[Any]) -> list[Any]:
+    return [r for r in reqs if str(r.method.value).upper() != "GET"]
+
+
+def summary(reqs: list[Any]) -> list[str]:
+    return [f"{str(r.method.value).upper()} {r.url.path}" for r in reqs]
+
+
+def event_reasons(reqs: list[Any]) -> list[str]:
+    return [r.data["reason"] for r in reqs if r.url.path.endswith("/events")]
+
+
+@pytest.fixture
+def shell(kmock: Any) -> Shell:
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment()
+    kmock.objects[FTR, NS, "web"] = rollout_body()
+    return Shell(kmock)
+
+
+# ------------------------------------------------------------------------------- tests
+
+
+async def test_first_reconcile_sends_exactly_twin_status_and_events(shell: Shell) -> None:
+    delay = await shell.reconcile()
+    reqs = shell.new_requests()
+    assert summary(writes(reqs)) == [
+        f"POST /apis/apps/v1/namespaces/{NS}/deployments",
+        f"PATCH /apis/freethreaded.dev/v1alpha1/namespaces/{NS}/freethreadedrollouts/web/status",
+        f"POST /api/v1/namespaces/{NS}/events",
+        f"POST /api/v1/namespaces/{NS}/events",
+    ]
+    # Reads: the target and the twin (404) on a cold cache, the target's full template.
+    assert len(reqs) - len(writes(reqs)) == 3
+    create, status, *evs = writes(reqs)
+
+    twin = create.data
+    assert twin["metadata"]["name"] == "web-ft"
+    assert twin["spec"]["replicas"] == 1  # ceil(10 * 10%)
+    owner = twin["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
+        "FreeThreadedRollout",
+        "web",
+        "uid-ftr",
+        True,
+    )
+    assert twin["spec"]["selector"]["matchLabels"] == {
+        "app": "web",
+        "freethreaded.dev/rollout": "web",
+        "freethreaded.dev/track": "free-threaded",
+    }
+    containers = {c["name"]: c["image"] for c in twin["spec"]["template"]["spec"]["containers"]}
+    assert containers == {"app": "example/app:3.14t", "sidecar": "example/proxy:1"}
+    assert twin["spec"]["template"]["metadata"]["labels"]["app"] == "web"
+    assert create.params.get("fieldManager") == "ftrollout"
+
+    # Status: one JSON patch replacing /status whole.
+    assert status.headers["Content-Type"].startswith("application/json-patch+json")
+    assert [op["op"] for op in status.data] == ["add"]
+    assert status.data[0]["path"] == "/status"
+    st = status.data[0]["value"]
+    assert (st["phase"], st["stepIndex"], st["weight"], st["observedGeneration"]) == (
+        "Progressing",
+        0,
+        10,
+        1,
+    )
+    assert st["replicas"]["target"] == N
+
+    assert [e.data["reason"] for e in evs] == ["RolloutStarted", "StepStarted"]
+    for e in evs:
+        assert e.data["involvedObject"]["uid"] == "uid-ftr"
+        assert e.data["involvedObject"]["kind"] == "FreeThreadedRollout"
+        assert e.data["type"] == "Normal"
+    # The standard track is not touched before the free-threaded pod is Ready.
+    assert not any("/deployments/web/scale" in p for p in summary(reqs))
+    assert delay is not None
+
+
+async def test_a_reconcile_with_nothing_new_sends_no_request_at_all(shell: Shell) -> None:
+    await shell.reconcile()
+    shell.new_requests()
+    for _ in range(3):
+        await shell.reconcile()
+    assert summary(shell.new_requests()) == []  # not even a GET: the cache answered
+
+
+async def test_twin_ready_scales_the_standard_track_down_once(shell: Shell) -> None:
+    await shell.reconcile()
+    shell.watch_deployment("web-ft", replicas=1, readyReplicas=1)
+    shell.new_requests()
+    await shell.reconcile()
+    reqs = writes(shell.new_requests())
+    scale = [r for r in reqs if r.url.path.endswith("/deployments/web/scale")]
+    assert len(scale) == 1
+    assert scale[0].data == {"spec": {"replicas": 9}}
+    assert scale[0].params.get("fieldManager") == "ftrollout"
+    assert not any(r.url.path.endswith("/deployments/web-ft/scale") for r in reqs)
+    # Scale first, status second (a crash in between is re-planned from observed replicas).
+    assert summary(reqs)[0].endswith("/deployments/web/scale")
+    assert summary(reqs)[1].endswith("/status")
+    assert event_reasons(reqs) == []
+    # The next look sees the standard track at 9 with >= 9 Ready: the step is reached, once.
+    await shell.reconcile()
+    reached = writes(shell.new_requests())
+    assert not any("/scale" in p for p in summary(reached))
+    assert event_reasons(reached) == ["StepReached"]
+    # The watch brings the standard track's pod count down: the status says so, nothing else.
+    shell.watch_deployment("web", replicas=9, readyReplicas=9)
+    await shell.reconcile()
+    (status,) = writes(shell.new_requests())
+    assert status.data[0]["value"]["replicas"]["standardReady"] == 9
+    for _ in range(2):
+        await shell.reconcile()
+    assert writes(shell.new_requests()) == []
+
+
+async def test_409_on_the_status_patch_raises_and_the_retry_writes_each_thing_once(
+    shell: Shell, kmock: Any
+) -> None:
+    body = shell.body()  # the watch's copy: the failed patch never reaches it
+    kmock["patch", km.resource(FTR), km.subresource("status")][:1] << 409
+    with pytest.raises(ApiException) as exc:
+        await shell.reconcile(body)
+    assert exc.value.status == 409
+    first = writes(shell.new_requests())
+    # The twin was created; the status write failed; no event claims what the status does not.
+    assert summary(first)[0].endswith("/deployments")
+    assert event_reasons(first) == []
+    await shell.reconcile(body)  # the daemon's retry, same (stale) body
+    retry = writes(shell.new_requests())
+    assert not any(p.startswith("POST") and p.endswith("/deployments") for p in summary(retry))
+    assert [p.rsplit("/", 1)[1] for p in summary(retry)] == ["status", "events", "events"]
+    assert event_reasons(retry) == ["RolloutStarted", "StepStarted"]
+
+
+async def test_500_on_a_scale_patch_raises_before_status_and_events(
+    shell: Shell, kmock: Any
+) -> None:
+    await shell.reconcile()
+    shell.watch_deployment("web-ft", replicas=1, readyReplicas=1)
+    body = shell.body()
+    shell.new_requests()
+    kmock["patch", km.resource(DEPLOYMENTS), km.subresource("scale")][:1] << 500
+    with pytest.raises(ApiException) as exc:
+        await shell.reconcile(body)
+    assert exc.value.status == 500
+    assert summary(writes(shell.new_requests())) == [
+        f"PATCH /apis/apps/v1/namespaces/{NS}/deployments/web/scale"
+    ]
+    await shell.reconcile(body)
+    retry = writes(shell.new_requests())
+    assert [p.rsplit("/", 1)[1] for p in summary(retry)] == ["scale", "status"]
+    assert retry[0].data == {"spec": {"replicas": 9}}
+    await shell.reconcile(body)
+    assert not any("/scale" in p for p in summary(writes(shell.new_requests())))
+
+
+async def test_a_failed_event_post_does_not_fail_the_reconcile(shell: Shell, kmock: Any) -> None:
+    kmock["post", km.resource("v1/events")] << 500
+    await shell.reconcile()  # events are best effort
+    reqs = writes(shell.new_requests())
+    assert summary(reqs)[1].endswith("/status")
+    await shell.reconcile()
+    assert writes(shell.new_requests()) == []  # and they are not re-sent
+
+
+async def test_the_daemon_retries_a_failing_reconcile_with_backoff(
+    shell: Shell, kmock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(handlers, "STATE", shell.state)
+    monkeypatch.setattr(handlers, "ERROR_BACKOFF", (0.05, 0.1))
+    kmock["patch", km.resource(FTR), km.subresource("status")][:2] << 503
+
+    class Stopped:
+        flag = False
+
+        def __bool__(self) -> bool:
+            return self.flag
+
+    stopped = Stopped()
+    fn = getattr(handlers.rollout_daemon, "__wrapped__", handlers.rollout_daemon)
+    task = asyncio.create_task(
+        fn(body=shell.body(), name="web", namespace=NS, stopped=stopped, logger=LOG)
+    )
+    try:
+        for _ in range(200):
+            done = [r for r in kmock if r.url.path.endswith("/status")]
+            if len(done) >= 3:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        stopped.flag = True
+        shell.state.poke(NS, "web")
+        await asyncio.wait_for(task, 5)
+    reqs = list(kmock)
+    status_patches = [r for r in reqs if r.url.path.endswith("/status")]
+    assert len(status_patches) == 3  # two 503s, then success; then quiet
+    assert event_reasons(reqs) == ["RolloutStarted", "StepStarted"]
+    creates = [r for r in reqs if r.url.path.endswith("/deployments") and r.method.value == "POST"]
+    assert len(creates) == 1
+
+
+async def test_a_missing_target_fails_the_rollout_without_creating_a_twin(kmock: Any) -> None:
+    kmock.objects[FTR, NS, "web"] = rollout_body()
+    shell = Shell(kmock)
+    await shell.reconcile()
+    reqs = writes(shell.new_requests())
+    assert not any(r.url.path.endswith("/deployments") for r in reqs)
+    (status,) = [r for r in reqs if r.url.path.endswith("/status")]
+    st = status.data[0]["value"]
+    assert st["phase"] == "Failed"
+    conds = {c["type"]: c for c in st["conditions"]}
+    assert conds["Progressing"]["reason"] == "TargetNotFound"
+    assert event_reasons(reqs) == ["TargetNotFound"]
+    await shell.reconcile()
+    await shell.reconcile(shell.body())
+    assert writes(shell.new_requests()) == []  # reported once, not on every resync
+
+
+async def test_an_action_annotation_is_acted_on_once(shell: Shell) -> None:
+    await shell.reconcile()
+    shell.watch_deployment("web-ft", replicas=1, readyReplicas=1)
+    await shell.reconcile()
+    shell.watch_deployment("web", replicas=9, readyReplicas=9)
+    await shell.reconcile()
+    shell.new_requests()
+    body = shell.body()
+    body["metadata"]["annotations"] = {"freethreaded.dev/action": "rollback"}
+    body["metadata"]["resourceVersion"] = "200"
+    await shell.reconcile(body)
+    reqs = writes(shell.new_requests())
+    clear = [r for r in reqs if r.url.path.endswith("/freethreadedrollouts/web")]
+    assert len(clear) == 1
+    assert clear[0].data == {"metadata": {"annotations": {"freethreaded.dev/action": None}}}
+    assert [r.data["spec"]["replicas"] for r in reqs if r.url.path.endswith("/web/scale")] == [10]
+    # The same body again (the watch has not delivered the annotation's removal yet).
+    await shell.reconcile(body)
+    again = writes(shell.new_requests())
+    assert not any(r.url.path.endswith("/freethreadedrollouts/web") for r in again)
+    assert "RolledBack" not in event_reasons(again)
