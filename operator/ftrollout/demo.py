@@ -405,6 +405,18 @@ def cli_main(args: argparse.Namespace) -> int:
             scenario_race_budget(demo)
             console.rule("kubectl get ftr -A")
             console.print(demo.kubectl("get", "ftr", "-A"), markup=False, highlight=False)
+            console.rule("kubectl ftr report checkout -n demo-healthy")
+            plugin = Path(sys.executable).with_name("kubectl-ftr")
+            report_cmd = [str(plugin), "report", "checkout", "-n", "demo-healthy"]
+            shown = subprocess.run(
+                [*report_cmd, "--prometheus-url", prometheus.url],
+                env=cluster.env(),
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            console.print(shown.stdout + shown.stderr, markup=False, highlight=False)
             report = demo.kubectl("describe", "ftr", "checkout", "-n", "demo-gil")
             console.rule("kubectl describe ftr checkout -n demo-gil (excerpt)")
             console.print(_excerpt(report), markup=False, highlight=False)
@@ -415,6 +427,8 @@ def cli_main(args: argparse.Namespace) -> int:
         )
     except DemoError as exc:
         console.print(f"[red]demo failed:[/] {exc}")
+    except Exception as exc:  # a clear line, then the cleanup below; never a bare traceback
+        console.print(f"[red]demo failed:[/] {type(exc).__name__}: {exc}")
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: cleaning up[/]")
         rc = 130
