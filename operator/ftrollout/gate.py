@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 from typing import Any
 
 from ftrollout import api
@@ -19,7 +20,17 @@ from ftrollout.workloads import LABEL_ROLLOUT, PROBE_MOUNT, PROBE_VOLUME
 PROBE_CONFIGMAP = "ftrollout-probe"
 PREFLIGHT_FILE = f"{PROBE_MOUNT}/ftrollout_preflight.py"
 EXIT_SCRIPT_BROKE = 70
+REPORT_GRACE = 15.0  # seconds a finished container may take to show its termination message
 _PULL_ERRORS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
+
+
+def _age(since: Any, now: str) -> float:
+    try:
+        start = datetime.fromisoformat(str(since).replace("Z", "+00:00"))
+        end = datetime.fromisoformat(now.replace("Z", "+00:00"))
+    except ValueError:
+        return float("inf")
+    return (end - start).total_seconds()
 
 
 def job_name(rollout: str, image: str, modules: list[str]) -> str:
@@ -184,7 +195,12 @@ def from_job(
                         f"{(term.get('message') or term.get('reason') or '').strip()[:200]}",
                         now,
                     )
-                return judge(term.get("message") or "", image, gate, now)
+                message = term.get("message") or ""
+                if not message.strip() and _age(term.get("finishedAt"), now) < REPORT_GRACE:
+                    # The exit and its termination message can reach the apiserver in two
+                    # status updates; wait briefly before calling it "no report".
+                    return _status("Running", image, "preflight finished: reading its report", now)
+                return judge(message, image, gate, now)
     failed = conds.get("Failed")
     if failed is not None and failed.get("status") == "True":
         if failed.get("reason") == "DeadlineExceeded":
@@ -196,6 +212,6 @@ def from_job(
             now,
         )
     complete = conds.get("Complete") or conds.get("SuccessCriteriaMet")
-    if complete is not None and complete.get("status") == "True":
+    if complete is not None and complete.get("status") == "True" and not pods:
         return _status("Failed", image, "preflight Job completed without a report", now)
     return _status("Running", image, f"preflight Job {job['metadata']['name']} running", now)
