@@ -43,6 +43,7 @@ class GilReading:
     enabled: bool | None
     modules: tuple[str, ...] = ()
     build: bool | None = None
+    source: str = "probe"  # "probe" (metrics, best) or "log" (the CPython warning)
 
 
 @dataclass
@@ -61,6 +62,8 @@ class State:
     preflight: dict[Key, api.PreflightStatus] = field(default_factory=dict)
     probe_incidents: dict[Key, list[str]] = field(default_factory=dict)  # (ns, pod) -> times
     probe_configmaps: set[str] = field(default_factory=set)  # namespaces with it up to date
+    active: set[Key] = field(default_factory=set)  # rollouts in Progressing/Paused/Pending
+    containers: dict[Key, str | None] = field(default_factory=dict)  # spec.freeThreaded.container
     scheduler: Any = None  # ftrollout.prometheus.Scheduler, when analysis runs
     default_prometheus: str | None = None
     reconciles: int = 0
@@ -300,6 +303,11 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
 
     await _act(state, body, key, status_raw, target, twin, result, logger)
     _register_analysis(state, key, spec, result)
+    if result.status.phase in (api.Phase.PROGRESSING, api.Phase.PAUSED, api.Phase.PENDING):
+        state.active.add(key)
+        state.containers[key] = spec.free_threaded.container if spec is not None else None
+    else:
+        state.active.discard(key)
     if result.run_preflight and spec is not None and target is not None:
         await _preflight(state, body, spec, target)
     for hook in state.on_result:

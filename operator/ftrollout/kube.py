@@ -235,3 +235,21 @@ class Kube:
             return
         if (current.data or {}) != data:
             await self.call(self.core.replace_namespaced_config_map, name, namespace, body)
+
+    async def read_log(
+        self,
+        namespace: str,
+        pod: str,
+        container: str | None,
+        since_seconds: int | None,
+        limit_bytes: int,
+    ) -> str:
+        kwargs: dict[str, Any] = {"timestamps": True, "limit_bytes": limit_bytes}
+        if container:
+            kwargs["container"] = container
+        if since_seconds is not None:
+            kwargs["since_seconds"] = since_seconds
+        out = await self.call(
+            self.core.read_namespaced_pod_log, pod, namespace, write=False, **kwargs
+        )
+        return str(out or "")

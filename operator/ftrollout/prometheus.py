@@ -35,6 +35,7 @@ from ftrollout.analysis import (
     read_vector,
 )
 from ftrollout.durations import parse_duration
+from ftrollout.gillog import LOG_INTERVAL, LogScanner
 from ftrollout.plan import AnalysisRound, rfc3339
 
 if TYPE_CHECKING:
@@ -129,6 +130,7 @@ class Scheduler:
     running: set[tuple[str, str]] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     on_result: list[Callable[[str], None]] = field(default_factory=list)
+    logs: LogScanner | None = None  # GIL fallback from pod logs, for pods without the probe
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -153,6 +155,7 @@ class Scheduler:
     # --- the loop
     async def run(self, stop: asyncio.Event | None = None) -> None:
         next_guard = 0.0
+        next_logs = 0.0
         while stop is None or not stop.is_set():
             now = time.monotonic()
             for key, t in list(self.targets.items()):
@@ -163,6 +166,9 @@ class Scheduler:
             if now >= next_guard:
                 next_guard = now + GUARD_INTERVAL
                 self._spawn(self.guard_round())
+            if self.logs is not None and now >= next_logs:
+                next_logs = now + LOG_INTERVAL
+                self._spawn(self.logs.round())
             await asyncio.sleep(0.5)
 
     async def _analyse(self, t: AnalysisTarget) -> None:

@@ -90,6 +90,7 @@ def configure(settings: kopf.OperatorSettings, args: argparse.Namespace) -> None
 
 def run(args: argparse.Namespace) -> int:
     from ftrollout import handlers, metrics
+    from ftrollout.gillog import LogScanner
     from ftrollout.kube import Kube
     from ftrollout.prometheus import Scheduler
 
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     @kopf.on.startup()
     async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(settings, args)
-        scheduler = Scheduler(handlers.STATE)
+        scheduler = Scheduler(handlers.STATE, logs=LogScanner(handlers.STATE))
         if args.prometheus_url:
             scheduler.default_url = args.prometheus_url
         handlers.STATE.scheduler = scheduler
