@@ -317,12 +317,60 @@ def scenario_race_budget(demo: Demo) -> dict[str, Any]:
 # --------------------------------------------------------------------------- main
 
 
+CHART = Path(__file__).resolve().parents[2] / "charts" / "ftrollout"
+RELEASE_NS = "ftrollout-system"
+
+
+def install_chart(cluster: LocalCluster, workdir: Path, prometheus: str) -> Path | None:
+    """`helm install` the chart as a platform team would; a kubeconfig with its SA's token.
+
+    kwok runs no containers, so the operator itself runs here, out of cluster, with exactly
+    the chart's ServiceAccount permissions. None when the chart is not next to the package.
+    """
+    if not (CHART / "Chart.yaml").is_file():
+        return None
+    helm = subprocess.run(
+        [
+            str(cluster.binaries.helm), "install", "ftrollout", str(CHART),
+            "--namespace", RELEASE_NS, "--create-namespace",
+            "--set", f"prometheus.url={prometheus}",
+        ],
+        env=cluster.env(), capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    if helm.returncode != 0:
+        raise DemoError(f"helm install failed: {helm.stderr.strip() or helm.stdout.strip()}")
+    accounts = cluster.kubectl("get", "serviceaccounts", "-n", RELEASE_NS, "-o", "name").stdout
+    names = [a.split("/", 1)[1] for a in accounts.split() if not a.endswith("/default")]
+    if not names:
+        raise DemoError("the chart created no ServiceAccount")
+    token = cluster.kubectl(
+        "create", "token", names[0], "-n", RELEASE_NS, "--duration=2h"
+    ).stdout.strip()
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": admin["clusters"][0]["cluster"]}],
+        "users": [{"name": names[0], "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "local", "user": names[0]}}],
+        "current-context": "operator",
+    }
+    path = workdir / "operator.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
 @contextlib.contextmanager
-def _operator(cluster: LocalCluster, workdir: Path, prometheus: str) -> Iterator[int]:
+def _operator(
+    cluster: LocalCluster, workdir: Path, prometheus: str, kubeconfig: Path | None
+) -> Iterator[int]:
     port = free_port()
     log = (workdir / "operator.log").open("ab")
     env = cluster.env()
     env["PYTHONUNBUFFERED"] = "1"
+    if kubeconfig is not None:
+        env["KUBECONFIG"] = str(kubeconfig)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -388,17 +436,25 @@ def cli_main(args: argparse.Namespace) -> int:
     prometheus: PrometheusHandle | None = None
     rc = 1
     try:
-        console.print("[3/4] installing the CRD, starting Prometheus and the operator")
-        cluster.kubectl("apply", "--server-side", "-f", "-", input=render_crd_yaml())
+        console.print("[3/4] Prometheus, `helm install` of the operator chart, the operator")
+        prometheus = start_prometheus([exporter.target], workdir / "prometheus")
+        operator_kubeconfig = install_chart(cluster, workdir, prometheus.url)
+        if operator_kubeconfig is None:
+            console.print("      chart not found next to the package: CRD only, admin rights")
+            cluster.kubectl("apply", "--server-side", "-f", "-", input=render_crd_yaml())
+        else:
+            console.print(
+                "      operator runs out of cluster with the chart's ServiceAccount token "
+                "(kwok runs no containers)"
+            )
         cluster.kubectl(
             "wait", "--for=condition=Established", "crd/freethreadedrollouts.freethreaded.dev"
         )
-        prometheus = start_prometheus([exporter.target], workdir / "prometheus")
         client = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
         demo = Demo(
             cluster, prometheus, exporter, kubernetes.client.CoreV1Api(client), args.timeout
         )
-        with _operator(cluster, workdir, prometheus.url):
+        with _operator(cluster, workdir, prometheus.url, operator_kubeconfig):
             console.print("[4/4] scenarios")
             scenario_promote(demo)
             scenario_gil_fallback(demo)
