@@ -1404,8 +1404,10 @@ def start_prometheus(
     scrape_interval: str = "1s",
     timeout: float = 60.0,
     die_with_parent: bool = True,
+    port: int | None = None,
 ) -> PrometheusHandle:
-    """Run a real Prometheus on a free loopback port scraping `scrape_targets` (host:port).
+    """Run a real Prometheus on a free loopback port (or `port`, e.g. to bring one back where
+    a stopped one was) scraping `scrape_targets` (host:port).
 
     Its config, TSDB and log live in `dir` (a fresh temporary directory when None, removed on
     stop). Waits for /-/ready.
@@ -1432,7 +1434,7 @@ def start_prometheus(
     }
     cfg = workdir / "prometheus.yml"
     cfg.write_text(yaml.safe_dump(config, sort_keys=False))
-    port = free_port()
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     logf = (workdir / "prometheus.log").open("ab")
     try:
