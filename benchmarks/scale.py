@@ -329,17 +329,22 @@ class Exporter:
 
 
 class Operator:
-    def __init__(self, cluster: Any, workdir: Path, extra: list[str]) -> None:
+    def __init__(self, cluster: Any, workdir: Path, extra: list[str], trace: bool = False) -> None:
         from ftrollout.localcluster import free_port
 
         self.port = free_port()
         self.log_path = workdir / "operator.log"
         env = cluster.env()
         env["PYTHONUNBUFFERED"] = "1"
+        self.tracemalloc = workdir / "tracemalloc.txt" if trace else None
+        launcher = (
+            [str(ROOT / "benchmarks" / "tracemem.py"), str(self.tracemalloc)]
+            if trace
+            else ["-m", "ftrollout.cli"]
+        )
         cmd = [
             sys.executable,
-            "-m",
-            "ftrollout.cli",
+            *launcher,
             "run",
             "--log-format=json",
             "--health-port=0",
@@ -597,6 +602,7 @@ def run_count(n: int, args: argparse.Namespace) -> dict[str, Any]:
             cluster,
             work,
             ["--qps", str(args.qps), "--burst", str(args.burst), "--prometheus-url", prom.url],
+            trace=args.tracemalloc,
         )
         stack.callback(op.stop)
         res["idle_rss_mib"] = proc_rss_mib(op.pid)
@@ -686,6 +692,8 @@ def run_count(n: int, args: argparse.Namespace) -> dict[str, Any]:
         stop_peak.set()
         res["peak_rss_ramp_mib"] = round(peak["rss"], 1)
         res["steady"] = steady(op, n, args)
+        if op.tracemalloc is not None:
+            res["tracemalloc"] = dump_tracemalloc(op, n)
 
         # --- spec change -> patch (promote)
         res["promote"] = promote_latency(custom, ftrs, targets, args)
@@ -769,6 +777,19 @@ def steady(op: Operator, n: int, args: argparse.Namespace) -> dict[str, Any]:
         f"load {load[-1]}"
     )
     return out
+
+
+def dump_tracemalloc(op: Operator, n: int) -> str:
+    assert op.tracemalloc is not None
+    op.tracemalloc.unlink(missing_ok=True)
+    op.proc.send_signal(signal.SIGUSR1)
+    with contextlib.suppress(TimeoutError):
+        wait("tracemalloc snapshot", op.tracemalloc.exists, 300)
+    time.sleep(2)
+    out = RESULTS / f"tracemalloc-{n}.txt"
+    out.write_text(op.tracemalloc.read_text() if op.tracemalloc.exists() else "no snapshot\n")
+    log(f"tracemalloc top sites -> {out}")
+    return out.name
 
 
 def _ms(v: float | None) -> float | None:
@@ -927,6 +948,7 @@ def profile(op: Operator, n: int, args: argparse.Namespace) -> dict[str, Any]:
             "--output",
             str(out) + ".raw",
             "--nonblocking",
+            "--gil",
         ],
         capture_output=True,
         text=True,
@@ -1079,6 +1101,9 @@ def main() -> int:
     p.add_argument("--breaches", type=int, default=10, help="rollouts crashed (rollback time)")
     p.add_argument("--breach-every", type=float, default=2.0, help="seconds between crashes")
     p.add_argument("--profile", type=float, default=0, help="py-spy the operator N seconds")
+    p.add_argument(
+        "--tracemalloc", action="store_true", help="operator under tracemalloc (memory sites)"
+    )
     p.add_argument("--keep", action="store_true", help="keep the work directories")
     p.add_argument("--report-only", action="store_true", help="rebuild summary.md and the plot")
     args = p.parse_args()
