@@ -275,6 +275,11 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         if target is not None and target.deleting:
             target = None
 
+    stale_twin = (
+        twin is not None
+        and target is not None
+        and twin.selector != _twin_selector(target.selector, name)
+    )
     obs = Observation(
         now=now,
         generation=generation,
@@ -282,8 +287,11 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         target=None
         if target is None
         else Workload(target.replicas, target.ready, target.replicas_manager),
-        twin=None if twin is None else Workload(twin.replicas, twin.ready),
-        pods=_pods(state, namespace, twin_name) if twin_name else (),
+        # A twin on another selector (the target was re-created with a new one) runs the old
+        # template and cannot be patched: its pods count for nothing, so the standard track
+        # goes back to N before that twin is replaced.
+        twin=None if twin is None else Workload(twin.replicas, 0 if stale_twin else twin.ready),
+        pods=_pods(state, namespace, twin_name) if twin_name and not stale_twin else (),
         incidents=_incidents(state, namespace, twin_name) if twin_name else (),
         analysis=state.analysis.get(key),
         action=action,
@@ -295,6 +303,9 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
     if spec is not None and target is not None and result.twin_replicas is not None:
         try:
             await _ensure_twin(state, body, spec, target, twin, result)
+        except _TwinReplaced:
+            obs = Observation(**{**obs.__dict__, "twin": None, "pods": ()})
+            result = plan(spec, status, obs)
         except workloads.TwinError as exc:
             obs = Observation(
                 **{**obs.__dict__, "spec_error": api.SpecError(exc.field, exc.message)}
@@ -385,9 +396,14 @@ async def _ensure_twin(
     else:
         assert twin is not None
         if twin.selector != _canonical_selector(manifest):
-            if (result.twin_replicas or 0) == 0 and twin.ready == 0:
+            # The selector of a Deployment is immutable: replace the twin, once the standard
+            # track alone has N Ready (or the twin has nothing left to lose).
+            idle = (result.twin_replicas or 0) == 0 and twin.ready == 0
+            if idle or target.ready >= result.status.replicas.target:
                 await state.kube.delete_deployment(namespace, twin.name)
                 state.cache.drop_deployment(namespace, twin.name)
+                log.info("%s/%s: twin on an old selector deleted", namespace, twin.name)
+                raise _TwinReplaced
             return
         await state.kube.replace_twin_template(manifest)
         log.info("twin %s/%s moved to revision %s", namespace, twin.name, revision)
@@ -445,6 +461,22 @@ async def _preflight(
     state.preflight[key] = verdict
     state.poke(key[0], key[1])
     await state.kube.delete_job(key[0], name)
+
+
+class _TwinReplaced(Exception):
+    """The twin was deleted to be re-created on the target's new selector."""
+
+
+def _twin_selector(target_selector: str, rollout: str) -> str:
+    """Canonical JSON of the twin's selector for a target selector (as workloads builds it)."""
+    import json
+
+    selector = json.loads(target_selector or "{}")
+    labels = dict(selector.get("matchLabels") or {})
+    labels[workloads.LABEL_TRACK] = workloads.TRACK_FREE_THREADED
+    labels[workloads.LABEL_ROLLOUT] = rollout
+    selector["matchLabels"] = labels
+    return json.dumps(selector, sort_keys=True, separators=(",", ":"))
 
 
 def _canonical_selector(manifest: dict[str, Any]) -> str:
