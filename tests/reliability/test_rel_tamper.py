@@ -120,13 +120,6 @@ def test_deleting_the_target_fails_the_rollout_and_keeps_the_twin(
     record("target-deleted", detect_s=round(detected, 2), twin_kept=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: after the target is re-created with a new selector, the new revision goes to "
-    "5 + 5 at once while the twin keeps the OLD template and selector (handlers._ensure_twin "
-    "returns silently when the selector differs and the twin has replicas), and status reports "
-    "the new revision as reached",
-)
 def test_changing_the_targets_selector(
     cluster: LocalCluster, namespace: str, operators: OperatorFactory
 ) -> None:
@@ -171,7 +164,8 @@ def test_changing_the_targets_selector(
     reasons = [e["reason"] for e in events(cluster, ns, "web")]
     assert "NewRevision" in reasons or "RolloutStarted" in reasons
     record("target-selector-changed", recover_s=round(recovered, 2),
-           behaviour="edit refused (immutable); delete+recreate = new revision, twin rebuilt")  # fmt: skip
+           behaviour="edit refused (immutable); delete+recreate = new revision, "
+           "standard back to N, twin re-created on the new selector")  # fmt: skip
 
 
 def test_a_second_writer_patching_the_rollout_all_along(
