@@ -54,6 +54,8 @@ class State:
     kube: Any = None  # ftrollout.kube.Kube, created at startup (tests may inject a fake)
     pokes: dict[Key, asyncio.Event] = field(default_factory=dict)
     pending_status: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    # (generation, deletionTimestamp, action annotation) of the latest watch event per rollout
+    last_trigger: dict[Key, tuple[Any, ...]] = field(default_factory=dict)
     # resourceVersion at which an action annotation was consumed: until the watch brings a
     # newer version, the live body still shows it and it must not be acted on twice.
     consumed_action: dict[Key, str] = field(default_factory=dict)
@@ -90,13 +92,31 @@ async def rollout_event(
     if event.get("type") == "DELETED":
         STATE.cache.set_rollout_target(namespace, name, None)
         STATE.pending_status.pop((namespace, name), None)
+        STATE.last_trigger.pop((namespace, name), None)
         STATE.analysis.pop((namespace, name), None)
         if STATE.scheduler is not None:
             STATE.scheduler.unregister((namespace, name))
         return
     target = (spec.get("targetRef") or {}).get("name")
     STATE.cache.set_rollout_target(namespace, name, target if isinstance(target, str) else None)
-    STATE.poke(namespace, name)
+    if not _own_status_echo(STATE, (namespace, name), event.get("object") or {}):
+        STATE.poke(namespace, name)
+
+
+def _own_status_echo(state: State, key: Key, body: Any) -> bool:
+    """True for the watch event of the operator's own status write, nothing else changed: its
+    reconcile would only find that status there and write nothing (half of all reconciles at
+    steady state, one per analysis round)."""
+    meta = body.get("metadata") or {}
+    trigger = (
+        meta.get("generation"),
+        meta.get("deletionTimestamp"),
+        (meta.get("annotations") or {}).get(workloads.ANNOTATION_ACTION),
+    )
+    previous = state.last_trigger.get(key)
+    state.last_trigger[key] = trigger
+    pending = state.pending_status.get(key)
+    return previous == trigger and pending is not None and pending == body.get("status")
 
 
 @kopf.on.event("apps", "v1", "deployments")
@@ -516,8 +536,17 @@ async def _act(
         )
     new_status = api.dump(result.status)
     if new_status != status_raw:
-        await kube.patch_rollout_status(namespace, name, new_status)
+        # Known before the write: its watch event may arrive before the call returns.
+        previous = state.pending_status.get(key)
         state.pending_status[key] = new_status
+        try:
+            await kube.patch_rollout_status(namespace, name, new_status)
+        except BaseException:
+            if previous is None:
+                state.pending_status.pop(key, None)
+            else:
+                state.pending_status[key] = previous
+            raise
     for ev in result.events:
         log.info("%s/%s: %s: %s", namespace, name, ev.reason, ev.message)
         await kube.emit_event(body, ev.type, ev.reason, ev.message)
