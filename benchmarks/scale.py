@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gzip
 import json
 import math
 import os
 import platform
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -956,30 +958,50 @@ def profile(op: Operator, n: int, args: argparse.Namespace) -> dict[str, Any]:
     )
     if proc.returncode != 0:
         return {"error": proc.stderr.strip()[-500:]}
-    top = summarize_profile(Path(str(out) + ".raw"))
-    out.write_text("\n".join(f"{pct_:5.1f}%  {fn}" for fn, pct_ in top) + "\n")
-    return {"file": out.name, "top": top[:15]}
+    raw = Path(str(out) + ".raw")
+    incl, own, samples = summarize_profile(raw)
+    with raw.open("rb") as src, gzip.open(RESULTS / f"profile-{n}.collapsed.gz", "wb") as dst:
+        shutil.copyfileobj(src, dst)  # for flamegraph.pl / speedscope
+    raw.unlink()
+    text = [
+        f"py-spy record --gil --duration {int(args.profile)}: {samples} samples of threads "
+        "holding the GIL (= Python CPU time)",
+        "",
+        "== self (leaf) share",
+        *(f"{p_:5.1f}%  {fn}" for fn, p_ in own[:30]),
+        "",
+        "== inclusive share",
+        *(f"{p_:5.1f}%  {fn}" for fn, p_ in incl[:60]),
+    ]
+    out.write_text("\n".join(text) + "\n")
+    return {"file": out.name, "samples": samples, "self_top": own[:15], "inclusive_top": incl[:25]}
 
 
-def summarize_profile(raw: Path) -> list[tuple[str, float]]:
-    """Inclusive share of samples per function from py-spy's collapsed-stack output."""
+def summarize_profile(
+    raw: Path,
+) -> tuple[list[tuple[str, float]], list[tuple[str, float]], int]:
+    """(inclusive, self) share of samples per function, from py-spy's collapsed stacks."""
     total = 0
     incl: dict[str, int] = {}
+    own: dict[str, int] = {}
     for line in raw.read_text().splitlines():
         stack, _, count_s = line.rpartition(" ")
         if not count_s.isdigit():
             continue
         c = int(count_s)
         total += c
-        seen = set()
-        for frame in stack.split(";"):
-            fn = re.sub(r":\d+\)$", ")", frame.strip())
-            if fn not in seen:
-                seen.add(fn)
-                incl[fn] = incl.get(fn, 0) + c
+        frames = [re.sub(r":\d+\)$", ")", f.strip()) for f in stack.split(";")]
+        for fn in set(frames):
+            incl[fn] = incl.get(fn, 0) + c
+        if frames:
+            own[frames[-1]] = own.get(frames[-1], 0) + c
     if not total:
-        return []
-    return sorted(((fn, 100 * c / total) for fn, c in incl.items()), key=lambda x: -x[1])[:60]
+        return [], [], 0
+
+    def top(d: dict[str, int]) -> list[tuple[str, float]]:
+        return sorted(((fn, round(100 * c / total, 2)) for fn, c in d.items()), key=lambda x: -x[1])
+
+    return top(incl)[:80], top(own)[:40], total
 
 
 # ------------------------------------------------------------------------ report
