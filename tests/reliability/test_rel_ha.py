@@ -141,11 +141,19 @@ def test_apiserver_restart_mid_rollout(
     op = operators(ns)
     steps = [
         {"weight": 10, "pause": {"duration": "3s"}},
-        {"weight": 50, "pause": {"duration": "3s"}},
+        {"weight": 50, "pause": {"duration": "8s"}},
         {"weight": 100, "pause": {"duration": "3s"}},
     ]
     apply(cluster, ns, rollout("web", "web", steps))
-    wait_for(lambda: phase_is(cluster, ns, "Progressing", 1), 90, "step 2 in progress")
+
+    def in_step_2() -> bool:
+        st = ftr_status(cluster, ns, "web")
+        return st.get("stepIndex") == 1 and st.get("phase") in ("Progressing", "Paused")
+
+    try:
+        wait_for(in_step_2, 90, "step 2 in progress")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nstatus: {ftr_status(cluster, ns, 'web')}") from None
     with Sampler(api, ns) as s:
         s.pause.set()
         unavailable = restart_apiserver(cluster, down_for=5)
