@@ -20,7 +20,7 @@ from ftrollout.workloads import LABEL_ROLLOUT, PROBE_MOUNT, PROBE_VOLUME
 PROBE_CONFIGMAP = "ftrollout-probe"
 PREFLIGHT_FILE = f"{PROBE_MOUNT}/ftrollout_preflight.py"
 EXIT_SCRIPT_BROKE = 70
-REPORT_GRACE = 15.0  # seconds a finished container may take to show its termination message
+REPORT_GRACE = 30.0  # seconds a finished container may take to show its termination message
 _PULL_ERRORS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
 
 

@@ -119,7 +119,12 @@ def test_gate_passes_records_the_contract_and_cleans_up(
     assert "ftrollout_preflight.py" in cm["data"]
     assert replicas(cluster, ns, "web") == (N, N)  # nothing moves before the verdict
     finish_preflight(cluster, ns, report("json"))
-    wait_for(lambda: ftr_status(cluster, ns, "web").get("phase") == "Paused", 60, "step 1 reached")
+    try:
+        wait_for(lambda: ftr_status(cluster, ns, "web").get("phase") == "Paused", 90, "step 1")
+    except AssertionError as exc:
+        st = ftr_status(cluster, ns, "web")
+        pods = cluster.kubectl("get", "pods,jobs", "-n", ns, "-o", "wide").stdout
+        raise AssertionError(f"{exc}\nstatus: {json.dumps(st, indent=1)}\n{pods}") from None
     st = ftr_status(cluster, ns, "web")
     assert st["preflight"]["phase"] == "Passed"
     assert st["preflight"]["freeThreadingBuild"] is True

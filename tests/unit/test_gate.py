@@ -146,7 +146,7 @@ def test_job_states() -> None:
 def test_a_finished_container_gets_a_grace_period_for_its_message() -> None:
     gate = api.DependencyGate(modules=["json"])
     just_now = from_job(
-        job(), [pod(terminated(0, "", finished="2026-01-01T00:09:55Z"))], IMAGE, gate, NOW
+        job(), [pod(terminated(0, "", finished="2026-01-01T00:09:45Z"))], IMAGE, gate, NOW
     )
     assert just_now.phase == "Running"
     later = from_job(
