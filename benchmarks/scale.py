@@ -331,13 +331,21 @@ class Exporter:
 
 
 class Operator:
-    def __init__(self, cluster: Any, workdir: Path, extra: list[str], trace: bool = False) -> None:
+    def __init__(
+        self,
+        cluster: Any,
+        workdir: Path,
+        extra: list[str],
+        trace: bool = False,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         from ftrollout.localcluster import free_port
 
         self.port = free_port()
         self.log_path = workdir / "operator.log"
         env = cluster.env()
         env["PYTHONUNBUFFERED"] = "1"
+        env.update(extra_env or {})
         self.tracemalloc = workdir / "tracemalloc.txt" if trace else None
         launcher = (
             [str(ROOT / "benchmarks" / "tracemem.py"), str(self.tracemalloc)]
@@ -356,7 +364,7 @@ class Operator:
         self.proc = subprocess.Popen(
             cmd, stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT, env=env
         )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + (240 if trace else 60)
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"operator exited: {self.log_path.read_text()[-2000:]}")
@@ -364,6 +372,7 @@ class Operator:
                 self.metrics()
                 break
             if time.monotonic() > deadline:
+                self.stop()
                 raise RuntimeError("operator metrics endpoint did not come up")
             time.sleep(0.3)
 
@@ -605,7 +614,9 @@ def run_count(n: int, args: argparse.Namespace) -> dict[str, Any]:
             work,
             ["--qps", str(args.qps), "--burst", str(args.burst), "--prometheus-url", prom.url],
             trace=args.tracemalloc,
+            extra_env=dict(kv.split("=", 1) for kv in args.operator_env),
         )
+        res["operator_env"] = args.operator_env
         stack.callback(op.stop)
         res["idle_rss_mib"] = proc_rss_mib(op.pid)
         log(f"operator pid {op.pid} up, RSS {res['idle_rss_mib']:.0f} MiB")
@@ -1125,6 +1136,13 @@ def main() -> int:
     p.add_argument("--profile", type=float, default=0, help="py-spy the operator N seconds")
     p.add_argument(
         "--tracemalloc", action="store_true", help="operator under tracemalloc (memory sites)"
+    )
+    p.add_argument(
+        "--operator-env",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="extra environment for the operator (e.g. MALLOC_ARENA_MAX=2)",
     )
     p.add_argument("--keep", action="store_true", help="keep the work directories")
     p.add_argument("--report-only", action="store_true", help="rebuild summary.md and the plot")
