@@ -1162,7 +1162,14 @@ def main() -> int:
     for n in [int(x) for x in args.counts.split(",") if x]:
         res = run_count(n, args)
         # A tracemalloc run is slowed down: its numbers stay out of the table.
-        out = RESULTS / (f"tracemalloc-run-{n}.json" if args.tracemalloc else f"scale-{n}.json")
+        # So is a run with a changed operator environment (an experiment, not the baseline).
+        if args.tracemalloc:
+            out = RESULTS / f"tracemalloc-run-{n}.json"
+        elif args.operator_env:
+            tag = "-".join(kv.replace("=", "") for kv in args.operator_env).lower()
+            out = RESULTS / f"experiment-{n}-{tag}.json"
+        else:
+            out = RESULTS / f"scale-{n}.json"
         out.write_text(json.dumps(res, indent=1) + "\n")
         log(f"wrote {out}")
     write_report(load_results())

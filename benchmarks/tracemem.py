@@ -22,7 +22,7 @@ def main() -> int:
     # Imports first (they are the fixed part of the RSS, and slow under tracemalloc): what
     # is traced is what the operator allocates for the objects it handles.
     import kopf  # noqa: F401
-    import kubernetes  # noqa: F401
+    import kubernetes
     import prometheus_api_client  # noqa: F401
 
     from ftrollout import handlers, kube, metrics, prometheus, runner  # noqa: F401
