@@ -1032,14 +1032,14 @@ def fmt(v: Any, unit: str = "") -> str:
 
 def summary_table(results: list[dict[str, Any]]) -> str:
     head = (
-        "| rollouts | load avg (1m) | RSS MiB (mean/max) | CPU cores (s/min) | "
+        "| rollouts | load avg (1m, window start-end) | RSS MiB (mean/max) | CPU cores (s/min) | "
         "reconciles/s | reconcile p50 / p99 ms | writes/reconcile (beyond analysis) | "
         "Prom queries /30 s (guardrail) | promote p50 / p99 ms | crash → rollback p50 / max ms |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
         s, p, b = r["steady"], r["promote"], r["breach"]
-        load1 = s["load"][-1][0] if s.get("load") else None
+        load1 = f"{s['load'][0][0]}-{s['load'][-1][0]}" if s.get("load") else None
         lines.append(
             f"| {r['rollouts']} | {fmt(load1)} | {s['rss_mib_mean']} / {s['rss_mib_max']} | "
             f"{s['cpu_cores']} ({s['cpu_s_per_min']}) | {s['reconciles_per_s']} | "
