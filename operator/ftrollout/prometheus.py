@@ -46,11 +46,14 @@ log = logging.getLogger("ftrollout.prometheus")
 GUARD_INTERVAL = 5.0  # seconds between batched guardrail queries
 RECENT_URL_SECONDS = 600.0
 PER_URL_CONCURRENCY = 4  # a dead or slow Prometheus cannot take every worker
+# Only twin pods (<target>-ft-<replicaset hash>-<suffix>): answers stay proportional to the
+# free-threaded pods even where standard pods export the probe's metrics too.
+TWIN_PODS = '{pod=~".+-ft-[a-z0-9]+-[a-z0-9]+"}'
 PROBE_QUERIES = {
-    "gil": "max by (namespace, pod) (python_gil_enabled)",
-    "build": "min by (namespace, pod) (python_freethreading_build)",
-    "fallback": "sum by (namespace, pod, module) (python_gil_fallback_total) > 0",
-    "incidents": "sum by (namespace, pod) (python_freethreading_incidents_total)",
+    "gil": f"max by (namespace, pod) (python_gil_enabled{TWIN_PODS})",
+    "build": f"min by (namespace, pod) (python_freethreading_build{TWIN_PODS})",
+    "fallback": f"sum by (namespace, pod, module) (python_gil_fallback_total{TWIN_PODS}) > 0",
+    "incidents": f"sum by (namespace, pod) (python_freethreading_incidents_total{TWIN_PODS})",
 }
 
 
