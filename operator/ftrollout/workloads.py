@@ -162,14 +162,3 @@ def _inject_probe(
 
 
 _PROBE_ENV = ("PYTHONPATH", "FTR_PROBE_PORT")
-
-
-def twin_needs_update(current: dict[str, Any], desired: dict[str, Any]) -> bool:
-    """Whether the live twin's template or selector differs from what it should be."""
-    cur = current.get("spec", {})
-    want = desired["spec"]
-    cur_rev = (current.get("metadata", {}).get("annotations") or {}).get(ANNOTATION_REVISION)
-    return bool(
-        cur_rev != desired["metadata"]["annotations"][ANNOTATION_REVISION]
-        or cur.get("selector") != want["selector"]
-    )
