@@ -37,7 +37,7 @@ from ftrollout.localcluster import (
     free_port,
     start_prometheus,
 )
-from ftrollout.simulator import ERROR_RATIO_QUERY, P99_QUERY, Simulator
+from ftrollout.simulator import ERROR_RATIO_QUERY, P99_QUERY, Simulator, crash_status_patch
 
 console = Console()
 N = 10
@@ -187,32 +187,9 @@ def canary(namespace: str, prometheus: str, race_budget: int = 3) -> dict[str, A
 
 
 def crash_pod(demo: Demo, namespace: str, pod: str, code: int = 139) -> None:
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    status = {
-        "status": {
-            "containerStatuses": [
-                {
-                    "name": "app",
-                    "image": "registry.example/checkout:2.4.0-py3.14t",
-                    "imageID": "",
-                    "ready": True,
-                    "restartCount": 1,
-                    "started": True,
-                    "state": {"running": {"startedAt": now}},
-                    "lastState": {
-                        "terminated": {
-                            "exitCode": code,
-                            "reason": "Error",
-                            "startedAt": now,
-                            "finishedAt": now,
-                        }
-                    },
-                }
-            ]
-        }
-    }
+    patch = crash_status_patch("app", "registry.example/checkout:2.4.0-py3.14t", code)
     demo.kubectl(
-        "patch", "pod", pod, "-n", namespace, "--subresource=status", "-p", json.dumps(status)
+        "patch", "pod", pod, "-n", namespace, "--subresource=status", "-p", json.dumps(patch)
     )
 
 

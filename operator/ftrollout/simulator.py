@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -157,6 +158,38 @@ class Simulator:
         ):
             self.sink.remove(name, **labels)
         self.sink.remove("python_gil_fallback_total", module=self.knobs.fallback_module, **labels)
+
+
+def crash_status_patch(container: str, image: str, exit_code: int = 139) -> dict[str, Any]:
+    """A pod-status patch saying `container` just crashed with `exit_code` and restarted.
+
+    kwok runs no processes: this is how the demo and the tests make a free-threaded pod crash
+    the way the kubelet would report it.
+    """
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": container,
+                    "image": image,
+                    "imageID": "",
+                    "ready": True,
+                    "restartCount": 1,
+                    "started": True,
+                    "state": {"running": {"startedAt": now}},
+                    "lastState": {
+                        "terminated": {
+                            "exitCode": exit_code,
+                            "reason": "Error",
+                            "startedAt": now,
+                            "finishedAt": now,
+                        }
+                    },
+                }
+            ]
+        }
+    }
 
 
 P99_QUERY = (

@@ -27,7 +27,7 @@ from e2e_operator import (
 )
 
 from ftrollout.localcluster import LocalCluster, PodMetricsExporter, PrometheusHandle
-from ftrollout.simulator import ERROR_RATIO_QUERY, P99_QUERY, Simulator
+from ftrollout.simulator import ERROR_RATIO_QUERY, P99_QUERY, Simulator, crash_status_patch
 
 pytestmark = pytest.mark.e2e
 N = 10
@@ -160,30 +160,7 @@ def test_c_gil_fallback_in_one_pod_rolls_back_naming_the_module(
 
 
 def crash(cluster: LocalCluster, ns: str, pod: str, code: int) -> None:
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    patch = {
-        "status": {
-            "containerStatuses": [
-                {
-                    "name": "app",
-                    "image": "example/app:3.14t",
-                    "imageID": "",
-                    "ready": True,
-                    "restartCount": 1,
-                    "started": True,
-                    "state": {"running": {"startedAt": now}},
-                    "lastState": {
-                        "terminated": {
-                            "exitCode": code,
-                            "reason": "Error",
-                            "startedAt": now,
-                            "finishedAt": now,
-                        }
-                    },
-                }
-            ]
-        }
-    }
+    patch = crash_status_patch("app", "example/app:3.14t", code)
     cluster.kubectl(
         "patch",
         "pod",
