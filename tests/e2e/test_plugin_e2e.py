@@ -157,7 +157,7 @@ def test_pause_resume_rollback_retry(
     assert row[2] == "RolledBack"
 
     assert "retry requested" in ok(ftr(cluster, "retry", "web", "-n", ns))
-    wait_for(lambda: phase(cluster, ns) == ("Progressing", 0), 30, "retried from step 1")
+    wait_for(lambda: phase(cluster, ns) == ("Progressing", 0), 90, "retried from step 1")
     wait_for(lambda: replicas(cluster, ns, "web-ft") == (2, 2), 60, "2 free-threaded again")
 
 
