@@ -18,7 +18,7 @@ from typing import Any
 
 import kopf
 
-from ftrollout import api, workloads
+from ftrollout import api, status_writes, workloads
 from ftrollout.gate import PROBE_CONFIGMAP, from_job, job_manifest, job_name
 from ftrollout.observe import Cache, DeploymentSummary, Key, revision_of
 from ftrollout.plan import (
@@ -54,6 +54,11 @@ class State:
     kube: Any = None  # ftrollout.kube.Kube, created at startup (tests may inject a fake)
     pokes: dict[Key, asyncio.Event] = field(default_factory=dict)
     pending_status: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    # A newer status than the one in the API whose only news are analysis numbers: the planner
+    # reads it from here; it is written with the next material change or after status_refresh.
+    deferred_status: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    written_at: dict[Key, float] = field(default_factory=dict)  # monotonic time of the write
+    status_refresh: float = status_writes.DEFAULT_REFRESH_SECONDS
     # (generation, deletionTimestamp, action annotation) of the latest watch event per rollout
     last_trigger: dict[Key, tuple[Any, ...]] = field(default_factory=dict)
     # resourceVersion at which an action annotation was consumed: until the watch brings a
@@ -92,6 +97,8 @@ async def rollout_event(
     if event.get("type") == "DELETED":
         STATE.cache.set_rollout_target(namespace, name, None)
         STATE.pending_status.pop((namespace, name), None)
+        STATE.deferred_status.pop((namespace, name), None)
+        STATE.written_at.pop((namespace, name), None)
         STATE.last_trigger.pop((namespace, name), None)
         STATE.analysis.pop((namespace, name), None)
         if STATE.scheduler is not None:
@@ -268,6 +275,8 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
             del state.pending_status[key]
         else:
             status_raw = pending  # our last write has not come back through the watch yet
+    written = status_raw
+    status_raw = state.deferred_status.get(key, written)
     status = api.parse_status(status_raw)
     generation = int(meta.get("generation") or 0)
     action = (meta.get("annotations") or {}).get(workloads.ANNOTATION_ACTION)
@@ -332,7 +341,7 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
             )
             result = plan(spec, status, obs)
 
-    await _act(state, body, key, status_raw, target, twin, result, logger)
+    await _act(state, body, key, written, target, twin, result, logger)
     _register_analysis(state, key, spec, result)
     if result.status.phase in (api.Phase.PROGRESSING, api.Phase.PAUSED, api.Phase.PENDING):
         state.active.add(key)
@@ -509,7 +518,7 @@ async def _act(
     state: State,
     body: Any,
     key: Key,
-    status_raw: dict[str, Any],
+    written: dict[str, Any],
     target: DeploymentSummary | None,
     twin: DeploymentSummary | None,
     result: Result,
@@ -535,7 +544,12 @@ async def _act(
             wanted,
         )
     new_status = api.dump(result.status)
-    if new_status != status_raw:
+    since_write = time.monotonic() - state.written_at.get(key, float("-inf"))
+    if new_status == written:
+        state.deferred_status.pop(key, None)
+    elif status_writes.can_wait(written, new_status, since_write, state.status_refresh):
+        state.deferred_status[key] = new_status
+    else:
         # Known before the write: its watch event may arrive before the call returns.
         previous = state.pending_status.get(key)
         state.pending_status[key] = new_status
@@ -547,6 +561,8 @@ async def _act(
             else:
                 state.pending_status[key] = previous
             raise
+        state.deferred_status.pop(key, None)
+        state.written_at[key] = time.monotonic()
     for ev in result.events:
         log.info("%s/%s: %s: %s", namespace, name, ev.reason, ev.message)
         await kube.emit_event(body, ev.type, ev.reason, ev.message)

@@ -48,6 +48,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qps", type=float, default=float(env("FTR_QPS", "50")), help="API QPS limit")
     p.add_argument("--burst", type=int, default=int(env("FTR_BURST", "100")), help="API burst")
     p.add_argument(
+        "--status-refresh",
+        type=float,
+        default=float(env("FTR_STATUS_REFRESH", "300")),
+        metavar="SECONDS",
+        help="write analysis values that changed nothing else at most this often (default 300; "
+        "0: every round). Result, step and phase changes are always written at once",
+    )
+    p.add_argument(
         "--priority",
         type=int,
         default=int(env("FTR_PRIORITY", "0")),
@@ -110,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     handlers.STATE.kube = Kube(qps=args.qps, burst=args.burst)
     handlers.STATE.default_prometheus = args.prometheus_url
+    handlers.STATE.status_refresh = max(0.0, args.status_refresh)
 
     @kopf.on.startup()
     async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:

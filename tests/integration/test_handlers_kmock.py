@@ -367,3 +367,97 @@ async def test_an_action_annotation_is_acted_on_once(shell: Shell) -> None:
     again = writes(shell.new_requests())
     assert not any(r.url.path.endswith("/freethreadedrollouts/web") for r in again)
     assert "RolledBack" not in event_reasons(again)
+
+
+# ------------------------------------------------------- analysis numbers vs status writes
+
+ANALYSIS = {
+    "interval": "30s",
+    "metrics": [{"name": "error-ratio", "query": "x", "threshold": {"max": 0.01}}],
+}
+
+
+def round_of(when: str, value: float, phase: str = "Successful") -> Any:
+    from ftrollout import api
+    from ftrollout.plan import AnalysisRound
+
+    result = api.MetricResult(
+        name="error-ratio", phase=phase, free_threaded=value, message=f"{value} vs max 0.01",
+        time=when,
+    )  # fmt: skip
+    return AnalysisRound(time=when, results=(result,))
+
+
+def status_writes_of(reqs: list[Any]) -> list[dict[str, Any]]:
+    return [r.data[0]["value"] for r in writes(reqs) if r.url.path.endswith("/status")]
+
+
+async def at_first_step(kmock: Any, pause: str) -> Shell:
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment()
+    kmock.objects[FTR, NS, "web"] = rollout_body(
+        analysis=ANALYSIS,
+        steps=[{"weight": 10, "pause": {"duration": pause}}, {"weight": 100}],
+    )
+    shell = Shell(kmock)
+    await shell.reconcile()
+    shell.watch_deployment("web-ft", replicas=1, readyReplicas=1)
+    await shell.reconcile()
+    shell.watch_deployment("web", replicas=9, readyReplicas=9)
+    await shell.reconcile()
+    await shell.reconcile()
+    shell.new_requests()
+    return shell
+
+
+async def test_rounds_that_only_bring_new_numbers_are_not_written_each_time(
+    kmock: Any,
+) -> None:
+    shell = await at_first_step(kmock, "1h")
+    shell.state.analysis[NS, "web"] = round_of("2026-01-01T00:00:00Z", 0.001)
+    await shell.reconcile()
+    (first,) = status_writes_of(shell.new_requests())  # the first result is news: written
+    assert first["analysis"]["metrics"][0]["freeThreaded"] == 0.001
+
+    for i, value in enumerate((0.002, 0.003, 0.004), start=1):
+        shell.state.analysis[NS, "web"] = round_of(f"2026-01-01T00:00:{i * 30:02d}Z", value)
+        await shell.reconcile()
+        await shell.reconcile()  # a resync in between changes nothing either
+    assert writes(shell.new_requests()) == []  # same result, new numbers: kept in memory
+
+    # A result that changes phase is written at once, with the latest numbers.
+    shell.state.analysis[NS, "web"] = round_of("2026-01-01T00:02:00Z", 0.5, "Failed")
+    await shell.reconcile()
+    (failed,) = status_writes_of(shell.new_requests())
+    assert failed["analysis"]["metrics"][0]["phase"] == "Failed"
+    assert failed["analysis"]["failedRounds"] == 1
+    assert failed["analysis"]["lastRound"] == "2026-01-01T00:02:00Z"
+
+
+async def test_kept_numbers_are_written_once_the_refresh_period_is_over(kmock: Any) -> None:
+    shell = await at_first_step(kmock, "1h")
+    shell.state.analysis[NS, "web"] = round_of("2026-01-01T00:00:00Z", 0.001)
+    await shell.reconcile()
+    shell.state.analysis[NS, "web"] = round_of("2026-01-01T00:00:30Z", 0.002)
+    await shell.reconcile()
+    assert writes(shell.new_requests())[1:] == []
+    shell.state.status_refresh = 0.2
+    await asyncio.sleep(0.3)
+    await shell.reconcile()  # the next look after the period (a round or the resync)
+    (refreshed,) = status_writes_of(shell.new_requests())
+    assert refreshed["analysis"]["metrics"][0]["freeThreaded"] == 0.002
+    assert refreshed["analysis"]["lastRound"] == "2026-01-01T00:00:30Z"
+
+
+async def test_a_step_advances_on_a_round_that_was_kept_in_memory(kmock: Any) -> None:
+    shell = await at_first_step(kmock, "1s")
+    shell.state.analysis[NS, "web"] = round_of("2000-01-01T00:00:00Z", 0.001)  # before the step
+    await shell.reconcile()
+    shell.state.analysis[NS, "web"] = round_of("2099-01-01T00:00:00Z", 0.002)
+    await shell.reconcile()  # pause not over: this round only brings numbers, kept in memory
+    assert shell.body()["status"]["analysis"]["lastRound"] == "2000-01-01T00:00:00Z"
+    shell.new_requests()
+    await asyncio.sleep(1.1)
+    await shell.reconcile()  # the pause is over: the kept round counts, the step advances
+    (advanced,) = status_writes_of(shell.new_requests())
+    assert advanced["stepIndex"] == 1
+    assert advanced["analysis"]["lastRound"] == "2099-01-01T00:00:00Z"
