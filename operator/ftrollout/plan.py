@@ -558,9 +558,9 @@ def _observe_analysis(ctx: _Ctx, now: str) -> None:
             detail = "; ".join(f"{r.name}: {r.message}" for r in inconclusive)
             if analysis.on_inconclusive == api.OnInconclusive.ROLLBACK:
                 _rollback(ctx, RollbackReason.ANALYSIS_INCONCLUSIVE, f"no usable data: {detail}")
-            elif ctx.st.phase == Phase.PROGRESSING:
-                ctx.update(phase=Phase.PAUSED, message=f"paused (AnalysisInconclusive): {detail}")
-                ctx.event("Warning", "AnalysisInconclusive", f"holding the step: {detail}")
+            # With Pause, the hold starts in _advance once the step's pause is over: before
+            # that the step cannot advance anyway, and the first round of a step often finds
+            # no series yet for its new pods (a hold + Warning on every healthy rollout).
         elif ctx.st.phase == Phase.PAUSED and ctx.st.message.startswith(
             "paused (AnalysisInconclusive)"
         ):
@@ -688,6 +688,12 @@ def _advance(ctx: _Ctx, now: str) -> None:
         ctx.requeue.append(pause - elapsed)
         return
     if not _analysis_ok_since(ctx, started):
+        inconclusive = [r for r in ctx.st.analysis.metrics if r.phase == "Inconclusive"]
+        if inconclusive and ctx.spec.analysis is not None:
+            detail = "; ".join(f"{r.name}: {r.message}" for r in inconclusive)
+            ctx.update(phase=Phase.PAUSED, message=f"paused (AnalysisInconclusive): {detail}")
+            ctx.event("Warning", "AnalysisInconclusive", f"holding the step: {detail}")
+            return
         ctx.update(
             phase=Phase.PROGRESSING,
             message=f"step {idx + 1}/{total} ({step.weight}%): waiting for a successful "

@@ -1190,14 +1190,21 @@ def test_inconclusive_with_pause_holds_then_resumes_when_data_returns() -> None:
     sim = at_step(Sim(make_spec(metrics=("m0", "m1"), on_inconclusive="Pause")), 0)
     sim.analysis_round("Successful", "Inconclusive")
     res = sim.step()
-    assert res.status.phase == Phase.PAUSED
-    assert "AnalysisInconclusive" in sim.events(res)
+    # Inside the step's pause nothing is held yet (the step could not advance anyway): no
+    # Warning for the usual first round of a step that finds no series for its new pods.
+    assert res.status.phase == Phase.PROGRESSING
+    assert "AnalysisInconclusive" not in sim.events(res)
     assert res.status.analysis.inconclusive_rounds == 1
     hc = cond(res.status, "AnalysisHealthy")
     assert (hc.status, hc.reason) == ("Unknown", "Inconclusive")
     pause_elapsed(sim, 3600)
+    res = sim.step()  # the pause is over and the latest round is Inconclusive: hold
+    assert res.status.phase == Phase.PAUSED
+    assert res.status.message.startswith("paused (AnalysisInconclusive): m1")
+    assert "AnalysisInconclusive" in sim.events(res)
     sim.run(3)
     assert sim.status.phase == Phase.PAUSED
+    assert sim.all_events().count("AnalysisInconclusive") == 1
     assert sim.status.step_index == 0  # never promotes on missing data
     sim.analysis_round("Successful", "Successful")
     res = sim.step()
@@ -1311,7 +1318,9 @@ def _converged(name: str) -> Sim:
     if name == "inconclusive":
         sim = at_step(Sim(make_spec(metrics=("m0",))), 0)
         sim.analysis_round("Inconclusive")
+        pause_elapsed(sim, 3600)
         sim.run(3)
+        assert sim.status.message.startswith("paused (AnalysisInconclusive)")
         return sim
     if name == "races":
         sim = at_step(Sim(make_spec()), 0)
@@ -1575,7 +1584,9 @@ def test_an_analysis_round_of_the_old_revision_never_counts_for_the_new_one() ->
 def test_inconclusive_hold_survives_spec_paused_and_lifts_when_data_returns() -> None:
     sim = at_step(Sim(make_spec(metrics=("m0",))), 0)
     sim.analysis_round("Inconclusive")
+    pause_elapsed(sim, 3600)
     sim.step()
+    assert sim.status.message.startswith("paused (AnalysisInconclusive)")
     sim.spec = sim.spec.model_copy(update={"paused": True})
     sim.run(3)
     assert sim.all_events().count("AnalysisInconclusive") == 1
@@ -1703,7 +1714,9 @@ def test_guardrail_hold_stays_when_analysis_data_returns() -> None:
     spec = make_spec(metrics=("m0",), gil={"maxPods": 0, "action": "Pause"})
     sim = at_step(Sim(spec), 0)
     sim.analysis_round("Inconclusive")
+    pause_elapsed(sim, 3600)
     sim.step()
+    assert sim.status.message.startswith("paused (AnalysisInconclusive)")
     sim.pods = (PodGil("app-ft-0", True),)
     sim.step()
     assert "paused (GILFallback)" in sim.status.message
