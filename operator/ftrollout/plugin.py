@@ -359,7 +359,8 @@ def status_view(
         limit = spec.analysis.failure_limit if spec and spec.analysis else "?"
         head = f"\nAnalysis (failed rounds {st.analysis.failed_rounds}, limit {limit}"
         if st.analysis.last_round:
-            head += f"; last round {age(st.analysis.last_round, now)} ago"
+            # Numbers that changed no result are written every --status-refresh only.
+            head += f"; values as of {age(st.analysis.last_round, now)} ago"
         parts.append(Text(head + ")", style="bold underline"))
         parts.append(analysis_table(spec, st))
 

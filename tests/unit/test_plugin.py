@@ -238,7 +238,7 @@ def test_status_view_shows_everything_a_user_needs() -> None:
     assert step_rows[1][5:] == ["←", "current,", "reached", "5m", "ago"]
     assert step_rows[2][:3] == ["3", "100%", "until"]
     # Analysis with values and the check from the spec; a metric with no round yet.
-    assert "failed rounds 1, limit 2; last round 30s ago" in out
+    assert "failed rounds 1, limit 2; values as of 30s ago" in out
     assert "p99-latency          Successful  0.121          0.11      ≤ +12% vs standard" in out
     assert "≥ -5% vs standard" in out
     assert "error-ratio" in out
