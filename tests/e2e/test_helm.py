@@ -117,14 +117,26 @@ def _crd_description(cluster: LocalCluster) -> str:
 
 
 def _chart_crd_description() -> str:
-    docs = [d for d in yaml.safe_load_all(next(CHART_CRDS.glob("*.yaml")).read_text()) if d]
+    docs = [
+        d
+        for d in yaml.safe_load_all(
+            (CHART_CRDS / "freethreaded.dev_freethreadedrollouts.yaml").read_text()
+        )
+        if d
+    ]
     schema = docs[0]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     return str(schema["properties"]["spec"].get("description", ""))
 
 
 def _old_crd() -> str:
     """The chart's CRD as an older release would have left it (a different description)."""
-    docs = [d for d in yaml.safe_load_all(next(CHART_CRDS.glob("*.yaml")).read_text()) if d]
+    docs = [
+        d
+        for d in yaml.safe_load_all(
+            (CHART_CRDS / "freethreaded.dev_freethreadedrollouts.yaml").read_text()
+        )
+        if d
+    ]
     crd = docs[0]
     crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["description"] = (
         "OLD CRD from a previous release"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,42 +18,10 @@ from ftrollout.localcluster import LocalCluster, _Api, stop_process_group
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 
-# kopf's peering CRDs (kopf.dev/v1), as kopf's own peering.yaml defines them.
-PEERING_CRDS = """
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: clusterkopfpeerings.kopf.dev}
-spec:
-  scope: Cluster
-  group: kopf.dev
-  names: {kind: ClusterKopfPeering, plural: clusterkopfpeerings, singular: clusterkopfpeering}
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema:
-        openAPIV3Schema:
-          type: object
-          properties:
-            status: {type: object, x-kubernetes-preserve-unknown-fields: true}
----
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: kopfpeerings.kopf.dev}
-spec:
-  scope: Namespaced
-  group: kopf.dev
-  names: {kind: KopfPeering, plural: kopfpeerings, singular: kopfpeering}
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema:
-        openAPIV3Schema:
-          type: object
-          properties:
-            status: {type: object, x-kubernetes-preserve-unknown-fields: true}
-"""
+# kopf's peering CRDs (kopf.dev/v1), as the chart ships them.
+PEERING_CRDS = (
+    Path(__file__).resolve().parents[2] / "charts" / "ftrollout" / "crds" / "kopf.dev_peerings.yaml"
+).read_text()
 
 
 def split_is(cluster: LocalCluster, ns: str, std: int, ft: int) -> bool:

@@ -21,6 +21,7 @@ from ftrollout.localcluster import Binaries
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "ftrollout"
 CRD_FILE = "freethreaded.dev_freethreadedrollouts.yaml"
+PEERING_CRDS = "kopf.dev_peerings.yaml"  # kopf's, for peering.enabled
 INSTALL = ROOT / "manifests" / "install.yaml"
 INSTALL_HEADER = CHART / "install-header.yaml"
 EXAMPLES = ["minimal", "full", "gil-strict"]
@@ -133,7 +134,7 @@ def test_chart_crd_is_byte_identical_to_the_generated_crd() -> None:
     assert chart_crd.read_bytes() == (ROOT / "crds" / CRD_FILE).read_bytes(), (
         "charts/ftrollout/crds drifted from crds/: run `make manifests` (it copies the CRD)"
     )
-    assert sorted(p.name for p in (CHART / "crds").iterdir()) == [CRD_FILE]
+    assert sorted(p.name for p in (CHART / "crds").iterdir()) == [CRD_FILE, PEERING_CRDS]
 
 
 def test_chart_versions_follow_the_package() -> None:
