@@ -497,6 +497,11 @@ class RaceStatus(Model):
         description="Incidents inside the window, oldest first (kept so the window survives "
         "an operator restart).",
     )
+    since: str | None = Field(
+        default=None,
+        description="When step 1 of this attempt started: earlier incidents belong to an "
+        "earlier attempt or revision and are not counted.",
+    )
 
 
 class MetricResult(Model):

@@ -443,6 +443,10 @@ def _observe_guardrails(ctx: _Ctx, now: str) -> None:
     seen = set(known)
     # Pending, or Failed = blocked by the dependency gate before step 1: not this revision's.
     incoming = ctx.obs.incidents if ctx.st.phase not in (Phase.PENDING, Phase.FAILED) else ()
+    since = ctx.st.races.since
+    if since is not None:  # the shell keeps crashes of an earlier attempt (retry) too
+        start = parse_time(since).timestamp()
+        incoming = tuple(i for i in incoming if parse_time(i.time).timestamp() >= start)
     for i in incoming:  # the same incident may be observed twice (watch + list)
         if (i.pod, i.time) not in seen:
             seen.add((i.pod, i.time))
@@ -463,6 +467,7 @@ def _observe_guardrails(ctx: _Ctx, now: str) -> None:
         window=budget.window,
         summary=f"{len(recent)}/{budget.max_incidents}",
         recent=recent,
+        since=since,
     )
     ctx.update(races=races)
     if len(recent) > budget.max_incidents:
@@ -630,6 +635,7 @@ def _advance(ctx: _Ctx, now: str) -> None:
                 step_index=0,
                 weight=first.weight,
                 step_started_at=None,
+                races=ctx.st.races.model_copy(update={"since": now}),
                 message=f"step 1/{len(ctx.spec.steps)}: scaling free-threaded to {first.weight}%",
             )
             ctx.event("Normal", "StepStarted", f"step 1 ({first.weight}%)")

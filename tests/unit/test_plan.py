@@ -423,6 +423,25 @@ def test_retry_after_rollback_restarts_at_step_0() -> None:
     assert sim.replicas == (9, 1)
 
 
+def test_retry_after_a_race_rollback_does_not_count_the_old_crashes_again() -> None:
+    sim = at_step(Sim(make_spec(races={"maxIncidents": 0, "window": "10m"}), n=10), 0)
+    sim.incident(pod="app-ft-0", exit_code=139)  # stays in the shell's cache after the rollback
+    sim.until(lambda s: s.status.phase == Phase.ROLLED_BACK)
+    assert sim.status.rollback is not None
+    assert sim.status.rollback.reason == RollbackReason.RACE_BUDGET
+    sim.until(lambda s: s.replicas == (10, 0))
+    sim.now += timedelta(seconds=60)  # well inside the 10m window
+    sim.action = "retry"
+    sim.until(reached(0))
+    sim.run(3)
+    assert sim.status.phase == Phase.PROGRESSING
+    assert sim.status.races.incidents == 0
+    assert sim.status.rollback is None
+    sim.incident(pod="app-ft-1", exit_code=139)  # a crash of this attempt does count
+    sim.until(lambda s: s.status.phase == Phase.ROLLED_BACK)
+    assert [i.pod for i in sim.status.races.recent] == ["app-ft-1"]
+
+
 @pytest.mark.parametrize("phase_setup", ["progressing", "promoted"])
 def test_retry_outside_rollback_or_failure_is_ignored(phase_setup: str) -> None:
     sim = at_step(Sim(make_spec()), 0)
@@ -1053,6 +1072,7 @@ def test_resume_lifts_a_guardrail_pause_once_the_breach_is_gone() -> None:
 def test_race_budget(max_incidents: int, codes: tuple[int, ...], rolled_back: bool) -> None:
     races = {"maxIncidents": max_incidents, "window": "1h", "action": "Rollback"}
     sim = at_step(Sim(make_spec(races=races)), 0)
+    sim.now += timedelta(seconds=60 * len(codes))  # the crashes below happen in this attempt
     for i, code in enumerate(codes):
         sim.incident(pod=f"app-ft-{i}", exit_code=code, ago=60 * i)
     res = sim.step()
@@ -1080,6 +1100,7 @@ def test_race_budget(max_incidents: int, codes: tuple[int, ...], rolled_back: bo
 
 def test_incidents_older_than_the_window_do_not_count() -> None:
     sim = at_step(Sim(make_spec(races={"maxIncidents": 1, "window": "10m"})), 0)
+    sim.now += timedelta(seconds=60)
     sim.incident(pod="a", ago=3600)
     sim.incident(pod="b", ago=601)
     sim.incident(pod="c", ago=30)
