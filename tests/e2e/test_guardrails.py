@@ -203,6 +203,19 @@ def test_d_crashes_beyond_the_race_budget_roll_back(operator: OperatorProcess, e
     assert "139" in st["rollback"]["message"]
     wait_for(lambda: replicas(env.cluster, env.ns, "web") == (N, N), 60, "standard restored")
 
+    # A retry inside the window starts clean: the old attempt's crashes are not counted again.
+    env.cluster.kubectl(
+        "annotate", "ftr", "web", "-n", env.ns, "freethreaded.dev/action=retry", "--overwrite"
+    )
+    env.until(
+        "held at 50% again after retry",
+        lambda: env.status().get("stepIndex") == 1 and env.phase() == "Paused",
+        120,
+    )
+    st = env.status()
+    assert st["races"]["incidents"] == 0
+    assert st.get("rollback") is None
+
 
 def test_standard_pod_crashes_do_not_count(operator: OperatorProcess, env: Env) -> None:
     doc = analysed_rollout(env, HOLD_AT_50, guardrails={"raceBudget": {"maxIncidents": 0}})
