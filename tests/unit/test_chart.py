@@ -360,6 +360,7 @@ def test_values_become_operator_flags() -> None:
             "verbose=true",
             "healthPort=8081",
             "metrics.port=9200",
+            "statusRefreshSeconds=60",
             "image.digest=sha256:" + "a" * 64,
         )
     )
@@ -372,6 +373,7 @@ def test_values_become_operator_flags() -> None:
         "--verbose",
         "--health-port=8081",
         "--metrics-port=9200",
+        "--status-refresh=60",
     ):
         assert flag in args
     assert c["image"] == "ghcr.io/ftrollout/ftrollout@sha256:" + "a" * 64
@@ -395,6 +397,7 @@ def test_values_become_operator_flags() -> None:
         (["podSecurityContext.runAsNonRoot=false"], "runAsNonRoot"),
         (["watchNamespaces={Bad_NS}"], "/watchNamespaces/0"),
         (["prometheus.url=prometheus:9090"], "/prometheus/url"),
+        (["statusRefreshSeconds=-1"], "/statusRefreshSeconds"),
         (["serviceMonitor.enabled=true", "metrics.service.enabled=false"], "metrics.service"),
     ],
 )
