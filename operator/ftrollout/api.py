@@ -579,6 +579,9 @@ class RolloutStatus(Model):
         default=None, description="Dependency gate result (the version contract)."
     )
     rollback: RollbackStatus | None = Field(default=None, description="Set after a rollback.")
+    promoted_at: str | None = Field(
+        default=None, description="When this revision was promoted (all replicas free-threaded)."
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
         description="Available, Progressing, ModeIntegrity, RaceBudget, AnalysisHealthy.",

@@ -142,6 +142,11 @@ def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observati
             ctx.update(
                 phase=Phase.ROLLED_BACK, message=f"rolled back ({rb.reason.value}): {rb.message}"
             )
+        elif ctx.st.promoted_at is not None:  # a promotion stays a promotion
+            ctx.update(
+                phase=Phase.PROMOTED,
+                message=f"promoted: all {ctx.st.replicas.target} replicas free-threaded",
+            )
         else:
             ctx.update(phase=Phase.PROGRESSING if ctx.st.step_index is not None else Phase.PENDING)
 
@@ -238,6 +243,7 @@ def _start_revision(ctx: _Ctx, n: int, first: bool) -> None:
         analysis=api.AnalysisStatus(),
         races=api.RaceStatus(),
         rollback=None,
+        promoted_at=None,
         preflight=None if not first else ctx.st.preflight,
         message=msg,
     )
@@ -360,7 +366,12 @@ def _promote_step(ctx: _Ctx, why: str) -> None:
 
 
 def _promote_full_done(ctx: _Ctx, message: str) -> None:
-    ctx.update(phase=Phase.PROMOTED, weight=100, step_index=len(ctx.spec.steps) - 1)
+    ctx.update(
+        phase=Phase.PROMOTED,
+        weight=100,
+        step_index=len(ctx.spec.steps) - 1,
+        promoted_at=rfc3339(ctx.obs.now),
+    )
     ctx.update(message=f"promoted: all {ctx.st.replicas.target} replicas free-threaded")
     ctx.event("Normal", "Promoted", message)
 

@@ -771,12 +771,6 @@ def test_a_rolled_back_rollout_stays_rolled_back_after_a_transient_failure(error
     assert sim.replicas == (10, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="status has no record of the phase before Failed: a Promoted rollout recovers as "
-    "Progressing at the last step (then Paused waiting for promote); needs e.g. a status field "
-    "keeping the phase Failed interrupted",
-)
 def test_a_promoted_rollout_stays_promoted_after_a_transient_failure() -> None:
     sim = at_step(Sim(make_spec()), 0)
     sim.action = "promote-full"
@@ -788,6 +782,17 @@ def test_a_promoted_rollout_stays_promoted_after_a_transient_failure() -> None:
     res = sim.step()
     assert (res.target_replicas, res.twin_replicas) == (0, 10)  # replicas are right either way
     assert res.status.phase == Phase.PROMOTED
+    assert res.status.promoted_at is not None
+    sim.target_exists = False  # the target deleted and re-created: still promoted
+    sim.step()
+    assert sim.status.phase == Phase.FAILED
+    sim.target_exists = True
+    sim.step()
+    assert sim.status.phase == Phase.PROMOTED
+    sim.revision = "rev2"  # a new revision starts over, unpromoted
+    res = sim.step()
+    assert res.status.phase == Phase.PENDING
+    assert res.status.promoted_at is None
 
 
 # ---------------------------------------------------------------------- outside changes

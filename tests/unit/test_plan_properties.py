@@ -219,6 +219,8 @@ class RolloutMachine(RuleBasedStateMachine):
                 obs.action == "promote-full"
                 or (prev.step_index == last and prev.step_started_at is not None)
                 or _reached_last(sim.spec, obs, n)
+                # back from a transient failure (invalid spec, target gone) of a promotion
+                or (prev.phase == Phase.FAILED and prev.promoted_at is not None)
             ), f"promoted from {prev.phase} step {prev.step_index} without the last step"
 
         # Converged (nothing to write): the same observation again changes nothing, says nothing.
