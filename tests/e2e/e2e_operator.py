@@ -117,7 +117,7 @@ def crd(cluster: LocalCluster) -> LocalCluster:
     cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
     wait_for(
         lambda: cluster.kubectl("get", "ftr", "-A", check=False).returncode == 0,
-        30,
+        60,
         "discovery of ftr",
     )
     return cluster
