@@ -1557,7 +1557,7 @@ class PrometheusQueryTimeout(AssertionError):
 
 @dataclass
 class PrometheusWithExporter:
-    """A real Prometheus scraping a :class:`PodMetricsExporter` (see tests/e2e/conftest.py)."""
+    """A real Prometheus scraping a :class:`PodMetricsExporter` (see tests/cluster_fixtures.py)."""
 
     prometheus: PrometheusHandle
     exporter: PodMetricsExporter

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -36,10 +37,20 @@ class CapacityWatch:
 
     def _run(self) -> None:
         while not self.stop.is_set():
-            _, std_ready = replicas(self.cluster, self.namespace, self.target)
-            _, ft_ready = replicas(self.cluster, self.namespace, f"{self.target}-ft")
-            self.min_ready = min(self.min_ready, max(std_ready, 0) + max(ft_ready, 0))
-            self.samples += 1
+            # One LIST = one consistent snapshot of both tracks. Two GETs in a row are not: in a
+            # rollback the standard track's old count and the twin's new one (already scaled
+            # down after the standard pods became Ready) would add up to a dip that never was.
+            out = self.cluster.kubectl(
+                "get", "deployments", "-n", self.namespace, "-o", "json", check=False
+            )
+            if out.returncode == 0:
+                ready = {
+                    d["metadata"]["name"]: int((d.get("status") or {}).get("readyReplicas") or 0)
+                    for d in json.loads(out.stdout).get("items", [])
+                }
+                both = ready.get(self.target, 0) + ready.get(f"{self.target}-ft", 0)
+                self.min_ready = min(self.min_ready, both)
+                self.samples += 1
             time.sleep(0.1)
 
     def __enter__(self) -> CapacityWatch:

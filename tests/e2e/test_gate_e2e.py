@@ -114,6 +114,8 @@ def test_gate_passes_records_the_contract_and_cleans_up(
     ns = web
     apply(cluster, ns, gated(["json"]))
     wait_for(lambda: ftr_status(cluster, ns, "web").get("phase") == "Pending", 30, "Pending")
+    # The same reconcile writes Pending first, then creates the probe ConfigMap and the Job.
+    wait_for(lambda: get(cluster, ns, "configmap", "ftrollout-probe") is not None, 30, "ConfigMap")
     cm = get(cluster, ns, "configmap", "ftrollout-probe")
     assert cm is not None
     assert "ftrollout_preflight.py" in cm["data"]

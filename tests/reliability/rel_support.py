@@ -60,14 +60,18 @@ class Sampler:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def _deploy(self, name: str) -> tuple[int, int]:
-        try:
-            d = self.apps.read_namespaced_deployment(name, self.ns, _request_timeout=5)
-        except kubernetes.client.exceptions.ApiException as exc:
-            if exc.status == 404:
-                return 0, 0
-            raise
-        return int(d.spec.replicas or 0), int((d.status.ready_replicas if d.status else 0) or 0)
+    def _tracks(self) -> dict[str, tuple[int, int]]:
+        """(spec.replicas, readyReplicas) of every Deployment, from ONE list: a consistent
+        snapshot. Two GETs in a row can pair the standard track's old count with the twin's new
+        one and show a capacity dip that never happened (a rollback raises standard first)."""
+        items = self.apps.list_namespaced_deployment(self.ns, _request_timeout=5).items
+        return {
+            d.metadata.name: (
+                int(d.spec.replicas or 0),
+                int((d.status.ready_replicas if d.status else 0) or 0),
+            )
+            for d in items
+        }
 
     def _run(self) -> None:
         while not self.stop.is_set():
@@ -75,8 +79,9 @@ class Sampler:
                 time.sleep(0.05)
                 continue
             try:
-                std, std_ready = self._deploy(self.target)
-                ft, ft_ready = self._deploy(f"{self.target}-ft")
+                tracks = self._tracks()
+                std, std_ready = tracks.get(self.target, (0, 0))
+                ft, ft_ready = tracks.get(f"{self.target}-ft", (0, 0))
                 obj = self.custom.get_namespaced_custom_object(
                     "freethreaded.dev", "v1alpha1", self.ns, "freethreadedrollouts", self.rollout,
                     _request_timeout=5,
