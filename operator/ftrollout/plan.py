@@ -456,8 +456,11 @@ def _observe_guardrails(ctx: _Ctx, now: str) -> None:
     incoming = ctx.obs.incidents if ctx.st.phase not in (Phase.PENDING, Phase.FAILED) else ()
     since = ctx.st.races.since
     if since is not None:  # the shell keeps crashes of an earlier attempt (retry) too
+        # Strictly after: times have whole seconds, and a retry right after a rollback starts
+        # within the second of the old crashes; new pods cannot crash in the second they are
+        # asked for.
         start = parse_time(since).timestamp()
-        incoming = tuple(i for i in incoming if parse_time(i.time).timestamp() >= start)
+        incoming = tuple(i for i in incoming if parse_time(i.time).timestamp() > start)
     for i in incoming:  # the same incident may be observed twice (watch + list)
         if (i.pod, i.time) not in seen:
             seen.add((i.pod, i.time))

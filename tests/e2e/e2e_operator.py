@@ -215,3 +215,31 @@ def events(cluster: LocalCluster, namespace: str, name: str) -> list[dict[str, A
     )
     items: list[dict[str, Any]] = json.loads(proc.stdout)["items"]
     return items
+
+
+def ready_deployment(cluster: LocalCluster, namespace: str, n: int, name: str = "web") -> None:
+    """Create a Deployment of n kwok pods and wait until all are Ready."""
+    apply(cluster, namespace, deployment(name, n))
+    wait_for(lambda: replicas(cluster, namespace, name) == (n, n), 90, f"{name}: {n} Ready pods")
+
+
+def split_is(cluster: LocalCluster, namespace: str, std: int, ft: int, target: str = "web") -> bool:
+    """Both tracks at exactly these replicas, all Ready."""
+    return replicas(cluster, namespace, target) == (std, std) and replicas(
+        cluster, namespace, f"{target}-ft"
+    ) == (ft, ft)
+
+
+def phase_is(
+    cluster: LocalCluster, namespace: str, phase: str, step: int | None = None, name: str = "web"
+) -> bool:
+    st = ftr_status(cluster, namespace, name)
+    return st.get("phase") == phase and (step is None or st.get("stepIndex") == step)
+
+
+def annotate(cluster: LocalCluster, namespace: str, action: str, name: str = "web") -> None:
+    """The one-shot action annotation, as `kubectl ftr <action>` writes it."""
+    cluster.kubectl(
+        "annotate", "ftr", name, "-n", namespace, f"freethreaded.dev/action={action}",
+        "--overwrite",
+    )  # fmt: skip

@@ -9,13 +9,16 @@ import time
 import pytest
 from e2e_operator import (
     OperatorProcess,
+    annotate,
     apply,
-    deployment,
     events,
     ftr_status,
     get,
+    phase_is,
+    ready_deployment,
     replicas,
     rollout,
+    split_is,
     wait_for,
 )
 
@@ -62,30 +65,9 @@ class CapacityWatch:
         self.thread.join()
 
 
-def phase_is(
-    cluster: LocalCluster, ns: str, name: str, phase: str, step: int | None = None
-) -> bool:
-    st = ftr_status(cluster, ns, name)
-    return st.get("phase") == phase and (step is None or st.get("stepIndex") == step)
-
-
-def split_is(cluster: LocalCluster, ns: str, std: int, ft: int) -> bool:
-    return replicas(cluster, ns, "web") == (std, std) and replicas(cluster, ns, "web-ft") == (
-        ft,
-        ft,
-    )
-
-
-def annotate(cluster: LocalCluster, ns: str, name: str, action: str) -> None:
-    cluster.kubectl(
-        "annotate", "ftr", name, "-n", ns, f"freethreaded.dev/action={action}", "--overwrite"
-    )
-
-
 @pytest.fixture
 def web(cluster: LocalCluster, namespace: str) -> str:
-    apply(cluster, namespace, deployment("web", N))
-    wait_for(lambda: replicas(cluster, namespace, "web") == (N, N), 60, "web to have 10 Ready pods")
+    ready_deployment(cluster, namespace, N)
     return namespace
 
 
@@ -104,11 +86,11 @@ def test_steps_10_50_100_to_promoted_keeping_capacity(
         for std, ft in ((9, 1), (5, 5), (0, 10)):
             wait_for(lambda s=std, f=ft: split_is(cluster, ns, s, f), 60, f"split {std}+{ft}")  # type: ignore[misc]
             seen.append((std, ft))
-        wait_for(lambda: phase_is(cluster, ns, "web", "Paused", 2), 30, "Paused at the last step")
+        wait_for(lambda: phase_is(cluster, ns, "Paused", 2), 30, "Paused at the last step")
         st = ftr_status(cluster, ns, "web")
         assert "kubectl ftr promote" in st["message"]
-        annotate(cluster, ns, "web", "promote")
-        wait_for(lambda: phase_is(cluster, ns, "web", "Promoted"), 30, "Promoted")
+        annotate(cluster, ns, "promote")
+        wait_for(lambda: phase_is(cluster, ns, "Promoted"), 30, "Promoted")
     assert seen == [(9, 1), (5, 5), (0, 10)]
     assert cap.samples > 10
     assert cap.min_ready >= N, f"capacity dropped to {cap.min_ready}"
@@ -160,13 +142,13 @@ def test_manual_rollback_from_step_2_restores_standard(
     ]
     apply(cluster, ns, rollout("web", "web", steps))
     wait_for(
-        lambda: phase_is(cluster, ns, "web", "Paused", 1) and split_is(cluster, ns, 5, 5),
+        lambda: phase_is(cluster, ns, "Paused", 1) and split_is(cluster, ns, 5, 5),
         60,
         "step 2 at 5+5",
     )
     with CapacityWatch(cluster, ns, "web") as cap:
-        annotate(cluster, ns, "web", "rollback")
-        wait_for(lambda: phase_is(cluster, ns, "web", "RolledBack"), 30, "RolledBack")
+        annotate(cluster, ns, "rollback")
+        wait_for(lambda: phase_is(cluster, ns, "RolledBack"), 30, "RolledBack")
         wait_for(lambda: split_is(cluster, ns, N, 0), 60, "10 standard Ready, twin at 0")
     assert cap.min_ready >= N
     st = ftr_status(cluster, ns, "web")
@@ -174,7 +156,7 @@ def test_manual_rollback_from_step_2_restores_standard(
     # Stays rolled back: nothing scales the twin up again.
     time.sleep(2)
     assert split_is(cluster, ns, N, 0)
-    assert phase_is(cluster, ns, "web", "RolledBack")
+    assert phase_is(cluster, ns, "RolledBack")
 
 
 def test_template_change_mid_rollout_restarts_at_step_0(
@@ -188,7 +170,7 @@ def test_template_change_mid_rollout_restarts_at_step_0(
     ]
     apply(cluster, ns, rollout("web", "web", steps))
     wait_for(
-        lambda: phase_is(cluster, ns, "web", "Paused", 1) and split_is(cluster, ns, 5, 5),
+        lambda: phase_is(cluster, ns, "Paused", 1) and split_is(cluster, ns, 5, 5),
         60,
         "step 2",
     )
@@ -204,7 +186,7 @@ def test_template_change_mid_rollout_restarts_at_step_0(
     )
     # Back to step 0, then paused indefinitely at step 2 again with the new template.
     wait_for(
-        lambda: phase_is(cluster, ns, "web", "Paused", 1) and split_is(cluster, ns, 5, 5),
+        lambda: phase_is(cluster, ns, "Paused", 1) and split_is(cluster, ns, 5, 5),
         60,
         "step 2 again",
     )
@@ -240,7 +222,7 @@ def test_a_reconcile_that_changes_nothing_writes_nothing(
     steps = [{"weight": 50, "pause": {}}, {"weight": 100}]
     apply(cluster, ns, rollout("web", "web", steps))
     wait_for(
-        lambda: phase_is(cluster, ns, "web", "Paused", 0) and split_is(cluster, ns, 5, 5),
+        lambda: phase_is(cluster, ns, "Paused", 0) and split_is(cluster, ns, 5, 5),
         60,
         "paused at 50%",
     )
@@ -273,7 +255,7 @@ def test_invalid_container_fails_with_the_field_and_keeps_capacity(
     doc = rollout("web", "web", [{"weight": 100}])
     doc["spec"]["freeThreaded"]["container"] = "nope"
     apply(cluster, ns, doc)
-    wait_for(lambda: phase_is(cluster, ns, "web", "Failed"), 30, "Failed")
+    wait_for(lambda: phase_is(cluster, ns, "Failed"), 30, "Failed")
     st = ftr_status(cluster, ns, "web")
     assert "spec.freeThreaded.container" in st["message"]
     assert replicas(cluster, ns, "web") == (N, N)
@@ -288,7 +270,7 @@ def test_kubectl_scale_of_the_target_mid_step_sets_the_new_total(
     steps = [{"weight": 50, "pause": {}}, {"weight": 100}]
     apply(cluster, ns, rollout("web", "web", steps))
     wait_for(
-        lambda: phase_is(cluster, ns, "web", "Paused", 0) and split_is(cluster, ns, 5, 5),
+        lambda: phase_is(cluster, ns, "Paused", 0) and split_is(cluster, ns, 5, 5),
         60,
         "paused at 50%",
     )

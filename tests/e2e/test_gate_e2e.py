@@ -19,10 +19,10 @@ import pytest
 from e2e_operator import (
     OperatorProcess,
     apply,
-    deployment,
     events,
     ftr_status,
     get,
+    ready_deployment,
     replicas,
     rollout,
     wait_for,
@@ -103,8 +103,7 @@ def finish_preflight(cluster: LocalCluster, ns: str, message: str) -> None:
 
 @pytest.fixture
 def web(cluster: LocalCluster, namespace: str) -> str:
-    apply(cluster, namespace, deployment("web", N))
-    wait_for(lambda: replicas(cluster, namespace, "web") == (N, N), 60, "Ready pods")
+    ready_deployment(cluster, namespace, N)
     return namespace
 
 

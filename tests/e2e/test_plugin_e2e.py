@@ -16,9 +16,9 @@ import yaml
 from e2e_operator import (
     OperatorProcess,
     apply,
-    deployment,
     ftr_status,
     get,
+    ready_deployment,
     replicas,
     rollout,
     wait_for,
@@ -60,8 +60,7 @@ def phase(cluster: LocalCluster, ns: str, name: str = "web") -> tuple[str | None
 
 @pytest.fixture
 def web(cluster: LocalCluster, namespace: str) -> str:
-    apply(cluster, namespace, deployment("web", N))
-    wait_for(lambda: replicas(cluster, namespace, "web") == (N, N), 60, "web Ready")
+    ready_deployment(cluster, namespace, N)
     return namespace
 
 

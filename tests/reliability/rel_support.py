@@ -11,9 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import kubernetes
-from e2e_operator import OperatorProcess, apply, deployment, replicas, wait_for
-
-from ftrollout.localcluster import LocalCluster
+from e2e_operator import OperatorProcess
 
 N = 10
 RESULTS: list[dict[str, Any]] = []
@@ -31,11 +29,6 @@ def record(scenario: str, **values: Any) -> None:
     if out:
         with open(out, "a") as f:
             f.write(json.dumps(row) + "\n")
-
-
-def web(cluster: LocalCluster, ns: str, n: int = N, name: str = "web") -> None:
-    apply(cluster, ns, deployment(name, n))
-    wait_for(lambda: replicas(cluster, ns, name) == (n, n), 90, f"{name} to have {n} Ready pods")
 
 
 class Sampler:

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_operator import ftr_status, wait_for
+from e2e_operator import ftr_status, ready_deployment, wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rel_support import OperatorFactory, record, web
+from rel_support import OperatorFactory, record
 
 from ftrollout.localcluster import LocalCluster
 
@@ -119,7 +119,7 @@ def test_random_specs_are_rejected_with_a_field_or_handled(
     cluster: LocalCluster, namespace: str, operators: OperatorFactory
 ) -> None:
     ns = namespace
-    web(cluster, ns, n=2)
+    ready_deployment(cluster, ns, 2)
     op = operators(ns)
     counter = itertools.count()
     outcomes = {"rejected": 0, "accepted": 0}

@@ -11,8 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_operator import apply, events, ftr_status, replicas, rollout, wait_for
-from rel_support import N, OperatorFactory, Sampler, record, web
+from e2e_operator import (
+    annotate,
+    apply,
+    events,
+    ftr_status,
+    phase_is,
+    ready_deployment,
+    rollout,
+    split_is,
+    wait_for,
+)
+from rel_support import N, OperatorFactory, Sampler, record
 
 from ftrollout.localcluster import LocalCluster, _Api, stop_process_group
 
@@ -22,24 +32,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 PEERING_CRDS = (
     Path(__file__).resolve().parents[2] / "charts" / "ftrollout" / "crds" / "kopf.dev_peerings.yaml"
 ).read_text()
-
-
-def split_is(cluster: LocalCluster, ns: str, std: int, ft: int) -> bool:
-    return replicas(cluster, ns, "web") == (std, std) and replicas(cluster, ns, "web-ft") == (
-        ft,
-        ft,
-    )
-
-
-def phase_is(cluster: LocalCluster, ns: str, phase: str, step: int | None = None) -> bool:
-    st = ftr_status(cluster, ns, "web")
-    return st.get("phase") == phase and (step is None or st.get("stepIndex") == step)
-
-
-def annotate(cluster: LocalCluster, ns: str, action: str) -> None:
-    cluster.kubectl(
-        "annotate", "ftr", "web", "-n", ns, f"freethreaded.dev/action={action}", "--overwrite"
-    )
 
 
 def test_two_replicas_with_peering_one_acts_and_the_other_takes_over(
@@ -53,7 +45,7 @@ def test_two_replicas_with_peering_one_acts_and_the_other_takes_over(
         "apply", "-n", ns, "-f", "-",
         input="apiVersion: kopf.dev/v1\nkind: KopfPeering\nmetadata: {name: ftrollout}\n",
     )  # fmt: skip
-    web(cluster, ns)
+    ready_deployment(cluster, ns, N)
     active = operators(ns, "--peering=ftrollout", "--priority=200", log_name="active.log")
     standby = operators(ns, "--peering=ftrollout", "--priority=100", log_name="standby.log")
     time.sleep(3)  # let both see each other's peering record
@@ -106,7 +98,7 @@ def test_apiserver_restart_mid_rollout(
     cluster: LocalCluster, namespace: str, operators: OperatorFactory, api: Any
 ) -> None:
     ns = namespace
-    web(cluster, ns)
+    ready_deployment(cluster, ns, N)
     op = operators(ns)
     steps = [
         {"weight": 10, "pause": {"duration": "3s"}},

@@ -13,8 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from e2e_operator import apply, ftr_status, rollout, wait_for
-from rel_support import OperatorFactory, record, web
+from e2e_operator import apply, ftr_status, ready_deployment, rollout, wait_for
+from rel_support import N, OperatorFactory, record
 
 from ftrollout.localcluster import LocalCluster, free_port
 
@@ -114,7 +114,7 @@ def test_broken_prometheus_holds_its_rollout_while_others_progress(
     healthy_ns = namespace
     try:
         for ns in [*spaces.values(), healthy_ns]:
-            web(cluster, ns)
+            ready_deployment(cluster, ns, N)
         op = operators(*spaces.values(), healthy_ns)
         t0 = time.monotonic()
         for mode, ns in spaces.items():
@@ -149,7 +149,7 @@ def test_prometheus_down_then_back_on_the_same_port_resumes(
     port = free_port()
     with socket.socket() as probe:  # nothing listens there: connection refused
         assert probe.connect_ex(("127.0.0.1", port)) != 0
-    web(cluster, ns)
+    ready_deployment(cluster, ns, N)
     operators(ns)
     apply(cluster, ns, analysed(f"http://127.0.0.1:{port}"))
     wait_for(lambda: held(cluster, ns), 60, "held at step 1 with Prometheus down")

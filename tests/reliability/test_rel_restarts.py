@@ -16,34 +16,28 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from e2e_operator import apply, events, ftr_status, get, replicas, rollout, wait_for
-from rel_support import N, OperatorFactory, Sampler, record, web
+from e2e_operator import (
+    annotate,
+    apply,
+    events,
+    ftr_status,
+    get,
+    phase_is,
+    ready_deployment,
+    replicas,
+    rollout,
+    split_is,
+    wait_for,
+)
+from rel_support import N, OperatorFactory, Sampler, record
 
 from ftrollout.localcluster import LocalCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 
 
-def split_is(cluster: LocalCluster, ns: str, std: int, ft: int) -> bool:
-    return replicas(cluster, ns, "web") == (std, std) and replicas(cluster, ns, "web-ft") == (
-        ft,
-        ft,
-    )
-
-
-def phase_is(cluster: LocalCluster, ns: str, phase: str, step: int | None = None) -> bool:
-    st = ftr_status(cluster, ns, "web")
-    return st.get("phase") == phase and (step is None or st.get("stepIndex") == step)
-
-
 def reasons(cluster: LocalCluster, ns: str) -> Counter[str]:
     return Counter(e["reason"] for e in events(cluster, ns, "web"))
-
-
-def annotate(cluster: LocalCluster, ns: str, action: str) -> None:
-    cluster.kubectl(
-        "annotate", "ftr", "web", "-n", ns, f"freethreaded.dev/action={action}", "--overwrite"
-    )
 
 
 def action_left(cluster: LocalCluster, ns: str) -> Any:
@@ -63,7 +57,7 @@ def test_sigkill_mid_scale_up_resumes_the_step(
     cluster: LocalCluster, namespace: str, operators: OperatorFactory, api: Any
 ) -> None:
     ns = namespace
-    web(cluster, ns)
+    ready_deployment(cluster, ns, N)
     op = operators(ns)
     with Sampler(api, ns) as s:
         apply(cluster, ns, rollout("web", "web", [{"weight": 50, "pause": {}}, {"weight": 100}]))
@@ -90,7 +84,7 @@ def test_sigkill_mid_rollback_finishes_it_once(
     cluster: LocalCluster, namespace: str, operators: OperatorFactory, api: Any
 ) -> None:
     ns = namespace
-    web(cluster, ns)
+    ready_deployment(cluster, ns, N)
     op = operators(ns)
     apply(cluster, ns, rollout("web", "web", [{"weight": 50, "pause": {}}, {"weight": 100}]))
     wait_for(lambda: split_is(cluster, ns, 5, 5) and phase_is(cluster, ns, "Paused", 0), 90, "5+5")
@@ -125,7 +119,7 @@ def test_sigkill_mid_promotion_keeps_the_step_and_promotes_once(
     cluster: LocalCluster, namespace: str, operators: OperatorFactory, api: Any
 ) -> None:
     ns = namespace
-    web(cluster, ns)
+    ready_deployment(cluster, ns, N)
     op = operators(ns)
     steps = [{"weight": 50, "pause": {}}, {"weight": 100, "pause": {}}]
     apply(cluster, ns, rollout("web", "web", steps))
@@ -166,7 +160,7 @@ def test_sigkill_at_random_points_through_a_whole_rollout(
     cluster: LocalCluster, namespace: str, operators: OperatorFactory, api: Any
 ) -> None:
     ns = namespace
-    web(cluster, ns)
+    ready_deployment(cluster, ns, N)
     op = operators(ns)
     steps = [
         {"weight": 10, "pause": {"duration": "5s"}},

@@ -14,20 +14,24 @@ from typing import Any
 
 import kubernetes
 import pytest
-from e2e_operator import apply, deployment, events, ftr_status, get, replicas, rollout, wait_for
-from rel_support import N, OperatorFactory, Sampler, record, web
+from e2e_operator import (
+    apply,
+    deployment,
+    events,
+    ftr_status,
+    get,
+    ready_deployment,
+    replicas,
+    rollout,
+    split_is,
+    wait_for,
+)
+from rel_support import N, OperatorFactory, Sampler, record
 
 from ftrollout.localcluster import LocalCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 STEPS = [{"weight": 50, "pause": {}}, {"weight": 100}]
-
-
-def split_is(cluster: LocalCluster, ns: str, std: int, ft: int) -> bool:
-    return replicas(cluster, ns, "web") == (std, std) and replicas(cluster, ns, "web-ft") == (
-        ft,
-        ft,
-    )
 
 
 def at_half(cluster: LocalCluster, ns: str) -> bool:
@@ -36,7 +40,7 @@ def at_half(cluster: LocalCluster, ns: str) -> bool:
 
 
 def started(cluster: LocalCluster, ns: str, operators: OperatorFactory) -> None:
-    web(cluster, ns)
+    ready_deployment(cluster, ns, N)
     operators(ns)
     apply(cluster, ns, rollout("web", "web", STEPS))
     wait_for(lambda: at_half(cluster, ns), 90, "5 + 5, paused at step 1")
@@ -172,7 +176,7 @@ def test_a_second_writer_patching_the_rollout_all_along(
     cluster: LocalCluster, namespace: str, operators: OperatorFactory, api: Any
 ) -> None:
     ns = namespace
-    web(cluster, ns)
+    ready_deployment(cluster, ns, N)
     op = operators(ns)
     stop = threading.Event()
     patches = 0
