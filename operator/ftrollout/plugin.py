@@ -328,6 +328,8 @@ def status_view(
         kv.add_row("Races", race_line)
     else:
         kv.add_row("Races", "-")
+    if st.promoted_at is not None:
+        kv.add_row("Promoted", f"{age(st.promoted_at, now)} ago ({st.promoted_at})")
     if st.rollback is not None:
         kv.add_row(
             "Rollback",
