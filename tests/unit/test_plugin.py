@@ -253,9 +253,7 @@ def test_status_view_shows_everything_a_user_needs() -> None:
 
 
 def test_status_view_of_a_promoted_and_a_rolled_back_rollout() -> None:
-    promoted = sample(
-        phase="Promoted", stepIndex=2, weight=100, message="promoted", promotedAt=T0
-    )
+    promoted = sample(phase="Promoted", stepIndex=2, weight=100, message="promoted", promotedAt=T0)
     out = text_of(plugin.status_view(promoted, [], NOW))
     assert f"Promoted   60m ago ({T0})" in out
     steps = out.split("Steps", 1)[1].split("Analysis", 1)[0]
