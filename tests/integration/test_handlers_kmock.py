@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kmock as km
@@ -448,16 +449,29 @@ async def test_kept_numbers_are_written_once_the_refresh_period_is_over(kmock: A
     assert refreshed["analysis"]["lastRound"] == "2026-01-01T00:00:30Z"
 
 
-async def test_a_step_advances_on_a_round_that_was_kept_in_memory(kmock: Any) -> None:
-    shell = await at_first_step(kmock, "1s")
+async def test_a_step_advances_on_a_round_that_was_kept_in_memory(
+    kmock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Clock(datetime):
+        """The shell's clock, moved by the test (a real 1 s pause raced a loaded CI machine)."""
+
+        current = datetime(2030, 1, 1, tzinfo=UTC)
+
+        @classmethod
+        def now(cls, tz: Any = None) -> Clock:
+            return cls.current  # type: ignore[return-value]
+
+    monkeypatch.setattr(handlers, "datetime", Clock)
+    shell = await at_first_step(kmock, "1m")  # the step is reached at 2030-01-01T00:00:00Z
     shell.state.analysis[NS, "web"] = round_of("2000-01-01T00:00:00Z", 0.001)  # before the step
     await shell.reconcile()
-    shell.state.analysis[NS, "web"] = round_of("2099-01-01T00:00:00Z", 0.002)
+    Clock.current += timedelta(seconds=30)
+    shell.state.analysis[NS, "web"] = round_of("2030-01-01T00:00:30Z", 0.002)
     await shell.reconcile()  # pause not over: this round only brings numbers, kept in memory
     assert shell.body()["status"]["analysis"]["lastRound"] == "2000-01-01T00:00:00Z"
     shell.new_requests()
-    await asyncio.sleep(1.1)
+    Clock.current += timedelta(seconds=31)
     await shell.reconcile()  # the pause is over: the kept round counts, the step advances
     (advanced,) = status_writes_of(shell.new_requests())
     assert advanced["stepIndex"] == 1
-    assert advanced["analysis"]["lastRound"] == "2099-01-01T00:00:00Z"
+    assert advanced["analysis"]["lastRound"] == "2030-01-01T00:00:30Z"
