@@ -490,33 +490,6 @@ def rollout(name: str, target: str, prometheus: str, interval: str) -> dict[str,
     }
 
 
-def crash_patch() -> dict[str, Any]:
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return {
-        "status": {
-            "containerStatuses": [
-                {
-                    "name": "app",
-                    "image": "example/app:3.14t",
-                    "imageID": "",
-                    "ready": True,
-                    "restartCount": 1,
-                    "started": True,
-                    "state": {"running": {"startedAt": now}},
-                    "lastState": {
-                        "terminated": {
-                            "exitCode": 139,
-                            "reason": "Error",
-                            "startedAt": now,
-                            "finishedAt": now,
-                        }
-                    },
-                }
-            ]
-        }
-    }
-
-
 def wait(
     what: str,
     cond: Callable[[], Any],
@@ -877,6 +850,8 @@ def breach_latency(
     targets: list[str],
     args: argparse.Namespace,
 ) -> dict[str, Any]:
+    from ftrollout.simulator import crash_status_patch
+
     k = min(args.breaches, len(targets) // 2 or 1)
     chosen = targets[len(targets) - k :]
     log(
@@ -912,7 +887,12 @@ def breach_latency(
                 log(f"  no twin pod for {name}; skipped")
                 continue
             started[name] = time.monotonic()
-            core.patch_namespaced_pod_status(pod, NAMESPACE, crash_patch(), _preload_content=False)
+            core.patch_namespaced_pod_status(
+                pod,
+                NAMESPACE,
+                crash_status_patch("app", "example/app:3.14t"),
+                _preload_content=False,
+            )
             time.sleep(args.breach_every)
         with contextlib.suppress(TimeoutError):
             wait(

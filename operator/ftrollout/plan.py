@@ -560,7 +560,7 @@ def _observe_analysis(ctx: _Ctx, now: str) -> None:
         )
         ctx.update(analysis=st)
         if failed:
-            detail = "; ".join(f"{r.name}: {r.message}" for r in failed)
+            detail = _detail(failed)
             ctx.event(
                 "Warning",
                 "AnalysisFailed",
@@ -574,7 +574,7 @@ def _observe_analysis(ctx: _Ctx, now: str) -> None:
                     f"{analysis.failure_limit}); last: {detail}",
                 )
         elif inconclusive:
-            detail = "; ".join(f"{r.name}: {r.message}" for r in inconclusive)
+            detail = _detail(inconclusive)
             if analysis.on_inconclusive == api.OnInconclusive.ROLLBACK:
                 _rollback(ctx, RollbackReason.ANALYSIS_INCONCLUSIVE, f"no usable data: {detail}")
             # With Pause, the hold starts in _advance once the step's pause is over: before
@@ -602,6 +602,11 @@ def _observe_analysis(ctx: _Ctx, now: str) -> None:
         _cond(ctx, "AnalysisHealthy", "Unknown", "Inconclusive", f"no usable data: {bad}")
     else:
         _cond(ctx, "AnalysisHealthy", "True", "MetricsSuccessful", "all metrics successful")
+
+
+def _detail(results: list[api.MetricResult]) -> str:
+    """What a set of metric results says, for a message or an Event."""
+    return "; ".join(f"{r.name}: {r.message}" for r in results)
 
 
 def _analysis_ok_since(ctx: _Ctx, since: str) -> bool:
@@ -710,7 +715,7 @@ def _advance(ctx: _Ctx, now: str) -> None:
     if not _analysis_ok_since(ctx, started):
         inconclusive = [r for r in ctx.st.analysis.metrics if r.phase == "Inconclusive"]
         if inconclusive and ctx.spec.analysis is not None:
-            detail = "; ".join(f"{r.name}: {r.message}" for r in inconclusive)
+            detail = _detail(inconclusive)
             ctx.update(phase=Phase.PAUSED, message=f"paused (AnalysisInconclusive): {detail}")
             ctx.event("Warning", "AnalysisInconclusive", f"holding the step: {detail}")
             return
