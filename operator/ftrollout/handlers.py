@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +20,7 @@ import kopf
 
 from ftrollout import api, status_writes, workloads
 from ftrollout.gate import PROBE_CONFIGMAP, from_job, job_manifest, job_name
-from ftrollout.observe import Cache, DeploymentSummary, Key, revision_of
+from ftrollout.observe import Cache, DeploymentSummary, Key, revision_of, summarize_deployment
 from ftrollout.plan import (
     FIELD_MANAGER,
     AnalysisRound,
@@ -171,7 +171,7 @@ async def rollout_daemon(
     **_: Any,
 ) -> None:
     key = (namespace or "", name)
-    poke = STATE.pokes.setdefault(key, asyncio.Event())
+    poke = STATE.pokes[key] = asyncio.Event()
     failures = 0
     try:
         while not stopped:
@@ -194,7 +194,10 @@ async def rollout_daemon(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(poke.wait(), timeout=timeout)
     finally:
-        STATE.pokes.pop(key, None)
+        # A daemon started again for the same rollout (kopf restarts it) has its own event by
+        # now: removing that one would leave the new daemon deaf to every watch event.
+        if STATE.pokes.get(key) is poke:
+            del STATE.pokes[key]
 
 
 # ---------------------------------------------------------------------- finalizer
@@ -231,7 +234,7 @@ async def rollout_deleted(
 
 
 async def _deployment(state: State, namespace: str, name: str) -> DeploymentSummary | None:
-    d = state.cache.deployments.get((namespace, name))
+    d = state.cache.deployment(namespace, name)
     if d is not None:
         return d
     body = await state.kube.get_deployment(namespace, name)
@@ -413,8 +416,8 @@ async def _ensure_twin(
     if spec.free_threaded.probe.enabled:
         await _ensure_probe_configmap(state, namespace)
     if needs_create:
-        await state.kube.create_deployment(manifest)
-        state.cache.put_deployment({**manifest, "status": {}})
+        created = await state.kube.create_deployment(manifest)
+        state.cache.wrote_deployment(summarize_deployment(created))
         log.info(
             "created twin %s/%s with %d replicas (revision %s)",
             namespace,
@@ -532,8 +535,8 @@ async def _act(
     ):
         if current is None or wanted is None or wanted == current.replicas:
             continue
-        await kube.scale_deployment(namespace, current.name, wanted)
-        state.cache.deployments[(namespace, current.name)] = _with_replicas(current, wanted)
+        rv = await kube.scale_deployment(namespace, current.name, wanted)
+        state.cache.wrote_deployment(_with_replicas(current, wanted, rv))
         log.info(
             "%s/%s: scaled %s %s %d -> %d",
             namespace,
@@ -590,7 +593,5 @@ def _short(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-def _with_replicas(d: DeploymentSummary, replicas: int) -> DeploymentSummary:
-    return DeploymentSummary(
-        **{**d.__dict__, "replicas": replicas, "replicas_manager": FIELD_MANAGER}
-    )
+def _with_replicas(d: DeploymentSummary, replicas: int, rv: int) -> DeploymentSummary:
+    return replace(d, replicas=replicas, replicas_manager=FIELD_MANAGER, resource_version=rv)

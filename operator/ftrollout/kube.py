@@ -95,20 +95,27 @@ class Kube:
         out: dict[str, Any] = self.client.sanitize_for_serialization(obj)
         return out
 
-    async def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
-        await self.call(
+    async def scale_deployment(self, namespace: str, name: str, replicas: int) -> int:
+        """Set spec.replicas; returns the Deployment's resourceVersion after it (0: unknown)."""
+        scale = await self.call(
             self.apps.patch_namespaced_deployment_scale,
             name,
             namespace,
             {"spec": {"replicas": replicas}},
             field_manager=FIELD_MANAGER,
         )
+        meta = getattr(scale, "metadata", None)
+        rv = str(getattr(meta, "resource_version", None) or "")
+        return int(rv) if rv.isdigit() else 0
 
-    async def create_deployment(self, manifest: dict[str, Any]) -> None:
+    async def create_deployment(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Create; returns the Deployment as the apiserver stored it."""
         ns = manifest["metadata"]["namespace"]
-        await self.call(
+        created = await self.call(
             self.apps.create_namespaced_deployment, ns, manifest, field_manager=FIELD_MANAGER
         )
+        out = self.client.sanitize_for_serialization(created)
+        return out if isinstance(out, dict) else manifest
 
     async def replace_twin_template(self, manifest: dict[str, Any]) -> None:
         """Point the twin at a new template (new revision); replicas stay as they are."""

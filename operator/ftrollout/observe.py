@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ftrollout import api
@@ -35,6 +35,7 @@ class DeploymentSummary:
     rollout_label: str | None
     deleting: bool
     replicas_manager: str | None = None
+    resource_version: int = 0  # 0: unknown (etcd revisions; comparable since Kubernetes 1.35)
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,14 @@ def summarize_deployment(body: Mapping[str, Any]) -> DeploymentSummary:
         rollout_label=labels.get(LABEL_ROLLOUT),
         deleting=meta.get("deletionTimestamp") is not None,
         replicas_manager=_replicas_manager(meta.get("managedFields") or []),
+        resource_version=resource_version(meta),
     )
+
+
+def resource_version(meta: Mapping[str, Any]) -> int:
+    """metadata.resourceVersion as a number, 0 when absent or not a number."""
+    rv = str(meta.get("resourceVersion") or "")
+    return int(rv) if rv.isdigit() else 0
 
 
 def _replicas_manager(managed: list[Mapping[str, Any]]) -> str | None:
@@ -155,6 +163,10 @@ class Cache:
     # Crash terminations seen per (namespace, deployment), kept after the pod changes or goes:
     # a watch event may show a termination that the next event (or kwok) already overwrote.
     terminations: dict[Key, dict[tuple[str, str], Termination]] = field(default_factory=dict)
+    # What the operator itself wrote (a created twin, a scale), until the watch shows it: the
+    # response of a write may come back after the watch already brought a newer version (the
+    # twin's pods Ready), and must not hide it.
+    written: dict[Key, DeploymentSummary] = field(default_factory=dict)
 
     # --- rollouts
     def set_rollout_target(self, namespace: str, rollout: str, target: str | None) -> None:
@@ -186,12 +198,41 @@ class Cache:
 
     # --- deployments
     def put_deployment(self, body: Mapping[str, Any]) -> DeploymentSummary:
+        """A Deployment as the watch (or a GET) shows it; never replaces a newer one."""
         d = summarize_deployment(body)
-        self.deployments[(d.namespace, d.name)] = d
+        key = (d.namespace, d.name)
+        known = self.deployments.get(key)
+        if known is not None and _older(d, known):
+            return known
+        self.deployments[key] = d
+        mine = self.written.get(key)
+        if mine is not None and not _older(d, mine):
+            del self.written[key]  # the watch caught up with our write (or cannot tell: trust it)
         return d
+
+    def wrote_deployment(self, d: DeploymentSummary) -> None:
+        """The operator created or scaled `d`; read as such until the watch catches up."""
+        key = (d.namespace, d.name)
+        known = self.deployments.get(key)
+        if known is not None and d.resource_version and not _older(known, d):
+            return  # the watch already brought this version or a newer one
+        self.written[key] = d
+
+    def deployment(self, namespace: str, name: str) -> DeploymentSummary | None:
+        """The watch's view with the operator's own newer replicas on top; readiness always
+        comes from the watch when it has the object."""
+        key = (namespace, name)
+        seen = self.deployments.get(key)
+        mine = self.written.get(key)
+        if mine is None:
+            return seen
+        if seen is None or seen.uid != mine.uid:
+            return mine
+        return replace(seen, replicas=mine.replicas, replicas_manager=mine.replicas_manager)
 
     def drop_deployment(self, namespace: str, name: str) -> None:
         self.deployments.pop((namespace, name), None)
+        self.written.pop((namespace, name), None)
 
     # --- pods
     def put_pod(self, body: Mapping[str, Any]) -> PodSummary:
@@ -224,3 +265,8 @@ class Cache:
 
     def pods_of(self, namespace: str, deployment: str) -> Iterable[PodSummary]:
         return self.pods.get((namespace, deployment), {}).values()
+
+
+def _older(a: DeploymentSummary, b: DeploymentSummary) -> bool:
+    """`a` is known to be an older version than `b` (both resourceVersions known)."""
+    return 0 < a.resource_version < b.resource_version

@@ -244,6 +244,29 @@ async def test_twin_ready_scales_the_standard_track_down_once(shell: Shell) -> N
     assert writes(shell.new_requests()) == []
 
 
+async def test_twin_ready_before_its_create_call_returns_still_scales_the_standard_down(
+    shell: Shell,
+) -> None:
+    """The create call runs in a thread; the watch may bring the twin already Ready before the
+    call's response is handled (seen in CI: the rollout then waited for an event that had come).
+    """
+    create = shell.state.kube.create_deployment
+
+    async def create_then_watch_ready(manifest: dict[str, Any]) -> dict[str, Any]:
+        created = await create(manifest)
+        shell.watch_deployment("web-ft", replicas=1, readyReplicas=1)
+        return created
+
+    shell.state.kube.create_deployment = create_then_watch_ready  # type: ignore[method-assign]
+    await shell.reconcile()
+    shell.new_requests()
+    await shell.reconcile()  # no new event: the twin's readiness is already in the cache
+    scale = [r for r in writes(shell.new_requests()) if r.url.path.endswith("/scale")]
+    assert [(r.url.path.rsplit("/", 2)[-2], r.data) for r in scale] == [
+        ("web", {"spec": {"replicas": 9}})
+    ]
+
+
 async def test_409_on_the_status_patch_raises_and_the_retry_writes_each_thing_once(
     shell: Shell, kmock: Any
 ) -> None:
