@@ -449,26 +449,6 @@ def pct(values: list[float], q: float) -> float | None:
 # ------------------------------------------------------------------------ objects
 
 
-def deployment(name: str, replicas: int) -> dict[str, Any]:
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "containers": [{"name": "app", "image": "example/app:3.13"}],
-                    "tolerations": [{"operator": "Exists"}],
-                },
-            },
-        },
-    }
-
-
 def rollout(name: str, target: str, prometheus: str, interval: str) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
@@ -525,6 +505,7 @@ def run_count(n: int, args: argparse.Namespace) -> dict[str, Any]:
     import kubernetes
 
     from ftrollout.localcluster import start_prometheus
+    from ftrollout.simulator import app_deployment
 
     res: dict[str, Any] = {
         "rollouts": n,
@@ -612,7 +593,7 @@ def run_count(n: int, args: argparse.Namespace) -> dict[str, Any]:
         list(
             pool.map(
                 lambda t: apps.create_namespaced_deployment(
-                    NAMESPACE, deployment(t, args.replicas), _preload_content=False
+                    NAMESPACE, app_deployment(t, args.replicas), _preload_content=False
                 ),
                 targets,
             )

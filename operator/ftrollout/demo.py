@@ -37,7 +37,13 @@ from ftrollout.localcluster import (
     free_port,
     start_prometheus,
 )
-from ftrollout.simulator import ERROR_RATIO_QUERY, P99_QUERY, Simulator, crash_status_patch
+from ftrollout.simulator import (
+    ERROR_RATIO_QUERY,
+    P99_QUERY,
+    Simulator,
+    app_deployment,
+    crash_status_patch,
+)
 
 console = Console()
 N = 10
@@ -133,23 +139,7 @@ def watch_until(
 
 
 def service(namespace: str) -> dict[str, Any]:
-    labels = {"app": "checkout"}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "checkout", "namespace": namespace, "labels": labels},
-        "spec": {
-            "replicas": N,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "containers": [{"name": "app", "image": "registry.example/checkout:2.4.0"}],
-                    "tolerations": [{"operator": "Exists"}],
-                },
-            },
-        },
-    }
+    return app_deployment("checkout", N, "registry.example/checkout:2.4.0", namespace)
 
 
 def canary(namespace: str, prometheus: str, race_budget: int = 3) -> dict[str, Any]:

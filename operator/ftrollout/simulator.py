@@ -160,6 +160,33 @@ class Simulator:
         self.sink.remove("python_gil_fallback_total", module=self.knobs.fallback_module, **labels)
 
 
+def app_deployment(
+    name: str, replicas: int, image: str = "example/app:3.13", namespace: str | None = None
+) -> dict[str, Any]:
+    """A one-container Deployment whose pods any kwok node takes (they tolerate every taint):
+    the service the demo, the tests and the benchmark roll out."""
+    labels = {"app": name}
+    meta: dict[str, Any] = {"name": name, "labels": labels}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [{"name": "app", "image": image}],
+                    "tolerations": [{"operator": "Exists"}],
+                },
+            },
+        },
+    }
+
+
 def crash_status_patch(container: str, image: str, exit_code: int = 139) -> dict[str, Any]:
     """A pod-status patch saying `container` just crashed with `exit_code` and restarted.
 

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from ftrollout.localcluster import LocalCluster, free_port
+from ftrollout.simulator import app_deployment
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "freethreaded.dev_freethreadedrollouts.yaml"
@@ -142,24 +143,7 @@ def operator(
 
 
 def deployment(name: str, replicas: int, image: str = "example/app:3.13") -> dict[str, Any]:
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "strategy": {"type": "RollingUpdate"},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "containers": [{"name": "app", "image": image}],
-                    "tolerations": [{"operator": "Exists"}],
-                },
-            },
-        },
-    }
+    return app_deployment(name, replicas, image)
 
 
 def rollout(name: str, target: str, steps: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
