@@ -130,7 +130,9 @@ def _own_status_echo(state: State, key: Key, body: Any) -> bool:
 async def deployment_event(*, event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
     meta = body.get("metadata") or {}
     if event.get("type") == "DELETED":
-        STATE.cache.drop_deployment(meta.get("namespace", ""), meta.get("name", ""))
+        STATE.cache.drop_deployment(
+            meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", "")
+        )
         d = DeploymentSummary(
             name=meta.get("name", ""),
             namespace=meta.get("namespace", ""),
@@ -433,7 +435,7 @@ async def _ensure_twin(
             idle = (result.twin_replicas or 0) == 0 and twin.ready == 0
             if idle or target.ready >= result.status.replicas.target:
                 await state.kube.delete_deployment(namespace, twin.name)
-                state.cache.drop_deployment(namespace, twin.name)
+                state.cache.drop_deployment(namespace, twin.name, twin.uid)
                 log.info("%s/%s: twin on an old selector deleted", namespace, twin.name)
                 raise _TwinReplaced
             return

@@ -20,6 +20,7 @@ RACE_EXIT_CODES = (139, 134)  # SIGSEGV, SIGABRT: what data races in C extension
 
 Key = tuple[str, str]  # (namespace, name)
 MAX_TERMINATIONS = 200  # per deployment: more than any race budget worth having
+MAX_DELETED = 1024  # deleted Deployment uids remembered (far more than writes in flight)
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,9 @@ class Cache:
     # response of a write may come back after the watch already brought a newer version (the
     # twin's pods Ready), and must not hide it.
     written: dict[Key, DeploymentSummary] = field(default_factory=dict)
+    # uids of recently deleted Deployments: a write's response handled after the watch showed
+    # the deletion must not bring the Deployment back (bounded: only in-flight writes need it).
+    deleted: dict[str, None] = field(default_factory=dict)
 
     # --- rollouts
     def set_rollout_target(self, namespace: str, rollout: str, target: str | None) -> None:
@@ -216,6 +220,8 @@ class Cache:
         known = self.deployments.get(key)
         if known is not None and d.resource_version and not _older(known, d):
             return  # the watch already brought this version or a newer one
+        if d.uid and d.uid in self.deleted:
+            return  # and already its deletion
         self.written[key] = d
 
     def deployment(self, namespace: str, name: str) -> DeploymentSummary | None:
@@ -230,9 +236,13 @@ class Cache:
             return mine
         return replace(seen, replicas=mine.replicas, replicas_manager=mine.replicas_manager)
 
-    def drop_deployment(self, namespace: str, name: str) -> None:
+    def drop_deployment(self, namespace: str, name: str, uid: str = "") -> None:
         self.deployments.pop((namespace, name), None)
         self.written.pop((namespace, name), None)
+        if uid:
+            self.deleted[uid] = None
+            if len(self.deleted) > MAX_DELETED:
+                del self.deleted[next(iter(self.deleted))]
 
     # --- pods
     def put_pod(self, body: Mapping[str, Any]) -> PodSummary:

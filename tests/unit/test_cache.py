@@ -96,3 +96,17 @@ def test_a_re_created_deployment_is_not_mixed_with_the_old_one() -> None:
     d = cache.deployment(NS, "web-ft")
     assert d is not None
     assert (d.uid, d.replicas, d.ready) == ("new", 1, 0)
+
+
+def test_a_scale_response_after_the_watch_showed_the_deletion_does_not_bring_it_back() -> None:
+    cache = Cache()
+    cache.put_deployment(deployment(10, 5, 5))
+    seen = cache.deployment(NS, "web-ft")
+    assert seen is not None
+    cache.drop_deployment(NS, "web-ft", "u1")  # DELETED came while the scale was in flight
+    cache.wrote_deployment(replace(seen, replicas=4, resource_version=11))
+    assert cache.deployment(NS, "web-ft") is None
+    cache.wrote_deployment(summarize_deployment(deployment(20, 1, 0, uid="u2")))  # re-created
+    d = cache.deployment(NS, "web-ft")
+    assert d is not None
+    assert d.uid == "u2"
