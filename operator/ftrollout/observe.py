@@ -218,7 +218,7 @@ class Cache:
         """The operator created or scaled `d`; read as such until the watch catches up."""
         key = (d.namespace, d.name)
         known = self.deployments.get(key)
-        if known is not None and d.resource_version and not _older(known, d):
+        if known is not None and 0 < d.resource_version <= known.resource_version:
             return  # the watch already brought this version or a newer one
         if d.uid and d.uid in self.deleted:
             return  # and already its deletion

@@ -110,3 +110,14 @@ def test_a_scale_response_after_the_watch_showed_the_deletion_does_not_bring_it_
     d = cache.deployment(NS, "web-ft")
     assert d is not None
     assert d.uid == "u2"
+
+
+def test_own_write_is_kept_when_the_watch_version_is_unknown() -> None:
+    cache = Cache()
+    cache.put_deployment(deployment(None, 5, 5))
+    seen = cache.deployment(NS, "web-ft")
+    assert seen is not None
+    cache.wrote_deployment(replace(seen, replicas=4, resource_version=12))
+    d = cache.deployment(NS, "web-ft")
+    assert d is not None
+    assert d.replicas == 4
