@@ -15,6 +15,9 @@ not visible to a sibling directory). A uniquely named module, so helpers such as
 * ``prometheus_with_exporter``: a real Prometheus (1 s scrape interval) scraping that exporter,
   with a ``query`` helper (prometheus-api-client) and ``wait_for_value``.
 
+A failed test's report shows the tail of the log of every operator it ran (the e2e suite's
+module ``operator`` and the reliability suite's ``operators``): CI keeps no other trace.
+
 The operators are not here: the e2e suite has a cluster-wide one per module
 (tests/e2e/e2e_operator.py), the reliability suite starts its own per test, restricted to its
 namespaces (tests/reliability/conftest.py).
@@ -28,9 +31,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -45,6 +48,33 @@ from ftrollout.localcluster import (
 )
 
 SKIP_E2E = os.environ.get("FTR_SKIP_E2E") == "1"
+
+
+class HasLog(Protocol):
+    log_path: Path
+
+    def log_tail(self, lines: int = 60) -> str: ...
+
+
+# Operators a test started itself (tests/reliability's `operators` fixture puts them here).
+STARTED_OPERATORS = pytest.StashKey[Sequence[HasLog]]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[Any]:
+    report = yield
+    if report.when == "call" and report.failed:
+        ops: list[HasLog] = list(item.stash.get(STARTED_OPERATORS, []))
+        module_op = getattr(item, "funcargs", {}).get("operator")
+        if hasattr(module_op, "log_tail"):
+            ops.insert(0, module_op)
+        for op in ops:
+            report.sections.append(
+                (f"operator log {op.log_path.name} (last 80 lines)", op.log_tail(80))
+            )
+    return report
+
+
 BUILD_HINT = "run `make tools` (or `.venv/bin/ftrollout cluster build`), or set FTR_SKIP_E2E=1"
 
 

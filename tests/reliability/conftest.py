@@ -32,7 +32,7 @@ from e2e_operator import OperatorProcess  # noqa: E402
 from rel_support import RESULTS, OperatorFactory  # noqa: E402
 
 # new_namespace: test_rel_prometheus.py imports it from here (`from conftest import ...`).
-from cluster_fixtures import new_namespace  # noqa: E402, F401
+from cluster_fixtures import STARTED_OPERATORS, new_namespace  # noqa: E402, F401
 from ftrollout.localcluster import LocalCluster  # noqa: E402
 
 crd = e2e_operator.crd  # the installed CRD (module scope), the same fixture as in tests/e2e
@@ -53,9 +53,12 @@ def api(cluster: LocalCluster) -> kubernetes.client.ApiClient:
 
 
 @pytest.fixture
-def operators(crd: LocalCluster, tmp_path: Path) -> Iterator[OperatorFactory]:
+def operators(
+    crd: LocalCluster, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[OperatorFactory]:
     """start(*namespaces, extra flags...) -> a running `ftrollout run -n ns...` (stopped at the end)."""
     started: list[OperatorProcess] = []
+    request.node.stash[STARTED_OPERATORS] = started  # a failed test's report shows their logs
 
     def start(*args: str, log_name: str | None = None) -> OperatorProcess:
         flags = [a if a.startswith("-") else f"--namespace={a}" for a in args]
