@@ -538,7 +538,9 @@ async def _act(
         if current is None or wanted is None or wanted == current.replicas:
             continue
         rv = await kube.scale_deployment(namespace, current.name, wanted)
-        state.cache.wrote_deployment(_with_replicas(current, wanted, rv))
+        state.cache.wrote_deployment(
+            replace(current, replicas=wanted, replicas_manager=FIELD_MANAGER, resource_version=rv)
+        )
         log.info(
             "%s/%s: scaled %s %s %d -> %d",
             namespace,
@@ -593,7 +595,3 @@ def _short(exc: Exception) -> str:
         except ValueError:
             pass
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-
-
-def _with_replicas(d: DeploymentSummary, replicas: int, rv: int) -> DeploymentSummary:
-    return replace(d, replicas=replicas, replicas_manager=FIELD_MANAGER, resource_version=rv)

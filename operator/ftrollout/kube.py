@@ -19,6 +19,7 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from ftrollout import api
+from ftrollout.observe import resource_version
 from ftrollout.plan import FIELD_MANAGER
 
 log = logging.getLogger("ftrollout.kube")
@@ -104,9 +105,8 @@ class Kube:
             {"spec": {"replicas": replicas}},
             field_manager=FIELD_MANAGER,
         )
-        meta = getattr(scale, "metadata", None)
-        rv = str(getattr(meta, "resource_version", None) or "")
-        return int(rv) if rv.isdigit() else 0
+        out: dict[str, Any] = self.client.sanitize_for_serialization(scale)
+        return resource_version(out.get("metadata") or {})
 
     async def create_deployment(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Create; returns the Deployment as the apiserver stored it."""
@@ -114,8 +114,8 @@ class Kube:
         created = await self.call(
             self.apps.create_namespaced_deployment, ns, manifest, field_manager=FIELD_MANAGER
         )
-        out = self.client.sanitize_for_serialization(created)
-        return out if isinstance(out, dict) else manifest
+        out: dict[str, Any] = self.client.sanitize_for_serialization(created)
+        return out
 
     async def replace_twin_template(self, manifest: dict[str, Any]) -> None:
         """Point the twin at a new template (new revision); replicas stay as they are."""

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from ftrollout.localcluster import LocalCluster, free_port
-from ftrollout.simulator import app_deployment
+from ftrollout.simulator import app_deployment as deployment  # re-exported to the tests
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "freethreaded.dev_freethreadedrollouts.yaml"
@@ -140,10 +140,6 @@ def operator(
 
 
 # ----------------------------------------------------------------------- helpers
-
-
-def deployment(name: str, replicas: int, image: str = "example/app:3.13") -> dict[str, Any]:
-    return app_deployment(name, replicas, image)
 
 
 def rollout(name: str, target: str, steps: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
