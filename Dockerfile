@@ -14,10 +14,11 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY crds/ crds/
 COPY operator/ operator/
-# No dev extras: pytest, ruff, mypy, kubectl, hadolint stay out of the image.
+# The operator face only (`[operator]`): no plugin (rich), no dev tooling (pytest, ruff, mypy,
+# kubectl, hadolint, the local cluster and demo of ftrollout-dev) in the image.
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
  && python -m venv /opt/ftrollout \
- && /opt/ftrollout/bin/pip install --no-compile /wheels/ftrollout-*.whl \
+ && /opt/ftrollout/bin/pip install --no-compile "$(ls /wheels/ftrollout-*.whl)[operator]" \
  && /opt/ftrollout/bin/ftrollout --help > /dev/null
 
 # ---- runtime ----------------------------------------------------------------------------

@@ -11,17 +11,20 @@ PYTEST_ARGS ?=
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
-	@echo "==> creating $(VENV) and installing ftrollout[dev]"
+# Three faces, three installs: the operator (`ftrollout[operator]`, all the image has), the kubectl
+# plugin (`ftrollout[cli]`), and the development tooling (`ftrollout[dev]` + the separate
+# `ftrollout-dev` distribution in dev/: local cluster, simulator, demo).
+$(STAMP): pyproject.toml dev/pyproject.toml
+	@echo "==> creating $(VENV) and installing ftrollout[operator,cli,dev] and ftrollout-dev"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/pip install --quiet --upgrade pip
-	@$(BIN)/pip install --quiet -e '.[dev]'
+	@$(BIN)/pip install --quiet -e '.[operator,cli,dev]' -e ./dev
 	@touch $(STAMP)
 
 # Everything the e2e tests need (control plane binaries, kubectl, helm, Prometheus).
 tools: venv
-	@if $(BIN)/python -c "import ftrollout.localcluster" 2>/dev/null; then \
-		$(BIN)/ftrollout cluster build; \
+	@if $(BIN)/python -c "import ftrollout_dev.localcluster" 2>/dev/null; then \
+		$(BIN)/ftrollout-dev cluster build; \
 	else echo "==> local cluster tooling not present yet; skipping"; fi
 
 test: venv tools
@@ -36,15 +39,17 @@ e2e: venv tools
 
 lint: venv
 	@echo "==> ruff check"
-	@$(BIN)/ruff check operator tests
+	@$(BIN)/ruff check operator dev tests
 	@echo "==> ruff format --check"
-	@$(BIN)/ruff format --check operator tests
+	@$(BIN)/ruff format --check operator dev tests
 	@echo "==> mypy --strict"
 	@$(BIN)/mypy
+	@echo "==> import-linter (layers: model < plan < shell/cli; probe stdlib-only)"
+	@$(BIN)/lint-imports
 
 fmt: venv
-	@$(BIN)/ruff format operator tests
-	@$(BIN)/ruff check --fix operator tests
+	@$(BIN)/ruff format operator dev tests
+	@$(BIN)/ruff check --fix operator dev tests
 
 # Regenerate the committed CRD from the pydantic models (and the chart/install copies).
 crd: venv
@@ -55,14 +60,14 @@ crd: venv
 # Render manifests/install.yaml from the chart (copying the generated CRD into it first).
 manifests: venv tools
 	@cp crds/freethreaded.dev_freethreadedrollouts.yaml charts/ftrollout/crds/
-	@HELM=$$($(BIN)/python -c 'from ftrollout.localcluster import Binaries; print(Binaries.locate().helm)'); \
+	@HELM=$$($(BIN)/python -c 'from ftrollout_dev.localcluster import Binaries; print(Binaries.locate().helm)'); \
 	{ cat charts/ftrollout/install-header.yaml; \
 	  "$$HELM" template ftrollout charts/ftrollout --namespace ftrollout-system --include-crds; \
 	} > manifests/install.yaml
 	@echo "wrote manifests/install.yaml"
 
 demo: venv tools
-	@$(BIN)/ftrollout demo
+	@$(BIN)/ftrollout-dev demo
 
 bench: venv tools
 	@if [ -f benchmarks/scale.py ]; then $(BIN)/python benchmarks/scale.py; \

@@ -339,7 +339,7 @@ class Operator:
         trace: bool = False,
         extra_env: dict[str, str] | None = None,
     ) -> None:
-        from ftrollout.localcluster import free_port
+        from ftrollout_dev.localcluster import free_port
 
         self.port = free_port()
         self.log_path = workdir / "operator.log"
@@ -350,7 +350,7 @@ class Operator:
         launcher = (
             [str(ROOT / "benchmarks" / "tracemem.py"), str(self.tracemalloc)]
             if trace
-            else ["-m", "ftrollout.cli"]
+            else ["-m", "ftrollout.main"]
         )
         cmd = [
             sys.executable,
@@ -504,8 +504,8 @@ def names(n: int) -> list[str]:
 def run_count(n: int, args: argparse.Namespace) -> dict[str, Any]:
     import kubernetes
 
-    from ftrollout.localcluster import start_prometheus
-    from ftrollout.simulator import app_deployment
+    from ftrollout_dev.localcluster import start_prometheus
+    from ftrollout_dev.simulator import app_deployment
 
     res: dict[str, Any] = {
         "rollouts": n,
@@ -831,7 +831,7 @@ def breach_latency(
     targets: list[str],
     args: argparse.Namespace,
 ) -> dict[str, Any]:
-    from ftrollout.simulator import crash_status_patch
+    from ftrollout_dev.simulator import crash_status_patch
 
     k = min(args.breaches, len(targets) // 2 or 1)
     chosen = targets[len(targets) - k :]
@@ -1136,7 +1136,7 @@ def main() -> int:
     if args.report_only:
         write_report(load_results())
         return 0
-    from ftrollout.localcluster import Binaries
+    from ftrollout_dev.localcluster import Binaries
 
     missing = Binaries.locate().missing_for_cluster()
     if missing:

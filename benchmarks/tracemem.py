@@ -56,7 +56,7 @@ def main() -> int:
         threading.Thread(target=work, daemon=True).start()
 
     signal.signal(signal.SIGUSR1, dump)
-    from ftrollout.cli import main as cli_main
+    from ftrollout.main import main as cli_main
 
     sys.argv = ["ftrollout", *sys.argv[2:]]
     return int(cli_main() or 0)

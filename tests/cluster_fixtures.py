@@ -6,7 +6,7 @@ not visible to a sibling directory). A uniquely named module, so helpers such as
 
 * ``cluster`` (session): etcd + kube-apiserver (TLS, RBAC) + controller-manager + scheduler + kwok
   fake nodes, started in a temporary directory and stopped at the end of the session. It is a
-  :class:`ftrollout.localcluster.LocalCluster`: ``.kubeconfig``, ``.env()``, ``.kubectl(*args)``.
+  :class:`ftrollout_dev.localcluster.LocalCluster`: ``.kubeconfig``, ``.env()``, ``.kubectl(*args)``.
 * ``namespace``: a fresh namespace per test, deleted afterwards (without waiting).
 * ``exporter``: a tiny HTTP server in a thread serving Prometheus text whose series (any metric
   name, labels such as ``namespace`` and ``pod``) the test sets.
@@ -22,7 +22,7 @@ The operators are not here: the e2e suite has a cluster-wide one per module
 (tests/e2e/e2e_operator.py), the reliability suite starts its own per test, restricted to its
 namespaces (tests/reliability/conftest.py).
 
-The binaries come from ``ftrollout cluster build`` (``make tools``). When they are missing the
+The binaries come from ``ftrollout-dev cluster build`` (``make tools``). When they are missing the
 tests using them FAIL with that instruction, unless ``FTR_SKIP_E2E=1`` is set, which skips every
 test marked ``e2e``.
 """
@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 import pytest
 
-from ftrollout.localcluster import (
+from ftrollout_dev.localcluster import (
     Binaries,
     LocalCluster,
     PodMetricsExporter,

@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from ftrollout.localcluster import LocalCluster, free_port
-from ftrollout.simulator import app_deployment as deployment  # re-exported to the tests
+from ftrollout_dev.localcluster import LocalCluster, free_port
+from ftrollout_dev.simulator import app_deployment as deployment  # re-exported to the tests
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "freethreaded.dev_freethreadedrollouts.yaml"
@@ -61,7 +61,7 @@ class OperatorProcess:
         cmd = [
             sys.executable,
             "-m",
-            "ftrollout.cli",
+            "ftrollout.main",
             "run",
             "--log-format=plain",
             "--health-port=0",

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ftrollout.localcluster import AlreadyRunningError, LocalCluster, PrometheusWithExporter
+from ftrollout_dev.localcluster import AlreadyRunningError, LocalCluster, PrometheusWithExporter
 
 pytestmark = pytest.mark.e2e
 
@@ -112,7 +112,7 @@ def test_starting_a_running_cluster_twice_is_a_clear_error(cluster: LocalCluster
 
 def test_cluster_status_cli_reports_healthy(cluster: LocalCluster) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "ftrollout.cli", "cluster", "status", "--dir", str(cluster.dir)],
+        [sys.executable, "-m", "ftrollout.main", "cluster", "status", "--dir", str(cluster.dir)],
         capture_output=True,
         text=True,
         timeout=60,

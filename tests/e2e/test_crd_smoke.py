@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ftrollout.localcluster import ClusterError, LocalCluster
+from ftrollout_dev.localcluster import ClusterError, LocalCluster
 
 pytestmark = pytest.mark.e2e
 

@@ -26,8 +26,8 @@ from e2e_operator import (
     wait_for,
 )
 
-from ftrollout.localcluster import LocalCluster, PodMetricsExporter, PrometheusHandle
-from ftrollout.simulator import ERROR_RATIO_QUERY, P99_QUERY, Simulator, crash_status_patch
+from ftrollout_dev.localcluster import LocalCluster, PodMetricsExporter, PrometheusHandle
+from ftrollout_dev.simulator import ERROR_RATIO_QUERY, P99_QUERY, Simulator, crash_status_patch
 
 pytestmark = pytest.mark.e2e
 N = 10

@@ -33,7 +33,7 @@ from e2e_operator import (
     wait_for,
 )
 
-from ftrollout.localcluster import LocalCluster
+from ftrollout_dev.localcluster import LocalCluster
 
 pytestmark = pytest.mark.e2e
 

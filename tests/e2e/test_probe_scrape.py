@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from ftrollout.localcluster import free_port
 from ftrollout.probe import probe_configmap_data
+from ftrollout_dev.localcluster import free_port
 
 pytestmark = pytest.mark.e2e
 FIXTURES = Path(__file__).resolve().parents[1] / "unit" / "probe_fixtures"

@@ -20,8 +20,9 @@ import kubernetes
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from ftrollout import handlers
-from ftrollout.kube import Kube
+from ftrollout.shell import handlers, reconcile
+from ftrollout.shell.kube import Kube
+from ftrollout.shell.state import State
 
 FTR = "freethreaded.dev/v1alpha1/freethreadedrollouts"
 DEPLOYMENTS = "apps/v1/deployments"
@@ -105,7 +106,7 @@ class Shell:
         self.server = server
         cfg = kubernetes.client.Configuration()
         cfg.host = str(server.url).rstrip("/")
-        self.state = handlers.State(kube=Kube(client=kubernetes.client.ApiClient(cfg)))
+        self.state = State(kube=Kube(client=kubernetes.client.ApiClient(cfg)))
         self.seen = 0
 
     def body(self) -> dict[str, Any]:
@@ -113,7 +114,7 @@ class Shell:
         return copy.deepcopy(dict(self.server.objects[FTR, NS, "web"].raw))
 
     async def reconcile(self, body: dict[str, Any] | None = None) -> float | None:
-        return await handlers.reconcile(self.state, body or self.body(), LOG)
+        return await reconcile.reconcile(self.state, body or self.body(), LOG)
 
     def new_requests(self) -> list[Any]:
         reqs = list(self.server)
@@ -402,7 +403,7 @@ ANALYSIS = {
 
 
 def round_of(when: str, value: float, phase: str = "Successful") -> Any:
-    from ftrollout import api
+    from ftrollout.model import api
     from ftrollout.plan import AnalysisRound
 
     result = api.MetricResult(
@@ -484,7 +485,7 @@ async def test_a_step_advances_on_a_round_that_was_kept_in_memory(
         def now(cls, tz: Any = None) -> Clock:
             return cls.current  # type: ignore[return-value]
 
-    monkeypatch.setattr(handlers, "datetime", Clock)
+    monkeypatch.setattr(reconcile, "datetime", Clock)
     shell = await at_first_step(kmock, "1m")  # the step is reached at 2030-01-01T00:00:00Z
     shell.state.analysis[NS, "web"] = round_of("2000-01-01T00:00:00Z", 0.001)  # before the step
     await shell.reconcile()

@@ -33,7 +33,7 @@ from rel_support import RESULTS, OperatorFactory  # noqa: E402
 
 # new_namespace: test_rel_prometheus.py imports it from here (`from conftest import ...`).
 from cluster_fixtures import STARTED_OPERATORS, new_namespace  # noqa: E402, F401
-from ftrollout.localcluster import LocalCluster  # noqa: E402
+from ftrollout_dev.localcluster import LocalCluster  # noqa: E402
 
 crd = e2e_operator.crd  # the installed CRD (module scope), the same fixture as in tests/e2e
 

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rel_support import OperatorFactory, record
 
-from ftrollout.localcluster import LocalCluster
+from ftrollout_dev.localcluster import LocalCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 

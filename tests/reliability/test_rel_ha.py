@@ -24,7 +24,7 @@ from e2e_operator import (
 )
 from rel_support import N, OperatorFactory, Sampler, record
 
-from ftrollout.localcluster import LocalCluster, _Api, stop_process_group
+from ftrollout_dev.localcluster import LocalCluster, _Api, stop_process_group
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 

@@ -16,7 +16,7 @@ import pytest
 from e2e_operator import apply, ftr_status, ready_deployment, rollout, wait_for
 from rel_support import N, OperatorFactory, record
 
-from ftrollout.localcluster import LocalCluster, free_port
+from ftrollout_dev.localcluster import LocalCluster, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 

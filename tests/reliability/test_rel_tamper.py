@@ -28,7 +28,7 @@ from e2e_operator import (
 )
 from rel_support import N, OperatorFactory, Sampler, record
 
-from ftrollout.localcluster import LocalCluster
+from ftrollout_dev.localcluster import LocalCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 STEPS = [{"weight": 50, "pause": {}}, {"weight": 100}]

@@ -12,8 +12,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ftrollout import api
-from ftrollout.durations import format_duration, parse_duration
+from ftrollout.model import api
+from ftrollout.model.durations import format_duration, parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = yaml.safe_load((ROOT / "manifests/examples/checkout.yaml").read_text())

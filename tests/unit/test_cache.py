@@ -7,8 +7,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from ftrollout.observe import Cache, summarize_deployment
 from ftrollout.plan import FIELD_MANAGER
+from ftrollout.plan.observe import summarize_deployment
+from ftrollout.shell.cache import Cache
 
 NS = "shop"
 

@@ -1,6 +1,6 @@
 """The Helm chart: rendering, least-privilege RBAC, security context, install.yaml drift, examples.
 
-Rendering needs the helm binary built by `ftrollout cluster build` (`make tools`); without it the
+Rendering needs the helm binary built by `ftrollout-dev cluster build` (`make tools`); without it the
 rendering tests are skipped (the byte-equality and example tests still run).
 """
 
@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from ftrollout import api, metrics
-from ftrollout.localcluster import Binaries
+from ftrollout.model import api
+from ftrollout.shell import metrics
+from ftrollout_dev.localcluster import Binaries
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "ftrollout"
@@ -51,7 +52,7 @@ def helm_binary() -> Path | None:
 
 
 needs_helm = pytest.mark.skipif(
-    helm_binary() is None, reason="helm not built: run `make tools` (ftrollout cluster build)"
+    helm_binary() is None, reason="helm not built: run `make tools` (ftrollout-dev cluster build)"
 )
 
 
@@ -380,7 +381,7 @@ def test_values_become_operator_flags() -> None:
     # Every rendered flag is one `ftrollout run` accepts.
     import argparse
 
-    from ftrollout.runner import add_arguments
+    from ftrollout.shell.runner import add_arguments
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

@@ -8,9 +8,9 @@ from typing import Any
 
 import yaml
 
-from ftrollout import api
-from ftrollout.cli import main
-from ftrollout.crd import CRD_FILE, build_crd, render_crd_yaml
+from ftrollout.main import main
+from ftrollout.model import api
+from ftrollout.model.crd import CRD_FILE, build_crd, render_crd_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 ALLOWED_TYPES = {"object", "array", "string", "integer", "number", "boolean"}

@@ -186,11 +186,15 @@ def test_build_stage_replayed_in_a_clean_venv(tmp_path: Path) -> None:
     assert help_run.returncode == 0, help_run.stderr
     for flag in ("--health-port", "--metrics-port", "--namespace", "--prometheus-url"):
         assert flag in help_run.stdout
-    assert run("kubectl-ftr", "--help").returncode == 0
-    # The operator's imports resolve with runtime dependencies alone.
-    imports = run("python", "-c", "import ftrollout.handlers, ftrollout.runner, ftrollout.plugin")
+    # The operator's imports resolve with its own extra alone.
+    imports = run("python", "-c", "import ftrollout.shell.handlers, ftrollout.shell.runner")
     assert imports.returncode == 0, imports.stderr
     frozen = run("python", "-m", "pip", "list", "--format=freeze")
     installed = {line.split("==")[0].lower() for line in frozen.stdout.splitlines()}
-    assert {"kopf", "kubernetes", "pydantic", "rich"} <= installed
+    assert {"kopf", "kubernetes", "pydantic", "prometheus-api-client"} <= installed
     assert not (DEV_ONLY & installed), DEV_ONLY & installed
+    # Neither the plugin's UI library nor the development tooling is in the image.
+    assert "rich" not in installed
+    dev_tooling = run("python", "-c", "import ftrollout_dev")
+    assert dev_tooling.returncode != 0
+    assert "invalid choice: 'cluster'" in run("ftrollout", "cluster", "build").stderr

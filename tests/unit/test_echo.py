@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ftrollout.handlers import State, _own_status_echo
+from ftrollout.shell.handlers import _own_status_echo
+from ftrollout.shell.state import State
 
 KEY = ("ns", "web")
 STATUS = {"phase": "Progressing", "stepIndex": 0}

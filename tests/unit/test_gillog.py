@@ -6,8 +6,8 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ftrollout.gillog import LogCursor, LogScanner
-from ftrollout.handlers import GilReading, State
+from ftrollout.shell.gillog import LogCursor, LogScanner
+from ftrollout.shell.state import GilReading, State
 
 WARN = (
     "RuntimeWarning: The global interpreter lock (GIL) has been enabled to load module "

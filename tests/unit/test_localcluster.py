@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ftrollout.cli import main
-from ftrollout.localcluster import (
+from ftrollout_dev.localcluster import (
     KUBERNETES_VERSION,
     LocalCluster,
     PodMetricsExporter,
@@ -16,6 +15,7 @@ from ftrollout.localcluster import (
     node_manifest,
     parse_local_replaces,
 )
+from ftrollout_dev.main import main
 
 K8S_GOMOD = """\
 module k8s.io/kubernetes
@@ -85,7 +85,7 @@ def test_up_without_binaries_says_how_to_build(
     assert main(["cluster", "up", "--dir", str(tmp_path / "c")]) == 1
     err = capsys.readouterr().err
     assert "not built" in err
-    assert "ftrollout cluster build" in err
+    assert "ftrollout-dev cluster build" in err
     assert not LocalCluster(tmp_path / "c").is_running()
 
 

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from ftrollout import api, plugin, report
-from ftrollout.analysis import TRACK_FREE_THREADED, TRACK_STANDARD
+from ftrollout.cli import plugin, report
+from ftrollout.model import api
+from ftrollout.plan.metrics import TRACK_FREE_THREADED, TRACK_STANDARD
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 T0 = "2025-06-01T11:00:00Z"

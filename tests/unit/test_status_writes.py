@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ftrollout.status_writes import can_wait, only_new_numbers
+from ftrollout.shell.status_writes import can_wait, only_new_numbers
 
 
 def status(value: float = 0.001, phase: str = "Successful", **top: Any) -> dict[str, Any]:

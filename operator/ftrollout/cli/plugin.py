@@ -1,0 +1,943 @@
+"""`kubectl ftr`: the kubectl plugin for FreeThreadedRollouts.
+
+    kubectl ftr get [-n NS | -A] [--watch]
+    kubectl ftr status NAME [-n NS] [--watch]
+    kubectl ftr promote NAME [--full] | pause NAME | resume NAME | rollback NAME | retry NAME
+    kubectl ftr report NAME [--prometheus-url URL] [-o json]
+
+kubectl does not hand its own global flags to plugins, so --kubeconfig, --context and
+-n/--namespace are accepted here anywhere on the line (KUBECONFIG is honoured as usual). Actions
+only set the annotation `freethreaded.dev/action`; the operator acts once and removes it.
+
+Rendering is pure (`rollouts_table`, `status_view`, `report_view` take dicts and a clock) and
+tested without a cluster; every failure is one line on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from io import StringIO
+from typing import Any
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from ftrollout.cli import report
+from ftrollout.model import api
+from ftrollout.model.durations import parse_duration
+from ftrollout.plan.metrics import TRACK_FREE_THREADED, TRACK_STANDARD, expand, read_vector
+
+ANNOTATION_ACTION = f"{api.GROUP}/action"
+ACTIONS = ("promote", "pause", "resume", "rollback", "retry")
+TERMINAL_PHASES = ("Promoted", "RolledBack", "Failed")
+PHASE_STYLE = {
+    "Pending": "cyan",
+    "Progressing": "blue",
+    "Paused": "yellow",
+    "Promoted": "green",
+    "RolledBack": "red",
+    "Failed": "bold red",
+}
+EVENTS_SHOWN = 8
+REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read
+
+
+class PluginError(Exception):
+    """Anything the user should read as one line: no cluster, not found, forbidden ..."""
+
+
+# ------------------------------------------------------------------------- formatting helpers
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def age(value: Any, now: datetime) -> str:
+    """kubectl-style age: 42s, 5m, 3h, 2d; '-' when unknown."""
+    t = parse_time(value)
+    if t is None:
+        return "-"
+    secs = max(0, int((now - t).total_seconds()))
+    if secs < 120:
+        return f"{secs}s"
+    if secs < 2 * 3600:
+        return f"{secs // 60}m"
+    if secs < 48 * 3600:
+        return f"{secs // 3600}h"
+    return f"{secs // 86400}d"
+
+
+def _status(obj: Mapping[str, Any]) -> api.RolloutStatus:
+    return api.parse_status(obj.get("status"))
+
+
+def _spec(obj: Mapping[str, Any]) -> api.RolloutSpec | None:
+    try:
+        return api.parse_spec(obj.get("spec"))
+    except api.SpecError:
+        return None
+
+
+def _meta(obj: Mapping[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, dict) else {}
+
+
+def phase_text(phase: str | None) -> Text:
+    name = phase or "Pending"
+    return Text(name, style=PHASE_STYLE.get(name, ""))
+
+
+def _step_text(st: api.RolloutStatus, spec: api.RolloutSpec | None) -> str:
+    if st.step_index is None:
+        return "-"
+    total = len(spec.steps) if spec is not None else "?"
+    return f"{st.step_index + 1}/{total}"
+
+
+def _gil_text(g: api.GilStatus) -> str:
+    if g.pods == 0:
+        return "-"
+    if g.enabled:
+        return f"ON({g.enabled})"
+    if g.unknown:
+        return f"off {g.disabled}/{g.pods}, ?{g.unknown}"
+    return f"off {g.disabled}/{g.pods}"
+
+
+def rollout_row(obj: Mapping[str, Any], now: datetime, all_namespaces: bool) -> list[str]:
+    meta = _meta(obj)
+    spec_raw = obj.get("spec") or {}
+    st = _status(obj)
+    spec = _spec(obj)
+    r = st.replicas
+    row = [
+        str(meta.get("name", "")),
+        str((spec_raw.get("targetRef") or {}).get("name", "")),
+        st.phase.value if st.phase is not None else "Pending",
+        _step_text(st, spec),
+        "-" if st.weight is None else f"{st.weight}%",
+        f"{r.standard_ready}/{r.standard}",
+        f"{r.free_threaded_ready}/{r.free_threaded}",
+        _gil_text(st.gil),
+        st.races.summary if st.races.window else "-",
+        age(meta.get("creationTimestamp"), now),
+    ]
+    if all_namespaces:
+        row.insert(0, str(meta.get("namespace", "")))
+    return row
+
+
+GET_COLUMNS = [
+    "NAME",
+    "TARGET",
+    "PHASE",
+    "STEP",
+    "WEIGHT",
+    "STANDARD",
+    "FREE-THREADED",
+    "GIL",
+    "RACES",
+    "AGE",
+]
+
+
+def rollouts_table(items: Sequence[Mapping[str, Any]], now: datetime, all_namespaces: bool) -> Text:
+    """The `kubectl ftr get` table, kubectl style: no borders, 3-space gaps, never truncated."""
+    columns = (["NAMESPACE"] if all_namespaces else []) + GET_COLUMNS
+    ordered = sorted(items, key=lambda o: (_meta(o).get("namespace", ""), _meta(o).get("name", "")))
+    rows = [rollout_row(obj, now, all_namespaces) for obj in ordered]
+    widths = [max(len(r[i]) for r in [columns, *rows]) for i in range(len(columns))]
+    phase_col = columns.index("PHASE")
+    out = Text()
+    for n, row in enumerate([columns, *rows]):
+        for i, cell in enumerate(row):
+            last = i == len(row) - 1
+            text = cell if last else cell.ljust(widths[i] + 3)
+            style = "bold" if n == 0 else ""
+            if n > 0 and i == phase_col:
+                style = PHASE_STYLE.get(cell, "")
+            out.append(text, style=style)
+        out.append("\n")
+    out.rstrip()
+    return out
+
+
+def _pause_text(step: api.Step) -> str:
+    return step.pause.duration or "until promote"
+
+
+def steps_table(spec: api.RolloutSpec | None, st: api.RolloutStatus, now: datetime) -> Table:
+    table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
+    for c in ("", "STEP", "WEIGHT", "PAUSE", ""):
+        table.add_column(c, no_wrap=True)
+    if spec is None:
+        return table
+    current = st.step_index
+    promoted = st.phase == api.Phase.PROMOTED
+    for i, step in enumerate(spec.steps):
+        if promoted or (current is not None and i < current):
+            marker, note = Text("✓", style="green"), ""
+        elif current == i:
+            marker = Text("▶", style="bold")
+            if st.step_started_at:
+                note = f"← current, reached {age(st.step_started_at, now)} ago"
+            else:
+                note = "← current, scaling"
+        else:
+            marker, note = Text(" "), ""
+        table.add_row(marker, str(i + 1), f"{step.weight}%", _pause_text(step), note)
+    return table
+
+
+def _check_text(metric: api.Metric | None) -> str:
+    if metric is None:
+        return ""
+    if metric.compare is not None:
+        parts = []
+        if metric.compare.max_increase_percent is not None:
+            parts.append(f"≤ +{report.fmt_number(metric.compare.max_increase_percent)}%")
+        if metric.compare.max_decrease_percent is not None:
+            parts.append(f"≥ -{report.fmt_number(metric.compare.max_decrease_percent)}%")
+        return " and ".join(parts) + " vs standard"
+    if metric.threshold is not None:
+        parts = []
+        if metric.threshold.min is not None:
+            parts.append(f"min {report.fmt_number(metric.threshold.min)}")
+        if metric.threshold.max is not None:
+            parts.append(f"max {report.fmt_number(metric.threshold.max)}")
+        return ", ".join(parts)
+    return ""
+
+
+RESULT_STYLE = {"Successful": "green", "Failed": "red", "Inconclusive": "yellow"}
+
+
+def analysis_table(spec: api.RolloutSpec | None, st: api.RolloutStatus) -> Table:
+    table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
+    for c in ("METRIC", "RESULT", "FREE-THREADED", "STANDARD", "CHECK", "MESSAGE"):
+        table.add_column(c, no_wrap=c != "MESSAGE", overflow="fold")
+    metrics = {m.name: m for m in (spec.analysis.metrics if spec and spec.analysis else [])}
+    seen = set()
+    for res in st.analysis.metrics:
+        seen.add(res.name)
+        table.add_row(
+            res.name,
+            Text(res.phase, style=RESULT_STYLE.get(res.phase, "")),
+            "-" if res.free_threaded is None else report.fmt_number(res.free_threaded),
+            "-" if res.standard is None else report.fmt_number(res.standard),
+            _check_text(metrics.get(res.name)),
+            res.message,
+        )
+    for name, metric in metrics.items():
+        if name not in seen:
+            table.add_row(
+                name, Text("-", style="dim"), "-", "-", _check_text(metric), "no round yet"
+            )
+    return table
+
+
+def _kv() -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    return grid
+
+
+def _event_time(ev: Mapping[str, Any]) -> str:
+    for key in ("lastTimestamp", "eventTime", "firstTimestamp"):
+        if ev.get(key):
+            return str(ev[key])
+    return str(_meta(ev).get("creationTimestamp") or "")
+
+
+def status_view(
+    obj: Mapping[str, Any], events: Sequence[Mapping[str, Any]], now: datetime
+) -> Group:
+    """The readable `kubectl ftr status` view of one rollout."""
+    meta = _meta(obj)
+    spec = _spec(obj)
+    spec_raw = obj.get("spec") or {}
+    st = _status(obj)
+    name, namespace = meta.get("name", ""), meta.get("namespace", "")
+    parts: list[RenderableType] = [
+        Text.assemble(("FreeThreadedRollout ", "bold"), (f"{namespace}/{name}", "bold cyan"))
+    ]
+
+    kv = _kv()
+    target = str((spec_raw.get("targetRef") or {}).get("name", "?"))
+    kv.add_row("Target", f"deployment/{target} (standard) → deployment/{target}-ft (free-threaded)")
+    ft = spec_raw.get("freeThreaded") or {}
+    image = str(ft.get("image", "?"))
+    if ft.get("container"):
+        image += f" (container {ft['container']})"
+    kv.add_row("Image", image)
+    phase_line = phase_text(st.phase.value if st.phase is not None else None)
+    if st.message:
+        phase_line.append(f"  {st.message}", style="")
+    kv.add_row("Phase", phase_line)
+    if spec_raw.get("paused"):
+        kv.add_row("Paused", "spec.paused is true (`kubectl ftr resume` to continue)")
+    step = _step_text(st, spec)
+    weight = "-" if st.weight is None else f"{st.weight}%"
+    kv.add_row(
+        "Step", f"{step}, weight {weight}" + (f", revision {st.revision}" if st.revision else "")
+    )
+    r = st.replicas
+    kv.add_row(
+        "Replicas",
+        f"N={r.target}   standard {r.standard_ready}/{r.standard} Ready   "
+        f"free-threaded {r.free_threaded_ready}/{r.free_threaded} Ready",
+    )
+    g = st.gil
+    if g.pods == 0:
+        gil = "no free-threaded pods yet"
+    else:
+        gil = f"off in {g.disabled}/{g.pods} free-threaded pods"
+        if g.enabled:
+            gil += f", ON in {g.enabled} (GIL fallback)"
+        if g.unknown:
+            gil += f", unknown in {g.unknown}"
+    if g.fallback_modules:
+        gil += f"; re-enabled by: {', '.join(g.fallback_modules)}"
+    kv.add_row("GIL", Text(gil, style="red" if g.enabled else ""))
+    races = st.races
+    if races.window:
+        race_line = f"{races.incidents}/{races.budget} incidents in {races.window}"
+        for inc in races.recent[-3:]:
+            code = f"exit {inc.exit_code}" if inc.exit_code is not None else inc.source.lower()
+            race_line += f"\n{inc.pod}: {code} at {inc.time}"
+        kv.add_row("Races", race_line)
+    else:
+        kv.add_row("Races", "-")
+    if st.promoted_at is not None:
+        kv.add_row("Promoted", f"{age(st.promoted_at, now)} ago ({st.promoted_at})")
+    if st.rollback is not None:
+        kv.add_row(
+            "Rollback",
+            Text(f"{st.rollback.reason.value}: {st.rollback.message} ({st.rollback.time})", "red"),
+        )
+    pf = st.preflight
+    if pf is not None:
+        line: str = pf.phase
+        if pf.python_version:
+            line += f" — {pf.python_version.splitlines()[0]}"
+        if pf.free_threading_build is False:
+            line += " (NOT a free-threading build)"
+        mods = [
+            f"{m.name} {m.version or ''}".strip()
+            + (" ✓" if m.imported and m.gil_enabled is False else " ✗")
+            for m in pf.modules
+        ]
+        if mods:
+            line += "\n" + ", ".join(mods)
+        if pf.message:
+            line += f"\n{pf.message}"
+        kv.add_row("Preflight", line)
+    parts.append(kv)
+
+    parts.append(Text("\nSteps", style="bold underline"))
+    parts.append(steps_table(spec, st, now))
+
+    if (spec is not None and spec.analysis is not None) or st.analysis.metrics:
+        limit = spec.analysis.failure_limit if spec and spec.analysis else "?"
+        head = f"\nAnalysis (failed rounds {st.analysis.failed_rounds}, limit {limit}"
+        if st.analysis.last_round:
+            # Numbers that changed no result are written every --status-refresh only.
+            head += f"; values as of {age(st.analysis.last_round, now)} ago"
+        parts.append(Text(head + ")", style="bold underline"))
+        parts.append(analysis_table(spec, st))
+
+    if st.conditions:
+        parts.append(Text("\nConditions", style="bold underline"))
+        ct = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
+        for col in ("TYPE", "STATUS", "REASON", "AGE", "MESSAGE"):
+            ct.add_column(col, no_wrap=col != "MESSAGE", overflow="fold")
+        for c in st.conditions:
+            style = "green" if c.status == "True" else ("red" if c.status == "False" else "yellow")
+            ct.add_row(
+                c.type,
+                Text(c.status, style=style),
+                c.reason,
+                age(c.last_transition_time, now),
+                c.message,
+            )
+        parts.append(ct)
+
+    parts.append(Text(f"\nEvents (last {EVENTS_SHOWN})", style="bold underline"))
+    if events:
+        et = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
+        for col in ("AGE", "TYPE", "REASON", "MESSAGE"):
+            et.add_column(col, no_wrap=col != "MESSAGE", overflow="fold")
+        for ev in sorted(events, key=_event_time)[-EVENTS_SHOWN:]:
+            typ = str(ev.get("type", ""))
+            et.add_row(
+                age(_event_time(ev), now),
+                Text(typ, style="yellow" if typ == "Warning" else ""),
+                str(ev.get("reason", "")),
+                str(ev.get("message", "")),
+            )
+        parts.append(et)
+    else:
+        parts.append(Text("none", style="dim"))
+    return Group(*parts)
+
+
+def report_view(obj: Mapping[str, Any], kpis: Sequence[report.Kpi]) -> Group:
+    meta = _meta(obj)
+    st = _status(obj)
+    weight = "-" if st.weight is None else f"{st.weight}%"
+    phase = st.phase.value if st.phase is not None else "Pending"
+    title = Text.assemble(
+        ("Adoption KPIs ", "bold"),
+        (f"{meta.get('namespace', '')}/{meta.get('name', '')}", "bold cyan"),
+        f"  (phase {phase}, weight {weight})",
+    )
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    table.add_column("KPI", no_wrap=True, min_width=max(len(t) for t in report.TITLES.values()))
+    table.add_column("VALUE", overflow="fold", min_width=16)
+    table.add_column("DETAIL", overflow="fold", ratio=1)
+    for k in kpis:
+        table.add_row(k.title, Text(k.text, style="" if k.available else "dim"), k.detail)
+    return Group(title, table)
+
+
+def render_text(renderable: RenderableType, width: int = 120) -> str:
+    """Plain text of a renderable (tests, pipes): no colour, no trailing blanks."""
+    buf = StringIO()
+    Console(file=buf, width=width, color_system=None, highlight=False).print(renderable)
+    return "".join(line.rstrip() + "\n" for line in buf.getvalue().splitlines())
+
+
+# ------------------------------------------------------------------------------- cluster I/O
+
+
+@dataclass
+class Cluster:
+    client: Any  # kubernetes.client.ApiClient
+    namespace: str  # the context's namespace (kubectl's default for -n)
+    host: str
+
+    @property
+    def custom(self) -> Any:
+        import kubernetes
+
+        return kubernetes.client.CustomObjectsApi(self.client)
+
+    @property
+    def core(self) -> Any:
+        import kubernetes
+
+        return kubernetes.client.CoreV1Api(self.client)
+
+
+def connect(kubeconfig: str | None, context: str | None) -> Cluster:
+    """Load credentials as kubectl does: --kubeconfig, else $KUBECONFIG, else ~/.kube/config."""
+    import kubernetes
+    from kubernetes.config.config_exception import ConfigException
+
+    cfg = kubernetes.client.Configuration()
+    kconfig: Any = kubernetes.config  # partly annotated: keep mypy's untyped-call check quiet
+    namespace = "default"
+    # Resolved here, not by the client: it reads $KUBECONFIG once, at import time.
+    # Several files separated by ":" are merged, as kubectl does.
+    path = kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+    try:
+        kconfig.load_kube_config(
+            config_file=path,
+            context=context,
+            client_configuration=cfg,
+            persist_config=False,
+        )
+        contexts, active = kconfig.list_kube_config_contexts(config_file=path)
+        chosen = active
+        if context:
+            chosen = next((c for c in contexts if c.get("name") == context), None)
+        namespace = ((chosen or {}).get("context") or {}).get("namespace") or "default"
+    except ConfigException as exc:
+        in_cluster = os.environ.get("KUBERNETES_SERVICE_HOST") and not kubeconfig and not context
+        if not in_cluster:
+            raise PluginError(
+                f"no usable Kubernetes configuration in {path}: {exc} "
+                "(set KUBECONFIG or pass --kubeconfig/--context)"
+            ) from None
+        kconfig.load_incluster_config(client_configuration=cfg)
+        sa_ns = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+        if os.path.exists(sa_ns):
+            with open(sa_ns) as f:
+                namespace = f.read().strip() or "default"
+    cfg.retries = 0  # fail fast and say so, rather than retrying a dead endpoint
+    return Cluster(kubernetes.client.ApiClient(cfg), namespace, str(cfg.host))
+
+
+def explain(exc: BaseException, cluster: Cluster, what: str, namespace: str | None) -> str:
+    """One line for an API failure."""
+    from kubernetes.client.exceptions import ApiException
+
+    where = f' in namespace "{namespace}"' if namespace else ""
+    if isinstance(exc, ApiException):
+        message = ""
+        details: dict[str, Any] = {}
+        try:
+            body = json.loads(exc.body or "{}")
+            message = str(body.get("message", ""))
+            details = body.get("details") or {}
+        except (ValueError, TypeError, AttributeError):
+            pass
+        if exc.status == 404:
+            if details.get("name"):
+                return f"{what} not found{where}"
+            return (
+                "the FreeThreadedRollout CRD is not installed in this cluster "
+                f"({api.PLURAL}.{api.GROUP}): install the ftrollout chart or apply crds/"
+            )
+        if exc.status == 403:
+            return f"forbidden: {message or exc.reason}"
+        if exc.status == 401:
+            return f"unauthorized: the API server at {cluster.host} rejected the credentials"
+        return f"API error {exc.status} ({exc.reason}): {message or 'no details'}"
+    reason = getattr(exc, "reason", None) or exc
+    text = str(reason)
+    if "Connection refused" in text or "Max retries" in text or "NewConnectionError" in text:
+        text = "connection refused" if "refused" in text.lower() else text
+    return f"cannot reach the Kubernetes API at {cluster.host}: {text}"
+
+
+def _call(
+    cluster: Cluster, what: str, namespace: str | None, fn: Callable[..., Any], *a: Any, **kw: Any
+) -> Any:
+    import urllib3
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return fn(*a, _request_timeout=REQUEST_TIMEOUT, **kw)
+    except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise PluginError(explain(exc, cluster, what, namespace)) from None
+
+
+def _json(resp: Any) -> Any:
+    return json.loads(resp.data)
+
+
+def get_rollout(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    obj: dict[str, Any] = _call(
+        cluster,
+        f'freethreadedrollout "{name}"',
+        namespace,
+        cluster.custom.get_namespaced_custom_object,
+        api.GROUP,
+        api.VERSION,
+        namespace,
+        api.PLURAL,
+        name,
+    )
+    return obj
+
+
+def list_rollouts(cluster: Cluster, namespace: str | None) -> list[dict[str, Any]]:
+    if namespace is None:
+        out = _call(
+            cluster,
+            "freethreadedrollouts",
+            None,
+            cluster.custom.list_cluster_custom_object,
+            api.GROUP,
+            api.VERSION,
+            api.PLURAL,
+        )
+    else:
+        out = _call(
+            cluster,
+            "freethreadedrollouts",
+            namespace,
+            cluster.custom.list_namespaced_custom_object,
+            api.GROUP,
+            api.VERSION,
+            namespace,
+            api.PLURAL,
+        )
+    items: list[dict[str, Any]] = out.get("items") or []
+    return items
+
+
+def list_events(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
+    """Events of the rollout; an empty list when they may not be read (status still shows)."""
+    try:
+        resp = _call(
+            cluster,
+            "events",
+            namespace,
+            cluster.core.list_namespaced_event,
+            namespace,
+            field_selector=f"involvedObject.name={name},involvedObject.kind={api.KIND}",
+            _preload_content=False,
+        )
+    except PluginError:
+        return []
+    items: list[dict[str, Any]] = _json(resp).get("items") or []
+    return items
+
+
+def set_action(cluster: Cluster, namespace: str, name: str, action: str) -> None:
+    what = f'freethreadedrollout "{name}"'
+    get_rollout(cluster, namespace, name)  # a clear "not found" before any write
+    _call(
+        cluster,
+        what,
+        namespace,
+        cluster.custom.patch_namespaced_custom_object,
+        api.GROUP,
+        api.VERSION,
+        namespace,
+        api.PLURAL,
+        name,
+        {"metadata": {"annotations": {ANNOTATION_ACTION: action}}},
+    )
+
+
+def pods_by_track(
+    cluster: Cluster, namespace: str, target: str
+) -> tuple[dict[str, list[str]], str]:
+    """Running pod names of each track (by owning Deployment); ({}, why) when not readable."""
+    from ftrollout.plan.observe import summarize_pod
+
+    try:
+        resp = _call(
+            cluster, "pods", namespace, cluster.core.list_namespaced_pod, namespace,
+            _preload_content=False,
+        )  # fmt: skip
+    except PluginError as exc:
+        return {}, str(exc)
+    tracks: dict[str, list[str]] = {TRACK_STANDARD: [], TRACK_FREE_THREADED: []}
+    for body in _json(resp).get("items") or []:
+        if (body.get("status") or {}).get("phase") != "Running":
+            continue
+        p = summarize_pod(body)
+        if p.deployment == target:
+            tracks[TRACK_STANDARD].append(p.name)
+        elif p.deployment == f"{target}-ft":
+            tracks[TRACK_FREE_THREADED].append(p.name)
+    return tracks, ""
+
+
+# ------------------------------------------------------------------------------- Prometheus
+
+
+def prom_query(url: str, query: str, timeout: float = 10.0) -> Any:
+    full = url.rstrip("/") + "/api/v1/query?" + urllib.parse.urlencode({"query": query})
+    with urllib.request.urlopen(full, timeout=timeout) as resp:
+        body = json.loads(resp.read())
+    if body.get("status") != "success":
+        raise ValueError(body.get("error") or "query failed")
+    return (body.get("data") or {}).get("result")
+
+
+def prometheus_values(
+    url: str,
+    namespace: str,
+    rollout: str,
+    pods: Mapping[str, Sequence[str]],
+    queries: Mapping[str, Sequence[str]],
+    query: Callable[[str, str], Any] = prom_query,
+) -> tuple[dict[str, report.TrackValues] | None, str]:
+    """Both tracks' values of each comparative KPI; (None, why) when Prometheus is unusable."""
+    missing = [t for t in (TRACK_FREE_THREADED, TRACK_STANDARD) if not pods.get(t)]
+    if missing:
+        return None, f"no running {' or '.join(missing)} pods to compare"
+    out: dict[str, report.TrackValues] = {}
+    for key, candidates in queries.items():
+        problem = "no query"
+        for template in candidates:
+            values: dict[str, float | None] = {}
+            for track in (TRACK_FREE_THREADED, TRACK_STANDARD):
+                q = expand(
+                    template, namespace=namespace, rollout=rollout, track=track, pods=pods[track]
+                )
+                try:
+                    v = read_vector(query(url, q))
+                except (OSError, urllib.error.URLError) as exc:
+                    reason = getattr(exc, "reason", exc)
+                    return None, f"Prometheus at {url} unreachable: {reason}"
+                except ValueError as exc:
+                    problem = f"query error: {exc}"
+                    values[track] = None
+                    continue
+                values[track] = v.value
+                if v.value is None:
+                    problem = f"{track}: {v.problem}"
+            ft, std = values.get(TRACK_FREE_THREADED), values.get(TRACK_STANDARD)
+            if ft is not None and std is not None:
+                out[key] = report.TrackValues(ft, std, source=f"Prometheus {url}")
+                break
+        else:
+            out[key] = report.TrackValues(None, None, problem=f"Prometheus: {problem}")
+    return out, ""
+
+
+# ---------------------------------------------------------------------------------- commands
+
+
+def _out() -> Console:
+    console = Console(highlight=False, soft_wrap=False)
+    if not console.is_terminal:  # a pipe: lay out for a wide page, like kubectl does
+        console.width = int(os.environ.get("COLUMNS") or 0) or 160
+    return console
+
+
+def show(renderable: RenderableType) -> None:
+    """Colour on a terminal; plain text without trailing blanks in a pipe."""
+    console = _out()
+    if console.is_terminal:
+        console.print(renderable)
+    else:
+        sys.stdout.write(render_text(renderable, width=console.width))
+
+
+def _watch(
+    render: Callable[[], RenderableType],
+    done: Callable[[], bool],
+    interval: float,
+    timeout: float | None,
+) -> None:
+    """Redraw until done(), the timeout or Ctrl-C. On a terminal the view is redrawn in place;
+    otherwise each changed view is printed once."""
+    from rich.live import Live
+
+    console = _out()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        if console.is_terminal:
+            with Live(render(), console=console, auto_refresh=False) as live:
+                while not done() and (deadline is None or time.monotonic() < deadline):
+                    time.sleep(interval)
+                    live.update(render(), refresh=True)
+            return
+        last = ""
+        while True:
+            text = render_text(render(), width=console.width)
+            if text != last:
+                if last:
+                    stamp = datetime.now(UTC).strftime("%H:%M:%S")
+                    sys.stdout.write(f"--- {stamp} " + "-" * max(0, console.width - 13) + "\n")
+                sys.stdout.write(text)
+                sys.stdout.flush()
+                last = text
+            if done() or (deadline is not None and time.monotonic() >= deadline):
+                return
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return
+
+
+def cmd_get(cluster: Cluster, args: argparse.Namespace) -> int:
+    ns = None if args.all_namespaces else (args.namespace or cluster.namespace)
+    where = "any namespace" if ns is None else f"namespace {ns}"
+    empty = f"No FreeThreadedRollouts found in {where}."
+
+    def render() -> RenderableType:
+        items = list_rollouts(cluster, ns)
+        if not items:
+            return Text(empty)
+        return rollouts_table(items, datetime.now(UTC), ns is None)
+
+    if args.watch:
+        _watch(render, lambda: False, args.interval, args.timeout)
+        return 0
+    items = list_rollouts(cluster, ns)
+    if not items:
+        print(empty, file=sys.stderr)  # like kubectl: nothing on stdout, still a success
+        return 0
+    show(rollouts_table(items, datetime.now(UTC), ns is None))
+    return 0
+
+
+def cmd_status(cluster: Cluster, args: argparse.Namespace) -> int:
+    ns = args.namespace or cluster.namespace
+    state: dict[str, Any] = {}
+
+    def render() -> RenderableType:
+        obj = get_rollout(cluster, ns, args.name)
+        state["phase"] = (obj.get("status") or {}).get("phase")
+        return status_view(obj, list_events(cluster, ns, args.name), datetime.now(UTC))
+
+    if args.watch:
+        _watch(render, lambda: state.get("phase") in TERMINAL_PHASES, args.interval, args.timeout)
+        return 0
+    show(render())
+    return 0
+
+
+def cmd_action(cluster: Cluster, args: argparse.Namespace) -> int:
+    ns = args.namespace or cluster.namespace
+    action = args.command
+    if action == "promote" and args.full:
+        action = "promote-full"
+    set_action(cluster, ns, args.name, action)
+    done = {
+        "promote": "promotion to the next step requested",
+        "promote-full": "full promotion requested, skipping the remaining steps and pauses",
+        "pause": "pause requested",
+        "resume": "resume requested",
+        "rollback": "rollback requested",
+        "retry": "retry requested",
+    }[action]
+    print(f"freethreadedrollout {ns}/{args.name}: {done} ({ANNOTATION_ACTION}={action})")
+    return 0
+
+
+def _parse_queries(raw: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    queries = dict(report.DEFAULT_QUERIES)
+    for item in raw:
+        key, sep, promql = item.partition("=")
+        if not sep or key not in queries or not promql.strip():
+            raise PluginError(
+                f"--query expects NAME=PROMQL with NAME one of {', '.join(queries)}: {item!r}"
+            )
+        queries[key] = (promql,)
+    return queries
+
+
+def cmd_report(cluster: Cluster, args: argparse.Namespace) -> int:
+    ns = args.namespace or cluster.namespace
+    queries = _parse_queries(args.query)
+    obj = get_rollout(cluster, ns, args.name)
+    spec = _spec(obj)
+    status = _status(obj)
+    url = args.prometheus_url or os.environ.get("FTR_PROMETHEUS_URL")
+    if not url and spec is not None and spec.analysis is not None:
+        url = spec.analysis.prometheus.address
+    values: dict[str, report.TrackValues] | None = None
+    if not url:
+        why = "no Prometheus: pass --prometheus-url or set spec.analysis.prometheus.address"
+    else:
+        target = str(((obj.get("spec") or {}).get("targetRef") or {}).get("name", ""))
+        pods, why = pods_by_track(cluster, ns, target)
+        if pods:
+            values, why = prometheus_values(url, ns, args.name, pods, queries)
+    kpis = report.compute(spec, status, values, why)
+    if args.output == "json":
+        print(json.dumps([k.as_dict() for k in kpis], indent=2))
+    else:
+        show(report_view(obj, kpis))
+    return 0
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # Connection flags are accepted before and after the subcommand (kubectl users type both);
+    # SUPPRESS keeps a subcommand's absent flag from overwriting one given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--kubeconfig", default=argparse.SUPPRESS, help="kubeconfig file")
+    common.add_argument("--context", default=argparse.SUPPRESS, help="kubeconfig context")
+    common.add_argument(
+        "-n", "--namespace", default=argparse.SUPPRESS, help="namespace (default: the context's)"
+    )
+    parser = argparse.ArgumentParser(
+        prog="kubectl ftr",
+        description="Inspect and steer FreeThreadedRollouts (ftrollout).",
+        parents=[common],
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def watch_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-w", "--watch", action="store_true", help="keep redrawing (Ctrl-C stops)")
+        p.add_argument(
+            "--timeout", type=_duration, default=None, help="stop watching after this (e.g. 5m)"
+        )
+        p.add_argument("--interval", type=_duration, default=2.0, help=argparse.SUPPRESS)
+
+    p = sub.add_parser("get", parents=[common], help="list rollouts (table)")
+    p.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="rollouts of every namespace"
+    )
+    watch_flags(p)
+    p.set_defaults(func=cmd_get)
+
+    p = sub.add_parser(
+        "status", parents=[common], help="phase, steps, replicas, GIL, races, analysis, events"
+    )
+    p.add_argument("name")
+    watch_flags(p)
+    p.set_defaults(func=cmd_status)
+
+    helps = {
+        "promote": "go to the next step now (--full: skip every remaining step and pause)",
+        "pause": "hold at the current step",
+        "resume": "continue a paused rollout",
+        "rollback": "back to the standard track at once",
+        "retry": "start again from step 1 after a rollback or failure",
+    }
+    for action in ACTIONS:
+        p = sub.add_parser(action, parents=[common], help=helps[action])
+        p.add_argument("name")
+        if action == "promote":
+            p.add_argument("--full", action="store_true", help="promote fully (promote-full)")
+        p.set_defaults(func=cmd_action)
+
+    p = sub.add_parser("report", parents=[common], help="adoption KPIs of a rollout")
+    p.add_argument("name")
+    p.add_argument(
+        "--prometheus-url",
+        default=None,
+        help="Prometheus for the comparative KPIs (default: $FTR_PROMETHEUS_URL, then the "
+        "rollout's spec.analysis.prometheus.address)",
+    )
+    p.add_argument(
+        "--query",
+        action="append",
+        default=[],
+        metavar="NAME=PROMQL",
+        help="override a KPI query (throughput, p99, rss); {{pods}} etc. as in analysis",
+    )
+    p.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def run(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(list(argv))
+    cluster = connect(getattr(args, "kubeconfig", None), getattr(args, "context", None))
+    args.namespace = getattr(args, "namespace", None)
+    handler: Callable[[Cluster, argparse.Namespace], int] = args.func
+    return handler(cluster, args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return run(sys.argv[1:] if argv is None else argv)
+    except PluginError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,234 @@
+"""Adoption KPIs of a FreeThreadedRollout (`kubectl ftr report`), pure maths.
+
+DESIGN.md lists six: throughput per core delta, p99 delta, RSS delta, share of traffic with the
+GIL off, free-threaded incident rate and the fraction of gated dependencies verified. The first
+three compare the free-threaded track with the standard one; they come from the rollout's own
+analysis results when a metric measures them, otherwise from Prometheus queries (I/O lives in
+the plugin; this module only turns numbers into KPIs). The last three come from status.
+
+A KPI that cannot be computed says why ("n/a (no Prometheus: ...)"); it is never guessed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ftrollout.model import api
+from ftrollout.model.durations import parse_duration
+
+# Default PromQL per comparative KPI, tried in order until one yields a value. Same template
+# variables as spec.analysis queries; overridable with `kubectl ftr report --query NAME=PROMQL`.
+DEFAULT_QUERIES: dict[str, tuple[str, ...]] = {
+    "throughput": (
+        'sum(rate(http_requests_total{namespace="{{namespace}}", pod=~"{{pods}}"}[5m])) / '
+        'sum(rate(container_cpu_usage_seconds_total{namespace="{{namespace}}", '
+        'pod=~"{{pods}}", container!=""}[5m]))',
+        'sum(rate(http_requests_total{namespace="{{namespace}}", pod=~"{{pods}}"}[5m])) / '
+        'sum(rate(process_cpu_seconds_total{namespace="{{namespace}}", pod=~"{{pods}}"}[5m]))',
+    ),
+    "p99": (
+        "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket"
+        '{namespace="{{namespace}}", pod=~"{{pods}}"}[5m])))',
+    ),
+    "rss": (
+        'avg(container_memory_rss{namespace="{{namespace}}", pod=~"{{pods}}", container!=""})',
+        'avg(process_resident_memory_bytes{namespace="{{namespace}}", pod=~"{{pods}}"})',
+    ),
+}
+
+# Which analysis metrics (by name) already measure a comparative KPI.
+ANALYSIS_NAME_PATTERNS: dict[str, re.Pattern[str]] = {
+    "throughput": re.compile(r"throughput|rps|requests-per"),
+    "p99": re.compile(r"p99|latency"),
+    "rss": re.compile(r"rss|memory"),
+}
+
+TITLES = {
+    "throughput": "Throughput per core delta",
+    "p99": "p99 latency delta",
+    "rss": "RSS delta",
+    "gil_off_share": "Traffic share with the GIL off",
+    "incident_rate": "Free-threaded incident rate",
+    "deps_verified": "Gated dependencies verified",
+}
+
+
+@dataclass(frozen=True)
+class TrackValues:
+    """One comparative measurement: both tracks' values, or why there are none."""
+
+    free_threaded: float | None
+    standard: float | None
+    source: str = ""
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class Kpi:
+    key: str
+    title: str
+    value: float | None  # percent for deltas and shares, incidents per pod-hour for the rate
+    text: str  # what the user reads: "+12.3 %", "n/a (why)"
+    detail: str = ""  # the numbers behind it, or the source
+
+    @property
+    def available(self) -> bool:
+        return self.value is not None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "key": self.key,
+            "title": self.title,
+            "value": self.value,
+            "text": self.text,
+            "detail": self.detail,
+        }
+
+
+def na(key: str, why: str) -> Kpi:
+    return Kpi(key, TITLES[key], None, f"n/a ({why})")
+
+
+def fmt_number(v: float) -> str:
+    if v == 0:
+        return "0"
+    if abs(v) >= 1000 or abs(v) < 0.01:
+        return f"{v:.3g}"
+    return f"{v:.3f}".rstrip("0").rstrip(".")
+
+
+def fmt_bytes(v: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(v) < 1024 or unit == "GiB":
+            return f"{v:.0f} {unit}" if unit == "B" else f"{v:.1f} {unit}"
+        v /= 1024
+    return f"{v:.1f} GiB"  # pragma: no cover
+
+
+def relative_delta(free_threaded: float, standard: float) -> float | None:
+    """(ft - std) / std in percent; None when the standard value is 0 (no meaningful ratio)."""
+    if standard == 0:
+        return None
+    return (free_threaded - standard) / abs(standard) * 100.0
+
+
+def from_analysis(status: api.RolloutStatus, key: str) -> TrackValues | None:
+    """The latest analysis result of a compare metric that measures this KPI, if any."""
+    pattern = ANALYSIS_NAME_PATTERNS[key]
+    for m in status.analysis.metrics:
+        if pattern.search(m.name) and m.free_threaded is not None and m.standard is not None:
+            return TrackValues(m.free_threaded, m.standard, source=f"analysis metric {m.name}")
+    return None
+
+
+def delta_kpi(key: str, values: TrackValues | None, why_missing: str) -> Kpi:
+    if values is None:
+        return na(key, why_missing)
+    if values.free_threaded is None or values.standard is None:
+        return na(key, values.problem or why_missing)
+    delta = relative_delta(values.free_threaded, values.standard)
+    if delta is None:
+        return na(key, "the standard track's value is 0")
+    show = fmt_bytes if key == "rss" else fmt_number
+    detail = f"free-threaded {show(values.free_threaded)} vs standard {show(values.standard)}" + (
+        f"; {values.source}" if values.source else ""
+    )
+    return Kpi(key, TITLES[key], delta, f"{delta:+.1f} %", detail)
+
+
+def gil_off_share(status: api.RolloutStatus) -> Kpi:
+    """Ready free-threaded pods running without the GIL / all Ready pods of both tracks."""
+    r, g = status.replicas, status.gil
+    if status.phase is None:
+        return na("gil_off_share", "the operator has not reported status yet")
+    total_ready = r.standard_ready + r.free_threaded_ready
+    if total_ready == 0:
+        total_ready = r.ready
+    if total_ready == 0:
+        return na("gil_off_share", "no Ready pods")
+    off = min(g.disabled, r.free_threaded_ready)
+    share = off / total_ready * 100.0
+    detail = f"{off} of {total_ready} Ready pods free-threaded with the GIL off"
+    if g.enabled:
+        detail += f"; {g.enabled} with the GIL ON"
+    if g.unknown:
+        detail += f"; {g.unknown} not known yet"
+    return Kpi("gil_off_share", TITLES["gil_off_share"], share, f"{share:.1f} %", detail)
+
+
+def incident_rate(status: api.RolloutStatus) -> Kpi:
+    """Free-threaded incidents (crashes 139/134, probe incidents) per free-threaded pod-hour."""
+    races = status.races
+    if status.phase is None or not races.window:
+        return na("incident_rate", "the operator has not reported status yet")
+    try:
+        hours = parse_duration(races.window) / 3600.0
+    except ValueError:
+        return na("incident_rate", f"unreadable window {races.window!r}")
+    pods = max(status.replicas.free_threaded, status.replicas.free_threaded_ready)
+    budget = f"budget {races.budget} per {races.window}"
+    if pods == 0 or hours <= 0:
+        if races.incidents == 0:
+            return na("incident_rate", "no free-threaded pods running")
+        return Kpi(
+            "incident_rate",
+            TITLES["incident_rate"],
+            None,
+            f"{races.incidents} in {races.window}",
+            f"no free-threaded pods running now; {budget}",
+        )
+    rate = races.incidents / (pods * hours)
+    return Kpi(
+        "incident_rate",
+        TITLES["incident_rate"],
+        rate,
+        f"{fmt_number(rate)} per pod-hour",
+        f"{races.incidents} in the last {races.window} over {pods} free-threaded pods; {budget}",
+    )
+
+
+def deps_verified(spec: api.RolloutSpec | None, status: api.RolloutStatus) -> Kpi:
+    """Gated modules that imported with the GIL still off / modules listed in the gate."""
+    gate = spec.guardrails.dependency_gate if spec is not None else None
+    if gate is None or not gate.modules:
+        return na("deps_verified", "no guardrails.dependencyGate in the spec")
+    pf = status.preflight
+    if pf is None or not pf.modules:
+        phase = pf.phase if pf is not None else "not run"
+        return na("deps_verified", f"preflight {phase.lower()} yet, 0 of {len(gate.modules)}")
+    reports = {m.name: m for m in pf.modules}
+    ok = [
+        name
+        for name in gate.modules
+        if (m := reports.get(name)) is not None and m.imported and m.gil_enabled is False
+    ]
+    bad = [name for name in gate.modules if name not in ok]
+    share = len(ok) / len(gate.modules) * 100.0
+    detail = f"{len(ok)}/{len(gate.modules)} import with the GIL off"
+    if bad:
+        detail += f"; not verified: {', '.join(bad)}"
+    if pf.python_version:
+        detail += f"; {pf.python_version.splitlines()[0]}"
+    return Kpi("deps_verified", TITLES["deps_verified"], share, f"{share:.0f} %", detail)
+
+
+def compute(
+    spec: api.RolloutSpec | None,
+    status: api.RolloutStatus,
+    prometheus: Mapping[str, TrackValues] | None,
+    prometheus_why: str,
+) -> list[Kpi]:
+    """All six KPIs. `prometheus` maps throughput/p99/rss to measured values (None: no
+    Prometheus, `prometheus_why` says why)."""
+    out: list[Kpi] = []
+    for key in ("throughput", "p99", "rss"):
+        values = from_analysis(status, key)
+        if values is None and prometheus is not None:
+            values = prometheus.get(key)
+        out.append(delta_kpi(key, values, prometheus_why))
+    out.append(gil_off_share(status))
+    out.append(incident_rate(status))
+    out.append(deps_verified(spec, status))
+    return out

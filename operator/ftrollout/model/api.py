@@ -1,0 +1,646 @@
+"""The FreeThreadedRollout resource: pydantic models that are the single source of truth.
+
+`crd.py` turns these models into the CustomResourceDefinition's OpenAPI schema; the operator
+validates every object again with them at reconcile time (not every cluster evaluates CEL, and
+objects may predate a CRD upgrade). Wire names are camelCase, Python names snake_case.
+
+Cross-field rules are written twice on purpose, once as CEL (`x-kubernetes-validations`, enforced
+by the apiserver at admission) and once as a pydantic validator, with the same message text.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from itertools import pairwise
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
+
+from ftrollout.model.durations import DURATION_PATTERN, parse_duration
+
+GROUP = "freethreaded.dev"
+VERSION = "v1alpha1"
+KIND = "FreeThreadedRollout"
+PLURAL = "freethreadedrollouts"
+SINGULAR = "freethreadedrollout"
+SHORT_NAMES = ["ftr"]
+CATEGORIES = ["freethreaded"]
+
+MAX_STEPS = 20
+MAX_METRICS = 20
+MAX_MODULES = 50
+
+# Messages shared by the CEL rules and the Python validators, so a user sees the same words
+# whether the apiserver or the operator caught the mistake.
+MSG_STEPS_INCREASING = "step weights must be strictly increasing"
+MSG_STEPS_LAST_100 = "the last step must have weight 100"
+MSG_METRIC_ONE_CHECK = "exactly one of compare or threshold must be set"
+MSG_METRIC_NAMES_UNIQUE = "metric names must be unique"
+MSG_COMPARE_EMPTY = "set maxIncreasePercent, maxDecreasePercent or both"
+MSG_THRESHOLD_EMPTY = "set min, max or both"
+MSG_THRESHOLD_ORDER = "min must not be greater than max"
+
+
+def _check_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+# The validator gives a readable message; the schema carries the same rule as a CRD pattern.
+Duration = Annotated[
+    str,
+    AfterValidator(_check_duration),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN}),
+]
+
+
+def _cel(rule: str, message: str) -> JsonDict:
+    return {"rule": rule, "message": message}
+
+
+class Model(BaseModel):
+    """Base: camelCase on the wire, unknown fields rejected (the CRD schema prunes them too)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+# ---------------------------------------------------------------------------------- spec
+
+
+class TargetRef(Model):
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        description="Name of the apps/v1 Deployment in the same namespace: the standard track. "
+        "The operator only ever changes its replicas.",
+    )
+
+
+class ProbeSpec(Model):
+    enabled: bool = Field(
+        default=False,
+        description="Inject the ftrollout runtime probe into free-threaded pods (ConfigMap + "
+        "PYTHONPATH sitecustomize, no application change). It exports python_gil_enabled and "
+        "related metrics for the GIL-fallback guardrail.",
+    )
+    port: int = Field(
+        default=9464,
+        ge=1024,
+        le=65535,
+        description="Port on which the probe serves Prometheus metrics inside the pod.",
+    )
+
+
+class FreeThreadedSpec(Model):
+    image: str = Field(
+        min_length=1,
+        description="Free-threaded image of the service (built on python3.13t/3.14t), e.g. "
+        "registry.example/checkout:2.4.0-py3.14t.",
+    )
+    container: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Container whose image is swapped. Default: the pod template's first "
+        "container.",
+    )
+    probe: ProbeSpec = Field(
+        default_factory=ProbeSpec,
+        description="Runtime probe injected into free-threaded pods.",
+    )
+
+
+class Pause(Model):
+    duration: Duration | None = Field(
+        default=None,
+        description="How long to hold this step once its replicas are Ready and analysis is "
+        'healthy, as a Go duration ("30s", "5m", "1h"). Omit to wait for `kubectl ftr '
+        "promote`.",
+    )
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.duration is None else parse_duration(self.duration)
+
+
+class Step(Model):
+    weight: int = Field(
+        ge=1,
+        le=100,
+        description="Share of the target's replicas, in percent (1..100), run on the "
+        "free-threaded track during this step: ft = ceil(N * weight / 100).",
+    )
+    pause: Pause = Field(
+        default_factory=Pause,
+        description="Hold after the step is reached. {} waits for a manual promote.",
+    )
+
+
+class PrometheusSpec(Model):
+    address: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="Prometheus base URL, e.g. http://prometheus.monitoring:9090. Default: the "
+        "operator's --prometheus-url (Helm value prometheus.url).",
+    )
+    timeout: Duration = Field(
+        default="10s",
+        description="Timeout of one query; a timeout makes the round Inconclusive.",
+    )
+
+
+class CompareCheck(Model):
+    max_increase_percent: float | None = Field(
+        default=None,
+        ge=0,
+        description="Fail when the free-threaded value exceeds the standard value by more than "
+        "this percentage (latency, errors, memory).",
+    )
+    max_decrease_percent: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="Fail when the free-threaded value is lower than the standard value by more "
+        "than this percentage (throughput).",
+    )
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> CompareCheck:
+        if self.max_increase_percent is None and self.max_decrease_percent is None:
+            raise ValueError(MSG_COMPARE_EMPTY)
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "has(self.maxIncreasePercent) || has(self.maxDecreasePercent)",
+                    MSG_COMPARE_EMPTY,
+                )
+            ]
+        }
+    )
+
+
+class ThresholdCheck(Model):
+    min: float | None = Field(
+        default=None, description="Fail when the free-threaded value is below this."
+    )
+    max: float | None = Field(
+        default=None, description="Fail when the free-threaded value is above this."
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ThresholdCheck:
+        if self.min is None and self.max is None:
+            raise ValueError(MSG_THRESHOLD_EMPTY)
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(MSG_THRESHOLD_ORDER)
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel("has(self.min) || has(self.max)", MSG_THRESHOLD_EMPTY),
+                _cel(
+                    "!has(self.min) || !has(self.max) || self.min <= self.max", MSG_THRESHOLD_ORDER
+                ),
+            ]
+        }
+    )
+
+
+class Metric(Model):
+    name: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="Name of the metric (lowercase, digits, dashes); shown in status and events.",
+    )
+    query: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="PromQL returning one series. Variables: {{namespace}}, {{rollout}}, "
+        "{{track}} (standard | free-threaded) and {{pods}} (escaped regex alternation of the "
+        "track's pod names).",
+    )
+    compare: CompareCheck | None = Field(
+        default=None,
+        description="Relative check: the query runs for both tracks and the free-threaded value "
+        "is compared with the standard one. Exclusive with threshold.",
+    )
+    threshold: ThresholdCheck | None = Field(
+        default=None,
+        description="Absolute check on the free-threaded track only. Exclusive with compare.",
+    )
+
+    @model_validator(mode="after")
+    def _one_check(self) -> Metric:
+        if (self.compare is None) == (self.threshold is None):
+            raise ValueError(MSG_METRIC_ONE_CHECK)
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel("has(self.compare) != has(self.threshold)", MSG_METRIC_ONE_CHECK)
+            ]
+        }
+    )
+
+
+class OnInconclusive(StrEnum):
+    PAUSE = "Pause"
+    ROLLBACK = "Rollback"
+
+
+class Analysis(Model):
+    prometheus: PrometheusSpec = Field(
+        default_factory=PrometheusSpec, description="Where and how to query Prometheus."
+    )
+    interval: Duration = Field(default="1m", description="Time between analysis rounds.")
+    failure_limit: int = Field(
+        default=2,
+        ge=0,
+        description="Failed rounds tolerated per revision; one more rolls back (AnalysisFailed).",
+    )
+    on_inconclusive: OnInconclusive = Field(
+        default=OnInconclusive.PAUSE,
+        description="What missing data (no series, NaN, Prometheus down) does: Pause holds the "
+        "step and resumes when data returns; Rollback rolls back. It never promotes.",
+    )
+    metrics: list[Metric] = Field(
+        default_factory=list,
+        max_length=MAX_METRICS,
+        description="SLO metrics checked every interval.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "self.all(m, self.filter(n, n.name == m.name).size() == 1)",
+                    MSG_METRIC_NAMES_UNIQUE,
+                )
+            ]
+        },
+    )
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Analysis:
+        names = [m.name for m in self.metrics]
+        if len(names) != len(set(names)):
+            raise ValueError(MSG_METRIC_NAMES_UNIQUE)
+        return self
+
+    @property
+    def interval_seconds(self) -> float:
+        return parse_duration(self.interval)
+
+
+class GuardAction(StrEnum):
+    ROLLBACK = "Rollback"
+    PAUSE = "Pause"
+
+
+class GilFallbackGuard(Model):
+    max_pods: int = Field(
+        default=0,
+        ge=0,
+        description="Free-threaded pods allowed to run with the GIL on (or on a build that is "
+        "not free-threaded) before the action is taken.",
+    )
+    action: GuardAction = Field(
+        default=GuardAction.ROLLBACK, description="Rollback or Pause when maxPods is exceeded."
+    )
+
+
+class RaceBudgetGuard(Model):
+    max_incidents: int = Field(
+        default=3,
+        ge=0,
+        description="Crashes (exit 139 SIGSEGV / 134 SIGABRT) and probe-reported incidents "
+        "of the free-threaded track tolerated within the window.",
+    )
+    window: Duration = Field(default="1h", description="Sliding window of the budget.")
+    action: GuardAction = Field(
+        default=GuardAction.ROLLBACK, description="Rollback or Pause when the budget is exceeded."
+    )
+
+    @property
+    def window_seconds(self) -> float:
+        return parse_duration(self.window)
+
+
+class GateAction(StrEnum):
+    BLOCK = "Block"
+    WARN = "Warn"
+
+
+ModuleName = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")]
+
+
+class DependencyGate(Model):
+    modules: list[ModuleName] = Field(
+        default_factory=list,
+        max_length=MAX_MODULES,
+        description="Modules the preflight Job imports in the free-threaded image before "
+        "step 0; each must import and keep the GIL disabled.",
+    )
+    action: GateAction = Field(
+        default=GateAction.BLOCK,
+        description="Block stops the rollout on a regression; Warn records it and goes on.",
+    )
+    timeout: Duration = Field(
+        default="5m", description="How long the preflight Job may take before it fails."
+    )
+
+
+class Guardrails(Model):
+    gil_fallback: GilFallbackGuard = Field(
+        default_factory=GilFallbackGuard,
+        description="Mode integrity: free-threaded pods must really run without the GIL.",
+    )
+    race_budget: RaceBudgetGuard = Field(
+        default_factory=RaceBudgetGuard,
+        description="Crash budget of the free-threaded track.",
+    )
+    dependency_gate: DependencyGate | None = Field(
+        default=None,
+        description="Preflight import check of the free-threaded image (the version contract).",
+    )
+
+
+def _steps_rules() -> dict[str, Any]:
+    return {
+        "x-kubernetes-validations": [
+            _cel(
+                "self.map(s, s.weight).isSorted() && "
+                "self.all(s, self.filter(t, t.weight == s.weight).size() == 1)",
+                MSG_STEPS_INCREASING,
+            ),
+            _cel("self[size(self) - 1].weight == 100", MSG_STEPS_LAST_100),
+        ]
+    }
+
+
+class RolloutSpec(Model):
+    target_ref: TargetRef = Field(description="The Deployment to roll (the standard track).")
+    free_threaded: FreeThreadedSpec = Field(description="The free-threaded track.")
+    steps: list[Step] = Field(
+        min_length=1,
+        max_length=MAX_STEPS,
+        description="Weighted steps, strictly increasing, the last at 100.",
+        json_schema_extra=_steps_rules(),
+    )
+    analysis: Analysis | None = Field(
+        default=None, description="Prometheus SLO analysis; without it steps advance on time."
+    )
+    guardrails: Guardrails = Field(
+        default_factory=Guardrails, description="GIL fallback, race budget, dependency gate."
+    )
+    paused: bool = Field(
+        default=False, description="Hold the rollout at its current step (no scaling)."
+    )
+
+    @model_validator(mode="after")
+    def _steps(self) -> RolloutSpec:
+        weights = [s.weight for s in self.steps]
+        if any(b <= a for a, b in pairwise(weights)):
+            raise ValueError(MSG_STEPS_INCREASING)
+        if weights[-1] != 100:
+            raise ValueError(MSG_STEPS_LAST_100)
+        return self
+
+
+# -------------------------------------------------------------------------------- status
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    PROMOTED = "Promoted"
+    ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
+
+
+class RollbackReason(StrEnum):
+    GIL_FALLBACK = "GILFallback"
+    RACE_BUDGET = "RaceBudget"
+    ANALYSIS_FAILED = "AnalysisFailed"
+    ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"
+    DEPENDENCY_GATE = "DependencyGate"
+    MANUAL = "Manual"
+
+
+class Condition(Model):
+    type: str = Field(description="Condition type, e.g. Available, ModeIntegrity.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(description="CamelCase reason of the last transition.")
+    message: str = Field(default="", description="Human-readable details.")
+    last_transition_time: str = Field(description="When status last changed (RFC 3339).")
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation the condition was computed for."
+    )
+
+
+class ReplicaStatus(Model):
+    target: int = Field(default=0, description="N: the target's replicas when the revision began.")
+    standard: int = Field(default=0, description="Desired replicas of the standard track.")
+    free_threaded: int = Field(default=0, description="Desired replicas of the free-threaded twin.")
+    ready: int = Field(default=0, description="Ready replicas over both tracks.")
+    standard_ready: int = Field(default=0, description="Ready replicas of the standard track.")
+    free_threaded_ready: int = Field(default=0, description="Ready free-threaded replicas.")
+
+
+class GilStatus(Model):
+    pods: int = Field(default=0, description="Free-threaded pods observed.")
+    disabled: int = Field(default=0, description="Pods running without the GIL.")
+    enabled: int = Field(default=0, description="Pods with the GIL on (fallback).")
+    unknown: int = Field(default=0, description="Pods whose GIL state is not known yet.")
+    fallback_modules: list[str] = Field(
+        default_factory=list, description="Modules that re-enabled the GIL at import."
+    )
+    summary: str = Field(default="-", description="Short form for `kubectl get`: off, ON(n), ?.")
+
+
+class Incident(Model):
+    pod: str = Field(description="Free-threaded pod that crashed or reported the incident.")
+    exit_code: int | None = Field(
+        default=None, description="Container exit code (139 SIGSEGV, 134 SIGABRT)."
+    )
+    source: Literal["Termination", "Probe"] = Field(
+        default="Termination", description="Pod status termination or probe counter."
+    )
+    time: str = Field(description="When it happened (RFC 3339).")
+
+
+class RaceStatus(Model):
+    incidents: int = Field(default=0, description="Free-threaded incidents within the window.")
+    budget: int = Field(default=0, description="guardrails.raceBudget.maxIncidents.")
+    window: str = Field(default="", description="guardrails.raceBudget.window.")
+    summary: str = Field(default="-", description="incidents/budget for `kubectl get`.")
+    recent: list[Incident] = Field(
+        default_factory=list,
+        description="Incidents inside the window, oldest first (kept so the window survives "
+        "an operator restart).",
+    )
+    since: str | None = Field(
+        default=None,
+        description="When step 1 of this attempt started: earlier incidents belong to an "
+        "earlier attempt or revision and are not counted.",
+    )
+
+
+class MetricResult(Model):
+    name: str = Field(description="Metric name.")
+    phase: Literal["Successful", "Failed", "Inconclusive"] = Field(
+        description="Result of the latest round."
+    )
+    free_threaded: float | None = Field(default=None, description="Free-threaded value.")
+    standard: float | None = Field(default=None, description="Standard value (compare only).")
+    message: str = Field(default="", description="Why the round has this result.")
+    time: str = Field(description="When the round ran (RFC 3339).")
+
+
+class AnalysisStatus(Model):
+    failed_rounds: int = Field(default=0, description="Failed rounds in this revision.")
+    inconclusive_rounds: int = Field(default=0, description="Inconclusive rounds in a row.")
+    last_round: str | None = Field(default=None, description="Time of the latest round.")
+    metrics: list[MetricResult] = Field(
+        default_factory=list, description="Latest result of every metric, with values."
+    )
+
+
+class ModuleReport(Model):
+    name: str = Field(description="Module name.")
+    imported: bool = Field(description="Whether the import succeeded.")
+    version: str | None = Field(default=None, description="Distribution version.")
+    gil_enabled: bool | None = Field(default=None, description="GIL state after the import.")
+    error: str | None = Field(default=None, description="Import error, if any.")
+
+
+class PreflightStatus(Model):
+    phase: Literal["Pending", "Running", "Passed", "Failed", "Warned"] = Field(
+        description="State of the dependency gate."
+    )
+    image: str = Field(default="", description="Image that was checked.")
+    free_threading_build: bool | None = Field(
+        default=None, description="Py_GIL_DISABLED of the image's interpreter."
+    )
+    python_version: str | None = Field(default=None, description="`python -VV` of the image.")
+    modules: list[ModuleReport] = Field(default_factory=list, description="Per-module result.")
+    message: str = Field(default="", description="Summary.")
+    time: str | None = Field(default=None, description="When the result was recorded.")
+
+
+class RollbackStatus(Model):
+    reason: RollbackReason = Field(description="Why the rollout rolled back.")
+    message: str = Field(default="", description="The numbers that caused it.")
+    time: str = Field(description="When (RFC 3339).")
+
+
+class RolloutStatus(Model):
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation last acted on."
+    )
+    revision: str | None = Field(
+        default=None, description="Hash of the target's pod template and spec.freeThreaded."
+    )
+    phase: Phase | None = Field(
+        default=None, description="Pending, Progressing, Paused, Promoted, RolledBack or Failed."
+    )
+    step_index: int | None = Field(default=None, description="Index of the current step.")
+    weight: int | None = Field(default=None, description="Current free-threaded weight (%).")
+    step_started_at: str | None = Field(
+        default=None, description="When the current step's replicas became Ready."
+    )
+    replicas: ReplicaStatus = Field(default_factory=ReplicaStatus, description="Replica counts.")
+    gil: GilStatus = Field(
+        default_factory=GilStatus, description="GIL state of free-threaded pods."
+    )
+    races: RaceStatus = Field(default_factory=RaceStatus, description="Race budget usage.")
+    analysis: AnalysisStatus = Field(
+        default_factory=AnalysisStatus, description="Latest analysis results."
+    )
+    preflight: PreflightStatus | None = Field(
+        default=None, description="Dependency gate result (the version contract)."
+    )
+    rollback: RollbackStatus | None = Field(default=None, description="Set after a rollback.")
+    promoted_at: str | None = Field(
+        default=None, description="When this revision was promoted (all replicas free-threaded)."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Available, Progressing, ModeIntegrity, RaceBudget, AnalysisHealthy.",
+    )
+    message: str = Field(default="", description="What the operator is doing and why.")
+
+
+class FreeThreadedRollout(Model):
+    """The whole object as the operator reads it (metadata kept loose)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    api_version: str = Field(default=f"{GROUP}/{VERSION}", description="API version.")
+    kind: str = Field(default=KIND, description="Kind.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Object metadata.")
+    spec: RolloutSpec = Field(description="Desired rollout.")
+    status: RolloutStatus = Field(default_factory=RolloutStatus, description="Observed state.")
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+class SpecError(ValueError):
+    """A spec that the operator cannot act on; `field` is the dotted wire path."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def _wire_path(loc: tuple[int | str, ...], root: str) -> str:
+    out = root
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}"
+    return out
+
+
+def parse_spec(raw: Any) -> RolloutSpec:
+    """Validate a spec dict from the apiserver; raise SpecError naming the first bad field."""
+    try:
+        return RolloutSpec.model_validate(raw if raw is not None else {})
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise SpecError(_wire_path(tuple(err["loc"]), "spec"), msg) from None
+
+
+def parse_status(raw: Any) -> RolloutStatus:
+    """Status written by this operator; anything unreadable (older versions) starts afresh."""
+    try:
+        return RolloutStatus.model_validate(raw or {})
+    except ValidationError:
+        return RolloutStatus()
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    """Wire form: camelCase, no nulls (the CRD schema has no nullable fields)."""
+    return model.model_dump(mode="json", by_alias=True, exclude_none=True)

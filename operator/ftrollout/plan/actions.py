@@ -1,0 +1,143 @@
+"""User actions (the freethreaded.dev/action annotation) and the transitions they share.
+
+promote, promote-full, pause, resume, rollback, retry; a new revision and a retry both start the
+steps again from 0 (`start_revision`).
+"""
+
+from __future__ import annotations
+
+from ftrollout.model import api
+from ftrollout.model.api import Phase, RollbackReason
+from ftrollout.plan.context import Ctx
+from ftrollout.plan.types import ACTIONS, Event, rfc3339
+
+
+def action_ignored(action: str, why: str) -> Event:
+    return Event("Warning", "ActionIgnored", f"action {action!r} ignored: {why}")
+
+
+def start_revision(ctx: Ctx, n: int, first: bool) -> None:
+    assert ctx.obs.revision is not None
+    if first:
+        msg = f"started: {n} replicas, revision {ctx.obs.revision}"
+        ctx.event("Normal", "RolloutStarted", msg)
+    elif ctx.obs.revision == ctx.st.revision:  # retry: its own Retry event says so
+        msg = f"retry: standard back to {n}, steps start again from 0"
+    else:
+        msg = (
+            f"new revision {ctx.obs.revision} (was {ctx.st.revision}): standard back to {n}, "
+            "steps start again from 0"
+        )
+        ctx.event("Normal", "NewRevision", msg)
+    ctx.update(
+        revision=ctx.obs.revision,
+        phase=Phase.PENDING,
+        step_index=None,
+        weight=0,
+        step_started_at=None,
+        replicas=ctx.st.replicas.model_copy(update={"target": n}),
+        analysis=api.AnalysisStatus(),
+        races=api.RaceStatus(),
+        rollback=None,
+        promoted_at=None,
+        preflight=None if not first else ctx.st.preflight,
+        message=msg,
+    )
+
+
+def handle_action(ctx: Ctx) -> None:
+    action = ctx.obs.action
+    if action is None:
+        return
+    st = ctx.st
+    if action not in ACTIONS:
+        ctx.event(
+            "Warning",
+            "UnknownAction",
+            f"annotation freethreaded.dev/action={action!r} ignored: use one of "
+            + ", ".join(ACTIONS),
+        )
+        return
+    if action == "rollback":
+        if st.phase == Phase.ROLLED_BACK:
+            ctx.event("Normal", "ActionIgnored", "rollback: already rolled back")
+        else:
+            rollback(ctx, RollbackReason.MANUAL, "rollback requested by the user")
+    elif action == "retry":
+        if st.phase in (Phase.ROLLED_BACK, Phase.FAILED):
+            ctx.event("Normal", "Retry", "retry requested: steps start again from 0")
+            start_revision(ctx, n=st.replicas.target, first=False)
+        else:
+            ctx.event("Normal", "ActionIgnored", f"retry: nothing to retry in phase {st.phase}")
+    elif action == "pause":
+        ctx.set_paused = True
+        ctx.event("Normal", "PauseRequested", "pause requested: holding at the current step")
+    elif action == "resume":
+        ctx.set_paused = False
+        ctx.event("Normal", "ResumeRequested", "resume requested")
+        if waiting_for_promote(ctx):
+            promote_step(ctx, "resume")
+        elif st.phase == Phase.PAUSED and st.message.startswith("paused ("):
+            # Lift a guardrail / inconclusive hold; guardrails below re-hold if still breached.
+            ctx.update(phase=Phase.PROGRESSING, message="resumed by the user")
+    elif action in ("promote", "promote-full"):
+        if st.phase in (Phase.ROLLED_BACK, Phase.PROMOTED, Phase.FAILED):
+            ctx.event("Normal", "ActionIgnored", f"{action}: not possible in phase {st.phase}")
+        elif action == "promote-full":
+            # Promoted at once: the capacity rule still scales standard down only as
+            # free-threaded pods become Ready.
+            promote_full_done(ctx, "promote-full: skipping the remaining steps and pauses")
+        else:
+            promote_step(ctx, "promote")
+
+
+def waiting_for_promote(ctx: Ctx) -> bool:
+    st = ctx.st
+    if st.step_index is None or st.step_started_at is None:
+        return False
+    return ctx.spec.steps[st.step_index].pause.seconds is None
+
+
+def promote_step(ctx: Ctx, why: str) -> None:
+    st = ctx.st
+    if st.step_index is None:
+        ctx.update(step_index=0, weight=ctx.spec.steps[0].weight, step_started_at=None)
+        ctx.event("Normal", "StepPromoted", f"{why}: starting step 1")
+        return
+    if st.step_index >= len(ctx.spec.steps) - 1:
+        if st.step_started_at is not None:
+            promote_full_done(ctx, f"{why}: last step promoted")
+        else:
+            ctx.event("Normal", "ActionIgnored", f"{why}: last step not reached yet")
+        return
+    nxt = st.step_index + 1
+    ctx.update(
+        step_index=nxt,
+        weight=ctx.spec.steps[nxt].weight,
+        step_started_at=None,
+        phase=Phase.PROGRESSING,
+    )
+    ctx.event("Normal", "StepPromoted", f"{why}: to step {nxt + 1} ({ctx.spec.steps[nxt].weight}%)")
+
+
+def promote_full_done(ctx: Ctx, message: str) -> None:
+    ctx.update(
+        phase=Phase.PROMOTED,
+        weight=100,
+        step_index=len(ctx.spec.steps) - 1,
+        promoted_at=rfc3339(ctx.obs.now),
+    )
+    ctx.update(message=f"promoted: all {ctx.st.replicas.target} replicas free-threaded")
+    ctx.event("Normal", "Promoted", message)
+
+
+def rollback(ctx: Ctx, reason: RollbackReason, message: str) -> None:
+    now = rfc3339(ctx.obs.now)
+    ctx.update(
+        phase=Phase.ROLLED_BACK,
+        weight=0,
+        step_started_at=None,
+        rollback=api.RollbackStatus(reason=reason, message=message, time=now),
+        message=f"rolled back ({reason.value}): {message}",
+    )
+    ctx.event("Warning", "RolledBack", f"{reason.value}: {message}")

@@ -1,0 +1,104 @@
+"""Analysis verdicts: rounds of metric results counted against failureLimit / onInconclusive."""
+
+from __future__ import annotations
+
+from ftrollout.model import api
+from ftrollout.model.api import Phase, RollbackReason
+from ftrollout.plan.actions import rollback
+from ftrollout.plan.conditions import cond
+from ftrollout.plan.context import Ctx
+from ftrollout.plan.types import parse_time
+
+
+def observe_analysis(ctx: Ctx, now: str) -> None:
+    analysis = ctx.spec.analysis
+    if analysis is None or not analysis.metrics:
+        cond(ctx, "AnalysisHealthy", "True", "NoAnalysis", "no metrics configured")
+        return
+    rnd = ctx.obs.analysis
+    st = ctx.st.analysis
+    if rnd is not None and rnd.time != st.last_round and ctx.st.phase == Phase.PENDING:
+        # A round that finished before step 1 of this revision measured the previous
+        # revision's pods: mark it seen so it never counts for this one.
+        st = st.model_copy(update={"last_round": rnd.time})
+        ctx.update(analysis=st)
+    if (
+        rnd is not None
+        and rnd.time != st.last_round
+        and ctx.st.phase
+        in (
+            Phase.PROGRESSING,
+            Phase.PAUSED,
+        )
+    ):
+        failed = [r for r in rnd.results if r.phase == "Failed"]
+        inconclusive = [r for r in rnd.results if r.phase == "Inconclusive"]
+        failed_rounds = st.failed_rounds + (1 if failed else 0)
+        inconclusive_rounds = st.inconclusive_rounds + 1 if inconclusive else 0
+        st = api.AnalysisStatus(
+            failed_rounds=failed_rounds,
+            inconclusive_rounds=inconclusive_rounds,
+            last_round=rnd.time,
+            metrics=list(rnd.results),
+        )
+        ctx.update(analysis=st)
+        if failed:
+            detail = describe(failed)
+            ctx.event(
+                "Warning",
+                "AnalysisFailed",
+                f"round failed ({failed_rounds}/{analysis.failure_limit} tolerated): {detail}",
+            )
+            if failed_rounds > analysis.failure_limit:
+                rollback(
+                    ctx,
+                    RollbackReason.ANALYSIS_FAILED,
+                    f"{failed_rounds} failed analysis rounds (failureLimit "
+                    f"{analysis.failure_limit}); last: {detail}",
+                )
+        elif inconclusive:
+            detail = describe(inconclusive)
+            if analysis.on_inconclusive == api.OnInconclusive.ROLLBACK:
+                rollback(ctx, RollbackReason.ANALYSIS_INCONCLUSIVE, f"no usable data: {detail}")
+            # With Pause, the hold starts in advance once the step's pause is over: before
+            # that the step cannot advance anyway, and the first round of a step often finds
+            # no series yet for its new pods (a hold + Warning on every healthy rollout).
+        elif ctx.st.phase == Phase.PAUSED and ctx.st.message.startswith(
+            "paused (AnalysisInconclusive)"
+        ):
+            other = ctx.st.message.find("; paused (")
+            if other >= 0:  # a guardrail hold came on top: it stays until resumed
+                ctx.update(message=ctx.st.message[other + 2 :])
+                ctx.event("Normal", "AnalysisResumed", "analysis data is back; still held")
+            else:
+                ctx.update(phase=Phase.PROGRESSING, message="analysis data is back: resuming")
+                ctx.event("Normal", "AnalysisResumed", "analysis data is back: resuming")
+
+    results = ctx.st.analysis.metrics
+    if not results:
+        cond(ctx, "AnalysisHealthy", "Unknown", "NoRoundYet", "waiting for the first round")
+    elif any(r.phase == "Failed" for r in results):
+        bad = ", ".join(r.name for r in results if r.phase == "Failed")
+        cond(ctx, "AnalysisHealthy", "False", "MetricsFailed", f"failed: {bad}")
+    elif any(r.phase == "Inconclusive" for r in results):
+        bad = ", ".join(r.name for r in results if r.phase == "Inconclusive")
+        cond(ctx, "AnalysisHealthy", "Unknown", "Inconclusive", f"no usable data: {bad}")
+    else:
+        cond(ctx, "AnalysisHealthy", "True", "MetricsSuccessful", "all metrics successful")
+
+
+def describe(results: list[api.MetricResult]) -> str:
+    """What a set of metric results says, for a message or an Event."""
+    return "; ".join(f"{r.name}: {r.message}" for r in results)
+
+
+def analysis_ok_since(ctx: Ctx, since: str) -> bool:
+    analysis = ctx.spec.analysis
+    if analysis is None or not analysis.metrics:
+        return True
+    st = ctx.st.analysis
+    if st.last_round is None or parse_time(st.last_round) < parse_time(since):
+        return False
+    names = {m.name for m in analysis.metrics}
+    ok = {r.name for r in st.metrics if r.phase == "Successful"}
+    return names <= ok

@@ -1,0 +1,27 @@
+"""The scratch state of one plan() call: the status being built, events and requeues."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ftrollout.model import api
+from ftrollout.plan.types import Event, EventType, Observation
+
+
+@dataclass
+class Ctx:
+    """Mutable scratch state of one plan() call; only plan() sees it."""
+
+    spec: api.RolloutSpec
+    obs: Observation
+    st: api.RolloutStatus
+    events: list[Event] = field(default_factory=list)
+    requeue: list[float] = field(default_factory=list)
+    set_paused: bool | None = None
+    run_preflight: bool = False
+
+    def event(self, type_: EventType, reason: str, message: str) -> None:
+        self.events.append(Event(type_, reason, message))
+
+    def update(self, **changes: object) -> None:
+        self.st = self.st.model_copy(update=changes)

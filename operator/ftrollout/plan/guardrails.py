@@ -1,0 +1,143 @@
+"""Guardrails: GIL fallback (mode integrity) and the race budget over a sliding window."""
+
+from __future__ import annotations
+
+from ftrollout.model import api
+from ftrollout.model.api import Phase, RollbackReason
+from ftrollout.plan.actions import rollback
+from ftrollout.plan.conditions import cond
+from ftrollout.plan.context import Ctx
+from ftrollout.plan.types import parse_time
+
+
+def observe_guardrails(ctx: Ctx, now: str) -> None:
+    # While Pending (before step 1 of this revision) free-threaded pods, if any, are left over
+    # from the previous revision or attempt: they are shown but neither acted on nor counted.
+    active = ctx.st.phase in (Phase.PROGRESSING, Phase.PAUSED)
+    g = ctx.spec.guardrails
+
+    # GIL / mode integrity.
+    pods = ctx.obs.pods
+    enabled = [p for p in pods if p.enabled is True or p.build is False]
+    disabled = [p for p in pods if p.enabled is False and p.build is not False]
+    unknown = [p for p in pods if p.enabled is None and p.build is not False]
+    modules = sorted({m for p in enabled for m in p.modules})
+    if not pods:
+        summary = "-"
+    elif enabled:
+        summary = f"ON({len(enabled)})"
+    elif unknown:
+        summary = f"off {len(disabled)}/{len(pods)}"
+    else:
+        summary = "off"
+    gil = api.GilStatus(
+        pods=len(pods),
+        disabled=len(disabled),
+        enabled=len(enabled),
+        unknown=len(unknown),
+        fallback_modules=modules,
+        summary=summary,
+    )
+    ctx.update(gil=gil)
+    if enabled:
+        culprits = ", ".join(
+            f"{p.pod}"
+            + (f" (module {', '.join(p.modules)})" if p.modules else "")
+            + (" (not a free-threading build)" if p.build is False else "")
+            for p in enabled
+        )
+        integrity = ("False", "GILFallback", f"GIL enabled in {len(enabled)} pod(s): {culprits}")
+    elif unknown or not pods:
+        integrity = ("Unknown", "NoData", "GIL state of free-threaded pods not known yet")
+    else:
+        integrity = (
+            "True",
+            "GILDisabled",
+            f"all {len(pods)} free-threaded pods run without the GIL",
+        )
+    cond(ctx, "ModeIntegrity", *integrity)
+    if active and len(enabled) > g.gil_fallback.max_pods:
+        msg = (
+            f"{len(enabled)} free-threaded pod(s) run with the GIL on (maxPods "
+            f"{g.gil_fallback.max_pods})"
+            + (f"; modules: {', '.join(modules)}" if modules else "")
+            + f"; pods: {culprits}"
+        )
+        guard_act(ctx, g.gil_fallback.action, RollbackReason.GIL_FALLBACK, msg)
+
+    # Race budget over a sliding window.
+    budget = g.race_budget
+    cutoff = ctx.obs.now.timestamp() - budget.window_seconds
+    known = {(i.pod, i.time) for i in ctx.st.races.recent}
+    merged = list(ctx.st.races.recent)
+    seen = set(known)
+    # Pending, or Failed = blocked by the dependency gate before step 1: not this revision's.
+    incoming = ctx.obs.incidents if ctx.st.phase not in (Phase.PENDING, Phase.FAILED) else ()
+    since = ctx.st.races.since
+    if since is not None:  # the shell keeps crashes of an earlier attempt (retry) too
+        # Strictly after: times have whole seconds, and a retry right after a rollback starts
+        # within the second of the old crashes; new pods cannot crash in the second they are
+        # asked for.
+        start = parse_time(since).timestamp()
+        incoming = tuple(i for i in incoming if parse_time(i.time).timestamp() > start)
+    for i in incoming:  # the same incident may be observed twice (watch + list)
+        if (i.pod, i.time) not in seen:
+            seen.add((i.pod, i.time))
+            merged.append(i)
+    recent = sorted(
+        (i for i in merged if parse_time(i.time).timestamp() > cutoff), key=lambda i: i.time
+    )
+    new = [i for i in recent if (i.pod, i.time) not in known]
+    for i in new:
+        what = f"exit code {i.exit_code}" if i.exit_code is not None else "probe-reported"
+        ctx.event("Warning", "RaceIncident", f"free-threaded pod {i.pod}: {what}")
+    if recent:
+        oldest = parse_time(recent[0].time).timestamp()
+        ctx.requeue.append(max(1.0, oldest + budget.window_seconds - ctx.obs.now.timestamp()))
+    races = api.RaceStatus(
+        incidents=len(recent),
+        budget=budget.max_incidents,
+        window=budget.window,
+        summary=f"{len(recent)}/{budget.max_incidents}",
+        recent=recent,
+        since=since,
+    )
+    ctx.update(races=races)
+    if len(recent) > budget.max_incidents:
+        cond(
+            ctx,
+            "RaceBudget",
+            "False",
+            "BudgetExceeded",
+            f"{len(recent)} incidents in {budget.window} (budget {budget.max_incidents})",
+        )
+        if active:
+            codes = sorted({str(i.exit_code) for i in recent if i.exit_code is not None})
+            msg = (
+                f"{len(recent)} free-threaded incidents in {budget.window} exceed the budget of "
+                f"{budget.max_incidents}" + (f" (exit codes {', '.join(codes)})" if codes else "")
+            )
+            guard_act(ctx, budget.action, RollbackReason.RACE_BUDGET, msg)
+    else:
+        cond(
+            ctx,
+            "RaceBudget",
+            "True",
+            "WithinBudget",
+            f"{len(recent)} of {budget.max_incidents} incidents in {budget.window}",
+        )
+
+
+def guard_act(ctx: Ctx, action: api.GuardAction, reason: RollbackReason, msg: str) -> None:
+    if ctx.st.phase == Phase.ROLLED_BACK:
+        return  # another guardrail already rolled back in this reconcile: one rollback, one reason
+    if action == api.GuardAction.ROLLBACK:
+        rollback(ctx, reason, msg)
+        return
+    # Several holds may overlap: each is named in the message, each is announced once.
+    held = ctx.st.phase == Phase.PAUSED and ctx.st.message.startswith("paused (")
+    if held and f"paused ({reason.value})" in ctx.st.message:
+        return
+    prefix = f"{ctx.st.message}; " if held else ""
+    ctx.update(phase=Phase.PAUSED, message=f"{prefix}paused ({reason.value}): {msg}")
+    ctx.event("Warning", "GuardrailPaused", f"{reason.value}: {msg}")

@@ -1,0 +1,150 @@
+"""Kubernetes objects summarised into what the planner and the cache need (pure, no I/O).
+
+A Deployment or pod body is reduced to a few fields (a hash instead of the pod template), so the
+marginal memory of a rollout stays in kilobytes; the kubectl plugin reads pods the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ftrollout.model import api
+from ftrollout.plan.twin import ANNOTATION_REVISION, LABEL_ROLLOUT, LABEL_TRACK
+
+RACE_EXIT_CODES = (139, 134)  # SIGSEGV, SIGABRT: what data races in C extensions end in
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+@dataclass(frozen=True)
+class DeploymentSummary:
+    name: str
+    namespace: str
+    uid: str
+    replicas: int
+    ready: int
+    template_hash: str
+    revision_annotation: str | None
+    selector: str  # canonical JSON of spec.selector (a change means the twin must be rebuilt)
+    rollout_label: str | None
+    deleting: bool
+    replicas_manager: str | None = None
+    resource_version: int = 0  # 0: unknown (etcd revisions; comparable since Kubernetes 1.35)
+
+
+@dataclass(frozen=True)
+class Termination:
+    container: str
+    exit_code: int
+    finished_at: str
+
+
+@dataclass(frozen=True)
+class PodSummary:
+    name: str
+    namespace: str
+    deployment: str | None  # from the owning ReplicaSet's name
+    track: str | None
+    rollout: str | None
+    ready: bool
+    terminations: tuple[Termination, ...]
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def template_hash(template: Mapping[str, Any]) -> str:
+    t = json.loads(_canonical(template))
+    annotations = (t.get("metadata") or {}).get("annotations") or {}
+    annotations.pop("kubectl.kubernetes.io/restartedAt", None)
+    return hashlib.sha256(_canonical(t).encode()).hexdigest()[:16]
+
+
+def revision_of(template_hash_: str, free_threaded: api.FreeThreadedSpec) -> str:
+    payload = template_hash_ + _canonical(api.dump(free_threaded))
+    return hashlib.sha256(payload.encode()).hexdigest()[:10]
+
+
+def summarize_deployment(body: Mapping[str, Any]) -> DeploymentSummary:
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    labels = meta.get("labels") or {}
+    return DeploymentSummary(
+        name=meta.get("name", ""),
+        namespace=meta.get("namespace", ""),
+        uid=meta.get("uid", ""),
+        replicas=int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1),
+        ready=int(status.get("readyReplicas") or 0),
+        template_hash=template_hash(spec.get("template") or {}),
+        revision_annotation=(meta.get("annotations") or {}).get(ANNOTATION_REVISION),
+        selector=_canonical(spec.get("selector") or {}),
+        rollout_label=labels.get(LABEL_ROLLOUT),
+        deleting=meta.get("deletionTimestamp") is not None,
+        replicas_manager=_replicas_manager(meta.get("managedFields") or []),
+        resource_version=resource_version(meta),
+    )
+
+
+def resource_version(meta: Mapping[str, Any]) -> int:
+    """metadata.resourceVersion as a number, 0 when absent or not a number."""
+    rv = str(meta.get("resourceVersion") or "")
+    return int(rv) if rv.isdigit() else 0
+
+
+def _replicas_manager(managed: list[Mapping[str, Any]]) -> str | None:
+    """Who last set spec.replicas: the newest managedFields entry that owns it."""
+    owners = [
+        (str(m.get("time") or ""), str(m.get("manager") or ""))
+        for m in managed
+        if "f:replicas" in ((m.get("fieldsV1") or {}).get("f:spec") or {})
+    ]
+    return max(owners)[1] if owners else None
+
+
+def _owner_deployment(meta: Mapping[str, Any]) -> str | None:
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == "ReplicaSet":
+            name = str(ref.get("name", ""))
+            labels = meta.get("labels") or {}
+            pth = labels.get("pod-template-hash")
+            if pth and name.endswith("-" + pth):
+                return name[: -len(pth) - 1]
+            return name.rsplit("-", 1)[0]
+    return None
+
+
+def summarize_pod(body: Mapping[str, Any]) -> PodSummary:
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    labels = meta.get("labels") or {}
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    terms: list[Termination] = []
+    for cs in status.get("containerStatuses") or []:
+        for state_key in ("state", "lastState"):
+            term = (cs.get(state_key) or {}).get("terminated")
+            if term and term.get("exitCode") in RACE_EXIT_CODES:
+                terms.append(
+                    Termination(
+                        container=str(cs.get("name", "")),
+                        exit_code=int(term["exitCode"]),
+                        finished_at=str(term.get("finishedAt") or term.get("startedAt") or ""),
+                    )
+                )
+    return PodSummary(
+        name=meta.get("name", ""),
+        namespace=meta.get("namespace", ""),
+        deployment=_owner_deployment(meta),
+        track=labels.get(LABEL_TRACK),
+        rollout=labels.get(LABEL_ROLLOUT),
+        ready=ready,
+        terminations=tuple(dict.fromkeys(terms)),
+    )

@@ -1,0 +1,250 @@
+"""The dependency gate (pure): the preflight Job, and judging what it reports.
+
+The Job runs the free-threaded image with the stdlib-only `ftrollout_preflight.py` (shipped in
+the probe ConfigMap) and reports JSON in its termination message: build flag, `python -VV`, and
+per module the import result, version and GIL state after the import. The verdict is kept in
+`status.preflight`: the rollout's version contract.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+from ftrollout.model import api
+from ftrollout.model.api import Phase
+from ftrollout.model.durations import parse_duration
+from ftrollout.plan.conditions import cond
+from ftrollout.plan.context import Ctx
+from ftrollout.plan.twin import LABEL_ROLLOUT, PROBE_MOUNT, PROBE_VOLUME
+
+PROBE_CONFIGMAP = "ftrollout-probe"
+PREFLIGHT_FILE = f"{PROBE_MOUNT}/ftrollout_preflight.py"
+EXIT_SCRIPT_BROKE = 70
+REPORT_GRACE = 30.0  # seconds a finished container may take to show its termination message
+_PULL_ERRORS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
+
+
+def _age(since: Any, now: str) -> float:
+    try:
+        start = datetime.fromisoformat(str(since).replace("Z", "+00:00"))
+        end = datetime.fromisoformat(now.replace("Z", "+00:00"))
+    except ValueError:
+        return float("inf")
+    return (end - start).total_seconds()
+
+
+def job_name(rollout: str, image: str, modules: list[str]) -> str:
+    digest = hashlib.sha256(f"{image}|{','.join(modules)}".encode()).hexdigest()[:8]
+    return f"{rollout[:40]}-preflight-{digest}"
+
+
+def job_manifest(
+    *,
+    rollout: str,
+    rollout_uid: str,
+    namespace: str,
+    free_threaded: api.FreeThreadedSpec,
+    gate: api.DependencyGate,
+    target_pod_spec: dict[str, Any],
+) -> dict[str, Any]:
+    """A one-shot Job; it inherits where the service's pods may run and pull from."""
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": [
+            {
+                "name": "preflight",
+                "image": free_threaded.image,
+                "command": ["python", PREFLIGHT_FILE, *gate.modules],
+                "env": [
+                    {"name": "FTR_PROBE_DISABLED", "value": "1"},
+                    {"name": "FTR_TERMINATION_LOG", "value": "/dev/termination-log"},
+                ],
+                "volumeMounts": [
+                    {"name": PROBE_VOLUME, "mountPath": PROBE_MOUNT, "readOnly": True}
+                ],
+                "terminationMessagePolicy": "File",
+            }
+        ],
+        "volumes": [{"name": PROBE_VOLUME, "configMap": {"name": PROBE_CONFIGMAP}}],
+    }
+    for key in ("imagePullSecrets", "nodeSelector", "tolerations", "serviceAccountName"):
+        if key in target_pod_spec:
+            pod_spec[key] = target_pod_spec[key]
+    labels = {LABEL_ROLLOUT: rollout, "app.kubernetes.io/component": "preflight"}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(rollout, free_threaded.image, gate.modules),
+            "namespace": namespace,
+            "labels": labels,
+            "ownerReferences": [
+                {
+                    "apiVersion": f"{api.GROUP}/{api.VERSION}",
+                    "kind": api.KIND,
+                    "name": rollout,
+                    "uid": rollout_uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": max(1, int(parse_duration(gate.timeout))),
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+def _status(phase: str, image: str, message: str, now: str, **more: Any) -> api.PreflightStatus:
+    return api.PreflightStatus.model_validate(
+        {"phase": phase, "image": image, "message": message, "time": now, **more}
+    )
+
+
+def judge(message: str, image: str, gate: api.DependencyGate, now: str) -> api.PreflightStatus:
+    """Verdict on the JSON termination message of the preflight container."""
+    try:
+        report = json.loads(message.strip().splitlines()[-1]) if message.strip() else None
+    except (ValueError, IndexError):
+        report = None
+    if not isinstance(report, dict) or report.get("schema") != 1:
+        shown = message.strip()[:120] or "(empty)"
+        return _status("Failed", image, f"preflight output is not a report: {shown}", now)
+    python = report.get("python") or {}
+    modules = []
+    problems = []
+    for m in report.get("modules") or []:
+        if not isinstance(m, dict):
+            continue
+        err = m.get("error") or None
+        err_text = f"{err.get('type')}: {err.get('message')}" if isinstance(err, dict) else None
+        gil_on = bool(m.get("gilWarning") or m.get("gilReenabled") or m.get("gilEnabled"))
+        modules.append(
+            api.ModuleReport(
+                name=str(m.get("name")),
+                imported=bool(m.get("imported")),
+                version=m.get("version"),
+                gil_enabled=bool(m.get("gilEnabled")) if m.get("gilEnabled") is not None else None,
+                error=err_text,
+            )
+        )
+        if not m.get("imported"):
+            problems.append(f"{m.get('name')} failed to import ({err_text})")
+        elif gil_on and python.get("freeThreadingBuild"):
+            problems.append(f"{m.get('name')} re-enabled the GIL")
+    build = python.get("freeThreadingBuild")
+    if not build:
+        problems.insert(0, f"{image} is not a free-threading build ({python.get('vv', '?')})")
+    if report.get("omittedModules"):
+        problems.append(f"{report['omittedModules']} module results did not fit the report")
+    listed = set(gate.modules)
+    missing = listed - {m.name for m in modules}
+    if missing and not report.get("omittedModules"):
+        problems.append(f"no result for {', '.join(sorted(missing))}")
+    if problems:
+        phase = "Failed" if gate.action == api.GateAction.BLOCK else "Warned"
+        message_ = "; ".join(problems)
+    else:
+        phase = "Passed"
+        message_ = (
+            f"{len(modules)} module(s) import with the GIL disabled on {python.get('vv', '')}"
+        )
+    return _status(
+        phase,
+        image,
+        message_[:1000],
+        now,
+        freeThreadingBuild=bool(build),
+        pythonVersion=python.get("vv"),
+        modules=[api.dump(m) for m in modules],
+    )
+
+
+def from_job(
+    job: dict[str, Any],
+    pods: list[dict[str, Any]],
+    image: str,
+    gate: api.DependencyGate,
+    now: str,
+) -> api.PreflightStatus:
+    """What a preflight Job says so far: Running, or a final verdict."""
+    conds = {c.get("type"): c for c in (job.get("status") or {}).get("conditions") or []}
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in _PULL_ERRORS:
+                return _status(
+                    "Failed",
+                    image,
+                    f"cannot pull {image}: {waiting.get('reason')} {waiting.get('message', '')}",
+                    now,
+                )
+            term = (cs.get("state") or {}).get("terminated")
+            if term:
+                code = term.get("exitCode")
+                if code not in (0, None):
+                    extra = (
+                        " (the preflight script itself failed)" if code == EXIT_SCRIPT_BROKE else ""
+                    )
+                    return _status(
+                        "Failed",
+                        image,
+                        f"preflight container exited {code}{extra}: "
+                        f"{(term.get('message') or term.get('reason') or '').strip()[:200]}",
+                        now,
+                    )
+                message = term.get("message") or ""
+                if not message.strip() and _age(term.get("finishedAt"), now) < REPORT_GRACE:
+                    # The exit and its termination message can reach the apiserver in two
+                    # status updates; wait briefly before calling it "no report".
+                    return _status("Running", image, "preflight finished: reading its report", now)
+                return judge(message, image, gate, now)
+    failed = conds.get("Failed")
+    if failed is not None and failed.get("status") == "True":
+        if failed.get("reason") == "DeadlineExceeded":
+            return _status("Failed", image, f"preflight timed out after {gate.timeout}", now)
+        return _status(
+            "Failed",
+            image,
+            f"preflight Job failed: {failed.get('reason')} {failed.get('message', '')}",
+            now,
+        )
+    complete = conds.get("Complete") or conds.get("SuccessCriteriaMet")
+    if complete is not None and complete.get("status") == "True" and not pods:
+        return _status("Failed", image, "preflight Job completed without a report", now)
+    return _status("Running", image, f"preflight Job {job['metadata']['name']} running", now)
+
+
+def preflight_settled(ctx: Ctx) -> bool:
+    """Whether the dependency gate lets the rollout start; runs the Job when needed."""
+    gate = ctx.spec.guardrails.dependency_gate
+    assert gate is not None
+    pf = ctx.obs.preflight or ctx.st.preflight
+    image = ctx.spec.free_threaded.image
+    if pf is None or pf.image != image:
+        ctx.run_preflight = True
+        ctx.requeue.append(2.0)
+        ctx.update(message=f"dependency gate: checking {', '.join(gate.modules)} in {image}")
+        return False
+    if pf != ctx.st.preflight:
+        ctx.update(preflight=pf)
+        if pf.phase in ("Passed", "Warned"):
+            ctx.event("Normal", "PreflightPassed", pf.message)
+        elif pf.phase == "Failed":
+            ctx.event("Warning", "DependencyGate", pf.message)
+    if pf.phase in ("Pending", "Running"):
+        ctx.run_preflight = True
+        ctx.requeue.append(2.0)
+        ctx.update(message=f"dependency gate: {pf.message or 'running'}")
+        return False
+    if pf.phase == "Failed" and gate.action == api.GateAction.BLOCK:
+        msg = f"blocked by the dependency gate: {pf.message}"
+        ctx.update(phase=Phase.FAILED, message=msg)
+        cond(ctx, "Progressing", "False", "DependencyGate", msg)
+        return False
+    return True

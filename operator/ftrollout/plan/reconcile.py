@@ -1,0 +1,160 @@
+"""The pure rollout state machine: spec + observations + status -> replicas, status, events.
+
+No I/O here. The shell (`ftrollout.shell.reconcile`) observes the cluster and Prometheus, calls
+`plan`, and applies the result; a result equal to what is already there means no write at all.
+Each concern lives in its own module; this one orders them and computes status once, at the end
+(`finish`).
+"""
+
+from __future__ import annotations
+
+from ftrollout.model import api
+from ftrollout.model.api import Phase
+from ftrollout.plan.actions import action_ignored, handle_action, start_revision
+from ftrollout.plan.analysis import observe_analysis
+from ftrollout.plan.conditions import cond, progressing_condition, set_condition
+from ftrollout.plan.context import Ctx
+from ftrollout.plan.guardrails import observe_guardrails
+from ftrollout.plan.replicas import desired_split, follow_external_scale, standard_to_write
+from ftrollout.plan.steps import advance
+from ftrollout.plan.types import Event, Observation, Result, Workload, rfc3339
+
+
+def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observation) -> Result:
+    if spec is None or obs.spec_error is not None:
+        return invalid_spec(status, obs)
+    ctx = Ctx(spec=spec, obs=obs, st=status)
+    now = rfc3339(obs.now)
+
+    if obs.target is None or obs.revision is None:
+        return target_missing(ctx)
+
+    # First sight, or a new revision (target template or spec.freeThreaded changed).
+    if ctx.st.revision is None or ctx.st.phase is None:
+        start_revision(ctx, n=obs.target.replicas, first=True)
+    elif ctx.st.revision != obs.revision:
+        start_revision(ctx, n=ctx.st.replicas.target, first=False)
+    elif ctx.st.phase == Phase.FAILED and failed_for_spec_or_target(ctx.st):
+        # The spec or target became valid again: carry on from where the status says. A
+        # rollback stays a rollback (status.rollback is cleared only by retry/new revision).
+        if ctx.st.rollback is not None:
+            rb = ctx.st.rollback
+            ctx.update(
+                phase=Phase.ROLLED_BACK, message=f"rolled back ({rb.reason.value}): {rb.message}"
+            )
+        elif ctx.st.promoted_at is not None:  # a promotion stays a promotion
+            ctx.update(
+                phase=Phase.PROMOTED,
+                message=f"promoted: all {ctx.st.replicas.target} replicas free-threaded",
+            )
+        else:
+            ctx.update(phase=Phase.PROGRESSING if ctx.st.step_index is not None else Phase.PENDING)
+
+    follow_external_scale(ctx)
+    handle_action(ctx)
+    observe_guardrails(ctx, now)
+    observe_analysis(ctx, now)
+    advance(ctx, now)
+    return finish(ctx)
+
+
+def failed_for_spec_or_target(st: api.RolloutStatus) -> bool:
+    cond = next((c for c in st.conditions if c.type == "Progressing"), None)
+    return cond is not None and cond.reason in ("InvalidSpec", "TargetNotFound")
+
+
+def invalid_spec(status: api.RolloutStatus, obs: Observation) -> Result:
+    err = obs.spec_error
+    message = str(err) if err is not None else "spec is missing"
+    conditions = set_condition(
+        status.conditions, "Progressing", "False", "InvalidSpec", message, obs
+    )
+    new = status.model_copy(
+        update={
+            "phase": Phase.FAILED,
+            "message": f"invalid spec: {message}",
+            "conditions": conditions,
+            "observed_generation": obs.generation,
+        }
+    )
+    events: list[Event] = []
+    if status.phase != Phase.FAILED or status.message != new.message:
+        events.append(Event("Warning", "InvalidSpec", message))
+    if obs.action is not None:
+        events.append(action_ignored(obs.action, "the spec is invalid"))
+    # Never touch replicas on bad input: capacity stays where it is.
+    return Result(
+        status=new,
+        target_replicas=None,
+        twin_replicas=None,
+        events=tuple(events),
+        clear_action=obs.action is not None,
+    )
+
+
+def target_missing(ctx: Ctx) -> Result:
+    name = ctx.spec.target_ref.name
+    message = f"target Deployment {name!r} not found in this namespace"
+    if ctx.st.phase != Phase.FAILED or ctx.st.message != message:
+        ctx.event("Warning", "TargetNotFound", message)
+    if ctx.obs.action is not None:
+        ctx.events.append(action_ignored(ctx.obs.action, "the target Deployment is missing"))
+    ctx.update(
+        phase=Phase.FAILED,
+        message=message,
+        conditions=set_condition(
+            ctx.st.conditions, "Progressing", "False", "TargetNotFound", message, ctx.obs
+        ),
+        observed_generation=ctx.obs.generation,
+    )
+    return finish(ctx, touch_replicas=False)
+
+
+def finish(ctx: Ctx, touch_replicas: bool = True) -> Result:
+    obs = ctx.obs
+    target_set: int | None = None
+    twin_set: int | None = None
+    st = ctx.st
+    # Failed here means blocked by the dependency gate (spec/target failures return early or
+    # recover first): like a rollback, standard back to N, free-threaded down as it is Ready.
+    if touch_replicas and obs.target is not None:
+        n = st.replicas.target
+        std_d, ft_d = desired_split(ctx)
+        twin = obs.twin or Workload(0, 0)
+        target_set = standard_to_write(ctx)
+        # Never lower the free-threaded track below what Ready standard pods stand in for.
+        twin_set = max(ft_d, min(twin.replicas, n - obs.target.ready))
+        st = st.model_copy(
+            update={
+                "replicas": st.replicas.model_copy(
+                    update={
+                        "standard": target_set,
+                        "free_threaded": twin_set,
+                        "standard_ready": obs.target.ready,
+                        "free_threaded_ready": twin.ready,
+                        "ready": obs.target.ready + twin.ready,
+                    }
+                )
+            }
+        )
+        ctx.st = st
+        ready = obs.target.ready + twin.ready
+        if ready >= n:
+            cond(ctx, "Available", "True", "CapacityMet", f"{ready}/{n} replicas Ready")
+        else:
+            cond(ctx, "Available", "False", "CapacityLow", f"{ready}/{n} replicas Ready")
+        if target_set != std_d or twin_set != ft_d:
+            ctx.requeue.append(5.0)
+    progressing_condition(ctx)
+    ctx.update(observed_generation=obs.generation)
+    requeue = min(ctx.requeue) if ctx.requeue else None
+    return Result(
+        status=ctx.st,
+        target_replicas=target_set,
+        twin_replicas=twin_set,
+        events=tuple(ctx.events),
+        clear_action=obs.action is not None,
+        set_paused=ctx.set_paused,
+        requeue_after=requeue,
+        run_preflight=ctx.run_preflight,
+    )

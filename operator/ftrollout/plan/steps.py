@@ -1,0 +1,118 @@
+"""Steps and pauses: when the rollout starts, reaches a step, holds, and moves to the next."""
+
+from __future__ import annotations
+
+from ftrollout.model.api import Phase
+from ftrollout.model.durations import format_duration
+from ftrollout.plan.actions import promote_full_done
+from ftrollout.plan.analysis import analysis_ok_since, describe
+from ftrollout.plan.context import Ctx
+from ftrollout.plan.preflight import preflight_settled
+from ftrollout.plan.twin import split
+from ftrollout.plan.types import Workload, parse_time
+
+
+def advance(ctx: Ctx, now: str) -> None:
+    obs = ctx.obs
+    assert obs.target is not None
+    n = ctx.st.replicas.target
+    twin = obs.twin or Workload(0, 0)
+
+    if ctx.st.phase == Phase.PENDING:
+        gate = ctx.spec.guardrails.dependency_gate
+        if gate is not None and gate.modules and not preflight_settled(ctx):
+            return
+        if ctx.spec.paused:
+            ctx.update(message="paused by spec.paused before step 1")
+            return
+        if obs.target.ready >= n and obs.target.replicas >= n:
+            first = ctx.spec.steps[0]
+            ctx.update(
+                phase=Phase.PROGRESSING,
+                step_index=0,
+                weight=first.weight,
+                step_started_at=None,
+                races=ctx.st.races.model_copy(update={"since": now}),
+                message=f"step 1/{len(ctx.spec.steps)}: scaling free-threaded to {first.weight}%",
+            )
+            ctx.event("Normal", "StepStarted", f"step 1 ({first.weight}%)")
+        else:
+            ctx.update(message=f"waiting for {n} Ready standard replicas before step 1")
+            return
+
+    if ctx.st.phase not in (Phase.PROGRESSING, Phase.PAUSED) or ctx.st.step_index is None:
+        return
+    idx = ctx.st.step_index
+    step = ctx.spec.steps[idx]
+    std_d, ft_d = split(n, step.weight)
+    reached = twin.ready >= ft_d and twin.replicas == ft_d and obs.target.replicas == std_d
+    total = len(ctx.spec.steps)
+    if not reached:
+        if not ctx.spec.paused and ctx.st.phase == Phase.PROGRESSING:
+            ctx.update(
+                message=f"step {idx + 1}/{total} ({step.weight}%): scaling to {std_d} standard "
+                f"+ {ft_d} free-threaded"
+            )
+        return
+    if ctx.st.step_started_at is None:
+        ctx.update(step_started_at=now)
+        ctx.event(
+            "Normal",
+            "StepReached",
+            f"step {idx + 1}/{total} ({step.weight}%): {ft_d} free-threaded Ready",
+        )
+    if ctx.spec.paused:
+        # A guardrail or inconclusive-analysis hold keeps its own message (it is how that hold
+        # is recognised on the next reconcile).
+        if not (ctx.st.phase == Phase.PAUSED and ctx.st.message.startswith("paused (")):
+            ctx.update(
+                phase=Phase.PAUSED, message=f"paused by spec.paused at step {idx + 1}/{total}"
+            )
+        return
+    if ctx.st.phase == Phase.PAUSED and not ctx.st.message.startswith("paused by spec.paused"):
+        return  # a guardrail or inconclusive analysis holds the step
+    started = ctx.st.step_started_at
+    assert started is not None
+    pause = step.pause.seconds
+    if pause is None:
+        ctx.update(
+            phase=Phase.PAUSED,
+            message=f"step {idx + 1}/{total} ({step.weight}%) reached: waiting for "
+            "`kubectl ftr promote`",
+        )
+        return
+    elapsed = obs.now.timestamp() - parse_time(started).timestamp()
+    if elapsed < pause:
+        ctx.update(
+            phase=Phase.PROGRESSING,
+            message=f"step {idx + 1}/{total} ({step.weight}%): pausing "
+            f"{format_duration(pause)} from {started}",
+        )
+        ctx.requeue.append(pause - elapsed)
+        return
+    if not analysis_ok_since(ctx, started):
+        inconclusive = [r for r in ctx.st.analysis.metrics if r.phase == "Inconclusive"]
+        if inconclusive and ctx.spec.analysis is not None:
+            detail = describe(inconclusive)
+            ctx.update(phase=Phase.PAUSED, message=f"paused (AnalysisInconclusive): {detail}")
+            ctx.event("Warning", "AnalysisInconclusive", f"holding the step: {detail}")
+            return
+        ctx.update(
+            phase=Phase.PROGRESSING,
+            message=f"step {idx + 1}/{total} ({step.weight}%): waiting for a successful "
+            "analysis round",
+        )
+        return
+    if idx == total - 1:
+        promote_full_done(ctx, f"step {total}/{total} (100%) complete")
+        return
+    nxt = idx + 1
+    ctx.update(
+        step_index=nxt,
+        weight=ctx.spec.steps[nxt].weight,
+        step_started_at=None,
+        phase=Phase.PROGRESSING,
+        message=f"step {nxt + 1}/{total} ({ctx.spec.steps[nxt].weight}%): scaling",
+    )
+    ctx.event("Normal", "StepStarted", f"step {nxt + 1} ({ctx.spec.steps[nxt].weight}%)")
+    advance(ctx, now)

@@ -1,0 +1,164 @@
+"""Twin Deployment maths and manifests (pure: dicts in, dicts out).
+
+The target Deployment is the standard track and is never edited except `spec.replicas`. The
+twin `<target>-ft` is the target's pod template with one container's image swapped, an extra
+track label in its selector, and an ownerReference to the FreeThreadedRollout.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+from ftrollout.model import api
+
+LABEL_ROLLOUT = f"{api.GROUP}/rollout"
+LABEL_TRACK = f"{api.GROUP}/track"
+TRACK_FREE_THREADED = "free-threaded"
+TRACK_STANDARD = "standard"
+ANNOTATION_REVISION = f"{api.GROUP}/revision"
+ANNOTATION_ACTION = f"{api.GROUP}/action"
+
+
+def twin_name(target: str) -> str:
+    return f"{target}-ft"
+
+
+def split(total: int, weight: int) -> tuple[int, int]:
+    """(standard, free_threaded) for a weight: ft = ceil(N * weight / 100), standard = N - ft."""
+    ft = min(total, math.ceil(total * weight / 100))
+    return total - ft, ft
+
+
+class TwinError(ValueError):
+    """The target cannot be turned into a twin (e.g. the named container does not exist)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def container_index(template: dict[str, Any], spec: api.FreeThreadedSpec) -> int:
+    containers = template.get("spec", {}).get("containers") or []
+    if not containers:
+        raise TwinError("spec.targetRef", "the target's pod template has no containers")
+    if spec.container is None:
+        return 0
+    for i, c in enumerate(containers):
+        if c.get("name") == spec.container:
+            return i
+    names = ", ".join(str(c.get("name")) for c in containers)
+    raise TwinError(
+        "spec.freeThreaded.container",
+        f"container {spec.container!r} not found in the target's pod template (has: {names})",
+    )
+
+
+def twin_manifest(
+    *,
+    rollout_name: str,
+    rollout_uid: str,
+    target: dict[str, Any],
+    spec: api.FreeThreadedSpec,
+    revision: str,
+    replicas: int,
+    probe_configmap: str | None = None,
+) -> dict[str, Any]:
+    """The twin Deployment for a target Deployment (as read from the apiserver)."""
+    tmeta = target["metadata"]
+    tspec = target["spec"]
+    template = copy.deepcopy(tspec["template"])
+    idx = container_index(template, spec)
+    container = template["spec"]["containers"][idx]
+    container["image"] = spec.image
+
+    labels = dict(template.get("metadata", {}).get("labels") or {})
+    labels[LABEL_ROLLOUT] = rollout_name
+    labels[LABEL_TRACK] = TRACK_FREE_THREADED
+    template.setdefault("metadata", {})["labels"] = labels
+    tpl_annotations = dict(template["metadata"].get("annotations") or {})
+    tpl_annotations[ANNOTATION_REVISION] = revision
+    template["metadata"]["annotations"] = tpl_annotations
+
+    if probe_configmap is not None and spec.probe.enabled:
+        _inject_probe(template, container, probe_configmap, spec.probe.port)
+
+    selector = copy.deepcopy(tspec.get("selector") or {})
+    match_labels = dict(selector.get("matchLabels") or {})
+    match_labels[LABEL_TRACK] = TRACK_FREE_THREADED
+    match_labels[LABEL_ROLLOUT] = rollout_name
+    selector["matchLabels"] = match_labels
+
+    twin_spec: dict[str, Any] = {
+        "replicas": replicas,
+        "selector": selector,
+        "template": template,
+    }
+    for key in ("strategy", "minReadySeconds", "progressDeadlineSeconds", "revisionHistoryLimit"):
+        if key in tspec:
+            twin_spec[key] = copy.deepcopy(tspec[key])
+
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": twin_name(tmeta["name"]),
+            "namespace": tmeta["namespace"],
+            "labels": {
+                **(tmeta.get("labels") or {}),
+                LABEL_ROLLOUT: rollout_name,
+                LABEL_TRACK: TRACK_FREE_THREADED,
+            },
+            "annotations": {ANNOTATION_REVISION: revision},
+            "ownerReferences": [
+                {
+                    "apiVersion": f"{api.GROUP}/{api.VERSION}",
+                    "kind": api.KIND,
+                    "name": rollout_name,
+                    "uid": rollout_uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": twin_spec,
+    }
+
+
+PROBE_MOUNT = "/opt/ftrollout-probe"
+PROBE_VOLUME = "ftrollout-probe"
+
+
+def _inject_probe(
+    template: dict[str, Any], container: dict[str, Any], configmap: str, port: int
+) -> None:
+    pod_spec = template["spec"]
+    volumes = [v for v in pod_spec.get("volumes") or [] if v.get("name") != PROBE_VOLUME]
+    volumes.append({"name": PROBE_VOLUME, "configMap": {"name": configmap}})
+    pod_spec["volumes"] = volumes
+    mounts = [m for m in container.get("volumeMounts") or [] if m.get("name") != PROBE_VOLUME]
+    mounts.append({"name": PROBE_VOLUME, "mountPath": PROBE_MOUNT, "readOnly": True})
+    container["volumeMounts"] = mounts
+    env = [e for e in container.get("env") or [] if e.get("name") not in _PROBE_ENV]
+    existing_pp = next(
+        (e.get("value") for e in container.get("env") or [] if e.get("name") == "PYTHONPATH"), None
+    )
+    pythonpath = PROBE_MOUNT if not existing_pp else f"{PROBE_MOUNT}:{existing_pp}"
+    env += [
+        {"name": "PYTHONPATH", "value": pythonpath},
+        {"name": "FTR_PROBE_PORT", "value": str(port)},
+    ]
+    container["env"] = env
+    annotations = template["metadata"].setdefault("annotations", {})
+    annotations.update(
+        {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(port),
+            "prometheus.io/path": "/metrics",
+        }
+    )
+
+
+_PROBE_ENV = ("PYTHONPATH", "FTR_PROBE_PORT")

@@ -1,0 +1,87 @@
+"""What the planner reads and returns: observations in, a Result out (frozen values, no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from ftrollout.model import api
+
+ACTIONS = ("promote", "promote-full", "pause", "resume", "rollback", "retry")
+
+EventType = Literal["Normal", "Warning"]
+
+# The field manager of every write the operator makes; replicas set by another manager are
+# someone else's scale (plan.replicas).
+FIELD_MANAGER = "ftrollout"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the plan needs of a Deployment: desired and ready replicas."""
+
+    replicas: int
+    ready: int
+    # Field manager that last set spec.replicas (from managedFields), when known.
+    replicas_manager: str | None = None
+
+
+@dataclass(frozen=True)
+class PodGil:
+    """GIL state of one free-threaded pod; enabled None = not known (yet)."""
+
+    pod: str
+    enabled: bool | None
+    modules: tuple[str, ...] = ()
+    build: bool | None = None  # False: the interpreter is not a free-threading build at all
+
+
+@dataclass(frozen=True)
+class AnalysisRound:
+    """One completed round of every metric, computed by the analysis loop."""
+
+    time: str
+    results: tuple[api.MetricResult, ...]
+
+
+@dataclass(frozen=True)
+class Observation:
+    now: datetime
+    generation: int
+    revision: str | None  # None when the target is missing
+    target: Workload | None
+    twin: Workload | None
+    pods: tuple[PodGil, ...] = ()
+    incidents: tuple[api.Incident, ...] = ()
+    analysis: AnalysisRound | None = None
+    action: str | None = None
+    preflight: api.PreflightStatus | None = None
+    spec_error: api.SpecError | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    type: EventType
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Result:
+    status: api.RolloutStatus
+    target_replicas: int | None  # None: leave the target alone
+    twin_replicas: int | None  # None: leave the twin alone (or do not create it)
+    events: tuple[Event, ...] = ()
+    clear_action: bool = False
+    set_paused: bool | None = None  # pause/resume actions flip spec.paused
+    requeue_after: float | None = None  # seconds until the plan wants to look again
+    run_preflight: bool = False
+
+
+def rfc3339(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -1,0 +1,186 @@
+"""Thin kopf wiring: watch events feed the cache, one daemon per rollout runs reconcile.
+
+Watch events of related Deployments and Pods "poke" the rollout's daemon, so a crash is acted on
+within one event round-trip instead of a polling interval. The reconcile itself is
+`shell.reconcile`; the finalizer restores the target before the twin goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+import kopf
+
+from ftrollout.model import api
+from ftrollout.plan import twin as workloads
+from ftrollout.plan.observe import DeploymentSummary, Key
+from ftrollout.shell.reconcile import Logger, reconcile
+from ftrollout.shell.state import State
+
+log = logging.getLogger("ftrollout")
+
+RESYNC_SECONDS = 60.0  # a periodic look even without events (clock-driven pauses, lost events)
+ERROR_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+STATE = State()
+
+
+# ------------------------------------------------------------------------ watches
+
+
+@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
+async def rollout_event(
+    *, event: kopf.RawEvent, name: str, namespace: str | None, spec: kopf.Spec, **_: Any
+) -> None:
+    namespace = namespace or ""
+    if event.get("type") == "DELETED":
+        STATE.cache.set_rollout_target(namespace, name, None)
+        STATE.pending_status.pop((namespace, name), None)
+        STATE.deferred_status.pop((namespace, name), None)
+        STATE.written_at.pop((namespace, name), None)
+        STATE.last_trigger.pop((namespace, name), None)
+        STATE.analysis.pop((namespace, name), None)
+        if STATE.scheduler is not None:
+            STATE.scheduler.unregister((namespace, name))
+        return
+    target = (spec.get("targetRef") or {}).get("name")
+    STATE.cache.set_rollout_target(namespace, name, target if isinstance(target, str) else None)
+    if not _own_status_echo(STATE, (namespace, name), event.get("object") or {}):
+        STATE.poke(namespace, name)
+
+
+def _own_status_echo(state: State, key: Key, body: Any) -> bool:
+    """True for the watch event of the operator's own status write, nothing else changed: its
+    reconcile would only find that status there and write nothing (half of all reconciles at
+    steady state, one per analysis round)."""
+    meta = body.get("metadata") or {}
+    trigger = (
+        meta.get("generation"),
+        meta.get("deletionTimestamp"),
+        (meta.get("annotations") or {}).get(workloads.ANNOTATION_ACTION),
+    )
+    previous = state.last_trigger.get(key)
+    state.last_trigger[key] = trigger
+    pending = state.pending_status.get(key)
+    return previous == trigger and pending is not None and pending == body.get("status")
+
+
+@kopf.on.event("apps", "v1", "deployments")
+async def deployment_event(*, event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    meta = body.get("metadata") or {}
+    if event.get("type") == "DELETED":
+        STATE.cache.drop_deployment(
+            meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", "")
+        )
+        d = DeploymentSummary(
+            name=meta.get("name", ""),
+            namespace=meta.get("namespace", ""),
+            uid="",
+            replicas=0,
+            ready=0,
+            template_hash="",
+            revision_annotation=None,
+            selector="",
+            rollout_label=(meta.get("labels") or {}).get(workloads.LABEL_ROLLOUT),
+            deleting=True,
+        )
+    else:
+        d = STATE.cache.put_deployment(body)
+    STATE.poke(d.namespace, STATE.cache.rollouts_for_deployment(d))
+
+
+@kopf.on.event("", "v1", "pods")
+async def pod_event(*, event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    deleted = event.get("type") == "DELETED"
+    p = STATE.cache.drop_pod(body) if deleted else STATE.cache.put_pod(body)
+    names = STATE.cache.rollouts_for_pod(p)
+    if names:
+        STATE.poke(p.namespace, names)
+
+
+# ------------------------------------------------------------------------- daemon
+
+
+@kopf.daemon(api.GROUP, api.VERSION, api.PLURAL, cancellation_timeout=10.0)
+async def rollout_daemon(
+    *,
+    body: kopf.Body,
+    name: str,
+    namespace: str | None,
+    stopped: kopf.DaemonStopped,
+    logger: Logger,
+    **_: Any,
+) -> None:
+    key = (namespace or "", name)
+    poke = STATE.pokes[key] = asyncio.Event()
+    failures = 0
+    try:
+        while not stopped:
+            poke.clear()
+            try:
+                delay = await reconcile(STATE, body, logger)
+                failures = 0
+            except Exception as exc:
+                delay = ERROR_BACKOFF[min(failures, len(ERROR_BACKOFF) - 1)]
+                failures += 1
+                log.warning(
+                    "%s/%s: reconcile failed (attempt %d), retrying in %.0fs: %s",
+                    key[0],
+                    key[1],
+                    failures,
+                    delay,
+                    _short(exc),
+                )
+            timeout = RESYNC_SECONDS if delay is None else min(max(delay, 0.05), RESYNC_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(poke.wait(), timeout=timeout)
+    finally:
+        # A daemon started again for the same rollout (kopf restarts it) has its own event by
+        # now: removing that one would leave the new daemon deaf to every watch event.
+        if STATE.pokes.get(key) is poke:
+            del STATE.pokes[key]
+
+
+# ---------------------------------------------------------------------- finalizer
+
+
+@kopf.on.delete(api.GROUP, api.VERSION, api.PLURAL, timeout=900)
+async def rollout_deleted(
+    *, body: kopf.Body, namespace: str | None, logger: Logger, **_: Any
+) -> None:
+    """Restore the target to N Ready standard replicas, then remove the twin."""
+    namespace = namespace or ""
+    status = api.parse_status(body.get("status"))
+    target_name = ((body.get("spec") or {}).get("targetRef") or {}).get("name")
+    n = status.replicas.target
+    kube = STATE.kube
+    if isinstance(target_name, str) and n > 0:
+        target = await kube.get_deployment(namespace, target_name)
+        if target is not None:
+            replicas = (target.get("spec") or {}).get("replicas") or 0
+            ready = (target.get("status") or {}).get("readyReplicas") or 0
+            if replicas < n:
+                await kube.scale_deployment(namespace, target_name, n)
+                log.info("%s: deleting: restoring target %s to %d", namespace, target_name, n)
+                raise kopf.TemporaryError(f"waiting for {n} Ready standard replicas", delay=2)
+            if ready < n:
+                raise kopf.TemporaryError(
+                    f"waiting for {n} Ready standard replicas ({ready} now)", delay=2
+                )
+        await kube.delete_deployment(namespace, workloads.twin_name(target_name))
+        log.info("%s: deleted: target %s back at %d, twin removed", namespace, target_name, n)
+
+
+def _short(exc: Exception) -> str:
+    """One line for a log: the apiserver's message rather than its whole HTTP response."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, str | bytes):
+        try:
+            return f"{getattr(exc, 'status', '')} {json.loads(body).get('message', '')}".strip()
+        except ValueError:
+            pass
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

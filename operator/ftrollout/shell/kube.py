@@ -1,0 +1,262 @@
+"""Kubernetes writes and the few reads the watch cache cannot answer.
+
+The official client is synchronous; calls run in a small thread pool so the event loop (and
+so every other rollout) never waits on one slow request. A client-side token bucket keeps the
+operator's request rate within `--qps`/`--burst`, sized for thousands of rollouts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from ftrollout.model import api
+from ftrollout.plan import FIELD_MANAGER
+from ftrollout.plan.observe import resource_version
+
+log = logging.getLogger("ftrollout.shell.kube")
+T = TypeVar("T")
+
+
+class TokenBucket:
+    def __init__(self, qps: float, burst: int) -> None:
+        self.qps = qps
+        self.burst = burst
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+        self.lock = asyncio.Lock()
+
+    async def take(self) -> None:
+        async with self.lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.qps)
+                self.stamp = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) / self.qps)
+
+
+class Kube:
+    """The operator's API writer; counts writes so tests and benchmarks can assert on them."""
+
+    def __init__(
+        self,
+        qps: float = 50.0,
+        burst: int = 100,
+        workers: int = 8,
+        client: kubernetes.client.ApiClient | None = None,
+    ) -> None:
+        """`client`: an already configured API client (tests point one at a mock server);
+        by default the in-cluster config, else the kubeconfig."""
+        if client is None:
+            try:
+                kubernetes.config.load_incluster_config()
+            except kubernetes.config.ConfigException:
+                kubernetes.config.load_kube_config()
+            client = kubernetes.client.ApiClient()
+        self.client = client
+        self.apps = kubernetes.client.AppsV1Api(self.client)
+        self.core = kubernetes.client.CoreV1Api(self.client)
+        self.batch = kubernetes.client.BatchV1Api(self.client)
+        self.custom = kubernetes.client.CustomObjectsApi(self.client)
+        self.bucket = TokenBucket(qps, burst)
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
+        self.writes = 0
+        self.reads = 0
+
+    async def call(self, fn: Callable[..., T], *args: Any, write: bool = True, **kw: Any) -> T:
+        await self.bucket.take()
+        if write:
+            self.writes += 1
+        else:
+            self.reads += 1
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, lambda: fn(*args, **kw))
+
+    # ---------------------------------------------------------------- deployments
+    async def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            obj = await self.call(
+                self.apps.read_namespaced_deployment, name, namespace, write=False
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        out: dict[str, Any] = self.client.sanitize_for_serialization(obj)
+        return out
+
+    async def scale_deployment(self, namespace: str, name: str, replicas: int) -> int:
+        """Set spec.replicas; returns the Deployment's resourceVersion after it (0: unknown)."""
+        scale = await self.call(
+            self.apps.patch_namespaced_deployment_scale,
+            name,
+            namespace,
+            {"spec": {"replicas": replicas}},
+            field_manager=FIELD_MANAGER,
+        )
+        out: dict[str, Any] = self.client.sanitize_for_serialization(scale)
+        return resource_version(out.get("metadata") or {})
+
+    async def create_deployment(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Create; returns the Deployment as the apiserver stored it."""
+        ns = manifest["metadata"]["namespace"]
+        created = await self.call(
+            self.apps.create_namespaced_deployment, ns, manifest, field_manager=FIELD_MANAGER
+        )
+        out: dict[str, Any] = self.client.sanitize_for_serialization(created)
+        return out
+
+    async def replace_twin_template(self, manifest: dict[str, Any]) -> None:
+        """Point the twin at a new template (new revision); replicas stay as they are."""
+        meta = manifest["metadata"]
+        patch = {
+            "metadata": {"annotations": meta["annotations"], "labels": meta["labels"]},
+            "spec": {"template": manifest["spec"]["template"]},
+        }
+        await self.call(
+            self.apps.patch_namespaced_deployment, meta["name"], meta["namespace"], patch
+        )
+
+    async def delete_deployment(self, namespace: str, name: str) -> None:
+        try:
+            await self.call(self.apps.delete_namespaced_deployment, name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    # ------------------------------------------------------------------- rollouts
+    async def patch_rollout_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        # JSON patch "add" on /status replaces it whole: fields the plan dropped disappear,
+        # which a merge patch would not do for nested objects.
+        await self.call(
+            self.custom.patch_namespaced_custom_object_status,
+            api.GROUP,
+            api.VERSION,
+            namespace,
+            api.PLURAL,
+            name,
+            [{"op": "add", "path": "/status", "value": status}],
+            _content_type="application/json-patch+json",
+        )
+
+    async def patch_rollout(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        await self.call(
+            self.custom.patch_namespaced_custom_object,
+            api.GROUP,
+            api.VERSION,
+            namespace,
+            api.PLURAL,
+            name,
+            patch,
+        )
+
+    # --------------------------------------------------------------------- events
+    async def emit_event(
+        self, rollout: dict[str, Any], type_: str, reason: str, message: str
+    ) -> None:
+        meta = rollout["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": f"{api.GROUP}/{api.VERSION}",
+                "kind": api.KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": "ftrollout"},
+            "reportingComponent": "ftrollout",
+            "reportingInstance": "ftrollout",
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            await self.call(self.core.create_namespaced_event, meta["namespace"], body)
+        except ApiException as exc:  # events are best effort: never fail a reconcile on them
+            log.warning("event %s/%s not recorded: %s", reason, meta["name"], exc.reason)
+
+    # ---------------------------------------------------------- preflight / probe
+    async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            obj = await self.call(self.batch.read_namespaced_job, name, namespace, write=False)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        out: dict[str, Any] = self.client.sanitize_for_serialization(obj)
+        return out
+
+    async def create_job(self, manifest: dict[str, Any]) -> None:
+        ns = manifest["metadata"]["namespace"]
+        try:
+            await self.call(self.batch.create_namespaced_job, ns, manifest)
+        except ApiException as exc:
+            if exc.status != 409:  # already created by an earlier reconcile
+                raise
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        try:
+            await self.call(
+                self.batch.delete_namespaced_job, name, namespace, propagation_policy="Background"
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        obj = await self.call(
+            self.core.list_namespaced_pod, namespace, label_selector=selector, write=False
+        )
+        out: list[dict[str, Any]] = self.client.sanitize_for_serialization(obj).get("items", [])
+        return out
+
+    async def ensure_configmap(
+        self, namespace: str, name: str, data: dict[str, str], labels: dict[str, str]
+    ) -> None:
+        body = {"metadata": {"name": name, "namespace": namespace, "labels": labels}, "data": data}
+        try:
+            current = await self.call(
+                self.core.read_namespaced_config_map, name, namespace, write=False
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            await self.call(self.core.create_namespaced_config_map, namespace, body)
+            return
+        if (current.data or {}) != data:
+            await self.call(self.core.replace_namespaced_config_map, name, namespace, body)
+
+    async def read_log(
+        self,
+        namespace: str,
+        pod: str,
+        container: str | None,
+        since_seconds: int | None,
+        limit_bytes: int,
+    ) -> str:
+        kwargs: dict[str, Any] = {"timestamps": True, "limit_bytes": limit_bytes}
+        if container:
+            kwargs["container"] = container
+        if since_seconds is not None:
+            kwargs["since_seconds"] = since_seconds
+        out = await self.call(
+            self.core.read_namespaced_pod_log, pod, namespace, write=False, **kwargs
+        )
+        return str(out or "")

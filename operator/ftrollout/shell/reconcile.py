@@ -1,0 +1,242 @@
+"""One reconcile: observe (cache, a GET only on a cache miss) -> plan (pure) -> act (writes).
+
+A reconcile whose plan equals what is already there writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from ftrollout.model import api
+from ftrollout.plan import FIELD_MANAGER, Observation, PodGil, Result, Workload, plan
+from ftrollout.plan import twin as workloads
+from ftrollout.plan.observe import DeploymentSummary, Key, revision_of
+from ftrollout.shell import status_writes
+from ftrollout.shell.gate_job import run_preflight
+from ftrollout.shell.state import State
+from ftrollout.shell.twin import TwinReplaced, ensure_twin, twin_selector
+
+log = logging.getLogger("ftrollout")
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+
+ANALYSED_PHASES = (api.Phase.PROGRESSING, api.Phase.PAUSED)
+
+
+async def _deployment(state: State, namespace: str, name: str) -> DeploymentSummary | None:
+    d = state.cache.deployment(namespace, name)
+    if d is not None:
+        return d
+    body = await state.kube.get_deployment(namespace, name)
+    return None if body is None else state.cache.put_deployment(body)
+
+
+def _pods(state: State, namespace: str, twin: str) -> tuple[PodGil, ...]:
+    out = []
+    for p in sorted(state.cache.pods_of(namespace, twin), key=lambda p: p.name):
+        reading = state.gil.get((namespace, p.name))
+        if reading is None:
+            out.append(PodGil(pod=p.name, enabled=None))
+        else:
+            out.append(PodGil(p.name, reading.enabled, reading.modules, reading.build))
+    return tuple(out)
+
+
+def _incidents(state: State, namespace: str, twin: str) -> tuple[api.Incident, ...]:
+    out = [
+        api.Incident(pod=pod, exit_code=t.exit_code, time=t.finished_at)
+        for pod, t in state.cache.terminations_of(namespace, twin)
+    ]
+    for p in state.cache.pods_of(namespace, twin):
+        for when in state.probe_incidents.get((namespace, p.name), ()):
+            out.append(api.Incident(pod=p.name, source="Probe", time=when))
+    return tuple(out)
+
+
+async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
+    started = time.perf_counter()
+    state.reconciles += 1
+    meta = body.get("metadata") or {}
+    namespace, name = meta["namespace"], meta["name"]
+    key = (namespace, name)
+    if meta.get("deletionTimestamp"):
+        return None
+    status_raw = dict(body.get("status") or {})
+    pending = state.pending_status.get(key)
+    if pending is not None:
+        if pending == status_raw:
+            del state.pending_status[key]
+        else:
+            status_raw = pending  # our last write has not come back through the watch yet
+    written = status_raw
+    status_raw = state.deferred_status.get(key, written)
+    status = api.parse_status(status_raw)
+    generation = int(meta.get("generation") or 0)
+    action = (meta.get("annotations") or {}).get(workloads.ANNOTATION_ACTION)
+    if action is not None and state.consumed_action.get(key) == meta.get("resourceVersion"):
+        action = None
+    now = datetime.now(UTC)
+
+    spec: api.RolloutSpec | None
+    try:
+        spec = api.parse_spec(body.get("spec"))
+        spec_error = None
+    except api.SpecError as exc:
+        spec, spec_error = None, exc
+
+    target: DeploymentSummary | None = None
+    twin: DeploymentSummary | None = None
+    revision = None
+    twin_name = ""
+    if spec is not None:
+        twin_name = workloads.twin_name(spec.target_ref.name)
+        target = await _deployment(state, namespace, spec.target_ref.name)
+        twin = await _deployment(state, namespace, twin_name)
+        if target is not None:
+            revision = revision_of(target.template_hash, spec.free_threaded)
+        if target is not None and target.deleting:
+            target = None
+
+    stale_twin = (
+        twin is not None
+        and target is not None
+        and twin.selector != twin_selector(target.selector, name)
+    )
+    obs = Observation(
+        now=now,
+        generation=generation,
+        revision=revision,
+        target=None
+        if target is None
+        else Workload(target.replicas, target.ready, target.replicas_manager),
+        # A twin on another selector (the target was re-created with a new one) runs the old
+        # template and cannot be patched: its pods count for nothing, so the standard track
+        # goes back to N before that twin is replaced.
+        twin=None if twin is None else Workload(twin.replicas, 0 if stale_twin else twin.ready),
+        pods=_pods(state, namespace, twin_name) if twin_name and not stale_twin else (),
+        incidents=_incidents(state, namespace, twin_name) if twin_name else (),
+        analysis=state.analysis.get(key),
+        action=action,
+        preflight=state.preflight.get(key),
+        spec_error=spec_error,
+    )
+    result = plan(spec, status, obs)
+
+    if spec is not None and target is not None and result.twin_replicas is not None:
+        try:
+            await ensure_twin(state, body, spec, target, twin, result)
+        except TwinReplaced:
+            obs = Observation(**{**obs.__dict__, "twin": None, "pods": ()})
+            result = plan(spec, status, obs)
+        except workloads.TwinError as exc:
+            obs = Observation(
+                **{**obs.__dict__, "spec_error": api.SpecError(exc.field, exc.message)}
+            )
+            result = plan(spec, status, obs)
+
+    await _act(state, body, key, written, target, twin, result, logger)
+    _register_analysis(state, key, spec, result)
+    if result.status.phase in (api.Phase.PROGRESSING, api.Phase.PAUSED, api.Phase.PENDING):
+        state.active.add(key)
+        state.containers[key] = spec.free_threaded.container if spec is not None else None
+    else:
+        state.active.discard(key)
+    if result.run_preflight and spec is not None and target is not None:
+        await run_preflight(state, body, spec, target)
+    for hook in state.on_result:
+        hook(key, result, time.perf_counter() - started)
+    return result.requeue_after
+
+
+def _register_analysis(
+    state: State, key: Key, spec: api.RolloutSpec | None, result: Result
+) -> None:
+    if state.scheduler is None:
+        return
+    from ftrollout.shell.scheduler import AnalysisTarget
+
+    analysis = spec.analysis if spec is not None else None
+    if spec is None or analysis is None or not analysis.metrics:
+        state.scheduler.unregister(key)
+        return
+    if result.status.phase not in ANALYSED_PHASES:
+        state.scheduler.unregister(key)
+        return
+    state.scheduler.register(
+        AnalysisTarget(
+            namespace=key[0],
+            name=key[1],
+            target=spec.target_ref.name,
+            twin=workloads.twin_name(spec.target_ref.name),
+            analysis=analysis,
+            url=analysis.prometheus.address or state.default_prometheus,
+        )
+    )
+
+
+async def _act(
+    state: State,
+    body: Any,
+    key: Key,
+    written: dict[str, Any],
+    target: DeploymentSummary | None,
+    twin: DeploymentSummary | None,
+    result: Result,
+    logger: Logger,
+) -> None:
+    namespace, name = key
+    kube = state.kube
+    for current, wanted, track in (
+        (twin, result.twin_replicas, "twin"),
+        (target, result.target_replicas, "target"),
+    ):
+        if current is None or wanted is None or wanted == current.replicas:
+            continue
+        rv = await kube.scale_deployment(namespace, current.name, wanted)
+        state.cache.wrote_deployment(
+            replace(current, replicas=wanted, replicas_manager=FIELD_MANAGER, resource_version=rv)
+        )
+        log.info(
+            "%s/%s: scaled %s %s %d -> %d",
+            namespace,
+            name,
+            track,
+            current.name,
+            current.replicas,
+            wanted,
+        )
+    new_status = api.dump(result.status)
+    since_write = time.monotonic() - state.written_at.get(key, float("-inf"))
+    if new_status == written:
+        state.deferred_status.pop(key, None)
+    elif status_writes.can_wait(written, new_status, since_write, state.status_refresh):
+        state.deferred_status[key] = new_status
+    else:
+        # Known before the write: its watch event may arrive before the call returns.
+        previous = state.pending_status.get(key)
+        state.pending_status[key] = new_status
+        try:
+            await kube.patch_rollout_status(namespace, name, new_status)
+        except BaseException:
+            if previous is None:
+                state.pending_status.pop(key, None)
+            else:
+                state.pending_status[key] = previous
+            raise
+        state.deferred_status.pop(key, None)
+        state.written_at[key] = time.monotonic()
+    for ev in result.events:
+        log.info("%s/%s: %s: %s", namespace, name, ev.reason, ev.message)
+        await kube.emit_event(body, ev.type, ev.reason, ev.message)
+    patch: dict[str, Any] = {}
+    if result.clear_action:
+        patch["metadata"] = {"annotations": {workloads.ANNOTATION_ACTION: None}}
+    if result.set_paused is not None:
+        patch["spec"] = {"paused": result.set_paused}
+    if patch:
+        await kube.patch_rollout(namespace, name, patch)
+        if result.clear_action:
+            state.consumed_action[key] = str(body["metadata"].get("resourceVersion"))

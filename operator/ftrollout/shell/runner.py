@@ -1,0 +1,153 @@
+"""`ftrollout run`: start the operator (kopf) with ftrollout's settings."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import random
+from typing import Any
+
+import kopf
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    p.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[n for n in (env("FTR_NAMESPACES") or "").split(",") if n],
+        help="watch this namespace (repeatable; globs allowed). Default: all namespaces",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=["plain", "full", "json"],
+        default=env("FTR_LOG_FORMAT", "json"),
+        help="log line format (default json: one structured object per line)",
+    )
+    p.add_argument("--verbose", action="store_true", help="debug logging")
+    p.add_argument(
+        "--health-port",
+        type=int,
+        default=int(env("FTR_HEALTH_PORT", "8080")),
+        help="serve /healthz on this port (0 disables)",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(env("FTR_METRICS_PORT", "9102")),
+        help="serve the operator's Prometheus metrics on this port (0 disables)",
+    )
+    p.add_argument(
+        "--prometheus-url",
+        default=env("FTR_PROMETHEUS_URL"),
+        help="default Prometheus for rollouts that do not set spec.analysis.prometheus.address",
+    )
+    p.add_argument("--qps", type=float, default=float(env("FTR_QPS", "50")), help="API QPS limit")
+    p.add_argument("--burst", type=int, default=int(env("FTR_BURST", "100")), help="API burst")
+    p.add_argument(
+        "--status-refresh",
+        type=float,
+        default=float(env("FTR_STATUS_REFRESH", "300")),
+        metavar="SECONDS",
+        help="write analysis values that changed nothing else at most this often (default 300; "
+        "0: every round). Result, step and phase changes are always written at once",
+    )
+    p.add_argument(
+        "--priority",
+        type=int,
+        default=int(env("FTR_PRIORITY", "0")),
+        help="peering priority (default with --peering: random, so replicas never tie)",
+    )
+    p.add_argument(
+        "--peering",
+        default=env("FTR_PEERING"),
+        help="kopf peering name for active/standby replicas (default: standalone)",
+    )
+
+
+def configure(settings: kopf.OperatorSettings, args: argparse.Namespace) -> None:
+    # Our own Events say what happened; kopf's per-log-line events would be noise and writes.
+    settings.posting.enabled = False
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix="freethreaded.dev"
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="freethreaded.dev", key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = "freethreaded.dev/finalizer"
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+    # Async handlers only; a small pool for what kopf runs in threads.
+    settings.execution.max_workers = 4
+    if args.peering:
+        settings.peering.name = args.peering
+        settings.peering.mandatory = True
+        # kopf pauses every peer of equal priority: each replica draws its own, so exactly
+        # one (the highest) is active and the others stand by.
+        settings.peering.priority = args.priority or random.randint(1, 32767)
+    else:
+        settings.peering.standalone = True
+    if args.namespace:
+        # Restricted mode: no cluster-wide namespace/CRD scanning (a namespaced Role has no
+        # such rights, and kopf would retry the listing for about a minute first).
+        settings.scanning.disabled = True
+
+
+def run(args: argparse.Namespace) -> int:
+    from ftrollout.shell import handlers, metrics
+    from ftrollout.shell.gillog import LogScanner
+    from ftrollout.shell.kube import Kube
+    from ftrollout.shell.scheduler import Scheduler
+
+    tasks: list[asyncio.Task[None]] = []
+
+    kopf.configure(
+        verbose=args.verbose,
+        log_format={
+            "plain": kopf.LogFormat.PLAIN,
+            "full": kopf.LogFormat.FULL,
+            "json": kopf.LogFormat.JSON,
+        }[args.log_format],
+    )
+    if not args.verbose:
+        # kopf logs every successful event handler at INFO: noise at scale. Our own lines
+        # (logger "ftrollout") say what happened and why.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    handlers.STATE.kube = Kube(qps=args.qps, burst=args.burst)
+    handlers.STATE.default_prometheus = args.prometheus_url
+    handlers.STATE.status_refresh = max(0.0, args.status_refresh)
+
+    @kopf.on.startup()
+    async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure(settings, args)
+        scheduler = Scheduler(handlers.STATE, logs=LogScanner(handlers.STATE))
+        if args.prometheus_url:
+            scheduler.default_url = args.prometheus_url
+        handlers.STATE.scheduler = scheduler
+        tasks.append(asyncio.create_task(scheduler.run()))
+        if args.metrics_port:
+            metrics.serve(args.metrics_port, handlers.STATE)
+
+    extra: dict[str, Any] = {}
+    if args.health_port:
+        extra["liveness_endpoint"] = f"http://0.0.0.0:{args.health_port}/healthz"
+    namespaces = list(args.namespace)
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=not args.peering,
+            peering_name=args.peering,
+            priority=args.priority or None,
+            **extra,
+        )
+    )
+    return 0
+
+
+def cli_main(args: argparse.Namespace) -> int:
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    return run(args)

@@ -1,0 +1,320 @@
+"""Prometheus I/O: one shared loop for every rollout's analysis and the batched GIL guardrail.
+
+* SLO metrics: each active rollout is analysed every `analysis.interval`, its due times spread
+  over the interval (hash of the key), so 1000 rollouts do not query at the same second.
+* Guardrails: one query per probe metric name per tick for ALL rollouts on a Prometheus
+  (`python_gil_enabled`, `python_freethreading_build`, `python_gil_fallback_total`,
+  `python_freethreading_incidents_total`), mapped back to pods through the watch cache.
+
+Queries run in a thread pool with a timeout; a slow or dead Prometheus only makes rounds
+Inconclusive, it never blocks reconciles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prometheus_api_client import PrometheusConnect
+from urllib3.util.retry import Retry
+
+from ftrollout.model import api
+from ftrollout.model.durations import parse_duration
+from ftrollout.plan import AnalysisRound, rfc3339
+from ftrollout.plan.metrics import (
+    TRACK_FREE_THREADED,
+    TRACK_STANDARD,
+    Value,
+    expand,
+    judge,
+    read_vector,
+)
+from ftrollout.shell.gillog import LOG_INTERVAL, LogScanner
+from ftrollout.shell.state import GilReading, State
+
+log = logging.getLogger("ftrollout.shell.scheduler")
+
+GUARD_INTERVAL = 5.0  # seconds between batched guardrail queries
+RECENT_URL_SECONDS = 600.0
+PER_URL_CONCURRENCY = 4  # a dead or slow Prometheus cannot take every worker
+# Only twin pods (<target>-ft-<replicaset hash>-<suffix>): answers stay proportional to the
+# free-threaded pods even where standard pods export the probe's metrics too.
+TWIN_PODS = '{pod=~".+-ft-[a-z0-9]+-[a-z0-9]+"}'
+PROBE_QUERIES = {
+    "gil": f"max by (namespace, pod) (python_gil_enabled{TWIN_PODS})",
+    "build": f"min by (namespace, pod) (python_freethreading_build{TWIN_PODS})",
+    "fallback": f"sum by (namespace, pod, module) (python_gil_fallback_total{TWIN_PODS}) > 0",
+    "incidents": f"sum by (namespace, pod) (python_freethreading_incidents_total{TWIN_PODS})",
+}
+
+
+class QueryError(Exception):
+    pass
+
+
+class Prometheus:
+    """A thin, counting wrapper around prometheus-api-client (sync) run off the event loop."""
+
+    def __init__(self, workers: int = 8) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prom")
+        self.clients: dict[str, PrometheusConnect] = {}
+        self.limits: dict[str, asyncio.Semaphore] = {}
+        self.queries = 0
+        self.errors = 0
+        self.on_query: list[Callable[[bool], None]] = []
+
+    def _client(self, url: str) -> PrometheusConnect:
+        c = self.clients.get(url)
+        if c is None:
+            # No client-side retries: the next interval is the retry, and a retry loop
+            # against a dead server would only hold a worker longer.
+            c = self.clients[url] = PrometheusConnect(
+                url=url, disable_ssl=True, retry=Retry(total=0, connect=0, read=0)
+            )
+            self.limits[url] = asyncio.Semaphore(PER_URL_CONCURRENCY)
+        return c
+
+    async def query(self, url: str, promql: str, seconds: float) -> list[dict[str, Any]]:
+        self.queries += 1
+        client = self._client(url)
+
+        def run() -> Any:
+            return client.custom_query(promql, params={"timeout": f"{seconds:g}s"}, timeout=seconds)
+
+        loop = asyncio.get_running_loop()
+        try:
+            async with self.limits[url]:
+                out = await asyncio.wait_for(loop.run_in_executor(self.pool, run), seconds + 1)
+        except Exception as exc:
+            self.errors += 1
+            for hook in self.on_query:
+                hook(False)
+            text = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+            raise QueryError(f"prometheus {url}: {text}") from None
+        for hook in self.on_query:
+            hook(True)
+        if not isinstance(out, list):
+            return [{"value": out}] if out is not None else []
+        return out
+
+
+@dataclass
+class AnalysisTarget:
+    """What the loop needs to analyse one rollout; refreshed by every reconcile."""
+
+    namespace: str
+    name: str
+    target: str
+    twin: str
+    analysis: api.Analysis
+    url: str | None
+    due: float = 0.0
+
+
+@dataclass
+class Scheduler:
+    state: State
+    prom: Prometheus = field(default_factory=Prometheus)
+    targets: dict[tuple[str, str], AnalysisTarget] = field(default_factory=dict)
+    last_incident_counts: dict[tuple[str, str], float] = field(default_factory=dict)
+    default_url: str | None = None
+    # Prometheus URLs of rollouts whose analysis ended (e.g. Promoted): their pods' probe
+    # metrics are still watched there for a while, then the URL is forgotten.
+    recent_urls: dict[str, float] = field(default_factory=dict)
+    running: set[tuple[str, str]] = field(default_factory=set)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    on_result: list[Callable[[str], None]] = field(default_factory=list)
+    logs: LogScanner | None = None  # GIL fallback from pod logs, for pods without the probe
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    # --- registration from reconciles
+    def register(self, t: AnalysisTarget) -> None:
+        key = (t.namespace, t.name)
+        if t.url:
+            self.recent_urls[t.url] = time.monotonic()
+        old = self.targets.get(key)
+        if old is not None and old.analysis == t.analysis and old.url == t.url:
+            t.due = old.due
+        else:
+            t.due = time.monotonic() + _spread(key, t.analysis.interval_seconds)
+        self.targets[key] = t
+
+    def unregister(self, key: tuple[str, str]) -> None:
+        self.targets.pop(key, None)
+
+    # --- the loop
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        next_guard = 0.0
+        next_logs = 0.0
+        while stop is None or not stop.is_set():
+            now = time.monotonic()
+            for key, t in list(self.targets.items()):
+                if t.due <= now and key not in self.running:
+                    t.due = now + t.analysis.interval_seconds
+                    self.running.add(key)
+                    self._spawn(self._analyse(t))
+            if now >= next_guard:
+                next_guard = now + GUARD_INTERVAL
+                self._spawn(self.guard_round())
+            if self.logs is not None and now >= next_logs:
+                next_logs = now + LOG_INTERVAL
+                self._spawn(self.logs.round())
+            await asyncio.sleep(0.5)
+
+    async def _analyse(self, t: AnalysisTarget) -> None:
+        key = (t.namespace, t.name)
+        try:
+            rnd = await self.analyse(t)
+            self.state.analysis[key] = rnd
+            self.state.poke(t.namespace, t.name)
+        except Exception:
+            log.exception("analysis of %s/%s failed", t.namespace, t.name)
+        finally:
+            self.running.discard(key)
+
+    async def analyse(self, t: AnalysisTarget) -> AnalysisRound:
+        cache = self.state.cache
+        pods = {
+            TRACK_FREE_THREADED: [p.name for p in cache.pods_of(t.namespace, t.twin)],
+            TRACK_STANDARD: [p.name for p in cache.pods_of(t.namespace, t.target)],
+        }
+        timeout = parse_duration(t.analysis.prometheus.timeout)
+        now = rfc3339(datetime.now(UTC))
+
+        async def value(metric: api.Metric, track: str) -> Value:
+            if not t.url:
+                return Value(
+                    None,
+                    "no Prometheus address: set spec.analysis.prometheus.address or the "
+                    "operator's --prometheus-url",
+                )
+            q = expand(
+                metric.query,
+                namespace=t.namespace,
+                rollout=t.name,
+                track=track,
+                pods=pods[track],
+            )
+            try:
+                return read_vector(await self.prom.query(t.url or "", q, timeout))
+            except QueryError as exc:
+                return Value(None, str(exc))
+
+        previous = {
+            r.name: r for r in (self.state.analysis.get((t.namespace, t.name)) or _NO_ROUND).results
+        }
+
+        async def one(metric: api.Metric) -> api.MetricResult:
+            if metric.compare is not None:
+                if not pods[TRACK_STANDARD]:
+                    # At 100 % there are no standard pods left: compare with the last standard
+                    # value measured in this revision rather than never deciding.
+                    last = previous.get(metric.name)
+                    baseline = (
+                        Value(last.standard)
+                        if last is not None and last.standard is not None
+                        else Value(None, "no standard pods and no earlier standard value")
+                    )
+                    return judge(metric, await value(metric, TRACK_FREE_THREADED), baseline, now)
+                ft, std = await asyncio.gather(
+                    value(metric, TRACK_FREE_THREADED), value(metric, TRACK_STANDARD)
+                )
+                return judge(metric, ft, std, now)
+            return judge(metric, await value(metric, TRACK_FREE_THREADED), None, now)
+
+        results = await asyncio.gather(*(one(m) for m in t.analysis.metrics))
+        for hook in self.on_result:
+            for r in results:
+                hook(r.phase)
+        return AnalysisRound(time=now, results=tuple(results))
+
+    async def guard_round(self) -> None:
+        """Batched probe metrics for every free-threaded pod on every known Prometheus."""
+
+        now = time.monotonic()
+        for url, seen in list(self.recent_urls.items()):
+            if now - seen > RECENT_URL_SECONDS:
+                del self.recent_urls[url]
+        urls = {t.url for t in self.targets.values() if t.url} | set(self.recent_urls)
+        if self.default_url:
+            urls.add(self.default_url)
+        changed: set[tuple[str, str]] = set()
+        for url in urls:
+            try:
+                results = await asyncio.gather(
+                    *(self.prom.query(url, q, 10.0) for q in PROBE_QUERIES.values())
+                )
+            except QueryError as exc:
+                log.warning("guardrail query failed: %s", exc)
+                continue
+            gil_r, build_r, fallback_r, incidents_r = results
+            modules: dict[tuple[str, str], set[str]] = {}
+            for s in fallback_r:
+                m = s.get("metric", {})
+                modules.setdefault((m.get("namespace", ""), m.get("pod", "")), set()).add(
+                    m.get("module", "")
+                )
+            builds = {
+                (s["metric"].get("namespace", ""), s["metric"].get("pod", "")): read_vector(
+                    [s]
+                ).value
+                for s in build_r
+            }
+            for s in gil_r:
+                m = s.get("metric", {})
+                pkey = (m.get("namespace", ""), m.get("pod", ""))
+                v = read_vector([s]).value
+                build = builds.get(pkey)
+                reading = GilReading(
+                    enabled=None if v is None else v >= 1,
+                    modules=tuple(sorted(x for x in modules.get(pkey, ()) if x)),
+                    build=None if build is None else build >= 1,
+                )
+                if self.state.gil.get(pkey) != reading:
+                    self.state.gil[pkey] = reading
+                    changed.add(pkey)
+            for s in incidents_r:
+                m = s.get("metric", {})
+                pkey = (m.get("namespace", ""), m.get("pod", ""))
+                v = read_vector([s]).value or 0.0
+                last = self.last_incident_counts.get(pkey, 0.0)
+                if v != last:
+                    self.last_incident_counts[pkey] = v
+                    if v > last:
+                        # Distinct times (microseconds apart) so each increment is one incident.
+                        stamp = datetime.now(UTC)
+                        self.state.probe_incidents.setdefault(pkey, []).extend(
+                            (stamp + timedelta(microseconds=i)).isoformat().replace("+00:00", "Z")
+                            for i in range(int(v - last))
+                        )
+                        changed.add(pkey)
+        for ns, pod in changed:
+            for p in self._pods_named(ns, pod):
+                self.state.poke(ns, self.state.cache.rollouts_for_pod(p))
+
+    def _pods_named(self, namespace: str, pod: str) -> list[Any]:
+        out = []
+        for (ns, _), group in self.state.cache.pods.items():
+            if ns == namespace and pod in group:
+                out.append(group[pod])
+        return out
+
+
+_NO_ROUND = AnalysisRound(time="", results=())
+
+
+def _spread(key: tuple[str, str], interval: float) -> float:
+    """A stable offset within the interval, so rollouts' rounds do not all fall together."""
+    h = int(hashlib.sha256(f"{key[0]}/{key[1]}".encode()).hexdigest()[:8], 16)
+    return (h % 1000) / 1000 * min(interval, 30.0)

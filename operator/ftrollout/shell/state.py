@@ -1,0 +1,62 @@
+"""What the shell's parts share in one operator process: the cache, pending writes, readings.
+
+A lower module than the handlers, the scheduler and the log scanner, so they can all use it
+without importing each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from ftrollout.model import api
+from ftrollout.plan import AnalysisRound
+from ftrollout.plan.observe import Key
+from ftrollout.shell import status_writes
+from ftrollout.shell.cache import Cache
+
+
+@dataclass
+class GilReading:
+    enabled: bool | None
+    modules: tuple[str, ...] = ()
+    build: bool | None = None
+    source: str = "probe"  # "probe" (metrics, best) or "log" (the CPython warning)
+
+
+@dataclass
+class State:
+    """Everything the handlers share; one per operator process."""
+
+    cache: Cache = field(default_factory=Cache)
+    kube: Any = None  # ftrollout.shell.kube.Kube, created at startup (tests may inject a fake)
+    pokes: dict[Key, asyncio.Event] = field(default_factory=dict)
+    pending_status: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    # A newer status than the one in the API whose only news are analysis numbers: the planner
+    # reads it from here; it is written with the next material change or after status_refresh.
+    deferred_status: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    written_at: dict[Key, float] = field(default_factory=dict)  # monotonic time of the write
+    status_refresh: float = status_writes.DEFAULT_REFRESH_SECONDS
+    # (generation, deletionTimestamp, action annotation) of the latest watch event per rollout
+    last_trigger: dict[Key, tuple[Any, ...]] = field(default_factory=dict)
+    # resourceVersion at which an action annotation was consumed: until the watch brings a
+    # newer version, the live body still shows it and it must not be acted on twice.
+    consumed_action: dict[Key, str] = field(default_factory=dict)
+    analysis: dict[Key, AnalysisRound] = field(default_factory=dict)
+    gil: dict[Key, GilReading] = field(default_factory=dict)  # (namespace, pod)
+    preflight: dict[Key, api.PreflightStatus] = field(default_factory=dict)
+    probe_incidents: dict[Key, list[str]] = field(default_factory=dict)  # (ns, pod) -> times
+    probe_configmaps: set[str] = field(default_factory=set)  # namespaces with it up to date
+    active: set[Key] = field(default_factory=set)  # rollouts in Progressing/Paused/Pending
+    containers: dict[Key, str | None] = field(default_factory=dict)  # spec.freeThreaded.container
+    scheduler: Any = None  # ftrollout.shell.scheduler.Scheduler, when analysis runs
+    default_prometheus: str | None = None
+    reconciles: int = 0
+    on_result: list[Any] = field(default_factory=list)  # hooks (metrics) called per result
+
+    def poke(self, namespace: str, names: set[str] | str) -> None:
+        for name in {names} if isinstance(names, str) else names:
+            ev = self.pokes.get((namespace, name))
+            if ev is not None:
+                ev.set()

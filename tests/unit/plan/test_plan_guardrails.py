@@ -1,0 +1,329 @@
+"""Guardrails (ftrollout/plan/guardrails.py): GIL fallback, race budget, overlapping breaches."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from planfixtures import at_step, cond, make_spec, pause_elapsed, reached, step_checked
+from simcluster import Sim
+
+from ftrollout.model import api
+from ftrollout.model.api import Phase, RollbackReason
+from ftrollout.plan import PodGil
+
+# ---------------------------------------------------------------------- GIL fallback
+
+
+GIL_CASES: list[tuple[str, tuple[PodGil, ...], tuple[int, int, int, int], list[str], str, str]] = [
+    # name, pods, (pods, disabled, enabled, unknown), fallbackModules, summary, ModeIntegrity
+    ("no pods", (), (0, 0, 0, 0), [], "-", "Unknown"),
+    ("all off", (PodGil("a", False), PodGil("b", False)), (2, 2, 0, 0), [], "off", "True"),
+    (
+        "one unknown",
+        (PodGil("a", False), PodGil("b", None)),
+        (2, 1, 0, 1),
+        [],
+        "off 1/2",
+        "Unknown",
+    ),
+    (
+        "numpy",
+        (PodGil("a", False), PodGil("b", True, modules=("numpy",))),
+        (2, 1, 1, 0),
+        ["numpy"],
+        "ON(1)",
+        "False",
+    ),
+    (
+        "not a free-threading build",
+        (PodGil("a", False, build=False),),
+        (1, 0, 1, 0),
+        [],
+        "ON(1)",
+        "False",
+    ),
+    (
+        "two modules, sorted, deduplicated",
+        (
+            PodGil("a", True, modules=("orjson", "numpy")),
+            PodGil("b", True, modules=("numpy",)),
+        ),
+        (2, 0, 2, 0),
+        ["numpy", "orjson"],
+        "ON(2)",
+        "False",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "pods", "counts", "modules", "summary", "integrity"),
+    GIL_CASES,
+    ids=[c[0] for c in GIL_CASES],
+)
+def test_gil_status_and_mode_integrity(
+    name: str,
+    pods: tuple[PodGil, ...],
+    counts: tuple[int, int, int, int],
+    modules: list[str],
+    summary: str,
+    integrity: str,
+) -> None:
+    sim = at_step(Sim(make_spec(gil={"maxPods": 5, "action": "Rollback"})), 0)
+    sim.pods = pods
+    st = sim.step().status
+    assert (st.gil.pods, st.gil.disabled, st.gil.enabled, st.gil.unknown) == counts
+    assert st.gil.fallback_modules == modules
+    assert st.gil.summary == summary
+    assert cond(st, "ModeIntegrity").status == integrity
+    assert st.phase == Phase.PROGRESSING  # within maxPods
+
+
+def test_gil_fallback_beyond_max_pods_rolls_back_naming_module_and_pod() -> None:
+    sim = at_step(Sim(make_spec(gil={"maxPods": 1, "action": "Rollback"}), n=10), 0)
+    pause_elapsed(sim, 301)
+    sim.until(reached(1))
+    sim.pods = (PodGil("app-ft-abc", True, modules=("numpy",)),)
+    res = sim.step()
+    assert res.status.phase == Phase.PROGRESSING  # 1 pod allowed
+    sim.pods = (
+        PodGil("app-ft-abc", True, modules=("numpy",)),
+        PodGil("app-ft-def", True, modules=("numpy",)),
+    )
+    res = step_checked(sim, 10)
+    st = res.status
+    assert st.phase == Phase.ROLLED_BACK
+    assert st.rollback is not None
+    assert st.rollback.reason == RollbackReason.GIL_FALLBACK
+    assert "numpy" in st.rollback.message
+    assert "app-ft-abc" in st.rollback.message
+    assert "maxPods 1" in st.rollback.message
+    assert res.target_replicas == 10
+    rb = [e for e in res.events if e.reason == "RolledBack"]
+    assert len(rb) == 1
+    assert rb[0].type == "Warning"
+    assert "GILFallback" in rb[0].message
+    mi = cond(st, "ModeIntegrity")
+    assert (mi.status, mi.reason) == ("False", "GILFallback")
+    assert "numpy" in mi.message
+
+
+def test_not_a_free_threading_build_counts_as_fallback() -> None:
+    sim = at_step(Sim(make_spec()), 0)
+    sim.pods = (PodGil("app-ft-0", enabled=False, build=False),)
+    res = sim.step()
+    assert res.status.phase == Phase.ROLLED_BACK
+    assert res.status.rollback is not None
+    assert res.status.rollback.reason == RollbackReason.GIL_FALLBACK
+    assert "not a free-threading build" in res.status.rollback.message
+
+
+def test_unknown_gil_state_never_triggers_the_guardrail() -> None:
+    sim = at_step(Sim(make_spec()), 0)
+    sim.pods = (PodGil("app-ft-0", enabled=None),)
+    sim.run(3)
+    assert sim.status.phase == Phase.PROGRESSING
+    assert cond(sim.status, "ModeIntegrity").status == "Unknown"
+
+
+def test_gil_fallback_with_pause_action_holds_the_step() -> None:
+    sim = at_step(Sim(make_spec(gil={"maxPods": 0, "action": "Pause"})), 0)
+    sim.pods = (PodGil("app-ft-0", True, modules=("numpy",)),)
+    res = sim.step()
+    assert res.status.phase == Phase.PAUSED
+    assert "GILFallback" in res.status.message
+    assert [e.reason for e in res.events] == ["GuardrailPaused"]
+    assert res.status.rollback is None
+    pause_elapsed(sim, 3600)
+    sim.run(5)
+    assert sim.status.phase == Phase.PAUSED
+    assert sim.status.step_index == 0
+    assert sim.replicas == (9, 1)
+    assert sim.all_events().count("GuardrailPaused") == 1
+
+
+def test_resume_lifts_a_guardrail_pause_once_the_breach_is_gone() -> None:
+    """Decision: a guardrail Pause is lifted by `kubectl ftr resume` (like Argo's resume after
+    a paused analysis); it does not lift itself. If the breach persists the guardrail pauses
+    again at once."""
+    sim = at_step(Sim(make_spec(gil={"maxPods": 0, "action": "Pause"})), 0)
+    sim.pods = (PodGil("app-ft-0", True),)
+    sim.step()
+    sim.pods = (PodGil("app-ft-0", False),)
+    pause_elapsed(sim, 3600)
+    sim.run(3)
+    assert sim.status.phase == Phase.PAUSED  # no self-resume
+    sim.pods = (PodGil("app-ft-0", True),)
+    sim.action = "resume"
+    res = sim.step()
+    assert res.status.phase == Phase.PAUSED  # breach still there: held again
+    assert "GuardrailPaused" in sim.events(res)
+    sim.pods = (PodGil("app-ft-0", False),)
+    sim.action = "resume"
+    res = sim.step()
+    assert res.status.phase == Phase.PROGRESSING
+    assert res.status.step_index == 1
+
+
+# ---------------------------------------------------------------------- race budget
+
+
+@pytest.mark.parametrize(
+    ("max_incidents", "codes", "rolled_back"),
+    [
+        (3, (139, 139, 134), False),
+        (3, (139, 139, 134, 139), True),
+        (0, (134,), True),
+        (1, (139,), False),
+        (1, (139, 134), True),
+    ],
+)
+def test_race_budget(max_incidents: int, codes: tuple[int, ...], rolled_back: bool) -> None:
+    races = {"maxIncidents": max_incidents, "window": "1h", "action": "Rollback"}
+    sim = at_step(Sim(make_spec(races=races)), 0)
+    sim.now += timedelta(seconds=60 * len(codes))  # the crashes below happen in this attempt
+    for i, code in enumerate(codes):
+        sim.incident(pod=f"app-ft-{i}", exit_code=code, ago=60 * i)
+    res = sim.step()
+    st = res.status
+    assert st.races.incidents == len(codes)
+    assert st.races.budget == max_incidents
+    assert st.races.window == "1h"
+    assert st.races.summary == f"{len(codes)}/{max_incidents}"
+    assert len(st.races.recent) == len(codes)
+    assert sim.events(res).count("RaceIncident") == len(codes)
+    rc = cond(st, "RaceBudget")
+    if rolled_back:
+        assert st.phase == Phase.ROLLED_BACK
+        assert st.rollback is not None
+        assert st.rollback.reason == RollbackReason.RACE_BUDGET
+        assert f"{len(codes)} free-threaded incidents in 1h" in st.rollback.message
+        assert f"budget of {max_incidents}" in st.rollback.message
+        for code in set(codes):
+            assert str(code) in st.rollback.message
+        assert (rc.status, rc.reason) == ("False", "BudgetExceeded")
+    else:
+        assert st.phase == Phase.PROGRESSING
+        assert (rc.status, rc.reason) == ("True", "WithinBudget")
+
+
+def test_incidents_older_than_the_window_do_not_count() -> None:
+    sim = at_step(Sim(make_spec(races={"maxIncidents": 1, "window": "10m"})), 0)
+    sim.now += timedelta(seconds=60)
+    sim.incident(pod="a", ago=3600)
+    sim.incident(pod="b", ago=601)
+    sim.incident(pod="c", ago=30)
+    res = sim.step()
+    assert res.status.phase == Phase.PROGRESSING
+    assert res.status.races.incidents == 1
+    assert [i.pod for i in res.status.races.recent] == ["c"]
+
+
+def test_incidents_slide_out_of_the_window() -> None:
+    sim = at_step(Sim(make_spec(races={"maxIncidents": 5, "window": "10m"})), 0)
+    sim.incident(pod="a")
+    res = sim.step()
+    assert res.status.races.incidents == 1
+    assert res.requeue_after is not None
+    assert res.requeue_after <= 600
+    sim.incidents = ()  # the shell passes only what it sees now; status remembers the rest
+    sim.step(advance=300)
+    assert sim.status.races.incidents == 1
+    sim.step(advance=400)
+    sim.step()
+    assert sim.status.races.incidents == 0
+    assert sim.status.races.recent == []
+
+
+def test_the_same_incident_seen_twice_counts_once() -> None:
+    sim = at_step(Sim(make_spec(races={"maxIncidents": 1, "window": "1h"})), 0)
+    inc = sim.incident(pod="app-ft-0", exit_code=139)
+    sim.incidents = (inc, inc)
+    res = sim.step()
+    assert res.status.races.incidents == 1
+    assert sim.events(res).count("RaceIncident") == 1
+    for _ in range(3):
+        res = sim.step()
+        assert res.status.races.incidents == 1
+        assert "RaceIncident" not in sim.events(res)
+    assert sim.status.phase == Phase.PROGRESSING
+
+
+def test_race_budget_with_pause_action() -> None:
+    races = {"maxIncidents": 0, "window": "1h", "action": "Pause"}
+    sim = at_step(Sim(make_spec(races=races)), 0)
+    sim.incident(pod="app-ft-0", exit_code=134)
+    res = sim.step()
+    assert res.status.phase == Phase.PAUSED
+    assert "RaceBudget" in res.status.message
+    assert "GuardrailPaused" in sim.events(res)
+    pause_elapsed(sim, 3600)
+    sim.run(3)
+    assert sim.status.step_index == 0
+
+
+def test_race_window_survives_an_operator_restart() -> None:
+    """recent incidents are kept in status: a restart (fresh observation without the old
+    crashes) still counts them."""
+    sim = at_step(Sim(make_spec(races={"maxIncidents": 1, "window": "1h"})), 0)
+    sim.incident(pod="a")
+    sim.step()
+    sim.incidents = ()
+    sim.status = api.parse_status(api.dump(sim.status))
+    sim.incident(pod="b")
+    res = sim.step()
+    assert res.status.phase == Phase.ROLLED_BACK
+
+
+# ---------------------------------------------------------------------- overlapping signals
+
+
+def test_two_pause_guardrails_each_announce_once() -> None:
+    spec = make_spec(
+        gil={"maxPods": 0, "action": "Pause"},
+        races={"maxIncidents": 0, "window": "1h", "action": "Pause"},
+    )
+    sim = at_step(Sim(spec), 0)
+    sim.pods = (PodGil("app-ft-0", True, modules=("numpy",)),)
+    sim.incident(pod="app-ft-0")
+    sim.run(5)
+    assert sim.status.phase == Phase.PAUSED
+    assert sim.all_events().count("GuardrailPaused") == 2
+    assert "paused (GILFallback)" in sim.status.message
+    assert "paused (RaceBudget)" in sim.status.message
+
+
+def test_two_guardrails_breached_at_once_roll_back_once_with_the_first_reason() -> None:
+    """Decision: mode integrity is checked first, so a reconcile that sees both a GIL fallback
+    and a blown race budget records GILFallback; one RolledBack event, not two."""
+    sim = at_step(Sim(make_spec(races={"maxIncidents": 0, "window": "1h"})), 0)
+    sim.pods = (PodGil("app-ft-0", True),)
+    sim.incident(pod="app-ft-0")
+    res = sim.step()
+    assert sim.events(res).count("RolledBack") == 1
+    assert res.status.rollback is not None
+    assert res.status.rollback.reason == RollbackReason.GIL_FALLBACK
+
+
+def test_leftover_pods_do_not_trip_guardrails_of_a_new_revision() -> None:
+    """While Pending (standard returning to N after a new revision) the free-threaded pods are
+    the previous revision's: their GIL state is shown but neither acted on nor counted, so a
+    fixed image is not rolled back for its predecessor's faults."""
+    spec = make_spec(
+        gil={"maxPods": 0, "action": "Pause"}, races={"maxIncidents": 0, "window": "1h"}
+    )
+    sim = at_step(Sim(spec, n=10, lag=3), 0)
+    sim.revision = "rev2"
+    sim.pods = (PodGil("app-ft-0", True, modules=("numpy",)),)
+    sim.incident(pod="app-ft-0", exit_code=139)
+    res = sim.step()
+    assert res.status.phase == Phase.PENDING
+    assert res.status.gil.enabled == 1  # shown
+    assert res.status.races.incidents == 0  # not counted
+    sim.pods = ()
+    sim.incidents = ()
+    sim.until(reached(0))
+    assert sim.status.phase == Phase.PROGRESSING
+    assert sim.status.races.incidents == 0
+    assert sim.status.rollback is None

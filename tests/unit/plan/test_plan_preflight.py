@@ -1,0 +1,92 @@
+"""The dependency gate (ftrollout/plan/preflight.py): preflight before step 1, Block or Warn."""
+
+from __future__ import annotations
+
+import pytest
+from planfixtures import at_step, cond, make_spec, pause_elapsed, reached, step_checked
+from simcluster import Sim
+
+from ftrollout.model import api
+from ftrollout.model.api import Phase
+
+# ---------------------------------------------------------------------- dependency gate
+
+
+def gated_spec(action: str = "Block") -> api.RolloutSpec:
+    raw = api.dump(make_spec())
+    raw["guardrails"]["dependencyGate"] = {"modules": ["numpy", "orjson"], "action": action}
+    return api.parse_spec(raw)
+
+
+def preflight(phase: str, image: str = "registry.example/app:2.0-py3.14t") -> api.PreflightStatus:
+    return api.PreflightStatus(
+        phase=phase,
+        image=image,
+        free_threading_build=True,
+        message=f"preflight {phase.lower()}",
+        time="2026-01-01T00:00:00Z",
+    )
+
+
+def test_dependency_gate_runs_the_preflight_before_step_1() -> None:
+    sim = Sim(gated_spec(), n=10)
+    res = sim.step()
+    assert res.run_preflight
+    assert res.status.phase == Phase.PENDING
+    assert res.status.step_index is None
+    assert not res.twin_replicas
+    assert "numpy, orjson" in res.status.message
+    res = sim.step(preflight=preflight("Running"))
+    assert res.run_preflight
+    assert res.status.phase == Phase.PENDING
+    res = sim.step(preflight=preflight("Passed"))
+    assert not res.run_preflight
+    assert res.status.phase == Phase.PROGRESSING
+    assert res.twin_replicas == 1
+    assert "PreflightPassed" in sim.events(res)
+    assert res.status.preflight is not None
+    assert res.status.preflight.phase == "Passed"
+    # The result is kept in status (the version contract): no preflight again.
+    assert not sim.step().run_preflight
+
+
+@pytest.mark.parametrize(
+    ("action", "phase"), [("Block", Phase.FAILED), ("Warn", Phase.PROGRESSING)]
+)
+def test_dependency_gate_failure_blocks_or_warns(action: str, phase: Phase) -> None:
+    sim = Sim(gated_spec(action), n=10)
+    sim.step()
+    res = sim.step(preflight=preflight("Failed"))
+    assert res.status.phase == phase
+    assert [(e.type, e.reason) for e in res.events if e.reason == "DependencyGate"] == [
+        ("Warning", "DependencyGate")
+    ]
+    if action == "Block":
+        c = cond(res.status, "Progressing")
+        assert (c.status, c.reason) == ("False", "DependencyGate")
+        assert "preflight failed" in c.message
+        assert sim.ft.replicas == 0
+        # Holds, and says so once.
+        sim.run(3)
+        assert sim.status.phase == Phase.FAILED
+        assert sim.all_events().count("DependencyGate") == 1
+
+
+def test_dependency_gate_block_on_a_new_revision_returns_to_standard() -> None:
+    """Blocked new revision mid-rollout: the standard track goes back to N and the twin to 0,
+    as for a rollback (capacity kept throughout)."""
+    sim = at_step(Sim(gated_spec(), n=10, lag=2), 0, preflight=preflight("Passed"))
+    pause_elapsed(sim, 301)
+    sim.until(reached(1))
+    assert sim.replicas == (5, 5)
+    sim.revision = "rev2"
+    spec2 = api.dump(sim.spec)
+    spec2["freeThreaded"]["image"] = "registry.example/app:2.1-py3.14t"
+    sim.spec = api.parse_spec(spec2)
+    res = step_checked(sim, 10)
+    assert res.run_preflight
+    failed = preflight("Failed", image="registry.example/app:2.1-py3.14t")
+    for _ in range(6):
+        res = step_checked(sim, 10, preflight=failed)
+    assert sim.status.phase == Phase.FAILED
+    assert sim.replicas == (10, 0)

@@ -1,0 +1,453 @@
+"""Property tests of the planner: random clusters, steps, Ready lag, people and failures.
+
+A hypothesis `RuleBasedStateMachine` drives the simulator (`simcluster.Sim`: scale-down instant,
+scale-up Ready after `lag` reconciles, the worst case for capacity) with random sequences of time
+passing, one-shot actions, GIL fallbacks, crashes, analysis rounds, new revisions, spec.paused,
+and outside interference (kubectl scale, twin deleted, target missing, invalid spec). After
+every reconcile it checks what users rely on:
+
+- ready capacity (standard Ready + free-threaded Ready) never drops below N because of the
+  operator; with no outside interference it never drops below N at all;
+- replica counts written are within 0..N on each track;
+- phase is always a valid Phase, and a Progressing/Paused rollout is at a real step whose weight
+  status reports;
+- RolledBack stays RolledBack until `retry` or a new revision;
+- Promoted is reached only from the last step (reached) or through `promote-full`;
+- a second reconcile on the same observation changes nothing and emits nothing;
+- and at the end, from any state, a healthy world plus the documented actions reach Promoted
+  (no dead ends).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import hypothesis.strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+from simcluster import Sim
+
+from ftrollout.model import api
+from ftrollout.model.api import Phase
+from ftrollout.plan import ACTIONS, Observation, PodGil, Result, plan
+from ftrollout.plan.twin import split
+
+PAUSES = (None, "0s", "10s", "1m", "5m")
+RESULT_PHASES = ("Successful", "Successful", "Failed", "Inconclusive")
+
+
+@st.composite
+def step_defs(draw: st.DrawFn) -> list[tuple[int, str | None]]:
+    weights = draw(st.lists(st.integers(1, 99), max_size=4, unique=True).map(sorted))
+    return [(w, draw(st.sampled_from(PAUSES))) for w in [*weights, 100]]
+
+
+@st.composite
+def specs(draw: st.DrawFn) -> api.RolloutSpec:
+    raw: dict[str, Any] = {
+        "targetRef": {"name": "app"},
+        "freeThreaded": {"image": "registry.example/app:2.0-py3.14t"},
+        "steps": [
+            {"weight": w, "pause": {} if d is None else {"duration": d}}
+            for w, d in draw(step_defs())
+        ],
+        "guardrails": {
+            "gilFallback": {
+                "maxPods": draw(st.integers(0, 2)),
+                "action": draw(st.sampled_from(["Rollback", "Pause"])),
+            },
+            "raceBudget": {
+                "maxIncidents": draw(st.integers(0, 3)),
+                "window": draw(st.sampled_from(["1m", "10m", "1h"])),
+                "action": draw(st.sampled_from(["Rollback", "Pause"])),
+            },
+        },
+        "paused": draw(st.booleans()),
+    }
+    if draw(st.booleans()):
+        raw["guardrails"]["dependencyGate"] = {
+            "modules": ["numpy"],
+            "action": draw(st.sampled_from(["Block", "Warn"])),
+        }
+    metrics = draw(st.integers(0, 2))
+    if metrics:
+        raw["analysis"] = {
+            "failureLimit": draw(st.integers(0, 3)),
+            "onInconclusive": draw(st.sampled_from(["Pause", "Rollback"])),
+            "metrics": [
+                {"name": f"m{i}", "query": "up", "threshold": {"max": 1}} for i in range(metrics)
+            ],
+        }
+    return api.parse_spec(raw)
+
+
+def _reached_last(spec: api.RolloutSpec, obs: Observation, n: int) -> bool:
+    std, ft = split(n, spec.steps[-1].weight)
+    return (
+        obs.target is not None
+        and obs.twin is not None
+        and obs.target.replicas == std
+        and obs.twin.replicas == ft
+        and obs.twin.ready >= ft
+    )
+
+
+def _preflight(image: str, phase: str) -> api.PreflightStatus:
+    return api.PreflightStatus(
+        phase=phase,
+        image=image,
+        message=f"preflight {phase}",
+        time="2026-01-01T00:00:00Z",
+    )
+
+
+def _diff(a: api.RolloutStatus, b: api.RolloutStatus) -> str:
+    wa, wb = api.dump(a), api.dump(b)
+    keys = sorted(k for k in set(wa) | set(wb) if wa.get(k) != wb.get(k))
+    return "second reconcile changed status: " + "; ".join(
+        f"{k}: {wa.get(k)!r} -> {wb.get(k)!r}" for k in keys
+    )
+
+
+class RolloutMachine(RuleBasedStateMachine):
+    sim: Sim
+    disrupted: bool  # someone other than the operator removed capacity
+    was_rolled_back: bool
+    revisions: int
+
+    @initialize(
+        spec=specs(),
+        n=st.integers(1, 30),
+        lag=st.integers(1, 4),
+    )
+    def start(self, spec: api.RolloutSpec, n: int, lag: int) -> None:
+        self.sim = Sim(spec, n=n, lag=lag, on_apply=self.check_result)
+        self.disrupted = False
+        self.was_rolled_back = False
+        self.revisions = 1
+        self.sim.step()
+
+    # ------------------------------------------------------------------ checks per reconcile
+
+    def check_result(self, sim: Sim, obs: Observation, res: Result) -> None:
+        st_ = res.status
+        prev = sim.last_status
+        n = st_.replicas.target
+        assert st_.phase in set(Phase)
+
+        # Capacity: the operator never removes Ready capacity below N.
+        before = (obs.target.ready if obs.target else 0) + (obs.twin.ready if obs.twin else 0)
+        assert sim.ready >= min(n, before), (
+            f"operator lowered ready capacity {before} -> {sim.ready} (N={n}): {res}"
+        )
+        if not self.disrupted and sim.history:
+            assert sim.ready >= n, f"ready {sim.ready} < N={n}: std={sim.std} ft={sim.ft}"
+
+        # N is the target's replicas when the revision began, unless someone scaled it.
+        if not self.disrupted and st_.revision is not None:
+            assert n == sim.n, f"N drifted {sim.n} -> {n} without kubectl scale"
+        if res.target_replicas is not None:
+            available = next(c for c in st_.conditions if c.type == "Available")
+            assert (available.status == "True") == (before >= n)
+
+        # A timed pause asks to be woken up at its end (nothing else may happen meanwhile).
+        if (
+            st_.phase == Phase.PROGRESSING
+            and st_.step_index is not None
+            and st_.step_started_at is not None
+        ):
+            step = sim.last_spec.steps[st_.step_index]
+            pause = step.pause.seconds
+            std_d, ft_d = split(n, step.weight)
+            reached = (
+                obs.target is not None
+                and obs.twin is not None
+                and (obs.target.replicas, obs.twin.replicas) == (std_d, ft_d)
+                and obs.twin.ready >= ft_d
+            )
+            if pause is not None and reached:
+                started = datetime.fromisoformat(st_.step_started_at.replace("Z", "+00:00"))
+                left = pause - (obs.now - started).total_seconds()
+                if left > 0:
+                    assert res.requeue_after is not None
+                    assert res.requeue_after <= left + 1e-6
+
+        # Writes within 0..N per track.
+        for value in (res.target_replicas, res.twin_replicas):
+            if value is not None:
+                assert 0 <= value <= n, f"replicas {value} outside 0..{n}"
+        if obs.target is None or obs.spec_error is not None:
+            assert (res.target_replicas, res.twin_replicas) == (None, None)
+
+        # A step in force is a real step and status says which.
+        if st_.phase == Phase.PROGRESSING:
+            assert st_.step_index is not None
+        if st_.phase in (Phase.PROGRESSING, Phase.PAUSED) and st_.step_index is not None:
+            assert st_.weight == sim.spec.steps[st_.step_index].weight
+        if st_.phase == Phase.PROMOTED:
+            assert st_.weight == 100
+            assert st_.step_index == len(sim.spec.steps) - 1
+        if st_.phase == Phase.ROLLED_BACK:
+            assert st_.rollback is not None
+            assert st_.weight == 0
+
+        # RolledBack is sticky until retry or a new revision.
+        restarted = obs.action == "retry" or (
+            prev.revision is not None and obs.revision is not None and obs.revision != prev.revision
+        )
+        if restarted:
+            self.was_rolled_back = False
+        if self.was_rolled_back:
+            assert st_.phase in (Phase.ROLLED_BACK, Phase.FAILED), (
+                f"left RolledBack for {st_.phase} without retry/new revision"
+            )
+            assert st_.rollback is not None
+        if st_.phase == Phase.ROLLED_BACK:
+            self.was_rolled_back = True
+
+        # Promoted only from the reached last step or through promote-full.
+        if st_.phase == Phase.PROMOTED and prev.phase != Phase.PROMOTED:
+            last = len(sim.spec.steps) - 1
+            assert (
+                obs.action == "promote-full"
+                or (prev.step_index == last and prev.step_started_at is not None)
+                or _reached_last(sim.spec, obs, n)
+                # back from a transient failure (invalid spec, target gone) of a promotion
+                or (prev.phase == Phase.FAILED and prev.promoted_at is not None)
+            ), f"promoted from {prev.phase} step {prev.step_index} without the last step"
+
+        # Converged (nothing to write): the same observation again changes nothing, says nothing.
+        live_target = obs.target.replicas if obs.target else None
+        live_twin = obs.twin.replicas if obs.twin else None
+        # Exception: the reconcile that starts step 1 evaluated guardrails while still Pending;
+        # incidents start counting on the next one.
+        starts = prev.phase in (Phase.PENDING, Phase.FAILED, None) and st_.phase not in (
+            Phase.PENDING,
+            Phase.FAILED,
+        )
+        if (
+            res.target_replicas in (None, live_target)
+            and res.twin_replicas in (None, live_twin)
+            and not (starts and obs.incidents)
+        ):
+            quiet = Observation(**{**obs.__dict__, "action": None})
+            again = plan(sim.last_spec, st_, quiet)
+            assert again.events == (), f"second reconcile emitted {again.events}"
+            assert again.status == st_, _diff(st_, again.status)
+            assert (again.target_replicas, again.twin_replicas) == (
+                res.target_replicas,
+                res.twin_replicas,
+            )
+
+    @invariant()
+    def conditions_follow_conventions(self) -> None:
+        status = self.sim.status
+        types = [c.type for c in status.conditions]
+        assert len(types) == len(set(types))
+        assert "Progressing" in types or status.phase is None
+
+    # ------------------------------------------------------------------ the world moves
+
+    @rule(seconds=st.integers(1, 400))
+    def time_passes(self, seconds: int) -> None:
+        self.sim.step(advance=seconds)
+
+    @rule(times=st.integers(1, 6))
+    def reconcile_quickly(self, times: int) -> None:
+        self.sim.run(times)
+
+    @rule(action=st.sampled_from([*ACTIONS, "bogus"]))
+    def user_action(self, action: str) -> None:
+        self.sim.action = action
+        res = self.sim.step()
+        assert res.clear_action
+
+    @rule(code=st.sampled_from([139, 134]), pod=st.integers(0, 5), ago=st.integers(0, 7200))
+    def crash(self, code: int, pod: int, ago: int) -> None:
+        self.sim.incident(pod=f"app-ft-{pod}", exit_code=code, ago=ago)
+        self.sim.step()
+
+    @rule()
+    def crashes_forgotten_by_the_shell(self) -> None:
+        self.sim.incidents = ()
+        self.sim.step()
+
+    @rule(
+        states=st.lists(
+            st.sampled_from([True, False, None]) | st.just("nobuild"), min_size=0, max_size=4
+        )
+    )
+    def gil_report(self, states: list[bool | str | None]) -> None:
+        pods = []
+        for i, s in enumerate(states[: self.sim.ft.ready]):
+            if s == "nobuild":
+                pods.append(PodGil(f"app-ft-{i}", enabled=False, build=False))
+            else:
+                assert s is None or isinstance(s, bool)
+                pods.append(PodGil(f"app-ft-{i}", enabled=s, modules=("numpy",) if s else ()))
+        self.sim.pods = tuple(pods)
+        self.sim.step()
+
+    @rule(data=st.data())
+    def analysis_round(self, data: st.DataObject) -> None:
+        analysis = self.sim.spec.analysis
+        count = len(analysis.metrics) if analysis else 1
+        phases = data.draw(st.lists(st.sampled_from(RESULT_PHASES), min_size=count, max_size=count))
+        self.sim.analysis_round(*phases)
+        self.sim.step()
+
+    @rule()
+    def new_revision(self) -> None:
+        self.revisions += 1
+        self.sim.revision = f"rev{self.revisions}"
+        # Shell contract: pods and incidents are those of the current revision's twin pods;
+        # the old revision's crashes are not this revision's.
+        self.sim.pods = ()
+        self.sim.incidents = ()
+        self.sim.step()
+
+    @rule()
+    def toggle_spec_paused(self) -> None:
+        self.sim.spec = self.sim.spec.model_copy(update={"paused": not self.sim.spec.paused})
+        self.sim.generation += 1
+        self.sim.step()
+
+    @rule(n=st.integers(1, 30))
+    def kubectl_scale_target(self, n: int) -> None:
+        if self.sim.target_exists:
+            self.disrupted = True
+            self.sim.scale_target(n)
+        self.sim.step()
+
+    @rule()
+    def twin_deleted_by_hand(self) -> None:
+        self.disrupted = True
+        self.sim.delete_twin()
+        self.sim.pods = ()
+        self.sim.incidents = ()
+        self.sim.step()
+
+    @rule()
+    def target_flaps(self) -> None:
+        self.sim.target_exists = not self.sim.target_exists
+        self.sim.step()
+
+    @rule()
+    def spec_flaps(self) -> None:
+        self.sim.spec_error = (
+            None if self.sim.spec_error else api.SpecError("spec.freeThreaded.container", "bad")
+        )
+        self.sim.step()
+
+    @rule(phase=st.sampled_from(["Pending", "Running", "Passed", "Passed", "Failed"]))
+    def preflight_result(self, phase: str) -> None:
+        self.sim.preflight = _preflight(self.sim.spec.free_threaded.image, phase)
+        self.sim.step()
+
+    @rule()
+    def status_write_lost(self) -> None:
+        """The replica writes landed but the status patch did not (crash, conflict); the
+        cluster moves on before the next reconcile. That is not someone else's scale."""
+        before = self.sim.status
+        lost = self.sim.step().status
+        self.sim.status = before
+        same_step = (lost.phase, lost.step_index) == (before.phase, before.step_index)
+        if not same_step:
+            # Known limitation (xfail tests in test_plan.py): across a phase change the planner
+            # cannot tell its own lost write from kubectl scale, N may change.
+            self.disrupted = True
+        res = self.sim.step()
+        if not self.disrupted:
+            assert "TargetScaled" not in [e.reason for e in res.events]
+            assert res.status.replicas.target == self.sim.n
+
+    @rule()
+    def operator_restart(self) -> None:
+        """A new operator process reads status back from the apiserver (wire form)."""
+        wire = api.dump(self.sim.status)
+        self.sim.status = api.parse_status(wire)
+        assert api.dump(self.sim.status) == wire
+        self.sim.step()
+
+    @precondition(lambda self: self.sim.status.phase == Phase.PAUSED)
+    @rule()
+    def promote_while_paused(self) -> None:
+        self.sim.action = "promote"
+        self.sim.step()
+
+    # ------------------------------------------------------------------ no dead ends
+
+    def teardown(self) -> None:
+        sim = getattr(self, "sim", None)
+        if sim is None:
+            return
+        # A healthy world: target back, spec valid, no GIL, no crashes, good analysis.
+        sim.target_exists = True
+        sim.spec_error = None
+        sim.pods = ()
+        sim.incidents = ()
+        sim.spec = sim.spec.model_copy(update={"paused": False})
+        sim.preflight = _preflight(sim.spec.free_threaded.image, "Passed")
+        sim.now += timedelta(hours=2)  # past every race window
+        for _ in range(300):
+            phase = sim.status.phase
+            n = sim.status.replicas.target
+            if phase == Phase.PROMOTED and sim.replicas == (0, n) and sim.ft.ready >= n:
+                break
+            if phase in (Phase.ROLLED_BACK, Phase.FAILED):
+                sim.action = "retry"
+            elif phase == Phase.PAUSED:
+                sim.action = "resume" if sim.status.message.startswith("paused (") else "promote"
+            if sim.spec.analysis is not None:
+                sim.analysis_round(*["Successful"] * len(sim.spec.analysis.metrics))
+            sim.step(advance=400)
+        else:
+            raise AssertionError(
+                f"no way to Promoted: phase={sim.status.phase} step={sim.status.step_index} "
+                f"msg={sim.status.message!r} std={sim.std} ft={sim.ft}"
+            )
+
+
+TestRolloutMachine = RolloutMachine.TestCase
+TestRolloutMachine.settings = settings(
+    max_examples=200,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    spec=specs(),
+    n=st.integers(1, 30),
+    lag=st.integers(1, 6),
+    script=st.lists(
+        st.tuples(st.sampled_from([None, None, None, *ACTIONS]), st.integers(0, 400)),
+        max_size=40,
+    ),
+)
+def test_random_walk_never_drops_capacity_below_n(
+    spec: api.RolloutSpec, n: int, lag: int, script: list[tuple[str | None, int]]
+) -> None:
+    """Only the operator touches the cluster: ready capacity >= N at every moment, however the
+    user drives the rollout and however slowly pods become Ready."""
+    worst: list[int] = []
+
+    def track(sim: Sim, obs: Observation, res: Result) -> None:
+        worst.append(sim.ready)
+        assert sim.ready >= n, f"ready {sim.ready} < {n} after {res}"
+
+    sim = Sim(spec, n=n, lag=lag, on_apply=track)
+    for action, seconds in script:
+        sim.action = action
+        sim.step(advance=seconds)
+        assert sim.status.replicas.target == n
+    assert all(r >= n for r in worst)

@@ -1,0 +1,189 @@
+"""Steps and pauses (ftrollout/plan/steps.py): the documented walk, timed pauses, spec.paused."""
+
+from __future__ import annotations
+
+import pytest
+from planfixtures import (
+    DESIGN_STEPS,
+    StepDef,
+    at_step,
+    cond,
+    make_spec,
+    pause_elapsed,
+    reached,
+    step_checked,
+)
+from simcluster import Sim
+
+from ftrollout.model.api import Phase, RollbackReason
+from ftrollout.plan import PodGil
+
+# ---------------------------------------------------------------------- a full walk
+
+
+@pytest.mark.parametrize(
+    ("n", "steps", "splits"),
+    [
+        (10, DESIGN_STEPS, [(9, 1), (5, 5), (0, 10)]),
+        (4, DESIGN_STEPS, [(3, 1), (2, 2), (0, 4)]),
+        (1, DESIGN_STEPS, [(0, 1), (0, 1), (0, 1)]),
+        (7, ((25, "1m"), (60, "1m"), (100, None)), [(5, 2), (2, 5), (0, 7)]),
+        (30, ((1, "1m"), (99, "1m"), (100, None)), [(29, 1), (0, 30), (0, 30)]),
+    ],
+)
+def test_walk_through_steps_to_promoted(
+    n: int, steps: tuple[StepDef, ...], splits: list[tuple[int, int]]
+) -> None:
+    """The documented walk: each step's split is live when reached; the last waits for promote."""
+    sim = Sim(make_spec(steps), n=n, lag=2)
+    for idx, (std, ft) in enumerate(splits):
+        sim.until(reached(idx))
+        assert sim.replicas == (std, ft), f"step {idx}"
+        assert sim.ready >= n
+        assert sim.status.weight == steps[idx][0]
+        assert sim.status.replicas.standard == std
+        assert sim.status.replicas.free_threaded == ft
+        assert sim.status.replicas.target == n
+        if idx < len(steps) - 1:
+            assert sim.status.phase == Phase.PROGRESSING
+            # Nothing moves before the pause has elapsed.
+            sim.run(3)
+            assert sim.status.step_index == idx
+            pause_elapsed(sim, 61 if steps[idx][1] == "1m" else 601)
+    # Last step has no duration: Paused, waiting for `kubectl ftr promote`.
+    sim.run(5, advance=3600)
+    assert sim.status.phase == Phase.PAUSED
+    assert sim.status.step_index == len(steps) - 1
+    assert "kubectl ftr promote" in sim.status.message
+    assert cond(sim.status, "Progressing").status == "Unknown"
+    sim.action = "promote"
+    res = sim.step()
+    assert res.clear_action
+    assert res.status.phase == Phase.PROMOTED
+    assert res.target_replicas == 0
+    assert res.twin_replicas == n
+    assert cond(res.status, "Progressing").reason == "Promoted"
+    assert sim.all_events() == [
+        "RolloutStarted",
+        *(["StepStarted", "StepReached"] * len(steps)),
+        "Promoted",
+    ]
+
+
+def test_design_example_n10_counts_at_every_step() -> None:
+    """N=10 through 10/50/100: 9+1, 5+5, 0+10, with ready capacity >= 10 at every call."""
+    sim = Sim(make_spec(), n=10, lag=1)
+    observed: list[tuple[int, int]] = []
+    for idx, pause in ((0, 301.0), (1, 601.0)):
+        while not reached(idx)(sim):
+            step_checked(sim, 10)
+        observed.append(sim.replicas)
+        pause_elapsed(sim, pause)
+    while not reached(2)(sim):
+        step_checked(sim, 10)
+    observed.append(sim.replicas)
+    assert observed == [(9, 1), (5, 5), (0, 10)]
+    assert sim.status.phase == Phase.PAUSED
+
+
+def test_last_step_with_duration_promotes_by_itself() -> None:
+    sim = at_step(Sim(make_spec(((50, "1m"), (100, "1m"))), n=4), 1)
+    assert sim.status.phase == Phase.PROGRESSING
+    pause_elapsed(sim, 61)
+    res = sim.step()
+    assert res.status.phase == Phase.PROMOTED
+    assert sim.replicas == (0, 4)
+    assert "Promoted" in sim.events(res)
+
+
+def test_timed_pause_requests_a_requeue_at_its_end() -> None:
+    sim = at_step(Sim(make_spec()), 0)
+    res = sim.step(advance=100)
+    assert res.requeue_after is not None
+    assert 298 <= res.requeue_after <= 300
+    res = sim.step()
+    assert res.requeue_after is not None
+    assert 198 <= res.requeue_after <= 200
+
+
+# ---------------------------------------------------------------------- spec.paused
+
+
+def test_spec_paused_holds_the_step_after_its_pause_elapsed() -> None:
+    sim = at_step(Sim(make_spec()), 0)
+    sim.spec = sim.spec.model_copy(update={"paused": True})
+    pause_elapsed(sim, 3600)
+    sim.run(10, advance=600)
+    assert sim.status.step_index == 0
+    assert sim.status.phase == Phase.PAUSED
+    assert sim.replicas == (9, 1)
+    assert cond(sim.status, "Progressing").reason == "Paused"
+    sim.spec = sim.spec.model_copy(update={"paused": False})
+    res = sim.step()
+    assert res.status.step_index == 1
+
+
+def test_spec_paused_mid_scaling_finishes_the_current_step_then_holds() -> None:
+    """Decision: pausing while a step is still scaling completes that step's split (stopping
+    half-way would leave neither split nor capacity guarantees) and holds there; it never
+    starts the next step."""
+    sim = Sim(make_spec(), n=10, lag=3)
+    sim.step()
+    sim.spec = sim.spec.model_copy(update={"paused": True})
+    sim.until(reached(0))
+    sim.step()
+    assert sim.replicas == (9, 1)
+    assert sim.status.phase == Phase.PAUSED
+    pause_elapsed(sim, 3600)
+    sim.run(5)
+    assert sim.status.step_index == 0
+
+
+def test_spec_paused_before_start_does_not_create_the_split() -> None:
+    """Decision: spec.paused on a new rollout holds it in Pending (no twin pods), like an Argo
+    Rollout created paused; unpausing starts step 0."""
+    sim = Sim(make_spec(paused=True), n=10)
+    sim.run(5, advance=600)
+    assert sim.status.phase == Phase.PENDING
+    assert sim.status.step_index is None
+    assert sim.ft.replicas == 0
+    assert sim.replicas == (10, 0)
+    assert "spec.paused" in sim.status.message
+    sim.spec = sim.spec.model_copy(update={"paused": False})
+    res = sim.step()
+    assert res.status.step_index == 0
+    assert res.twin_replicas == 1
+
+
+def test_spec_paused_still_rolls_back_on_a_gil_fallback() -> None:
+    sim = at_step(Sim(make_spec()), 0)
+    sim.spec = sim.spec.model_copy(update={"paused": True})
+    sim.run(2)
+    sim.pods = (PodGil("app-ft-0", enabled=True, modules=("numpy",)),)
+    res = sim.step()
+    assert res.status.phase == Phase.ROLLED_BACK
+    assert res.status.rollback is not None
+    assert res.status.rollback.reason == RollbackReason.GIL_FALLBACK
+    assert res.target_replicas == 10
+
+
+def test_spec_paused_still_rolls_back_on_race_budget() -> None:
+    sim = at_step(Sim(make_spec()), 0)
+    sim.spec = sim.spec.model_copy(update={"paused": True})
+    sim.run(2)
+    for i in range(4):
+        sim.incident(pod=f"app-ft-{i}")
+    res = sim.step()
+    assert res.status.phase == Phase.ROLLED_BACK
+    assert res.status.rollback is not None
+    assert res.status.rollback.reason == RollbackReason.RACE_BUDGET
+
+
+def test_guardrail_pause_under_spec_paused_emits_its_event_once() -> None:
+    """A reconcile that changes nothing emits nothing, also when two holds overlap."""
+    sim = at_step(Sim(make_spec(gil={"maxPods": 0, "action": "Pause"})), 0)
+    sim.spec = sim.spec.model_copy(update={"paused": True})
+    sim.pods = (PodGil("app-ft-0", enabled=True),)
+    sim.run(6)
+    assert sim.all_events().count("GuardrailPaused") == 1
+    assert sim.status.phase == Phase.PAUSED

@@ -1,0 +1,121 @@
+"""The twin Deployment: the target's template with one image swapped, its own track, the probe."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ftrollout.model import api
+from ftrollout.plan.twin import (
+    LABEL_ROLLOUT,
+    LABEL_TRACK,
+    PROBE_MOUNT,
+    TwinError,
+    split,
+    twin_manifest,
+)
+
+TARGET: dict[str, Any] = {
+    "metadata": {"name": "checkout", "namespace": "shop", "labels": {"app": "checkout"}},
+    "spec": {
+        "replicas": 10,
+        "selector": {"matchLabels": {"app": "checkout"}},
+        "strategy": {"type": "RollingUpdate"},
+        "template": {
+            "metadata": {"labels": {"app": "checkout", "tier": "web"}},
+            "spec": {
+                "containers": [
+                    {"name": "sidecar", "image": "envoy:1"},
+                    {
+                        "name": "app",
+                        "image": "checkout:2.4",
+                        "env": [{"name": "PYTHONPATH", "value": "/srv"}],
+                    },
+                ]
+            },
+        },
+    },
+}
+
+
+def twin(**ft: Any) -> dict[str, Any]:
+    spec = api.FreeThreadedSpec.model_validate({"image": "checkout:2.4-py3.14t", **ft})
+    return twin_manifest(
+        rollout_name="checkout",
+        rollout_uid="uid-1",
+        target=copy.deepcopy(TARGET),
+        spec=spec,
+        revision="rev1",
+        replicas=3,
+        probe_configmap="ftrollout-probe" if spec.probe.enabled else None,
+    )
+
+
+def test_twin_swaps_only_the_named_container_and_keeps_the_target_labels() -> None:
+    t = twin(container="app")
+    containers = t["spec"]["template"]["spec"]["containers"]
+    assert [c["image"] for c in containers] == ["envoy:1", "checkout:2.4-py3.14t"]
+    labels = t["spec"]["template"]["metadata"]["labels"]
+    assert labels["app"] == "checkout"  # the target's Services select the twin's pods too
+    assert labels["tier"] == "web"
+    assert labels[LABEL_TRACK] == "free-threaded"
+    assert labels[LABEL_ROLLOUT] == "checkout"
+    assert t["spec"]["selector"]["matchLabels"] == {
+        "app": "checkout",
+        LABEL_TRACK: "free-threaded",
+        LABEL_ROLLOUT: "checkout",
+    }
+    assert t["metadata"]["name"] == "checkout-ft"
+    assert t["spec"]["replicas"] == 3
+    assert t["spec"]["strategy"] == {"type": "RollingUpdate"}
+    owner = t["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
+        "FreeThreadedRollout",
+        "checkout",
+        "uid-1",
+        True,
+    )
+    assert (
+        TARGET["spec"]["template"]["spec"]["containers"][1]["image"] == "checkout:2.4"
+    )  # not mutated
+
+
+def test_default_container_is_the_first() -> None:
+    assert twin()["spec"]["template"]["spec"]["containers"][0]["image"] == "checkout:2.4-py3.14t"
+
+
+def test_unknown_container_names_the_field_and_the_choices() -> None:
+    with pytest.raises(TwinError) as info:
+        twin(container="nope")
+    assert info.value.field == "spec.freeThreaded.container"
+    assert "sidecar, app" in info.value.message
+
+
+def test_probe_is_mounted_and_loaded_through_pythonpath_without_losing_the_apps_path() -> None:
+    t = twin(container="app", probe={"enabled": True, "port": 9500})
+    pod = t["spec"]["template"]
+    app = pod["spec"]["containers"][1]
+    env = {e["name"]: e["value"] for e in app["env"]}
+    assert env["PYTHONPATH"] == f"{PROBE_MOUNT}:/srv"
+    assert env["FTR_PROBE_PORT"] == "9500"
+    assert {"name": "ftrollout-probe", "mountPath": PROBE_MOUNT, "readOnly": True} in app[
+        "volumeMounts"
+    ]
+    assert {"name": "ftrollout-probe", "configMap": {"name": "ftrollout-probe"}} in pod["spec"][
+        "volumes"
+    ]
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == "9500"
+    assert "volumeMounts" not in pod["spec"]["containers"][0]  # other containers untouched
+
+
+@given(st.integers(min_value=0, max_value=500), st.integers(min_value=1, max_value=100))
+def test_split_is_ceil_and_sums_to_n(n: int, weight: int) -> None:
+    std, ft = split(n, weight)
+    assert std + ft == n
+    assert ft == -(-n * weight // 100)
+    if weight == 100:
+        assert std == 0
