@@ -135,7 +135,7 @@ def proc_threads(pid: int) -> int:
 def bench_cluster(workdir: Path, nodes: int, pods_per_node: int) -> Any:
     """A LocalCluster whose controllers are not throttled at 20 QPS and whose nodes hold 1000s
     of pods: the benchmark measures the operator, not the control plane's client limits."""
-    from ftrollout import localcluster
+    from ftrollout_dev import localcluster
 
     original = localcluster.node_manifest
 

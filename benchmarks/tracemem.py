@@ -25,7 +25,7 @@ def main() -> int:
     import kubernetes
     import prometheus_api_client  # noqa: F401
 
-    from ftrollout import handlers, kube, metrics, prometheus, runner  # noqa: F401
+    from ftrollout.shell import handlers, kube, metrics, runner, scheduler  # noqa: F401
 
     for api in ("CoreV1Api", "AppsV1Api", "BatchV1Api", "CustomObjectsApi"):
         getattr(kubernetes.client, api)  # the client imports its API modules lazily

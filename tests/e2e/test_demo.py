@@ -13,7 +13,7 @@ pytestmark = pytest.mark.e2e
 
 def test_demo_runs_all_scenarios_and_cleans_up(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "ftrollout.main", "demo", "--dir", str(tmp_path)],
+        [sys.executable, "-m", "ftrollout_dev.main", "demo", "--dir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=540,
