@@ -131,3 +131,16 @@ def test_kubectl_get_shows_the_printer_columns(crd_installed: LocalCluster, shop
 def test_invalid_manifest_error_is_a_cluster_error(crd_installed: LocalCluster) -> None:
     with pytest.raises(ClusterError, match="kubectl apply"):
         crd_installed.kubectl("apply", "-f", "-", input="apiVersion: v1\nkind: Nope\n")
+
+
+def test_a_name_longer_than_a_label_value_is_rejected_with_the_cel_message(
+    crd_installed: LocalCluster, shop: str
+) -> None:
+    doc = copy.deepcopy(example())
+    doc["metadata"]["name"] = "n" * 64
+    code, out = apply(crd_installed, doc, check=False)
+    assert code != 0
+    assert "must be no more than 63 characters" in out, out
+    doc["metadata"]["name"] = "n" * 63
+    code, out = apply(crd_installed, doc)
+    assert code == 0, out

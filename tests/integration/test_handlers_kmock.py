@@ -549,3 +549,28 @@ async def test_terminating_and_earlier_revision_pods_with_the_gil_on_do_not_roll
     assert status["phase"] == "RolledBack"
     assert "web-ft-5d9f7-aaaaa" in status["rollback"]["message"]
     assert "bbbbb" not in status["rollback"]["message"]
+
+
+async def test_a_name_too_long_for_a_label_value_fails_with_a_condition_and_creates_nothing(
+    kmock: Any,
+) -> None:
+    # An installed CRD from before the metadata.name rule lets such a rollout in; the twin's
+    # labels and the preflight Job's would be rejected (422) before any status was written.
+    name = "checkout-free-threaded-canary-for-the-payments-team-in-region-eu"
+    assert len(name) == 64
+    body = rollout_body()
+    body["metadata"]["name"] = name
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment()
+    kmock.objects[FTR, NS, name] = body
+    shell = Shell(kmock)
+    await shell.reconcile(copy.deepcopy(body))
+    reqs = writes(shell.new_requests())
+    assert not any("/deployments" in r.url.path for r in reqs)  # no twin, no scale
+    (status,) = [r for r in reqs if r.url.path.endswith("/status")]
+    st = status.data[0]["value"]
+    assert st["phase"] == "Failed"
+    progressing = {c["type"]: c for c in st["conditions"]}["Progressing"]
+    assert progressing["reason"] == "InvalidSpec"
+    assert "metadata.name" in progressing["message"]
+    assert "63 characters" in progressing["message"]
+    assert event_reasons(reqs) == ["InvalidSpec"]

@@ -149,3 +149,16 @@ def test_status_defaults_and_unreadable_status_start_afresh() -> None:
     )
     assert st_.phase == api.Phase.PROGRESSING
     assert st_.replicas.free_threaded == 5
+
+
+@pytest.mark.parametrize("length", [1, 63])
+def test_a_rollout_name_that_fits_a_label_value_is_accepted(length: int) -> None:
+    api.check_name("a" * length)
+
+
+def test_a_rollout_name_longer_than_a_label_value_names_metadata_name() -> None:
+    with pytest.raises(api.SpecError) as info:
+        api.check_name("a" * 64)
+    assert info.value.field == "metadata.name"
+    assert info.value.message == api.MSG_NAME_TOO_LONG
+    assert "63 characters" in str(info.value)

@@ -86,3 +86,10 @@ def test_design_example_fits_the_schema_shape() -> None:
     example = yaml.safe_load((ROOT / "manifests/examples/checkout.yaml").read_text())
     spec_props = root_schema()["properties"]["spec"]["properties"]
     assert set(example["spec"]) <= set(spec_props)
+
+
+def test_the_rollout_name_is_bounded_by_a_root_cel_rule_with_the_python_message() -> None:
+    # CEL may only see metadata.name (and generateName) at the root of the schema.
+    rules = root_schema()["x-kubernetes-validations"]
+    assert rules == [{"rule": "self.metadata.name.size() <= 63", "message": api.MSG_NAME_TOO_LONG}]
+    assert api.MAX_NAME_LENGTH == 63

@@ -37,6 +37,8 @@ SHORT_NAMES = ["ftr"]
 CATEGORIES = ["freethreaded"]
 
 MAX_STEPS = 20
+# The rollout's name is a label value on the twin, its pods and the preflight Job.
+MAX_NAME_LENGTH = 63
 MAX_METRICS = 20
 MAX_MODULES = 50
 
@@ -49,6 +51,10 @@ MSG_METRIC_NAMES_UNIQUE = "metric names must be unique"
 MSG_COMPARE_EMPTY = "set maxIncreasePercent, maxDecreasePercent or both"
 MSG_THRESHOLD_EMPTY = "set min, max or both"
 MSG_THRESHOLD_ORDER = "min must not be greater than max"
+MSG_NAME_TOO_LONG = (
+    f"must be no more than {MAX_NAME_LENGTH} characters: the name is a label value on the "
+    "twin Deployment and the preflight Job"
+)
 
 
 def _check_duration(value: str) -> str:
@@ -621,6 +627,17 @@ def _wire_path(loc: tuple[int | str, ...], root: str) -> str:
         else:
             out += f".{part}"
     return out
+
+
+def root_rules() -> list[JsonDict]:
+    """CEL rules at the root of the schema, the only place where metadata.name is visible."""
+    return [_cel(f"self.metadata.name.size() <= {MAX_NAME_LENGTH}", MSG_NAME_TOO_LONG)]
+
+
+def check_name(name: str) -> None:
+    """The root CEL rule again: an object admitted under an older CRD may break it."""
+    if len(name) > MAX_NAME_LENGTH:
+        raise SpecError("metadata.name", MSG_NAME_TOO_LONG)
 
 
 def parse_spec(raw: Any) -> RolloutSpec:

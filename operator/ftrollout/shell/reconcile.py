@@ -89,6 +89,7 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
 
     spec: api.RolloutSpec | None
     try:
+        api.check_name(name)
         spec = api.parse_spec(body.get("spec"))
         spec_error = None
     except api.SpecError as exc:
