@@ -144,3 +144,18 @@ def test_a_name_longer_than_a_label_value_is_rejected_with_the_cel_message(
     doc["metadata"]["name"] = "n" * 63
     code, out = apply(crd_installed, doc)
     assert code == 0, out
+
+
+def test_durations_and_counts_out_of_bounds_are_rejected_with_their_messages(
+    crd_installed: LocalCluster, shop: str
+) -> None:
+    doc = copy.deepcopy(example())
+    doc["metadata"]["name"] = "bad-bounds"
+    doc["spec"]["analysis"]["interval"] = "0s"
+    doc["spec"]["analysis"]["failureLimit"] = 1000
+    doc["spec"]["guardrails"]["raceBudget"]["window"] = "1000h"
+    code, out = apply(crd_installed, doc, check=False)
+    assert code != 0
+    assert re.search(r"spec\.analysis\.interval.*must be between 1s and 1h", out), out
+    assert re.search(r"spec\.analysis\.failureLimit.*less than or equal to 100", out), out
+    assert re.search(r"spec\.guardrails\.raceBudget\.window.*must be between 1m and 24h", out), out
