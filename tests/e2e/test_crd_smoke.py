@@ -131,3 +131,31 @@ def test_kubectl_get_shows_the_printer_columns(crd_installed: LocalCluster, shop
 def test_invalid_manifest_error_is_a_cluster_error(crd_installed: LocalCluster) -> None:
     with pytest.raises(ClusterError, match="kubectl apply"):
         crd_installed.kubectl("apply", "-f", "-", input="apiVersion: v1\nkind: Nope\n")
+
+
+def test_a_name_longer_than_a_label_value_is_rejected_with_the_cel_message(
+    crd_installed: LocalCluster, shop: str
+) -> None:
+    doc = copy.deepcopy(example())
+    doc["metadata"]["name"] = "n" * 64
+    code, out = apply(crd_installed, doc, check=False)
+    assert code != 0
+    assert "must be no more than 63 characters" in out, out
+    doc["metadata"]["name"] = "n" * 63
+    code, out = apply(crd_installed, doc)
+    assert code == 0, out
+
+
+def test_durations_and_counts_out_of_bounds_are_rejected_with_their_messages(
+    crd_installed: LocalCluster, shop: str
+) -> None:
+    doc = copy.deepcopy(example())
+    doc["metadata"]["name"] = "bad-bounds"
+    doc["spec"]["analysis"]["interval"] = "0s"
+    doc["spec"]["analysis"]["failureLimit"] = 1000
+    doc["spec"]["guardrails"]["raceBudget"]["window"] = "1000h"
+    code, out = apply(crd_installed, doc, check=False)
+    assert code != 0
+    assert re.search(r"spec\.analysis\.interval.*must be between 1s and 1h", out), out
+    assert re.search(r"spec\.analysis\.failureLimit.*less than or equal to 100", out), out
+    assert re.search(r"spec\.guardrails\.raceBudget\.window.*must be between 1m and 24h", out), out

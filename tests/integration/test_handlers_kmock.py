@@ -499,3 +499,78 @@ async def test_a_step_advances_on_a_round_that_was_kept_in_memory(
     (advanced,) = status_writes_of(shell.new_requests())
     assert advanced["stepIndex"] == 1
     assert advanced["analysis"]["lastRound"] == "2030-01-01T00:00:30Z"
+
+
+def twin_pod(name: str, revision: str, *, deleting: bool = False) -> dict[str, Any]:
+    pod_template_hash = name.split("-")[2]
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": NS,
+        "labels": {"app": "web", "pod-template-hash": pod_template_hash},
+        "annotations": {"freethreaded.dev/revision": revision},
+        "ownerReferences": [{"kind": "ReplicaSet", "name": f"web-ft-{pod_template_hash}"}],
+    }
+    if deleting:
+        meta["deletionTimestamp"] = "2030-01-01T00:00:00Z"
+    return {
+        "metadata": meta,
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+
+
+async def test_terminating_and_earlier_revision_pods_with_the_gil_on_do_not_roll_back(
+    kmock: Any,
+) -> None:
+    from ftrollout.shell.state import GilReading
+
+    shell = await at_first_step(kmock, "1h")
+    twin = kmock.objects[DEPLOYMENTS, NS, "web-ft"].raw
+    revision = twin["spec"]["template"]["metadata"]["annotations"]["freethreaded.dev/revision"]
+    for body in (
+        twin_pod("web-ft-5d9f7-aaaaa", revision),
+        twin_pod("web-ft-5d9f7-bbbbb", revision, deleting=True),  # on its way out
+        twin_pod("web-ft-1c2b3-ccccc", "0ld0ld0ld0"),  # the previous template's pod
+    ):
+        shell.state.cache.put_pod(body)
+    shell.state.gil[NS, "web-ft-5d9f7-aaaaa"] = GilReading(enabled=False)
+    shell.state.gil[NS, "web-ft-5d9f7-bbbbb"] = GilReading(enabled=True, modules=("numpy",))
+    shell.state.gil[NS, "web-ft-1c2b3-ccccc"] = GilReading(enabled=True, modules=("numpy",))
+    await shell.reconcile()
+    status = shell.body()["status"]
+    assert status["phase"] == "Progressing", status["message"]
+    assert status["gil"]["pods"] == 1
+    assert status["gil"]["summary"] == "off"
+    assert "RolledBack" not in event_reasons(shell.new_requests())
+
+    # The same reading on a running pod of this revision does roll back.
+    shell.state.gil[NS, "web-ft-5d9f7-aaaaa"] = GilReading(enabled=True, modules=("numpy",))
+    await shell.reconcile()
+    status = shell.body()["status"]
+    assert status["phase"] == "RolledBack"
+    assert "web-ft-5d9f7-aaaaa" in status["rollback"]["message"]
+    assert "bbbbb" not in status["rollback"]["message"]
+
+
+async def test_a_name_too_long_for_a_label_value_fails_with_a_condition_and_creates_nothing(
+    kmock: Any,
+) -> None:
+    # An installed CRD from before the metadata.name rule lets such a rollout in; the twin's
+    # labels and the preflight Job's would be rejected (422) before any status was written.
+    name = "checkout-free-threaded-canary-for-the-payments-team-in-region-eu"
+    assert len(name) == 64
+    body = rollout_body()
+    body["metadata"]["name"] = name
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment()
+    kmock.objects[FTR, NS, name] = body
+    shell = Shell(kmock)
+    await shell.reconcile(copy.deepcopy(body))
+    reqs = writes(shell.new_requests())
+    assert not any("/deployments" in r.url.path for r in reqs)  # no twin, no scale
+    (status,) = [r for r in reqs if r.url.path.endswith("/status")]
+    st = status.data[0]["value"]
+    assert st["phase"] == "Failed"
+    progressing = {c["type"]: c for c in st["conditions"]}["Progressing"]
+    assert progressing["reason"] == "InvalidSpec"
+    assert "metadata.name" in progressing["message"]
+    assert "63 characters" in progressing["message"]
+    assert event_reasons(reqs) == ["InvalidSpec"]

@@ -127,7 +127,11 @@ def test_go_durations_parse_to_seconds(parts: list[tuple[int, str]]) -> None:
     text = "".join(f"{n}{u}" for n, u in parts)
     expected = sum(n * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[u] for n, u in parts)
     assert parse_duration(text) == pytest.approx(expected)
-    assert api.parse_spec(spec(steps=[{"weight": 100, "pause": {"duration": text}}]))
+    raw = spec(steps=[{"weight": 100, "pause": {"duration": text}}])
+    if expected <= 168 * 3600:
+        assert api.parse_spec(raw)
+    else:
+        assert error_of(raw).message == "must be between 0s and 168h"
 
 
 @given(st.text(max_size=12).filter(lambda t: not t or not t[0].isdigit() or " " in t))
@@ -149,3 +153,55 @@ def test_status_defaults_and_unreadable_status_start_afresh() -> None:
     )
     assert st_.phase == api.Phase.PROGRESSING
     assert st_.replicas.free_threaded == 5
+
+
+@pytest.mark.parametrize("length", [1, 63])
+def test_a_rollout_name_that_fits_a_label_value_is_accepted(length: int) -> None:
+    api.check_name("a" * length)
+
+
+def test_a_rollout_name_longer_than_a_label_value_names_metadata_name() -> None:
+    with pytest.raises(api.SpecError) as info:
+        api.check_name("a" * 64)
+    assert info.value.field == "metadata.name"
+    assert info.value.message == api.MSG_NAME_TOO_LONG
+    assert "63 characters" in str(info.value)
+
+
+# (wire path under spec, a value just outside, a value at the edge, the words of the message)
+BOUNDS: list[tuple[str, Any, Any, str]] = [
+    ("steps[0].pause.duration", "169h", "168h", "must be between 0s and 168h"),
+    ("analysis.interval", "0s", "1s", "must be between 1s and 1h"),
+    ("analysis.interval", "61m", "1h", "must be between 1s and 1h"),
+    ("analysis.prometheus.timeout", "500ms", "1s", "must be between 1s and 5m"),
+    ("analysis.prometheus.timeout", "5m1s", "5m", "must be between 1s and 5m"),
+    ("analysis.failureLimit", 101, 100, "less than or equal to 100"),
+    ("analysis.failureLimit", -1, 0, "greater than or equal to 0"),
+    ("guardrails.gilFallback.maxPods", 1001, 1000, "less than or equal to 1000"),
+    ("guardrails.raceBudget.maxIncidents", 1001, 1000, "less than or equal to 1000"),
+    ("guardrails.raceBudget.window", "59s", "1m", "must be between 1m and 24h"),
+    ("guardrails.raceBudget.window", "24h1s", "24h", "must be between 1m and 24h"),
+    ("guardrails.dependencyGate.timeout", "9s", "10s", "must be between 10s and 1h"),
+    ("guardrails.dependencyGate.timeout", "1000000h", "1h", "must be between 10s and 1h"),
+]
+
+
+def with_value(path: str, value: Any) -> dict[str, Any]:
+    raw = spec()
+    node: Any = raw
+    parts = path.replace("[0]", ".0").split(".")
+    for part in parts[:-1]:
+        key: Any = int(part) if part.isdigit() else part
+        node = node.setdefault(key, {}) if isinstance(node, dict) else node[key]
+    node[parts[-1]] = value
+    return raw
+
+
+@pytest.mark.parametrize(("path", "outside", "edge", "words"), BOUNDS)
+def test_every_duration_and_count_is_bounded_with_a_message_naming_the_field(
+    path: str, outside: Any, edge: Any, words: str
+) -> None:
+    err = error_of(with_value(path, outside))
+    assert err.field == f"spec.{path}"
+    assert words in err.message
+    api.parse_spec(with_value(path, edge))  # the bound itself is allowed

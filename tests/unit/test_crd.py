@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from ftrollout.main import main
@@ -86,3 +87,53 @@ def test_design_example_fits_the_schema_shape() -> None:
     example = yaml.safe_load((ROOT / "manifests/examples/checkout.yaml").read_text())
     spec_props = root_schema()["properties"]["spec"]["properties"]
     assert set(example["spec"]) <= set(spec_props)
+
+
+def test_the_rollout_name_is_bounded_by_a_root_cel_rule_with_the_python_message() -> None:
+    # CEL may only see metadata.name (and generateName) at the root of the schema.
+    rules = root_schema()["x-kubernetes-validations"]
+    assert rules == [{"rule": "self.metadata.name.size() <= 63", "message": api.MSG_NAME_TOO_LONG}]
+    assert api.MAX_NAME_LENGTH == 63
+
+
+def schema_at(path: str) -> dict[str, Any]:
+    node = root_schema()["properties"]["spec"]
+    for part in path.split("."):
+        node = node["items"] if part == "[]" else node["properties"][part]
+    return node
+
+
+@pytest.mark.parametrize(
+    ("path", "low", "high"),
+    [
+        ("steps.[].pause.duration", "0s", "168h"),
+        ("analysis.interval", "1s", "1h"),
+        ("analysis.prometheus.timeout", "1s", "5m"),
+        ("guardrails.raceBudget.window", "1m", "24h"),
+        ("guardrails.dependencyGate.timeout", "10s", "1h"),
+    ],
+)
+def test_durations_carry_their_bounds_as_cel_with_the_python_message(
+    path: str, low: str, high: str
+) -> None:
+    node = schema_at(path)
+    assert node["type"] == "string"
+    assert node["maxLength"] <= 32  # keeps the CEL cost estimate of duration() small
+    (rule,) = node["x-kubernetes-validations"]
+    assert rule == {
+        "rule": f"duration(self) >= duration('{low}') && duration(self) <= duration('{high}')",
+        "message": f"must be between {low} and {high}",
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "low", "high"),
+    [
+        ("analysis.failureLimit", 0, 100),
+        ("guardrails.gilFallback.maxPods", 0, 1000),
+        ("guardrails.raceBudget.maxIncidents", 0, 1000),
+    ],
+)
+def test_counts_carry_their_bounds(path: str, low: int, high: int) -> None:
+    node = schema_at(path)
+    assert (node["type"], node["minimum"], node["maximum"]) == ("integer", low, high)

@@ -37,6 +37,8 @@ SHORT_NAMES = ["ftr"]
 CATEGORIES = ["freethreaded"]
 
 MAX_STEPS = 20
+# The rollout's name is a label value on the twin, its pods and the preflight Job.
+MAX_NAME_LENGTH = 63
 MAX_METRICS = 20
 MAX_MODULES = 50
 
@@ -49,23 +51,50 @@ MSG_METRIC_NAMES_UNIQUE = "metric names must be unique"
 MSG_COMPARE_EMPTY = "set maxIncreasePercent, maxDecreasePercent or both"
 MSG_THRESHOLD_EMPTY = "set min, max or both"
 MSG_THRESHOLD_ORDER = "min must not be greater than max"
-
-
-def _check_duration(value: str) -> str:
-    parse_duration(value)
-    return value
-
-
-# The validator gives a readable message; the schema carries the same rule as a CRD pattern.
-Duration = Annotated[
-    str,
-    AfterValidator(_check_duration),
-    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN}),
-]
+MSG_NAME_TOO_LONG = (
+    f"must be no more than {MAX_NAME_LENGTH} characters: the name is a label value on the "
+    "twin Deployment and the preflight Job"
+)
 
 
 def _cel(rule: str, message: str) -> JsonDict:
     return {"rule": rule, "message": message}
+
+
+DURATION_MAX_LENGTH = 32  # a bounded string keeps the apiserver's CEL cost estimate small
+
+
+def _bounded(low: str, high: str) -> tuple[AfterValidator, WithJsonSchema]:
+    """A duration between `low` and `high` inclusive: a validator and the same rule in CEL
+    (Go's `duration()` parses what DURATION_PATTERN admits), with one message for both."""
+    lo, hi = parse_duration(low), parse_duration(high)
+    message = f"must be between {low} and {high}"
+
+    def check(value: str) -> str:
+        if not lo <= parse_duration(value) <= hi:
+            raise ValueError(message)
+        return value
+
+    rule = f"duration(self) >= duration('{low}') && duration(self) <= duration('{high}')"
+    schema: JsonDict = {
+        "type": "string",
+        "pattern": DURATION_PATTERN,
+        "maxLength": DURATION_MAX_LENGTH,
+        "x-kubernetes-validations": [_cel(rule, message)],
+    }
+    return AfterValidator(check), WithJsonSchema(schema)
+
+
+# The bounds of every duration in the spec (README "Limits"): each keeps a typo (`0s`, `1000h`)
+# from becoming a busy loop or a rollout that never moves.
+PauseDuration = Annotated[str, *_bounded("0s", "168h")]
+AnalysisInterval = Annotated[str, *_bounded("1s", "1h")]
+QueryTimeout = Annotated[str, *_bounded("1s", "5m")]
+RaceWindow = Annotated[str, *_bounded("1m", "24h")]
+GateTimeout = Annotated[str, *_bounded("10s", "1h")]
+MAX_FAILURE_LIMIT = 100
+MAX_GIL_PODS = 1000
+MAX_INCIDENTS = 1000
 
 
 class Model(BaseModel):
@@ -125,10 +154,10 @@ class FreeThreadedSpec(Model):
 
 
 class Pause(Model):
-    duration: Duration | None = Field(
+    duration: PauseDuration | None = Field(
         default=None,
         description="How long to hold this step once its replicas are Ready and analysis is "
-        'healthy, as a Go duration ("30s", "5m", "1h"). Omit to wait for `kubectl ftr '
+        'healthy, as a Go duration ("30s", "5m", "1h"; 0s..168h). Omit to wait for `kubectl ftr '
         "promote`.",
     )
 
@@ -157,9 +186,9 @@ class PrometheusSpec(Model):
         description="Prometheus base URL, e.g. http://prometheus.monitoring:9090. Default: the "
         "operator's --prometheus-url (Helm value prometheus.url).",
     )
-    timeout: Duration = Field(
+    timeout: QueryTimeout = Field(
         default="10s",
-        description="Timeout of one query; a timeout makes the round Inconclusive.",
+        description="Timeout of one query (1s..5m); a timeout makes the round Inconclusive.",
     )
 
 
@@ -272,11 +301,15 @@ class Analysis(Model):
     prometheus: PrometheusSpec = Field(
         default_factory=PrometheusSpec, description="Where and how to query Prometheus."
     )
-    interval: Duration = Field(default="1m", description="Time between analysis rounds.")
+    interval: AnalysisInterval = Field(
+        default="1m", description="Time between analysis rounds (1s..1h)."
+    )
     failure_limit: int = Field(
         default=2,
         ge=0,
-        description="Failed rounds tolerated per revision; one more rolls back (AnalysisFailed).",
+        le=MAX_FAILURE_LIMIT,
+        description="Failed rounds tolerated per revision (0..100); one more rolls back "
+        "(AnalysisFailed).",
     )
     on_inconclusive: OnInconclusive = Field(
         default=OnInconclusive.PAUSE,
@@ -318,8 +351,9 @@ class GilFallbackGuard(Model):
     max_pods: int = Field(
         default=0,
         ge=0,
+        le=MAX_GIL_PODS,
         description="Free-threaded pods allowed to run with the GIL on (or on a build that is "
-        "not free-threaded) before the action is taken.",
+        "not free-threaded) before the action is taken (0..1000).",
     )
     action: GuardAction = Field(
         default=GuardAction.ROLLBACK, description="Rollback or Pause when maxPods is exceeded."
@@ -330,10 +364,11 @@ class RaceBudgetGuard(Model):
     max_incidents: int = Field(
         default=3,
         ge=0,
+        le=MAX_INCIDENTS,
         description="Crashes (exit 139 SIGSEGV / 134 SIGABRT) and probe-reported incidents "
-        "of the free-threaded track tolerated within the window.",
+        "of the free-threaded track tolerated within the window (0..1000).",
     )
-    window: Duration = Field(default="1h", description="Sliding window of the budget.")
+    window: RaceWindow = Field(default="1h", description="Sliding window of the budget (1m..24h).")
     action: GuardAction = Field(
         default=GuardAction.ROLLBACK, description="Rollback or Pause when the budget is exceeded."
     )
@@ -362,8 +397,8 @@ class DependencyGate(Model):
         default=GateAction.BLOCK,
         description="Block stops the rollout on a regression; Warn records it and goes on.",
     )
-    timeout: Duration = Field(
-        default="5m", description="How long the preflight Job may take before it fails."
+    timeout: GateTimeout = Field(
+        default="5m", description="How long the preflight Job may take before it fails (10s..1h)."
     )
 
 
@@ -621,6 +656,17 @@ def _wire_path(loc: tuple[int | str, ...], root: str) -> str:
         else:
             out += f".{part}"
     return out
+
+
+def root_rules() -> list[JsonDict]:
+    """CEL rules at the root of the schema, the only place where metadata.name is visible."""
+    return [_cel(f"self.metadata.name.size() <= {MAX_NAME_LENGTH}", MSG_NAME_TOO_LONG)]
+
+
+def check_name(name: str) -> None:
+    """The root CEL rule again: an object admitted under an older CRD may break it."""
+    if len(name) > MAX_NAME_LENGTH:
+        raise SpecError("metadata.name", MSG_NAME_TOO_LONG)
 
 
 def parse_spec(raw: Any) -> RolloutSpec:

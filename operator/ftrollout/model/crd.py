@@ -147,6 +147,7 @@ def build_crd() -> dict[str, Any]:
         "(PEP 703, no-GIL) image and rolls back when pods fall back to the GIL, crash on races "
         "or lose to the standard pods on SLO metrics.",
         "required": ["spec"],
+        "x-kubernetes-validations": api.root_rules(),
         "properties": {
             "apiVersion": {"type": "string", "description": "API version of the object."},
             "kind": {"type": "string", "description": "Kind of the object."},

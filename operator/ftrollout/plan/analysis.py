@@ -56,15 +56,14 @@ def observe_analysis(ctx: Ctx, now: str) -> None:
                     f"{failed_rounds} failed analysis rounds (failureLimit "
                     f"{analysis.failure_limit}); last: {detail}",
                 )
-        elif inconclusive:
-            detail = describe(inconclusive)
-            if analysis.on_inconclusive == api.OnInconclusive.ROLLBACK:
-                rollback(ctx, RollbackReason.ANALYSIS_INCONCLUSIVE, f"no usable data: {detail}")
-            # With Pause, the hold starts in advance once the step's pause is over: before
-            # that the step cannot advance anyway, and the first round of a step often finds
-            # no series yet for its new pods (a hold + Warning on every healthy rollout).
-        elif ctx.st.phase == Phase.PAUSED and ctx.st.message.startswith(
-            "paused (AnalysisInconclusive)"
+        # An Inconclusive round is acted on (Pause holds, Rollback rolls back) in
+        # `steps.advance`, once the step's pause is over: before that the step cannot advance
+        # anyway, and the first round of a step often finds no series yet for its new pods (a
+        # hold, or a rollback, of every rollout).
+        elif (
+            not inconclusive
+            and ctx.st.phase == Phase.PAUSED
+            and ctx.st.message.startswith("paused (AnalysisInconclusive)")
         ):
             other = ctx.st.message.find("; paused (")
             if other >= 0:  # a guardrail hold came on top: it stays until resumed
@@ -90,6 +89,15 @@ def observe_analysis(ctx: Ctx, now: str) -> None:
 def describe(results: list[api.MetricResult]) -> str:
     """What a set of metric results says, for a message or an Event."""
     return "; ".join(f"{r.name}: {r.message}" for r in results)
+
+
+def inconclusive_since(ctx: Ctx, since: str) -> list[api.MetricResult]:
+    """The Inconclusive results of the latest round, if that round ran at or after `since`
+    (a round from before the step was reached measured pods that are not the step's)."""
+    st = ctx.st.analysis
+    if st.last_round is None or parse_time(st.last_round) < parse_time(since):
+        return []
+    return [r for r in st.metrics if r.phase == "Inconclusive"]
 
 
 def analysis_ok_since(ctx: Ctx, since: str) -> bool:

@@ -16,8 +16,9 @@ def observe_guardrails(ctx: Ctx, now: str) -> None:
     active = ctx.st.phase in (Phase.PROGRESSING, Phase.PAUSED)
     g = ctx.spec.guardrails
 
-    # GIL / mode integrity.
-    pods = ctx.obs.pods
+    # GIL / mode integrity: only running pods of this revision (a terminating pod or one of the
+    # previous template keeps its last reading, which is not about what now serves traffic).
+    pods = [p for p in ctx.obs.pods if p.counts_for(ctx.obs.revision)]
     enabled = [p for p in pods if p.enabled is True or p.build is False]
     disabled = [p for p in pods if p.enabled is False and p.build is not False]
     unknown = [p for p in pods if p.enabled is None and p.build is not False]

@@ -52,6 +52,9 @@ class PodSummary:
     rollout: str | None
     ready: bool
     terminations: tuple[Termination, ...]
+    running: bool = False  # status.phase Running
+    terminating: bool = False  # a deletionTimestamp: on its way out, whatever its phase says
+    revision: str | None = None  # the twin template's revision annotation the pod was made from
 
 
 def _canonical(obj: Any) -> str:
@@ -147,4 +150,7 @@ def summarize_pod(body: Mapping[str, Any]) -> PodSummary:
         rollout=labels.get(LABEL_ROLLOUT),
         ready=ready,
         terminations=tuple(dict.fromkeys(terms)),
+        running=status.get("phase") == "Running",
+        terminating=meta.get("deletionTimestamp") is not None,
+        revision=(meta.get("annotations") or {}).get(ANNOTATION_REVISION),
     )

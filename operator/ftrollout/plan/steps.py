@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ftrollout.model.api import Phase
+from ftrollout.model.api import OnInconclusive, Phase, RollbackReason
 from ftrollout.model.durations import format_duration
-from ftrollout.plan.actions import promote_full_done
-from ftrollout.plan.analysis import analysis_ok_since, describe
+from ftrollout.plan.actions import promote_full_done, rollback
+from ftrollout.plan.analysis import analysis_ok_since, describe, inconclusive_since
 from ftrollout.plan.context import Ctx
 from ftrollout.plan.preflight import preflight_settled
 from ftrollout.plan.twin import split
@@ -91,8 +91,19 @@ def advance(ctx: Ctx, now: str) -> None:
         ctx.requeue.append(pause - elapsed)
         return
     if not analysis_ok_since(ctx, started):
+        analysis = ctx.spec.analysis
+        if analysis is not None and analysis.on_inconclusive == OnInconclusive.ROLLBACK:
+            recent = inconclusive_since(ctx, started)
+            if recent:
+                detail = describe(recent)
+                rollback(ctx, RollbackReason.ANALYSIS_INCONCLUSIVE, f"no usable data: {detail}")
+                return
         inconclusive = [r for r in ctx.st.analysis.metrics if r.phase == "Inconclusive"]
-        if inconclusive and ctx.spec.analysis is not None:
+        if (
+            inconclusive
+            and analysis is not None
+            and analysis.on_inconclusive == OnInconclusive.PAUSE
+        ):
             detail = describe(inconclusive)
             ctx.update(phase=Phase.PAUSED, message=f"paused (AnalysisInconclusive): {detail}")
             ctx.event("Warning", "AnalysisInconclusive", f"holding the step: {detail}")

@@ -35,6 +35,16 @@ class PodGil:
     enabled: bool | None
     modules: tuple[str, ...] = ()
     build: bool | None = None  # False: the interpreter is not a free-threading build at all
+    running: bool = True  # status.phase Running
+    terminating: bool = False  # has a deletionTimestamp
+    revision: str | None = None  # revision annotation of the pod; None: not known
+
+    def counts_for(self, revision: str | None) -> bool:
+        """Whether the pod speaks for `revision`: a pod on its way out, not started yet, or
+        made from an earlier template says nothing about the current one."""
+        if not self.running or self.terminating:
+            return False
+        return self.revision is None or self.revision == revision
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from ftrollout.plan import twin as workloads
 from ftrollout.plan.observe import DeploymentSummary, Key, revision_of
 from ftrollout.shell import status_writes
 from ftrollout.shell.gate_job import run_preflight
-from ftrollout.shell.state import State
+from ftrollout.shell.state import GilReading, State
 from ftrollout.shell.twin import TwinReplaced, ensure_twin, twin_selector
 
 log = logging.getLogger("ftrollout")
@@ -37,11 +37,18 @@ async def _deployment(state: State, namespace: str, name: str) -> DeploymentSumm
 def _pods(state: State, namespace: str, twin: str) -> tuple[PodGil, ...]:
     out = []
     for p in sorted(state.cache.pods_of(namespace, twin), key=lambda p: p.name):
-        reading = state.gil.get((namespace, p.name))
-        if reading is None:
-            out.append(PodGil(pod=p.name, enabled=None))
-        else:
-            out.append(PodGil(p.name, reading.enabled, reading.modules, reading.build))
+        reading = state.gil.get((namespace, p.name)) or GilReading(enabled=None)
+        out.append(
+            PodGil(
+                p.name,
+                reading.enabled,
+                reading.modules,
+                reading.build,
+                running=p.running,
+                terminating=p.terminating,
+                revision=p.revision,
+            )
+        )
     return tuple(out)
 
 
@@ -82,6 +89,7 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
 
     spec: api.RolloutSpec | None
     try:
+        api.check_name(name)
         spec = api.parse_spec(body.get("spec"))
         spec_error = None
     except api.SpecError as exc:

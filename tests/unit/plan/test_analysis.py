@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from planfixtures import at_step, cond, make_spec, pause_elapsed, reached
 from simcluster import Sim
 
@@ -77,13 +78,70 @@ def test_inconclusive_with_pause_holds_then_resumes_when_data_returns() -> None:
     assert res.status.step_index == 1  # pause long elapsed and the round is Successful
 
 
-def test_inconclusive_with_rollback_rolls_back() -> None:
+def test_inconclusive_with_rollback_rolls_back_once_the_pause_is_over() -> None:
     sim = at_step(Sim(make_spec(metrics=("m0",), on_inconclusive="Rollback")), 0)
     sim.analysis_round("Inconclusive")
+    res = sim.step()
+    # The first round of a step usually finds no series for its new pods: inside the pause
+    # it neither advances nor rolls back (it would roll back every such rollout).
+    assert res.status.phase == Phase.PROGRESSING
+    assert res.status.rollback is None
+    pause_elapsed(sim, 3600)
     res = sim.step()
     assert res.status.phase == Phase.ROLLED_BACK
     assert res.status.rollback is not None
     assert res.status.rollback.reason == RollbackReason.ANALYSIS_INCONCLUSIVE
+    assert "no usable data: m0" in res.status.rollback.message
+
+
+@pytest.mark.parametrize(
+    ("rounds", "phase", "step_index"),
+    [
+        # (round results inside the pause, after the pause) -> outcome
+        (("Inconclusive", "Successful"), Phase.PROGRESSING, 1),
+        (("Inconclusive", None), Phase.ROLLED_BACK, None),
+        (("Successful", "Inconclusive"), Phase.ROLLED_BACK, None),
+        (("Inconclusive", "Failed"), Phase.PROGRESSING, 0),
+    ],
+)
+def test_on_inconclusive_rollback_is_judged_when_the_pause_is_over(
+    rounds: tuple[str, str | None], phase: Phase, step_index: int | None
+) -> None:
+    sim = at_step(Sim(make_spec(metrics=("m0",), on_inconclusive="Rollback")), 0)
+    sim.analysis_round(rounds[0])
+    sim.run(3)
+    assert sim.status.phase == Phase.PROGRESSING
+    pause_elapsed(sim, 3600)
+    if rounds[1] is not None:
+        sim.analysis_round(rounds[1])
+    res = sim.step()
+    assert res.status.phase == phase
+    if step_index is not None:
+        assert res.status.step_index == step_index
+
+
+def test_on_inconclusive_rollback_ignores_a_round_from_before_the_step_was_reached() -> None:
+    sim = at_step(
+        Sim(
+            make_spec(
+                ((10, "30s"), (50, "30s"), (100, None)), metrics=("m0",), on_inconclusive="Rollback"
+            )
+        ),
+        0,
+    )
+    sim.analysis_round("Successful")
+    pause_elapsed(sim, 60)
+    sim.step()
+    assert sim.status.step_index == 1
+    sim.analysis_round("Inconclusive")  # while step 2 is still scaling: its pods are not Ready
+    sim.until(reached(1))
+    pause_elapsed(sim, 60)
+    sim.run(3)
+    assert sim.status.phase == Phase.PROGRESSING
+    assert "waiting for a successful analysis round" in sim.status.message
+    sim.analysis_round("Inconclusive")
+    res = sim.step()
+    assert res.status.phase == Phase.ROLLED_BACK
 
 
 def test_step_never_advances_without_a_successful_round_after_it_was_reached() -> None:
@@ -161,6 +219,7 @@ def test_an_analysis_round_of_the_old_revision_never_counts_for_the_new_one() ->
     assert sim.status.analysis.metrics == []
     assert sim.status.rollback is None
     sim.analysis_round("Inconclusive")  # a fresh round of the new revision does count
+    pause_elapsed(sim, 3600)
     res = sim.step()
     assert res.status.phase == Phase.ROLLED_BACK
 

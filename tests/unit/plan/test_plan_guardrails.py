@@ -327,3 +327,30 @@ def test_leftover_pods_do_not_trip_guardrails_of_a_new_revision() -> None:
     assert sim.status.phase == Phase.PROGRESSING
     assert sim.status.races.incidents == 0
     assert sim.status.rollback is None
+
+
+@pytest.mark.parametrize(
+    ("pod", "counts"),
+    [
+        (PodGil("app-ft-new", True, revision="rev1"), True),
+        (PodGil("app-ft-dying", True, revision="rev1", terminating=True), False),
+        (PodGil("app-ft-old", True, revision="rev0"), False),
+        (PodGil("app-ft-starting", True, revision="rev1", running=False), False),
+        (PodGil("app-ft-old-build", False, build=False, revision="rev0"), False),
+    ],
+    ids=["current", "terminating", "earlier-revision", "not-running", "earlier-build"],
+)
+def test_only_running_pods_of_the_current_revision_count_for_the_gil_guardrail(
+    pod: PodGil, counts: bool
+) -> None:
+    sim = at_step(Sim(make_spec(gil={"maxPods": 0, "action": "Rollback"})), 0)
+    sim.pods = (PodGil("app-ft-ok", False, revision="rev1"), pod)
+    res = sim.step()
+    if counts:
+        assert res.status.phase == Phase.ROLLED_BACK
+        assert pod.pod in cond(res.status, "ModeIntegrity").message
+    else:
+        assert res.status.phase == Phase.PROGRESSING
+        assert (res.status.gil.pods, res.status.gil.enabled) == (1, 0)
+        assert res.status.gil.summary == "off"
+        assert cond(res.status, "ModeIntegrity").status == "True"
