@@ -83,13 +83,18 @@ def test_the_plugin_extra_installs_without_kopf_or_the_operator_deps(
     assert {"kubernetes", "rich", "pydantic"} <= installed
     assert not {"kopf", "prometheus-api-client", "prometheus-client"} & installed
     help_ = subprocess.run(
-        [str(venv / "bin" / "kubectl-ftr"), "--help"], capture_output=True, text=True, check=False
+        [str(venv / "bin" / "kubectl-ftr"), "--help"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        check=False,
     )
     assert help_.returncode == 0, help_.stderr
     assert "status" in help_.stdout
     dev = subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import ftrollout_dev"],
         capture_output=True,
+        env=_env(),
         check=False,
     )
     assert dev.returncode != 0
