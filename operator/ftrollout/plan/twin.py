@@ -129,6 +129,8 @@ def twin_manifest(
 
 PROBE_MOUNT = "/opt/ftrollout-probe"
 PROBE_VOLUME = "ftrollout-probe"
+#: The probe's container port name (<= 15 characters, IANA_SVC_NAME): what a PodMonitor selects.
+PROBE_PORT_NAME = "ftr-probe"
 
 
 def _inject_probe(
@@ -151,6 +153,9 @@ def _inject_probe(
         {"name": "FTR_PROBE_PORT", "value": str(port)},
     ]
     container["env"] = env
+    ports = [p for p in container.get("ports") or [] if p.get("name") != PROBE_PORT_NAME]
+    ports.append({"name": PROBE_PORT_NAME, "containerPort": port, "protocol": "TCP"})
+    container["ports"] = ports
     annotations = template["metadata"].setdefault("annotations", {})
     annotations.update(
         {
