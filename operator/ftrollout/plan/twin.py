@@ -131,6 +131,7 @@ PROBE_MOUNT = "/opt/ftrollout-probe"
 PROBE_VOLUME = "ftrollout-probe"
 #: The probe's container port name (<= 15 characters, IANA_SVC_NAME): what a PodMonitor selects.
 PROBE_PORT_NAME = "ftr-probe"
+SCRAPE_ANNOTATION_PREFIX = "prometheus.io/"
 
 
 def _inject_probe(
@@ -157,6 +158,11 @@ def _inject_probe(
     ports.append({"name": PROBE_PORT_NAME, "containerPort": port, "protocol": "TCP"})
     container["ports"] = ports
     annotations = template["metadata"].setdefault("annotations", {})
+    if any(key.startswith(SCRAPE_ANNOTATION_PREFIX) for key in annotations):
+        # The app's own scrape annotations point at its SLO metrics: replacing them would make the
+        # free-threaded pods' SLO series vanish and analysis stay Inconclusive. The probe is then
+        # scraped through its named port (PodMonitor, or a port-name relabel rule).
+        return
     annotations.update(
         {
             "prometheus.io/scrape": "true",

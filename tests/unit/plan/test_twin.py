@@ -151,3 +151,35 @@ def test_probe_port_defaults_to_the_probes_default() -> None:
         if p["name"] == PROBE_PORT_NAME
     ]
     assert probe_port["containerPort"] == probe_core.DEFAULT_PORT != 9464
+
+
+def test_the_apps_scrape_annotations_are_never_overwritten() -> None:
+    target = copy.deepcopy(TARGET)
+    own = {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "8000",
+        "prometheus.io/path": "/app-metrics",
+        "team": "payments",
+    }
+    target["spec"]["template"]["metadata"]["annotations"] = dict(own)
+    t = twin_from(target, container="app", probe={"enabled": True, "port": 9500})
+    annotations = t["spec"]["template"]["metadata"]["annotations"]
+    assert {k: annotations[k] for k in own} == own
+    assert set(annotations) == {*own, "freethreaded.dev/revision"}
+
+
+def test_a_partial_set_of_the_apps_scrape_annotations_is_kept_as_is() -> None:
+    target = copy.deepcopy(TARGET)
+    target["spec"]["template"]["metadata"]["annotations"] = {"prometheus.io/scrape": "true"}
+    t = twin_from(target, container="app", probe={"enabled": True, "port": 9500})
+    annotations = t["spec"]["template"]["metadata"]["annotations"]
+    assert "prometheus.io/port" not in annotations  # Prometheus keeps scraping the app's ports
+
+
+def test_without_scrape_annotations_of_its_own_the_probes_are_added() -> None:
+    t = twin(container="app", probe={"enabled": True, "port": 9500})
+    annotations = t["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == "9500"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert "prometheus.io/port" not in twin()["spec"]["template"]["metadata"]["annotations"]
