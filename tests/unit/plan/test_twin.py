@@ -183,3 +183,22 @@ def test_without_scrape_annotations_of_its_own_the_probes_are_added() -> None:
     assert annotations["prometheus.io/port"] == "9500"
     assert annotations["prometheus.io/path"] == "/metrics"
     assert "prometheus.io/port" not in twin()["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_value_from_pythonpath_moves_to_its_own_variable_in_place() -> None:
+    target = copy.deepcopy(TARGET)
+    ref = {"configMapKeyRef": {"name": "cfg", "key": "path"}}
+    target["spec"]["template"]["spec"]["containers"][1]["env"] = [
+        {"name": "A", "value": "1"},
+        {"name": "PYTHONPATH", "valueFrom": ref},
+        {"name": "B", "value": "$(PYTHONPATH)/extra"},
+    ]
+    t = twin_from(target, container="app", probe={"enabled": True, "port": 9500})
+    env = t["spec"]["template"]["spec"]["containers"][1]["env"]
+    assert env == [
+        {"name": "A", "value": "1"},
+        {"name": "FTR_APP_PYTHONPATH", "valueFrom": ref},
+        {"name": "PYTHONPATH", "value": f"{PROBE_MOUNT}:$(FTR_APP_PYTHONPATH)"},
+        {"name": "B", "value": "$(PYTHONPATH)/extra"},
+        {"name": "FTR_PROBE_PORT", "value": "9500"},
+    ]
