@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from ftrollout.model import api
+from ftrollout.plan import twin
 from ftrollout.shell import metrics
 from ftrollout_dev.localcluster import Binaries
 
@@ -450,6 +451,54 @@ def test_monitoring_objects_are_optional_and_use_real_metric_names() -> None:
     assert (
         "{{ $labels.reason }}" in alerts["FreeThreadedRolloutRolledBack"]["annotations"]["summary"]
     )
+
+
+@needs_helm
+def test_pod_monitor_for_the_probe_is_off_by_default() -> None:
+    assert not of_kind(render(), "PodMonitor")
+
+
+@needs_helm
+def test_pod_monitor_scrapes_the_probe_port_of_free_threaded_pods_in_any_namespace() -> None:
+    pm = one(render("podMonitor.enabled=true", "podMonitor.labels.release=kp"), "PodMonitor")
+    assert pm["apiVersion"] == "monitoring.coreos.com/v1"
+    assert pm["metadata"]["namespace"] == "ftrollout-system"
+    assert pm["metadata"]["labels"]["release"] == "kp"
+    assert pm["spec"]["selector"] == {"matchLabels": {twin.LABEL_TRACK: twin.TRACK_FREE_THREADED}}
+    assert pm["spec"]["namespaceSelector"] == {"any": True}
+    (endpoint,) = pm["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] == twin.PROBE_PORT_NAME  # the name the twin declares
+    assert endpoint["path"] == "/metrics"
+    # Nothing that would drop the namespace/pod target labels the guardrail queries group by.
+    assert "relabelings" not in endpoint
+    assert "honorLabels" not in endpoint
+
+
+@needs_helm
+def test_pod_monitor_namespaces_follow_the_watched_ones_or_the_value() -> None:
+    pm = one(render("podMonitor.enabled=true", "watchNamespaces={shop,pay}"), "PodMonitor")
+    assert pm["spec"]["namespaceSelector"] == {"matchNames": ["shop", "pay"]}
+    pm = one(
+        render(
+            "podMonitor.enabled=true",
+            "podMonitor.namespaceSelector.matchNames={shop}",
+            "podMonitor.namespace=monitoring",
+            "podMonitor.interval=5s",
+        ),
+        "PodMonitor",
+    )
+    assert pm["spec"]["namespaceSelector"] == {"matchNames": ["shop"]}
+    assert pm["metadata"]["namespace"] == "monitoring"
+    assert pm["spec"]["podMetricsEndpoints"][0]["interval"] == "5s"
+
+
+@needs_helm
+def test_pod_monitor_values_are_validated() -> None:
+    proc = helm(
+        "template", "ftrollout", str(CHART), "--set", "podMonitor.namespaceSelector.all=true"
+    )
+    assert proc.returncode != 0
+    assert "podMonitor" in proc.stderr
 
 
 @needs_helm

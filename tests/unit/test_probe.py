@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from ftrollout.model import api
 from ftrollout.probe import PROBE_FILES, core, probe_configmap_data
 
 FIXTURES = Path(__file__).parent / "probe_fixtures"
@@ -606,3 +607,82 @@ def test_probe_runs_on_other_interpreters(
     assert value(samples, "python_freethreading_build") == int(identity[1])
     code, _, err = app.finish()
     assert code == 0, err
+
+
+# ------------------------------------------------------------------------------------------------
+# the HTTP endpoint: bind address, default port, clients that hold a connection
+# ------------------------------------------------------------------------------------------------
+
+
+def test_default_port_is_not_the_opentelemetry_exporters() -> None:
+    """9464 is the OpenTelemetry Prometheus exporter's default: an app running it kept the port."""
+    assert core.DEFAULT_PORT != 9464
+    assert api.ProbeSpec().port == core.DEFAULT_PORT
+
+
+def test_bind_address_is_honoured(flat_dir: Path, tmp_path: Path, running: list[App]) -> None:
+    port = free_port()
+    env = probe_env(flat_dir, port, tmp_path / "probe")
+    env["FTR_PROBE_ADDR"] = "127.0.0.2"  # any 127/8 address is loopback on Linux
+    running.append(App("serve", env))
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.2:{port}/metrics", timeout=10) as resp:
+                assert resp.status == 200
+                break
+        except urllib.error.URLError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=10).close()
+
+
+def test_a_stuck_client_does_not_block_other_scrapes(
+    flat_dir: Path, tmp_path: Path, running: list[App]
+) -> None:
+    port = free_port()
+    env = probe_env(flat_dir, port, tmp_path / "probe", FTR_PROBE_TIMEOUT_SECONDS="120")
+    running.append(App("serve", env))
+    scrape_until(port, lambda s: True)
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as stuck:
+        # connected, never sends a byte; a scrape right after must be answered while it hangs
+        status, _, body = get(port)
+        assert status == 200
+        assert "python_gil_enabled" in body
+        stuck.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            stuck.recv(1)  # still open: the scrape was not merely served after it timed out
+
+
+def test_a_trickling_client_is_cut_off_at_the_deadline(
+    flat_dir: Path, tmp_path: Path, running: list[App]
+) -> None:
+    """One byte at a time never trips a per-read timeout; the whole-exchange deadline does."""
+    port = free_port()
+    env = probe_env(flat_dir, port, tmp_path / "probe", FTR_PROBE_TIMEOUT_SECONDS="1")
+    running.append(App("serve", env))
+    scrape_until(port, lambda s: True)
+    request = b"GET /metrics HTTP/1.1\r\n" + b"X-Slow: " + b"a" * 80
+    closed = False
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as slow:
+        for byte in request:
+            try:
+                slow.sendall(bytes([byte]))
+            except OSError:
+                closed = True
+                break
+            slow.setblocking(False)
+            try:
+                closed = slow.recv(1) == b""
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed = True
+            slow.setblocking(True)
+            if closed:
+                break
+            time.sleep(0.2)
+    assert closed, "the server kept a trickling connection open past its deadline"
+    assert get(port)[0] == 200

@@ -128,10 +128,12 @@ class ProbeSpec(Model):
         "related metrics for the GIL-fallback guardrail.",
     )
     port: int = Field(
-        default=9464,
+        default=9437,
         ge=1024,
         le=65535,
-        description="Port on which the probe serves Prometheus metrics inside the pod.",
+        description="Port on which the probe serves Prometheus metrics inside the pod, declared "
+        "as the container port named ftr-probe. Default 9437 (not 9464, the OpenTelemetry "
+        "Prometheus exporter's default).",
     )
 
 

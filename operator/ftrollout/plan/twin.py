@@ -129,6 +129,9 @@ def twin_manifest(
 
 PROBE_MOUNT = "/opt/ftrollout-probe"
 PROBE_VOLUME = "ftrollout-probe"
+#: The probe's container port name (<= 15 characters, IANA_SVC_NAME): what a PodMonitor selects.
+PROBE_PORT_NAME = "ftr-probe"
+SCRAPE_ANNOTATION_PREFIX = "prometheus.io/"
 
 
 def _inject_probe(
@@ -141,17 +144,18 @@ def _inject_probe(
     mounts = [m for m in container.get("volumeMounts") or [] if m.get("name") != PROBE_VOLUME]
     mounts.append({"name": PROBE_VOLUME, "mountPath": PROBE_MOUNT, "readOnly": True})
     container["volumeMounts"] = mounts
-    env = [e for e in container.get("env") or [] if e.get("name") not in _PROBE_ENV]
-    existing_pp = next(
-        (e.get("value") for e in container.get("env") or [] if e.get("name") == "PYTHONPATH"), None
-    )
-    pythonpath = PROBE_MOUNT if not existing_pp else f"{PROBE_MOUNT}:{existing_pp}"
-    env += [
-        {"name": "PYTHONPATH", "value": pythonpath},
-        {"name": "FTR_PROBE_PORT", "value": str(port)},
-    ]
+    env = _probe_pythonpath(container)
+    env.append({"name": "FTR_PROBE_PORT", "value": str(port)})
     container["env"] = env
+    ports = [p for p in container.get("ports") or [] if p.get("name") != PROBE_PORT_NAME]
+    ports.append({"name": PROBE_PORT_NAME, "containerPort": port, "protocol": "TCP"})
+    container["ports"] = ports
     annotations = template["metadata"].setdefault("annotations", {})
+    if any(key.startswith(SCRAPE_ANNOTATION_PREFIX) for key in annotations):
+        # The app's own scrape annotations point at its SLO metrics: replacing them would make the
+        # free-threaded pods' SLO series vanish and analysis stay Inconclusive. The probe is then
+        # scraped through its named port (PodMonitor, or a port-name relabel rule).
+        return
     annotations.update(
         {
             "prometheus.io/scrape": "true",
@@ -161,4 +165,41 @@ def _inject_probe(
     )
 
 
-_PROBE_ENV = ("PYTHONPATH", "FTR_PROBE_PORT")
+#: Holds the app's ``valueFrom`` PYTHONPATH in the twin, so that PYTHONPATH itself can name the
+#: probe's mount first and the app's value after it through ``$(FTR_APP_PYTHONPATH)``.
+APP_PYTHONPATH_VAR = "FTR_APP_PYTHONPATH"
+
+
+def _probe_pythonpath(container: dict[str, Any]) -> list[dict[str, Any]]:
+    """The container's env with the probe's mount first on PYTHONPATH and the app's path kept.
+
+    - ``value``: the mount is prepended (``$(VAR)`` references in it expand as before).
+    - ``valueFrom``: the source moves, unchanged and at the same place, to ``FTR_APP_PYTHONPATH``;
+      PYTHONPATH becomes ``<mount>:$(FTR_APP_PYTHONPATH)`` (kubelet's dependent env expansion).
+    - none in ``env`` but ``envFrom`` present: ``<mount>:$(PYTHONPATH)`` picks up a PYTHONPATH
+      from the ConfigMap/Secret. Where there is none, kubelet leaves the reference as literal text;
+      the probe's sitecustomize drops that entry from ``sys.path`` and from ``PYTHONPATH``.
+    - an ``ENV PYTHONPATH`` of the image cannot be seen from here and is replaced, as any pod env
+      replaces image ENV: declare it in the Deployment's env to keep it.
+    The entry stays where it was, so later variables that reference ``$(PYTHONPATH)`` still do.
+    """
+    env = [
+        e
+        for e in container.get("env") or []
+        if e.get("name") not in ("FTR_PROBE_PORT", APP_PYTHONPATH_VAR)
+    ]
+    # kubelet applies env entries in order, so with duplicates the last one is the app's value.
+    at = max((i for i, e in enumerate(env) if e.get("name") == "PYTHONPATH"), default=None)
+    if at is None:
+        value = f"{PROBE_MOUNT}:$(PYTHONPATH)" if container.get("envFrom") else PROBE_MOUNT
+        return [*env, {"name": "PYTHONPATH", "value": value}]
+    entry = env[at]
+    if "valueFrom" in entry:
+        env[at : at + 1] = [
+            {"name": APP_PYTHONPATH_VAR, "valueFrom": copy.deepcopy(entry["valueFrom"])},
+            {"name": "PYTHONPATH", "value": f"{PROBE_MOUNT}:$({APP_PYTHONPATH_VAR})"},
+        ]
+        return env
+    own = entry.get("value") or ""
+    env[at] = {"name": "PYTHONPATH", "value": f"{PROBE_MOUNT}:{own}" if own else PROBE_MOUNT}
+    return env

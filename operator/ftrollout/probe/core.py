@@ -20,8 +20,13 @@ What it records, per process:
 
 Environment (all optional):
 - ``FTR_PROBE_DISABLED=1``: ``sitecustomize`` does not start the probe.
-- ``FTR_PROBE_PORT`` (default 9464) and ``FTR_PROBE_ADDR`` (default 0.0.0.0; an address with ':'
-  binds IPv6): where ``GET /metrics`` is served. Every other path answers 404.
+- ``FTR_PROBE_PORT`` (default 9437; not 9464, the OpenTelemetry Prometheus exporter's default) and
+  ``FTR_PROBE_ADDR`` (default 0.0.0.0; an address with ':' binds IPv6, e.g. ``::`` for dual stack
+  or ``127.0.0.1`` for a sidecar-only scrape): where ``GET /metrics`` is served. Every other path
+  answers 404.
+- ``FTR_PROBE_TIMEOUT_SECONDS`` (default 10): how long one scrape connection may stay open. Each
+  connection is served by its own daemon thread (at most 32 at once), so a slow or stuck client
+  does not delay other scrapes.
 - ``FTR_PROBE_DIR`` (default ``<tempdir>/ftrollout-probe-<uid>-<port>``): where processes that do
   not hold the port report their state (one small JSON file per process).
 - ``FTR_PROBE_FAULTHANDLER`` (default 1): in reporting processes, send ``faulthandler`` output to a
@@ -72,7 +77,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
 from typing import IO, Any, TextIO
 
@@ -95,9 +100,14 @@ __all__ = [
     "start_from_env",
 ]
 
-DEFAULT_PORT = 9464
+# Not 9464: that is the OpenTelemetry Prometheus exporter's default, which the application may run.
+DEFAULT_PORT = 9437
 DEFAULT_ADDR = "0.0.0.0"
 DEFAULT_RETRY_SECONDS = 5.0
+# Seconds a scrape connection may stay open (per read, and for the whole exchange).
+DEFAULT_TIMEOUT = 10.0
+# Scrape connections served at once; more are closed at once.
+MAX_CONNECTIONS = 32
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STATE_SCHEMA = 1
 # More distinct fallback modules than this are summed under module="_other" (bounded cardinality).
@@ -405,7 +415,26 @@ def _install_import_hook(after_extension: Callable[[str], None]) -> Callable[[],
 class _MetricsHandler(BaseHTTPRequestHandler):
     server_version = "ftrollout-probe"
     sys_version = ""
-    timeout = 10.0
+
+    def setup(self) -> None:
+        server: _MetricsServer = self.server  # type: ignore[assignment]
+        # A timeout per read, plus a deadline for the whole exchange: a client trickling one byte
+        # at a time never trips the first but cannot hold a connection slot past the second.
+        self.request.settimeout(server.client_timeout)
+        self._deadline = threading.Timer(server.client_timeout, self._abort)
+        self._deadline.daemon = True
+        self._deadline.start()
+        BaseHTTPRequestHandler.setup(self)
+
+    def _abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self.request.shutdown(socket.SHUT_RDWR)
+
+    def finish(self) -> None:
+        try:
+            BaseHTTPRequestHandler.finish(self)
+        finally:
+            self._deadline.cancel()
 
     def do_GET(self) -> None:
         if self.path.split("?", 1)[0] != "/metrics":
@@ -431,14 +460,27 @@ class _MetricsHandler(BaseHTTPRequestHandler):
         return
 
 
-class _MetricsServer(HTTPServer):
-    allow_reuse_address = True
+class _MetricsServer(ThreadingHTTPServer):
+    """One daemon thread per connection, at most ``MAX_CONNECTIONS`` at a time.
 
-    def __init__(self, address: tuple[str, int], probe: Probe) -> None:
+    A single-threaded server would let one client that connects and sends nothing hold every
+    other scrape for the whole timeout; connections beyond the cap are closed at once, so a flood
+    cannot grow threads without bound either.
+    """
+
+    allow_reuse_address = True
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(
+        self, address: tuple[str, int], probe: Probe, client_timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.probe = probe
-        HTTPServer.__init__(self, address, _MetricsHandler)
+        self.client_timeout = client_timeout
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        ThreadingHTTPServer.__init__(self, address, _MetricsHandler)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind resolves the FQDN of the address: a DNS lookup we do not need.
@@ -446,8 +488,27 @@ class _MetricsServer(HTTPServer):
         self.server_name = str(self.server_address[0])
         self.server_port = int(self.server_address[1])
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            _log_once("busy", f"more than {MAX_CONNECTIONS} open scrapes; closing the newest")
+            self.shutdown_request(request)
+            return
+        try:
+            ThreadingHTTPServer.process_request(self, request, client_address)
+        except Exception:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            ThreadingHTTPServer.process_request_thread(self, request, client_address)
+        finally:
+            self._slots.release()
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            return  # a client that timed out or went away: nothing to report
         _log_once("http", f"error while answering a scrape: {exc!r}")
 
 
@@ -467,6 +528,7 @@ class Probe:
         directory: str | None = None,
         use_faulthandler: bool = True,
         retry_seconds: float = DEFAULT_RETRY_SECONDS,
+        client_timeout: float = DEFAULT_TIMEOUT,
         gil_reader: Callable[[], bool] = gil_enabled,
     ) -> None:
         self.port = port
@@ -474,6 +536,7 @@ class Probe:
         self.directory = directory or default_directory(port)
         self.use_faulthandler = use_faulthandler
         self.retry_seconds = retry_seconds
+        self.client_timeout = client_timeout if client_timeout > 0 else DEFAULT_TIMEOUT
         self._gil_reader = gil_reader
         self._lock = threading.Lock()
         self._server: _MetricsServer | None = None
@@ -578,7 +641,7 @@ class Probe:
 
     def _try_serve(self, *, initial: bool) -> bool:
         try:
-            server = _MetricsServer((self.addr, self.port), self)
+            server = _MetricsServer((self.addr, self.port), self, self.client_timeout)
         except OSError as exc:
             if initial and not self._known_server_alive():
                 _log_once(
@@ -877,6 +940,7 @@ def start_from_env(environ: Mapping[str, str] | None = None) -> Probe | None:
             directory=env.get("FTR_PROBE_DIR", "").strip() or None,
             use_faulthandler=_truthy(env.get("FTR_PROBE_FAULTHANDLER"), True),
             retry_seconds=_env_float(env, "FTR_PROBE_RETRY_SECONDS", DEFAULT_RETRY_SECONDS),
+            client_timeout=_env_float(env, "FTR_PROBE_TIMEOUT_SECONDS", DEFAULT_TIMEOUT),
         )
     except Exception as exc:
         _log_once("start", f"probe not started: {type(exc).__name__}: {exc}")

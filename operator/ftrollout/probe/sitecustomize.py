@@ -2,7 +2,7 @@
 
 Shipped as ConfigMap key ``sitecustomize.py`` next to ``ftrollout_probe.py``; the ``site`` module
 imports it at interpreter start-up (unless Python runs with ``-S``, ``-I`` or ``-E``). Set
-``FTR_PROBE_DISABLED=1`` to load nothing. Stdlib only, CPython >= 3.9, never raises.
+``FTR_PROBE_DISABLED=1`` to start nothing. Stdlib only, CPython >= 3.9, never raises.
 
 An image may carry its own ``sitecustomize`` further on ``sys.path`` (e.g. in site-packages): ours
 shadows it, so after starting the probe we look for the next one on ``sys.path`` and execute it
@@ -14,6 +14,26 @@ from __future__ import annotations
 import contextlib
 import os as _os
 import sys as _sys
+
+# What the operator writes after the mount when the app's PYTHONPATH comes from valueFrom/envFrom
+# (``<mount>:$(FTR_APP_PYTHONPATH)`` / ``<mount>:$(PYTHONPATH)``). Kubelet expands a reference to
+# a defined variable and leaves an undefined one as this literal text.
+_FTR_UNEXPANDED = ("$(FTR_APP_PYTHONPATH)", "$(PYTHONPATH)")
+
+
+def _ftrollout_drop_unexpanded() -> None:
+    """Remove the unexpanded references from ``sys.path`` and from ``PYTHONPATH`` (children)."""
+    try:
+        _sys.path[:] = [
+            entry for entry in _sys.path if _os.path.basename(entry) not in _FTR_UNEXPANDED
+        ]
+        raw = _os.environ.get("PYTHONPATH")
+        if raw:
+            parts = [part for part in raw.split(_os.pathsep) if part not in _FTR_UNEXPANDED]
+            if len(parts) != len(raw.split(_os.pathsep)):
+                _os.environ["PYTHONPATH"] = _os.pathsep.join(parts)
+    except Exception:
+        pass
 
 
 def _ftrollout_start_probe() -> None:
@@ -60,5 +80,6 @@ def _ftrollout_chain_sitecustomize() -> None:
             )
 
 
+_ftrollout_drop_unexpanded()
 _ftrollout_start_probe()
 _ftrollout_chain_sitecustomize()

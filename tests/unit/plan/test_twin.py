@@ -14,10 +14,12 @@ from ftrollout.plan.twin import (
     LABEL_ROLLOUT,
     LABEL_TRACK,
     PROBE_MOUNT,
+    PROBE_PORT_NAME,
     TwinError,
     split,
     twin_manifest,
 )
+from ftrollout.probe import core as probe_core
 
 TARGET: dict[str, Any] = {
     "metadata": {"name": "checkout", "namespace": "shop", "labels": {"app": "checkout"}},
@@ -43,11 +45,15 @@ TARGET: dict[str, Any] = {
 
 
 def twin(**ft: Any) -> dict[str, Any]:
+    return twin_from(TARGET, **ft)
+
+
+def twin_from(target: dict[str, Any], **ft: Any) -> dict[str, Any]:
     spec = api.FreeThreadedSpec.model_validate({"image": "checkout:2.4-py3.14t", **ft})
     return twin_manifest(
         rollout_name="checkout",
         rollout_uid="uid-1",
-        target=copy.deepcopy(TARGET),
+        target=copy.deepcopy(target),
         spec=spec,
         revision="rev1",
         replicas=3,
@@ -119,3 +125,80 @@ def test_split_is_ceil_and_sums_to_n(n: int, weight: int) -> None:
     assert ft == -(-n * weight // 100)
     if weight == 100:
         assert std == 0
+
+
+def test_probe_port_is_a_named_container_port_next_to_the_apps() -> None:
+    target = copy.deepcopy(TARGET)
+    app = target["spec"]["template"]["spec"]["containers"][1]
+    app["ports"] = [{"name": "http", "containerPort": 8000}]
+    t = twin_from(target, container="app", probe={"enabled": True, "port": 9500})
+    containers = t["spec"]["template"]["spec"]["containers"]
+    assert containers[1]["ports"] == [
+        {"name": "http", "containerPort": 8000},
+        {"name": PROBE_PORT_NAME, "containerPort": 9500, "protocol": "TCP"},
+    ]
+    assert len(PROBE_PORT_NAME) <= 15  # the API's limit on port names
+    assert "ports" not in containers[0]
+    again = twin_from(t, container="app", probe={"enabled": True, "port": 9500})
+    assert again["spec"]["template"]["spec"]["containers"][1]["ports"] == containers[1]["ports"]
+
+
+def test_probe_port_defaults_to_the_probes_default() -> None:
+    t = twin(container="app", probe={"enabled": True})
+    (probe_port,) = [
+        p
+        for p in t["spec"]["template"]["spec"]["containers"][1]["ports"]
+        if p["name"] == PROBE_PORT_NAME
+    ]
+    assert probe_port["containerPort"] == probe_core.DEFAULT_PORT != 9464
+
+
+def test_the_apps_scrape_annotations_are_never_overwritten() -> None:
+    target = copy.deepcopy(TARGET)
+    own = {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "8000",
+        "prometheus.io/path": "/app-metrics",
+        "team": "payments",
+    }
+    target["spec"]["template"]["metadata"]["annotations"] = dict(own)
+    t = twin_from(target, container="app", probe={"enabled": True, "port": 9500})
+    annotations = t["spec"]["template"]["metadata"]["annotations"]
+    assert {k: annotations[k] for k in own} == own
+    assert set(annotations) == {*own, "freethreaded.dev/revision"}
+
+
+def test_a_partial_set_of_the_apps_scrape_annotations_is_kept_as_is() -> None:
+    target = copy.deepcopy(TARGET)
+    target["spec"]["template"]["metadata"]["annotations"] = {"prometheus.io/scrape": "true"}
+    t = twin_from(target, container="app", probe={"enabled": True, "port": 9500})
+    annotations = t["spec"]["template"]["metadata"]["annotations"]
+    assert "prometheus.io/port" not in annotations  # Prometheus keeps scraping the app's ports
+
+
+def test_without_scrape_annotations_of_its_own_the_probes_are_added() -> None:
+    t = twin(container="app", probe={"enabled": True, "port": 9500})
+    annotations = t["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == "9500"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert "prometheus.io/port" not in twin()["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_value_from_pythonpath_moves_to_its_own_variable_in_place() -> None:
+    target = copy.deepcopy(TARGET)
+    ref = {"configMapKeyRef": {"name": "cfg", "key": "path"}}
+    target["spec"]["template"]["spec"]["containers"][1]["env"] = [
+        {"name": "A", "value": "1"},
+        {"name": "PYTHONPATH", "valueFrom": ref},
+        {"name": "B", "value": "$(PYTHONPATH)/extra"},
+    ]
+    t = twin_from(target, container="app", probe={"enabled": True, "port": 9500})
+    env = t["spec"]["template"]["spec"]["containers"][1]["env"]
+    assert env == [
+        {"name": "A", "value": "1"},
+        {"name": "FTR_APP_PYTHONPATH", "valueFrom": ref},
+        {"name": "PYTHONPATH", "value": f"{PROBE_MOUNT}:$(FTR_APP_PYTHONPATH)"},
+        {"name": "B", "value": "$(PYTHONPATH)/extra"},
+        {"name": "FTR_PROBE_PORT", "value": "9500"},
+    ]
