@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kmock as km
+import kopf
 import kubernetes
 import pytest
 from kubernetes.client.exceptions import ApiException
@@ -499,3 +500,69 @@ async def test_a_step_advances_on_a_round_that_was_kept_in_memory(
     (advanced,) = status_writes_of(shell.new_requests())
     assert advanced["stepIndex"] == 1
     assert advanced["analysis"]["lastRound"] == "2030-01-01T00:00:30Z"
+
+
+# ---------------------------------------------------------------------- deletion (finalizer)
+
+
+async def finalize(shell: Shell) -> None:
+    """kopf's call of the deletion handler with the rollout as the watch shows it now."""
+    body = shell.body()
+    body["metadata"]["deletionTimestamp"] = "2030-01-01T00:00:00Z"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(handlers, "STATE", shell.state)
+        await handlers.rollout_deleted(body=body, namespace=NS, logger=LOG)
+
+
+async def test_deletion_keeps_the_twin_however_long_the_target_takes_to_be_ready(
+    shell: Shell, kmock: Any
+) -> None:
+    """Mid-step (9 standard + 1 free-threaded): the finalizer raises the target back to N and
+    keeps the twin until N standard pods are Ready, reporting progress once per change
+    (status message, Event), never giving up."""
+    await shell.reconcile()
+    shell.watch_deployment("web-ft", replicas=1, readyReplicas=1)
+    await shell.reconcile()
+    target = kmock.objects[DEPLOYMENTS, NS, "web"]
+    assert target["spec"]["replicas"] == 9
+    shell.new_requests()
+
+    with pytest.raises(kopf.TemporaryError):
+        await finalize(shell)
+    first = writes(shell.new_requests())
+    assert [r.data for r in first if r.url.path.endswith("/deployments/web/scale")] == [
+        {"spec": {"replicas": N}}
+    ]
+    assert not any(str(r.method.value).upper() == "DELETE" for r in first)
+    assert event_reasons(first) == ["Finalizing"]
+    assert "10 Ready standard replicas" in shell.body()["status"]["message"]
+
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment(replicas=N, ready=3)
+    for _ in range(5):  # however many retries: kopf's handler never gives up, nor do we
+        with pytest.raises(kopf.TemporaryError):
+            await finalize(shell)
+    waiting = writes(shell.new_requests())
+    assert not any(str(r.method.value).upper() == "DELETE" for r in waiting)
+    assert event_reasons(waiting) == ["Finalizing"]  # one more: the count changed, once
+    assert "(3 now)" in shell.body()["status"]["message"]
+    assert kmock.objects[DEPLOYMENTS, NS, "web-ft"]["spec"]["replicas"] == 1
+
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment(replicas=N, ready=N)
+    await finalize(shell)
+    done = writes(shell.new_requests())
+    assert [str(r.method.value).upper() + " " + r.url.path.rsplit("/", 1)[1] for r in done] == [
+        "DELETE web-ft"
+    ]
+
+
+def test_the_deletion_handler_has_no_timeout_nor_retry_limit() -> None:
+    """kopf releases the finalizer when a handler's timeout or retries run out: the twin would
+    then be garbage-collected with the standard track not Ready."""
+    found = [
+        h
+        for h in kopf.get_default_registry()._changing.get_all_handlers()
+        if h.id == "rollout_deleted"
+    ]
+    assert len(found) == 1
+    assert found[0].timeout is None
+    assert found[0].retries is None

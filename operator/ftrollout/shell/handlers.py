@@ -148,7 +148,10 @@ async def rollout_daemon(
 # ---------------------------------------------------------------------- finalizer
 
 
-@kopf.on.delete(api.GROUP, api.VERSION, api.PLURAL, timeout=900)
+# No `timeout` and no `retries`: kopf releases the finalizer when either runs out, and garbage
+# collection then removes the twin whatever the standard track's readiness. The handler waits
+# (TemporaryError) for as long as the target needs, reporting progress instead.
+@kopf.on.delete(api.GROUP, api.VERSION, api.PLURAL)
 async def rollout_deleted(
     *, body: kopf.Body, namespace: str | None, logger: Logger, **_: Any
 ) -> None:
@@ -166,13 +169,27 @@ async def rollout_deleted(
             if replicas < n:
                 await kube.scale_deployment(namespace, target_name, n)
                 log.info("%s: deleting: restoring target %s to %d", namespace, target_name, n)
-                raise kopf.TemporaryError(f"waiting for {n} Ready standard replicas", delay=2)
-            if ready < n:
-                raise kopf.TemporaryError(
-                    f"waiting for {n} Ready standard replicas ({ready} now)", delay=2
+            if replicas < n or ready < n:
+                await _deletion_waits(
+                    body,
+                    f"deleting: waiting for {n} Ready standard replicas on {target_name} "
+                    f"({ready} now); the free-threaded twin stays until then",
                 )
         await kube.delete_deployment(namespace, workloads.twin_name(target_name))
         log.info("%s: deleted: target %s back at %d, twin removed", namespace, target_name, n)
+
+
+async def _deletion_waits(body: kopf.Body, message: str) -> None:
+    """Report why the deletion waits (status message, an Event, a log line: once per change),
+    then ask kopf to call again."""
+    meta = body.get("metadata") or {}
+    if (body.get("status") or {}).get("message") != message:
+        log.info("%s/%s: %s", meta.get("namespace"), meta.get("name"), message)
+        await STATE.kube.emit_event(body, "Normal", "Finalizing", message)
+        await STATE.kube.patch_rollout_status_fields(
+            meta.get("namespace", ""), meta.get("name", ""), {"message": message}
+        )
+    raise kopf.TemporaryError(message, delay=5)
 
 
 def _short(exc: Exception) -> str:

@@ -160,6 +160,21 @@ class Kube:
             _content_type="application/json-patch+json",
         )
 
+    async def patch_rollout_status_fields(
+        self, namespace: str, name: str, fields: dict[str, Any]
+    ) -> None:
+        """Merge `fields` into status, leaving the rest as it is."""
+        await self.call(
+            self.custom.patch_namespaced_custom_object_status,
+            api.GROUP,
+            api.VERSION,
+            namespace,
+            api.PLURAL,
+            name,
+            {"status": fields},
+            _content_type="application/merge-patch+json",
+        )
+
     async def patch_rollout(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         await self.call(
             self.custom.patch_namespaced_custom_object,
