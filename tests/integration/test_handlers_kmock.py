@@ -566,3 +566,98 @@ def test_the_deletion_handler_has_no_timeout_nor_retry_limit() -> None:
     assert len(found) == 1
     assert found[0].timeout is None
     assert found[0].retries is None
+
+
+# -------------------------------------------------------------------------------- ownership
+
+
+def foreign_twin() -> dict[str, Any]:
+    """Someone's own Deployment that happens to be called `<target>-ft`."""
+    body = target_deployment(replicas=2, ready=2)
+    body["metadata"].update(name="web-ft", uid="uid-theirs", labels={"app": "legacy"})
+    body["spec"]["selector"] = {"matchLabels": {"app": "legacy"}}
+    body["spec"]["template"]["metadata"]["labels"] = {"app": "legacy"}
+    return body
+
+
+def deployment_writes(reqs: list[Any]) -> list[str]:
+    return [p for p in summary(writes(reqs)) if "/deployments" in p]
+
+
+async def test_a_foreign_twin_survives_reconcile_and_deletion(kmock: Any) -> None:
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment()
+    kmock.objects[DEPLOYMENTS, NS, "web-ft"] = foreign_twin()
+    kmock.objects[FTR, NS, "web"] = rollout_body()
+    shell = Shell(kmock)
+    for _ in range(3):
+        await shell.reconcile()
+    reqs = shell.new_requests()
+    assert deployment_writes(reqs) == []  # neither deleted, re-templated nor scaled
+    (status,) = status_writes_of(reqs)
+    assert status["phase"] == "Failed"
+    conds = {c["type"]: c for c in status["conditions"]}
+    assert conds["Progressing"]["reason"] == "TwinNotOwned"
+    assert "web-ft" in conds["Progressing"]["message"]
+    assert event_reasons(reqs) == ["TwinNotOwned"]
+
+    await finalize(shell)  # nothing of ours to restore or remove: the finalizer is released
+    assert deployment_writes(shell.new_requests()) == []
+    assert kmock.objects[DEPLOYMENTS, NS, "web-ft"]["metadata"]["uid"] == "uid-theirs"
+
+
+async def test_deleting_a_rollout_leaves_a_foreign_twin_alone(kmock: Any) -> None:
+    """The rollout had run (status says N = 10); meanwhile `web-ft` became someone else's."""
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment()
+    kmock.objects[DEPLOYMENTS, NS, "web-ft"] = foreign_twin()
+    body = rollout_body()
+    body["status"] = {"phase": "Progressing", "revision": "r1", "replicas": {"target": N}}
+    kmock.objects[FTR, NS, "web"] = body
+    shell = Shell(kmock)
+    await finalize(shell)
+    reqs = shell.new_requests()
+    assert deployment_writes(reqs) == []
+    assert event_reasons(reqs) == ["TwinNotOwned"]
+
+
+async def test_a_second_rollout_on_the_same_target_fails_naming_the_first(kmock: Any) -> None:
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment()
+    first = rollout_body()
+    first["metadata"]["creationTimestamp"] = "2030-01-01T00:00:00Z"
+    kmock.objects[FTR, NS, "web"] = first
+    second = rollout_body()
+    second["metadata"].update(name="web2", uid="uid-web2", creationTimestamp="2030-01-02T00:00:00Z")
+    kmock.objects[FTR, NS, "web2"] = second
+    shell = Shell(kmock)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(handlers, "STATE", shell.state)
+        for obj in (second, first):  # the watch may bring them in any order
+            await handlers.rollout_event(
+                event={"type": "ADDED", "object": obj},
+                name=obj["metadata"]["name"],
+                namespace=NS,
+                spec=obj["spec"],
+            )
+    await shell.reconcile()  # the first creates its twin
+    shell.watch_deployment("web-ft", replicas=1, readyReplicas=1)
+    await shell.reconcile()
+    twin_before = copy.deepcopy(dict(kmock.objects[DEPLOYMENTS, NS, "web-ft"].raw))
+    target_before = kmock.objects[DEPLOYMENTS, NS, "web"]["spec"]["replicas"]
+    shell.new_requests()
+
+    body2 = copy.deepcopy(dict(kmock.objects[FTR, NS, "web2"].raw))
+    for _ in range(3):
+        await reconcile.reconcile(shell.state, body2, LOG)
+    reqs = shell.new_requests()
+    assert deployment_writes(reqs) == []
+    (status,) = [r.data[0]["value"] for r in writes(reqs) if "/web2/status" in r.url.path]
+    assert status["phase"] == "Failed"
+    assert "'web'" in status["message"]
+    conds = {c["type"]: c for c in status["conditions"]}
+    assert conds["Progressing"]["reason"] == "TargetClaimed"
+    assert event_reasons(reqs) == ["TargetClaimed"]
+    assert dict(kmock.objects[DEPLOYMENTS, NS, "web-ft"].raw) == twin_before
+    assert kmock.objects[DEPLOYMENTS, NS, "web"]["spec"]["replicas"] == target_before
+
+    # The first carries on as if the second were not there.
+    await shell.reconcile()
+    assert shell.body()["status"]["phase"] == "Progressing"

@@ -34,6 +34,8 @@ class DeploymentSummary:
     deleting: bool
     replicas_manager: str | None = None
     resource_version: int = 0  # 0: unknown (etcd revisions; comparable since Kubernetes 1.35)
+    # The controller ownerReference ("Kind/name", uid); None: no controller at all.
+    controller: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,16 @@ def summarize_deployment(body: Mapping[str, Any]) -> DeploymentSummary:
         deleting=meta.get("deletionTimestamp") is not None,
         replicas_manager=_replicas_manager(meta.get("managedFields") or []),
         resource_version=resource_version(meta),
+        controller=controller_of(meta),
     )
+
+
+def controller_of(meta: Mapping[str, Any]) -> tuple[str, str] | None:
+    """("Kind/name", uid) of the ownerReference with controller: true, if any."""
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("controller"):
+            return f"{ref.get('kind', '')}/{ref.get('name', '')}", str(ref.get("uid") or "")
+    return None
 
 
 def resource_version(meta: Mapping[str, Any]) -> int:

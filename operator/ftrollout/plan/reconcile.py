@@ -15,6 +15,7 @@ from ftrollout.plan.analysis import observe_analysis
 from ftrollout.plan.conditions import cond, progressing_condition, set_condition
 from ftrollout.plan.context import Ctx
 from ftrollout.plan.guardrails import observe_guardrails
+from ftrollout.plan.ownership import REASON_TARGET_CLAIMED, REASON_TWIN_NOT_OWNED, conflict
 from ftrollout.plan.replicas import desired_split, follow_external_scale, standard_to_write
 from ftrollout.plan.steps import advance
 from ftrollout.plan.types import Event, Observation, Result, Workload, rfc3339
@@ -28,6 +29,9 @@ def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observati
 
     if obs.target is None or obs.revision is None:
         return target_missing(ctx)
+    clash = conflict(obs)
+    if clash is not None:
+        return not_ours(ctx, *clash)
 
     # First sight, or a new revision (target template or spec.freeThreaded changed).
     if ctx.st.revision is None or ctx.st.phase is None:
@@ -60,7 +64,12 @@ def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observati
 
 def failed_for_spec_or_target(st: api.RolloutStatus) -> bool:
     cond = next((c for c in st.conditions if c.type == "Progressing"), None)
-    return cond is not None and cond.reason in ("InvalidSpec", "TargetNotFound")
+    return cond is not None and cond.reason in (
+        "InvalidSpec",
+        "TargetNotFound",
+        REASON_TWIN_NOT_OWNED,
+        REASON_TARGET_CLAIMED,
+    )
 
 
 def invalid_spec(status: api.RolloutStatus, obs: Observation) -> Result:
@@ -104,6 +113,24 @@ def target_missing(ctx: Ctx) -> Result:
         message=message,
         conditions=set_condition(
             ctx.st.conditions, "Progressing", "False", "TargetNotFound", message, ctx.obs
+        ),
+        observed_generation=ctx.obs.generation,
+    )
+    return finish(ctx, touch_replicas=False)
+
+
+def not_ours(ctx: Ctx, reason: str, message: str) -> Result:
+    """Another rollout or someone else holds the target or the twin's name: Failed, nothing
+    scaled, created or deleted; carried on from the status once the conflict is gone."""
+    if ctx.st.phase != Phase.FAILED or ctx.st.message != message:
+        ctx.event("Warning", reason, message)
+    if ctx.obs.action is not None:
+        ctx.events.append(action_ignored(ctx.obs.action, message))
+    ctx.update(
+        phase=Phase.FAILED,
+        message=message,
+        conditions=set_condition(
+            ctx.st.conditions, "Progressing", "False", reason, message, ctx.obs
         ),
         observed_generation=ctx.obs.generation,
     )

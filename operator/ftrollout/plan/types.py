@@ -46,6 +46,27 @@ class AnalysisRound:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A rollout that targets a Deployment."""
+
+    name: str
+    created: str  # metadata.creationTimestamp (RFC 3339); "" when not known
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Who else claims the target, and who controls the Deployment named like the twin."""
+
+    rollout: str  # this rollout's name
+    uid: str  # this rollout's uid
+    claims: tuple[Claim, ...]  # every rollout known to target the same Deployment
+    twin: str  # the twin's name
+    # The twin's controller ownerReference ("Kind/name", uid); None: no controller reference.
+    # Only looked at when the twin exists (Observation.twin).
+    twin_controller: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
 class Observation:
     now: datetime
     generation: int
@@ -58,6 +79,7 @@ class Observation:
     action: str | None = None
     preflight: api.PreflightStatus | None = None
     spec_error: api.SpecError | None = None
+    ownership: Ownership | None = None  # None: not checked (the planner's own tests)
 
 
 @dataclass(frozen=True)
