@@ -418,11 +418,12 @@ def status_writes_of(reqs: list[Any]) -> list[dict[str, Any]]:
     return [r.data[0]["value"] for r in writes(reqs) if r.url.path.endswith("/status")]
 
 
-async def at_first_step(kmock: Any, pause: str) -> Shell:
+async def at_first_step(kmock: Any, pause: str, *more: dict[str, Any]) -> Shell:
+    """At step 1 (10 %, reached); `more` steps between it and 100 %."""
     kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment()
     kmock.objects[FTR, NS, "web"] = rollout_body(
         analysis=ANALYSIS,
-        steps=[{"weight": 10, "pause": {"duration": pause}}, {"weight": 100}],
+        steps=[{"weight": 10, "pause": {"duration": pause}}, *more, {"weight": 100}],
     )
     shell = Shell(kmock)
     await shell.reconcile()
@@ -661,3 +662,63 @@ async def test_a_second_rollout_on_the_same_target_fails_naming_the_first(kmock:
     # The first carries on as if the second were not there.
     await shell.reconcile()
     assert shell.body()["status"]["phase"] == "Progressing"
+
+
+# ------------------------------------------------------------------ actions: exactly once
+
+
+def annotate(kmock: Any, value: str) -> None:
+    obj = copy.deepcopy(dict(kmock.objects[FTR, NS, "web"].raw))
+    obj["metadata"].setdefault("annotations", {})["freethreaded.dev/action"] = value
+    kmock.objects[FTR, NS, "web"] = obj
+
+
+def fail_next_clear(shell: Shell) -> None:
+    """The next metadata patch of the rollout (the annotation's removal) fails with a 500 and
+    changes nothing (KMock would apply the patch before answering with a canned error)."""
+    real = shell.state.kube.patch_rollout
+
+    async def once(*args: Any, **kw: Any) -> None:
+        shell.state.kube.patch_rollout = real
+        raise ApiException(status=500, reason="Internal Server Error")
+
+    shell.state.kube.patch_rollout = once
+
+
+@pytest.mark.parametrize("value", ["promote", "promote@20300101T000000Z-1a2b"])
+async def test_a_promote_whose_clearing_fails_advances_exactly_one_step(
+    kmock: Any, value: str
+) -> None:
+    shell = await at_first_step(kmock, "1h", {"weight": 50, "pause": {"duration": "1h"}})
+    assert shell.body()["status"]["stepIndex"] == 0
+    annotate(kmock, value)
+    shell.new_requests()
+    fail_next_clear(shell)
+    with pytest.raises(ApiException):
+        await shell.reconcile()  # status written (step 2), the annotation's removal failed
+    assert shell.body()["status"]["stepIndex"] == 1
+    assert shell.body()["metadata"]["annotations"]["freethreaded.dev/action"] == value
+    await shell.reconcile()  # the daemon's retry sees the same request again
+    assert shell.body()["status"]["stepIndex"] == 1
+    assert event_reasons(shell.new_requests()) == ["StepPromoted"]
+    assert "freethreaded.dev/action" not in (shell.body()["metadata"].get("annotations") or {})
+
+
+async def test_a_promote_seen_again_after_an_operator_restart_is_not_applied_again(
+    kmock: Any,
+) -> None:
+    """The operator died between the status write and the annotation's removal."""
+    shell = await at_first_step(kmock, "1h", {"weight": 50, "pause": {"duration": "1h"}})
+    annotate(kmock, "promote")
+    fail_next_clear(shell)
+    with pytest.raises(ApiException):
+        await shell.reconcile()
+    restarted = Shell(kmock)  # nothing in memory
+    restarted.seen = len(list(kmock))
+    await restarted.reconcile()
+    assert restarted.body()["status"]["stepIndex"] == 1
+    reqs = restarted.new_requests()
+    assert "StepPromoted" not in event_reasons(reqs)
+    assert [r.data for r in writes(reqs) if r.url.path.endswith("/freethreadedrollouts/web")] == [
+        {"metadata": {"annotations": {"freethreaded.dev/action": None}}}
+    ]

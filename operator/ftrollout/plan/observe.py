@@ -118,6 +118,17 @@ def _replicas_manager(managed: list[Mapping[str, Any]]) -> str | None:
     return max(owners)[1] if owners else None
 
 
+def annotation_written_at(meta: Mapping[str, Any], key: str) -> str | None:
+    """When annotation `key` was last written: the newest managedFields entry that owns it."""
+    times = [
+        str(m.get("time") or "")
+        for m in meta.get("managedFields") or []
+        if f"f:{key}"
+        in (((m.get("fieldsV1") or {}).get("f:metadata") or {}).get("f:annotations") or {})
+    ]
+    return max(times) or None if times else None
+
+
 def _owner_deployment(meta: Mapping[str, Any]) -> str | None:
     for ref in meta.get("ownerReferences") or []:
         if ref.get("kind") == "ReplicaSet":

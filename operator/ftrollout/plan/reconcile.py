@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ftrollout.model import api
 from ftrollout.model.api import Phase
-from ftrollout.plan.actions import action_ignored, handle_action, start_revision
+from ftrollout.plan.actions import handle_action, ignore_request, start_revision
 from ftrollout.plan.analysis import observe_analysis
 from ftrollout.plan.conditions import cond, progressing_condition, set_condition
 from ftrollout.plan.context import Ctx
@@ -78,6 +78,7 @@ def invalid_spec(status: api.RolloutStatus, obs: Observation) -> Result:
     conditions = set_condition(
         status.conditions, "Progressing", "False", "InvalidSpec", message, obs
     )
+    status, ignored = ignore_request(status, obs, "the spec is invalid")
     new = status.model_copy(
         update={
             "phase": Phase.FAILED,
@@ -89,8 +90,7 @@ def invalid_spec(status: api.RolloutStatus, obs: Observation) -> Result:
     events: list[Event] = []
     if status.phase != Phase.FAILED or status.message != new.message:
         events.append(Event("Warning", "InvalidSpec", message))
-    if obs.action is not None:
-        events.append(action_ignored(obs.action, "the spec is invalid"))
+    events.extend(ignored)
     # Never touch replicas on bad input: capacity stays where it is.
     return Result(
         status=new,
@@ -106,8 +106,8 @@ def target_missing(ctx: Ctx) -> Result:
     message = f"target Deployment {name!r} not found in this namespace"
     if ctx.st.phase != Phase.FAILED or ctx.st.message != message:
         ctx.event("Warning", "TargetNotFound", message)
-    if ctx.obs.action is not None:
-        ctx.events.append(action_ignored(ctx.obs.action, "the target Deployment is missing"))
+    ctx.st, ignored = ignore_request(ctx.st, ctx.obs, "the target Deployment is missing")
+    ctx.events.extend(ignored)
     ctx.update(
         phase=Phase.FAILED,
         message=message,
@@ -124,8 +124,8 @@ def not_ours(ctx: Ctx, reason: str, message: str) -> Result:
     scaled, created or deleted; carried on from the status once the conflict is gone."""
     if ctx.st.phase != Phase.FAILED or ctx.st.message != message:
         ctx.event("Warning", reason, message)
-    if ctx.obs.action is not None:
-        ctx.events.append(action_ignored(ctx.obs.action, message))
+    ctx.st, ignored = ignore_request(ctx.st, ctx.obs, message)
+    ctx.events.extend(ignored)
     ctx.update(
         phase=Phase.FAILED,
         message=message,

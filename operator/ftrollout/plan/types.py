@@ -76,7 +76,8 @@ class Observation:
     pods: tuple[PodGil, ...] = ()
     incidents: tuple[api.Incident, ...] = ()
     analysis: AnalysisRound | None = None
-    action: str | None = None
+    action: str | None = None  # the freethreaded.dev/action value: `verb` or `verb@<id>`
+    action_written_at: str | None = None  # managedFields time of the annotation, if known
     preflight: api.PreflightStatus | None = None
     spec_error: api.SpecError | None = None
     ownership: Ownership | None = None  # None: not checked (the planner's own tests)

@@ -14,7 +14,7 @@ from typing import Any
 from ftrollout.model import api
 from ftrollout.plan import FIELD_MANAGER, Observation, PodGil, Result, Workload, plan
 from ftrollout.plan import twin as workloads
-from ftrollout.plan.observe import DeploymentSummary, Key, revision_of
+from ftrollout.plan.observe import DeploymentSummary, Key, annotation_written_at, revision_of
 from ftrollout.plan.types import Claim, Ownership
 from ftrollout.shell import status_writes
 from ftrollout.shell.gate_job import run_preflight
@@ -121,6 +121,7 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         incidents=_incidents(state, namespace, twin_name) if twin_name else (),
         analysis=state.analysis.get(key),
         action=action,
+        action_written_at=annotation_written_at(meta, workloads.ANNOTATION_ACTION),
         preflight=state.preflight.get(key),
         spec_error=spec_error,
         ownership=None
