@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kmock as km
+import kopf
 import kubernetes
 import pytest
 from kubernetes.client.exceptions import ApiException
@@ -417,11 +418,12 @@ def status_writes_of(reqs: list[Any]) -> list[dict[str, Any]]:
     return [r.data[0]["value"] for r in writes(reqs) if r.url.path.endswith("/status")]
 
 
-async def at_first_step(kmock: Any, pause: str) -> Shell:
+async def at_first_step(kmock: Any, pause: str, *more: dict[str, Any]) -> Shell:
+    """At step 1 (10 %, reached); `more` steps between it and 100 %."""
     kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment()
     kmock.objects[FTR, NS, "web"] = rollout_body(
         analysis=ANALYSIS,
-        steps=[{"weight": 10, "pause": {"duration": pause}}, {"weight": 100}],
+        steps=[{"weight": 10, "pause": {"duration": pause}}, *more, {"weight": 100}],
     )
     shell = Shell(kmock)
     await shell.reconcile()
@@ -574,3 +576,224 @@ async def test_a_name_too_long_for_a_label_value_fails_with_a_condition_and_crea
     assert "metadata.name" in progressing["message"]
     assert "63 characters" in progressing["message"]
     assert event_reasons(reqs) == ["InvalidSpec"]
+
+
+# ---------------------------------------------------------------------- deletion (finalizer)
+
+
+async def finalize(shell: Shell) -> None:
+    """kopf's call of the deletion handler with the rollout as the watch shows it now."""
+    body = shell.body()
+    body["metadata"]["deletionTimestamp"] = "2030-01-01T00:00:00Z"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(handlers, "STATE", shell.state)
+        await handlers.rollout_deleted(body=body, namespace=NS, logger=LOG)
+
+
+async def test_deletion_keeps_the_twin_however_long_the_target_takes_to_be_ready(
+    shell: Shell, kmock: Any
+) -> None:
+    """Mid-step (9 standard + 1 free-threaded): the finalizer raises the target back to N and
+    keeps the twin until N standard pods are Ready, reporting progress once per change
+    (status message, Event), never giving up."""
+    await shell.reconcile()
+    shell.watch_deployment("web-ft", replicas=1, readyReplicas=1)
+    await shell.reconcile()
+    target = kmock.objects[DEPLOYMENTS, NS, "web"]
+    assert target["spec"]["replicas"] == 9
+    shell.new_requests()
+
+    with pytest.raises(kopf.TemporaryError):
+        await finalize(shell)
+    first = writes(shell.new_requests())
+    assert [r.data for r in first if r.url.path.endswith("/deployments/web/scale")] == [
+        {"spec": {"replicas": N}}
+    ]
+    assert not any(str(r.method.value).upper() == "DELETE" for r in first)
+    assert event_reasons(first) == ["Finalizing"]
+    assert "10 Ready standard replicas" in shell.body()["status"]["message"]
+
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment(replicas=N, ready=3)
+    for _ in range(5):  # however many retries: kopf's handler never gives up, nor do we
+        with pytest.raises(kopf.TemporaryError):
+            await finalize(shell)
+    waiting = writes(shell.new_requests())
+    assert not any(str(r.method.value).upper() == "DELETE" for r in waiting)
+    assert event_reasons(waiting) == ["Finalizing"]  # one more: the count changed, once
+    assert "(3 now)" in shell.body()["status"]["message"]
+    assert kmock.objects[DEPLOYMENTS, NS, "web-ft"]["spec"]["replicas"] == 1
+
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment(replicas=N, ready=N)
+    await finalize(shell)
+    done = writes(shell.new_requests())
+    assert [str(r.method.value).upper() + " " + r.url.path.rsplit("/", 1)[1] for r in done] == [
+        "DELETE web-ft"
+    ]
+
+
+def test_the_deletion_handler_has_no_timeout_nor_retry_limit() -> None:
+    """kopf releases the finalizer when a handler's timeout or retries run out: the twin would
+    then be garbage-collected with the standard track not Ready."""
+    found = [
+        h
+        for h in kopf.get_default_registry()._changing.get_all_handlers()
+        if h.id == "rollout_deleted"
+    ]
+    assert len(found) == 1
+    assert found[0].timeout is None
+    assert found[0].retries is None
+
+
+# -------------------------------------------------------------------------------- ownership
+
+
+def foreign_twin() -> dict[str, Any]:
+    """Someone's own Deployment that happens to be called `<target>-ft`."""
+    body = target_deployment(replicas=2, ready=2)
+    body["metadata"].update(name="web-ft", uid="uid-theirs", labels={"app": "legacy"})
+    body["spec"]["selector"] = {"matchLabels": {"app": "legacy"}}
+    body["spec"]["template"]["metadata"]["labels"] = {"app": "legacy"}
+    return body
+
+
+def deployment_writes(reqs: list[Any]) -> list[str]:
+    return [p for p in summary(writes(reqs)) if "/deployments" in p]
+
+
+async def test_a_foreign_twin_survives_reconcile_and_deletion(kmock: Any) -> None:
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment()
+    kmock.objects[DEPLOYMENTS, NS, "web-ft"] = foreign_twin()
+    kmock.objects[FTR, NS, "web"] = rollout_body()
+    shell = Shell(kmock)
+    for _ in range(3):
+        await shell.reconcile()
+    reqs = shell.new_requests()
+    assert deployment_writes(reqs) == []  # neither deleted, re-templated nor scaled
+    (status,) = status_writes_of(reqs)
+    assert status["phase"] == "Failed"
+    conds = {c["type"]: c for c in status["conditions"]}
+    assert conds["Progressing"]["reason"] == "TwinNotOwned"
+    assert "web-ft" in conds["Progressing"]["message"]
+    assert event_reasons(reqs) == ["TwinNotOwned"]
+
+    await finalize(shell)  # nothing of ours to restore or remove: the finalizer is released
+    assert deployment_writes(shell.new_requests()) == []
+    assert kmock.objects[DEPLOYMENTS, NS, "web-ft"]["metadata"]["uid"] == "uid-theirs"
+
+
+async def test_deleting_a_rollout_leaves_a_foreign_twin_alone(kmock: Any) -> None:
+    """The rollout had run (status says N = 10); meanwhile `web-ft` became someone else's."""
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment()
+    kmock.objects[DEPLOYMENTS, NS, "web-ft"] = foreign_twin()
+    body = rollout_body()
+    body["status"] = {"phase": "Progressing", "revision": "r1", "replicas": {"target": N}}
+    kmock.objects[FTR, NS, "web"] = body
+    shell = Shell(kmock)
+    await finalize(shell)
+    reqs = shell.new_requests()
+    assert deployment_writes(reqs) == []
+    assert event_reasons(reqs) == ["TwinNotOwned"]
+
+
+async def test_a_second_rollout_on_the_same_target_fails_naming_the_first(kmock: Any) -> None:
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment()
+    first = rollout_body()
+    first["metadata"]["creationTimestamp"] = "2030-01-01T00:00:00Z"
+    kmock.objects[FTR, NS, "web"] = first
+    second = rollout_body()
+    second["metadata"].update(name="web2", uid="uid-web2", creationTimestamp="2030-01-02T00:00:00Z")
+    kmock.objects[FTR, NS, "web2"] = second
+    shell = Shell(kmock)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(handlers, "STATE", shell.state)
+        for obj in (second, first):  # the watch may bring them in any order
+            await handlers.rollout_event(
+                event={"type": "ADDED", "object": obj},
+                name=obj["metadata"]["name"],
+                namespace=NS,
+                spec=obj["spec"],
+            )
+    await shell.reconcile()  # the first creates its twin
+    shell.watch_deployment("web-ft", replicas=1, readyReplicas=1)
+    await shell.reconcile()
+    twin_before = copy.deepcopy(dict(kmock.objects[DEPLOYMENTS, NS, "web-ft"].raw))
+    target_before = kmock.objects[DEPLOYMENTS, NS, "web"]["spec"]["replicas"]
+    shell.new_requests()
+
+    body2 = copy.deepcopy(dict(kmock.objects[FTR, NS, "web2"].raw))
+    for _ in range(3):
+        await reconcile.reconcile(shell.state, body2, LOG)
+    reqs = shell.new_requests()
+    assert deployment_writes(reqs) == []
+    (status,) = [r.data[0]["value"] for r in writes(reqs) if "/web2/status" in r.url.path]
+    assert status["phase"] == "Failed"
+    assert "'web'" in status["message"]
+    conds = {c["type"]: c for c in status["conditions"]}
+    assert conds["Progressing"]["reason"] == "TargetClaimed"
+    assert event_reasons(reqs) == ["TargetClaimed"]
+    assert dict(kmock.objects[DEPLOYMENTS, NS, "web-ft"].raw) == twin_before
+    assert kmock.objects[DEPLOYMENTS, NS, "web"]["spec"]["replicas"] == target_before
+
+    # The first carries on as if the second were not there.
+    await shell.reconcile()
+    assert shell.body()["status"]["phase"] == "Progressing"
+
+
+# ------------------------------------------------------------------ actions: exactly once
+
+
+def annotate(kmock: Any, value: str) -> None:
+    obj = copy.deepcopy(dict(kmock.objects[FTR, NS, "web"].raw))
+    obj["metadata"].setdefault("annotations", {})["freethreaded.dev/action"] = value
+    kmock.objects[FTR, NS, "web"] = obj
+
+
+def fail_next_clear(shell: Shell) -> None:
+    """The next metadata patch of the rollout (the annotation's removal) fails with a 500 and
+    changes nothing (KMock would apply the patch before answering with a canned error)."""
+    real = shell.state.kube.patch_rollout
+
+    async def once(*args: Any, **kw: Any) -> None:
+        shell.state.kube.patch_rollout = real
+        raise ApiException(status=500, reason="Internal Server Error")
+
+    shell.state.kube.patch_rollout = once
+
+
+@pytest.mark.parametrize("value", ["promote", "promote@20300101T000000Z-1a2b"])
+async def test_a_promote_whose_clearing_fails_advances_exactly_one_step(
+    kmock: Any, value: str
+) -> None:
+    shell = await at_first_step(kmock, "1h", {"weight": 50, "pause": {"duration": "1h"}})
+    assert shell.body()["status"]["stepIndex"] == 0
+    annotate(kmock, value)
+    shell.new_requests()
+    fail_next_clear(shell)
+    with pytest.raises(ApiException):
+        await shell.reconcile()  # status written (step 2), the annotation's removal failed
+    assert shell.body()["status"]["stepIndex"] == 1
+    assert shell.body()["metadata"]["annotations"]["freethreaded.dev/action"] == value
+    await shell.reconcile()  # the daemon's retry sees the same request again
+    assert shell.body()["status"]["stepIndex"] == 1
+    assert event_reasons(shell.new_requests()) == ["StepPromoted"]
+    assert "freethreaded.dev/action" not in (shell.body()["metadata"].get("annotations") or {})
+
+
+async def test_a_promote_seen_again_after_an_operator_restart_is_not_applied_again(
+    kmock: Any,
+) -> None:
+    """The operator died between the status write and the annotation's removal."""
+    shell = await at_first_step(kmock, "1h", {"weight": 50, "pause": {"duration": "1h"}})
+    annotate(kmock, "promote")
+    fail_next_clear(shell)
+    with pytest.raises(ApiException):
+        await shell.reconcile()
+    restarted = Shell(kmock)  # nothing in memory
+    restarted.seen = len(list(kmock))
+    await restarted.reconcile()
+    assert restarted.body()["status"]["stepIndex"] == 1
+    reqs = restarted.new_requests()
+    assert "StepPromoted" not in event_reasons(reqs)
+    assert [r.data for r in writes(reqs) if r.url.path.endswith("/freethreadedrollouts/web")] == [
+        {"metadata": {"annotations": {"freethreaded.dev/action": None}}}
+    ]

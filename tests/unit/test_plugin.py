@@ -558,18 +558,29 @@ def test_status_watch_stops_when_the_rollout_is_done(fake_api: FakeApi, capsys: 
     ],
 )
 def test_actions_set_the_annotation_and_print_one_line(
-    fake_api: FakeApi, capsys: Any, argv: list[str], action: str, says: str
+    fake_api: FakeApi,
+    capsys: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    action: str,
+    says: str,
 ) -> None:
+    monkeypatch.setattr(plugin, "request_id", lambda: "20300101T000000Z-a1b2c3")
     code, out, err = run(capsys, *argv)
     assert (code, err) == (0, "")
-    assert out == f"freethreadedrollout shop/web: {says} (freethreaded.dev/action={action})\n"
+    request = f"{action}@20300101T000000Z-a1b2c3"  # one request: applied exactly once
+    assert out == f"freethreadedrollout shop/web: {says} (freethreaded.dev/action={request})\n"
     assert fake_api.patches == [
         (
             "shop/web",
             "application/merge-patch+json",
-            {"metadata": {"annotations": {"freethreaded.dev/action": action}}},
+            {"metadata": {"annotations": {"freethreaded.dev/action": request}}},
         )
     ]
+
+
+def test_each_action_request_has_its_own_id() -> None:
+    assert plugin.request_id() != plugin.request_id()
 
 
 def test_report_prints_kpis(fake_api: FakeApi, capsys: Any) -> None:

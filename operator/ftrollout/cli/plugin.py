@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import sys
 import time
 import urllib.error
@@ -791,7 +792,11 @@ def cmd_action(cluster: Cluster, args: argparse.Namespace) -> int:
     action = args.command
     if action == "promote" and args.full:
         action = "promote-full"
-    set_action(cluster, ns, args.name, action)
+    # `verb@<id>`: the id makes this one request, applied once even if the operator sees the
+    # annotation again (its removal failed, the operator restarted), and a second
+    # `kubectl ftr promote` a new request even within the same second.
+    request = f"{action}@{request_id()}"
+    set_action(cluster, ns, args.name, request)
     done = {
         "promote": "promotion to the next step requested",
         "promote-full": "full promotion requested, skipping the remaining steps and pauses",
@@ -800,8 +805,14 @@ def cmd_action(cluster: Cluster, args: argparse.Namespace) -> int:
         "rollback": "rollback requested",
         "retry": "retry requested",
     }[action]
-    print(f"freethreadedrollout {ns}/{args.name}: {done} ({ANNOTATION_ACTION}={action})")
+    print(f"freethreadedrollout {ns}/{args.name}: {done} ({ANNOTATION_ACTION}={request})")
     return 0
+
+
+def request_id() -> str:
+    """When, plus randomness: unique per request, and readable in `kubectl get -o yaml`."""
+    now = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{now}-{secrets.token_hex(3)}"
 
 
 def _parse_queries(raw: Sequence[str]) -> dict[str, tuple[str, ...]]:

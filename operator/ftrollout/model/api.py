@@ -589,6 +589,19 @@ class RollbackStatus(Model):
     time: str = Field(description="When (RFC 3339).")
 
 
+class ActionRecord(Model):
+    value: str = Field(
+        description="The freethreaded.dev/action value applied (promote, or promote@<id> as "
+        "`kubectl ftr` writes it)."
+    )
+    written_at: str | None = Field(
+        default=None,
+        description="When the annotation was written (its managedFields time), if known: a "
+        "plain value written again later is a new request.",
+    )
+    time: str = Field(description="When the operator applied it (RFC 3339).")
+
+
 class RolloutStatus(Model):
     observed_generation: int | None = Field(
         default=None, description="metadata.generation last acted on."
@@ -618,6 +631,12 @@ class RolloutStatus(Model):
     rollback: RollbackStatus | None = Field(default=None, description="Set after a rollback.")
     promoted_at: str | None = Field(
         default=None, description="When this revision was promoted (all replicas free-threaded)."
+    )
+    last_action: ActionRecord | None = Field(
+        default=None,
+        description="The action request applied last, kept while its annotation is still "
+        "there: the same request seen again (its removal failed, the operator restarted) is "
+        "not applied twice.",
     )
     conditions: list[Condition] = Field(
         default_factory=list,

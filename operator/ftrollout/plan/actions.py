@@ -2,6 +2,12 @@
 
 promote, promote-full, pause, resume, rollback, retry; a new revision and a retry both start the
 steps again from 0 (`start_revision`).
+
+Each request is applied once: status.lastAction records it until the annotation is seen gone.
+The shell removes the annotation after the status write; if that removal fails or the operator
+dies in between, the request is seen again and only removed. A request is its value (`kubectl
+ftr` writes `promote@<unique id>`) and, for a plain value (`kubectl annotate ...=promote`),
+when the annotation was written.
 """
 
 from __future__ import annotations
@@ -9,7 +15,7 @@ from __future__ import annotations
 from ftrollout.model import api
 from ftrollout.model.api import Phase, RollbackReason
 from ftrollout.plan.context import Ctx
-from ftrollout.plan.types import ACTIONS, Event, rfc3339
+from ftrollout.plan.types import ACTIONS, Event, Observation, rfc3339
 
 
 def action_ignored(action: str, why: str) -> Event:
@@ -45,16 +51,53 @@ def start_revision(ctx: Ctx, n: int, first: bool) -> None:
     )
 
 
+def verb_of(value: str) -> str:
+    """`promote@<id>` -> `promote`."""
+    return value.split("@", 1)[0]
+
+
+def same_request(record: api.ActionRecord | None, value: str, written_at: str | None) -> bool:
+    if record is None or record.value != value:
+        return False
+    # A value with an id names one request; a plain value also needs the time it was written.
+    return "@" in value or record.written_at == written_at
+
+
+def record(obs: Observation) -> api.ActionRecord | None:
+    """The status record of the request in `obs`."""
+    if obs.action is None:
+        return None
+    return api.ActionRecord(
+        value=obs.action, written_at=obs.action_written_at, time=rfc3339(obs.now)
+    )
+
+
+def ignore_request(
+    st: api.RolloutStatus, obs: Observation, why: str
+) -> tuple[api.RolloutStatus, tuple[Event, ...]]:
+    """A request that cannot apply now (invalid spec, no target, not ours): said once per
+    request, and recorded like an applied one."""
+    if obs.action is None or same_request(st.last_action, obs.action, obs.action_written_at):
+        return st, ()
+    return st.model_copy(update={"last_action": record(obs)}), (action_ignored(obs.action, why),)
+
+
 def handle_action(ctx: Ctx) -> None:
-    action = ctx.obs.action
-    if action is None:
+    value = ctx.obs.action
+    if value is None:
+        if ctx.st.last_action is not None:
+            ctx.update(last_action=None)  # its annotation is gone: any later one is new
         return
+    if same_request(ctx.st.last_action, value, ctx.obs.action_written_at):
+        return  # applied already; the shell removes the annotation again
+    ctx.update(last_action=record(ctx.obs))
+    action = verb_of(value)
     st = ctx.st
     if action not in ACTIONS:
         ctx.event(
             "Warning",
             "UnknownAction",
-            f"annotation freethreaded.dev/action={action!r} ignored: use one of "
+            f"annotation freethreaded.dev/action={value!r} ignored: use one of "
             + ", ".join(ACTIONS),
         )
         return

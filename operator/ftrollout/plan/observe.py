@@ -34,6 +34,8 @@ class DeploymentSummary:
     deleting: bool
     replicas_manager: str | None = None
     resource_version: int = 0  # 0: unknown (etcd revisions; comparable since Kubernetes 1.35)
+    # The controller ownerReference ("Kind/name", uid); None: no controller at all.
+    controller: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,16 @@ def summarize_deployment(body: Mapping[str, Any]) -> DeploymentSummary:
         deleting=meta.get("deletionTimestamp") is not None,
         replicas_manager=_replicas_manager(meta.get("managedFields") or []),
         resource_version=resource_version(meta),
+        controller=controller_of(meta),
     )
+
+
+def controller_of(meta: Mapping[str, Any]) -> tuple[str, str] | None:
+    """("Kind/name", uid) of the ownerReference with controller: true, if any."""
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("controller"):
+            return f"{ref.get('kind', '')}/{ref.get('name', '')}", str(ref.get("uid") or "")
+    return None
 
 
 def resource_version(meta: Mapping[str, Any]) -> int:
@@ -108,6 +119,17 @@ def _replicas_manager(managed: list[Mapping[str, Any]]) -> str | None:
         if "f:replicas" in ((m.get("fieldsV1") or {}).get("f:spec") or {})
     ]
     return max(owners)[1] if owners else None
+
+
+def annotation_written_at(meta: Mapping[str, Any], key: str) -> str | None:
+    """When annotation `key` was last written: the newest managedFields entry that owns it."""
+    times = [
+        str(m.get("time") or "")
+        for m in meta.get("managedFields") or []
+        if f"f:{key}"
+        in (((m.get("fieldsV1") or {}).get("f:metadata") or {}).get("f:annotations") or {})
+    ]
+    return max(times) or None if times else None
 
 
 def _owner_deployment(meta: Mapping[str, Any]) -> str | None:

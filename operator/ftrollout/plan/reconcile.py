@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from ftrollout.model import api
 from ftrollout.model.api import Phase
-from ftrollout.plan.actions import action_ignored, handle_action, start_revision
+from ftrollout.plan.actions import handle_action, ignore_request, start_revision
 from ftrollout.plan.analysis import observe_analysis
 from ftrollout.plan.conditions import cond, progressing_condition, set_condition
 from ftrollout.plan.context import Ctx
 from ftrollout.plan.guardrails import observe_guardrails
+from ftrollout.plan.ownership import REASON_TARGET_CLAIMED, REASON_TWIN_NOT_OWNED, conflict
 from ftrollout.plan.replicas import desired_split, follow_external_scale, standard_to_write
 from ftrollout.plan.steps import advance
 from ftrollout.plan.types import Event, Observation, Result, Workload, rfc3339
@@ -28,6 +29,9 @@ def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observati
 
     if obs.target is None or obs.revision is None:
         return target_missing(ctx)
+    clash = conflict(obs)
+    if clash is not None:
+        return not_ours(ctx, *clash)
 
     # First sight, or a new revision (target template or spec.freeThreaded changed).
     if ctx.st.revision is None or ctx.st.phase is None:
@@ -60,7 +64,12 @@ def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observati
 
 def failed_for_spec_or_target(st: api.RolloutStatus) -> bool:
     cond = next((c for c in st.conditions if c.type == "Progressing"), None)
-    return cond is not None and cond.reason in ("InvalidSpec", "TargetNotFound")
+    return cond is not None and cond.reason in (
+        "InvalidSpec",
+        "TargetNotFound",
+        REASON_TWIN_NOT_OWNED,
+        REASON_TARGET_CLAIMED,
+    )
 
 
 def invalid_spec(status: api.RolloutStatus, obs: Observation) -> Result:
@@ -69,6 +78,7 @@ def invalid_spec(status: api.RolloutStatus, obs: Observation) -> Result:
     conditions = set_condition(
         status.conditions, "Progressing", "False", "InvalidSpec", message, obs
     )
+    status, ignored = ignore_request(status, obs, "the spec is invalid")
     new = status.model_copy(
         update={
             "phase": Phase.FAILED,
@@ -80,8 +90,7 @@ def invalid_spec(status: api.RolloutStatus, obs: Observation) -> Result:
     events: list[Event] = []
     if status.phase != Phase.FAILED or status.message != new.message:
         events.append(Event("Warning", "InvalidSpec", message))
-    if obs.action is not None:
-        events.append(action_ignored(obs.action, "the spec is invalid"))
+    events.extend(ignored)
     # Never touch replicas on bad input: capacity stays where it is.
     return Result(
         status=new,
@@ -97,13 +106,31 @@ def target_missing(ctx: Ctx) -> Result:
     message = f"target Deployment {name!r} not found in this namespace"
     if ctx.st.phase != Phase.FAILED or ctx.st.message != message:
         ctx.event("Warning", "TargetNotFound", message)
-    if ctx.obs.action is not None:
-        ctx.events.append(action_ignored(ctx.obs.action, "the target Deployment is missing"))
+    ctx.st, ignored = ignore_request(ctx.st, ctx.obs, "the target Deployment is missing")
+    ctx.events.extend(ignored)
     ctx.update(
         phase=Phase.FAILED,
         message=message,
         conditions=set_condition(
             ctx.st.conditions, "Progressing", "False", "TargetNotFound", message, ctx.obs
+        ),
+        observed_generation=ctx.obs.generation,
+    )
+    return finish(ctx, touch_replicas=False)
+
+
+def not_ours(ctx: Ctx, reason: str, message: str) -> Result:
+    """Another rollout or someone else holds the target or the twin's name: Failed, nothing
+    scaled, created or deleted; carried on from the status once the conflict is gone."""
+    if ctx.st.phase != Phase.FAILED or ctx.st.message != message:
+        ctx.event("Warning", reason, message)
+    ctx.st, ignored = ignore_request(ctx.st, ctx.obs, message)
+    ctx.events.extend(ignored)
+    ctx.update(
+        phase=Phase.FAILED,
+        message=message,
+        conditions=set_condition(
+            ctx.st.conditions, "Progressing", "False", reason, message, ctx.obs
         ),
         observed_generation=ctx.obs.generation,
     )

@@ -56,6 +56,27 @@ class AnalysisRound:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A rollout that targets a Deployment."""
+
+    name: str
+    created: str  # metadata.creationTimestamp (RFC 3339); "" when not known
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Who else claims the target, and who controls the Deployment named like the twin."""
+
+    rollout: str  # this rollout's name
+    uid: str  # this rollout's uid
+    claims: tuple[Claim, ...]  # every rollout known to target the same Deployment
+    twin: str  # the twin's name
+    # The twin's controller ownerReference ("Kind/name", uid); None: no controller reference.
+    # Only looked at when the twin exists (Observation.twin).
+    twin_controller: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
 class Observation:
     now: datetime
     generation: int
@@ -65,9 +86,11 @@ class Observation:
     pods: tuple[PodGil, ...] = ()
     incidents: tuple[api.Incident, ...] = ()
     analysis: AnalysisRound | None = None
-    action: str | None = None
+    action: str | None = None  # the freethreaded.dev/action value: `verb` or `verb@<id>`
+    action_written_at: str | None = None  # managedFields time of the annotation, if known
     preflight: api.PreflightStatus | None = None
     spec_error: api.SpecError | None = None
+    ownership: Ownership | None = None  # None: not checked (the planner's own tests)
 
 
 @dataclass(frozen=True)

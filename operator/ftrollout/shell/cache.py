@@ -18,6 +18,7 @@ from ftrollout.plan.observe import (
     summarize_deployment,
     summarize_pod,
 )
+from ftrollout.plan.types import Claim
 
 MAX_TERMINATIONS = 200  # per deployment: more than any race budget worth having
 MAX_DELETED = 1024  # deleted Deployment uids remembered (far more than writes in flight)
@@ -31,6 +32,7 @@ class Cache:
     # (namespace, target deployment) -> rollout names, to route deployment/pod events
     targets: dict[Key, set[str]] = field(default_factory=dict)
     rollout_targets: dict[Key, str] = field(default_factory=dict)
+    rollout_created: dict[Key, str] = field(default_factory=dict)  # creationTimestamp
     # Crash terminations seen per (namespace, deployment), kept after the pod changes or goes:
     # a watch event may show a termination that the next event (or kwok) already overwrote.
     terminations: dict[Key, dict[tuple[str, str], Termination]] = field(default_factory=dict)
@@ -43,8 +45,14 @@ class Cache:
     deleted: dict[str, None] = field(default_factory=dict)
 
     # --- rollouts
-    def set_rollout_target(self, namespace: str, rollout: str, target: str | None) -> None:
+    def set_rollout_target(
+        self, namespace: str, rollout: str, target: str | None, created: str = ""
+    ) -> None:
         key = (namespace, rollout)
+        if target is None:
+            self.rollout_created.pop(key, None)
+        else:
+            self.rollout_created[key] = created
         old = self.rollout_targets.pop(key, None)
         if old is not None:
             names = self.targets.get((namespace, old))
@@ -55,6 +63,13 @@ class Cache:
         if target is not None:
             self.rollout_targets[key] = target
             self.targets.setdefault((namespace, target), set()).add(rollout)
+
+    def claims(self, namespace: str, target: str) -> tuple[Claim, ...]:
+        """Every rollout the watch has shown targeting `target`, with its creation time."""
+        return tuple(
+            Claim(name, self.rollout_created.get((namespace, name), ""))
+            for name in sorted(self.targets.get((namespace, target), ()))
+        )
 
     def rollouts_for_deployment(self, d: DeploymentSummary) -> set[str]:
         out = set(self.targets.get((d.namespace, d.name), set()))

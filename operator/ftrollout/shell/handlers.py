@@ -17,7 +17,7 @@ import kopf
 
 from ftrollout.model import api
 from ftrollout.plan import twin as workloads
-from ftrollout.plan.observe import DeploymentSummary, Key
+from ftrollout.plan.observe import DeploymentSummary, Key, controller_of
 from ftrollout.shell.reconcile import Logger, reconcile
 from ftrollout.shell.state import State
 
@@ -48,7 +48,10 @@ async def rollout_event(
             STATE.scheduler.unregister((namespace, name))
         return
     target = (spec.get("targetRef") or {}).get("name")
-    STATE.cache.set_rollout_target(namespace, name, target if isinstance(target, str) else None)
+    created = ((event.get("object") or {}).get("metadata") or {}).get("creationTimestamp")
+    STATE.cache.set_rollout_target(
+        namespace, name, target if isinstance(target, str) else None, str(created or "")
+    )
     if not _own_status_echo(STATE, (namespace, name), event.get("object") or {}):
         STATE.poke(namespace, name)
 
@@ -148,31 +151,71 @@ async def rollout_daemon(
 # ---------------------------------------------------------------------- finalizer
 
 
-@kopf.on.delete(api.GROUP, api.VERSION, api.PLURAL, timeout=900)
+# No `timeout` and no `retries`: kopf releases the finalizer when either runs out, and garbage
+# collection then removes the twin whatever the standard track's readiness. The handler waits
+# (TemporaryError) for as long as the target needs, reporting progress instead.
+@kopf.on.delete(api.GROUP, api.VERSION, api.PLURAL)
 async def rollout_deleted(
     *, body: kopf.Body, namespace: str | None, logger: Logger, **_: Any
 ) -> None:
-    """Restore the target to N Ready standard replicas, then remove the twin."""
+    """Restore the target to N Ready standard replicas, then remove the twin (only a twin this
+    rollout controls: anything else named like it is left as it is, and the target with it)."""
     namespace = namespace or ""
     status = api.parse_status(body.get("status"))
     target_name = ((body.get("spec") or {}).get("targetRef") or {}).get("name")
-    n = status.replicas.target
+    if not isinstance(target_name, str):
+        return
     kube = STATE.kube
-    if isinstance(target_name, str) and n > 0:
-        target = await kube.get_deployment(namespace, target_name)
-        if target is not None:
-            replicas = (target.get("spec") or {}).get("replicas") or 0
-            ready = (target.get("status") or {}).get("readyReplicas") or 0
-            if replicas < n:
-                await kube.scale_deployment(namespace, target_name, n)
-                log.info("%s: deleting: restoring target %s to %d", namespace, target_name, n)
-                raise kopf.TemporaryError(f"waiting for {n} Ready standard replicas", delay=2)
-            if ready < n:
-                raise kopf.TemporaryError(
-                    f"waiting for {n} Ready standard replicas ({ready} now)", delay=2
-                )
-        await kube.delete_deployment(namespace, workloads.twin_name(target_name))
-        log.info("%s: deleted: target %s back at %d, twin removed", namespace, target_name, n)
+    twin_name = workloads.twin_name(target_name)
+    twin = await kube.get_deployment(namespace, twin_name)
+    if twin is not None and not _controls(body, twin):
+        message = (
+            f"Deployment {twin_name!r} is not this rollout's twin: deleted without touching "
+            f"it or the target {target_name!r}"
+        )
+        log.info("%s/%s: %s", namespace, body.get("metadata", {}).get("name"), message)
+        await kube.emit_event(body, "Warning", "TwinNotOwned", message)
+        return
+    n = status.replicas.target
+    target = await kube.get_deployment(namespace, target_name)
+    if target is not None and twin is not None and n == 0:
+        # No N in the status (never written, or unreadable): both tracks' replicas stand for it.
+        n = ((target.get("spec") or {}).get("replicas") or 0) + (
+            (twin.get("spec") or {}).get("replicas") or 0
+        )
+    if target is not None and n > 0:
+        replicas = (target.get("spec") or {}).get("replicas") or 0
+        ready = (target.get("status") or {}).get("readyReplicas") or 0
+        if replicas < n:
+            await kube.scale_deployment(namespace, target_name, n)
+            log.info("%s: deleting: restoring target %s to %d", namespace, target_name, n)
+        if replicas < n or ready < n:
+            await _deletion_waits(
+                body,
+                f"deleting: waiting for {n} Ready standard replicas on {target_name} "
+                f"({ready} now); the free-threaded twin stays until then",
+            )
+    if twin is not None:
+        await kube.delete_deployment(namespace, twin_name)
+    log.info("%s: deleted: target %s back at %d, twin removed", namespace, target_name, n)
+
+
+def _controls(rollout: kopf.Body, deployment: dict[str, Any]) -> bool:
+    owner = controller_of(deployment.get("metadata") or {})
+    return owner is not None and owner[1] == (rollout.get("metadata") or {}).get("uid")
+
+
+async def _deletion_waits(body: kopf.Body, message: str) -> None:
+    """Report why the deletion waits (status message, an Event, a log line: once per change),
+    then ask kopf to call again."""
+    meta = body.get("metadata") or {}
+    if (body.get("status") or {}).get("message") != message:
+        log.info("%s/%s: %s", meta.get("namespace"), meta.get("name"), message)
+        await STATE.kube.emit_event(body, "Normal", "Finalizing", message)
+        await STATE.kube.patch_rollout_status_fields(
+            meta.get("namespace", ""), meta.get("name", ""), {"message": message}
+        )
+    raise kopf.TemporaryError(message, delay=5)
 
 
 def _short(exc: Exception) -> str:

@@ -25,6 +25,11 @@ from ftrollout.plan.observe import resource_version
 log = logging.getLogger("ftrollout.shell.kube")
 T = TypeVar("T")
 
+# Without a timeout a half-open connection (a dead apiserver or proxy that never answers)
+# holds a worker for ever; with all workers held, every rollout stops, rollbacks included.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 30.0
+
 
 class TokenBucket:
     def __init__(self, qps: float, burst: int) -> None:
@@ -55,9 +60,12 @@ class Kube:
         burst: int = 100,
         workers: int = 8,
         client: kubernetes.client.ApiClient | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
     ) -> None:
         """`client`: an already configured API client (tests point one at a mock server);
-        by default the in-cluster config, else the kubeconfig."""
+        by default the in-cluster config, else the kubeconfig. Every call gets the connect and
+        read timeouts (seconds)."""
         if client is None:
             try:
                 kubernetes.config.load_incluster_config()
@@ -65,6 +73,7 @@ class Kube:
                 kubernetes.config.load_kube_config()
             client = kubernetes.client.ApiClient()
         self.client = client
+        self.request_timeout = (float(connect_timeout), float(read_timeout))
         self.apps = kubernetes.client.AppsV1Api(self.client)
         self.core = kubernetes.client.CoreV1Api(self.client)
         self.batch = kubernetes.client.BatchV1Api(self.client)
@@ -80,6 +89,7 @@ class Kube:
             self.writes += 1
         else:
             self.reads += 1
+        kw.setdefault("_request_timeout", self.request_timeout)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.pool, lambda: fn(*args, **kw))
 
@@ -148,6 +158,21 @@ class Kube:
             name,
             [{"op": "add", "path": "/status", "value": status}],
             _content_type="application/json-patch+json",
+        )
+
+    async def patch_rollout_status_fields(
+        self, namespace: str, name: str, fields: dict[str, Any]
+    ) -> None:
+        """Merge `fields` into status, leaving the rest as it is."""
+        await self.call(
+            self.custom.patch_namespaced_custom_object_status,
+            api.GROUP,
+            api.VERSION,
+            namespace,
+            api.PLURAL,
+            name,
+            {"status": fields},
+            _content_type="application/merge-patch+json",
         )
 
     async def patch_rollout(self, namespace: str, name: str, patch: dict[str, Any]) -> None:

@@ -14,7 +14,8 @@ from typing import Any
 from ftrollout.model import api
 from ftrollout.plan import FIELD_MANAGER, Observation, PodGil, Result, Workload, plan
 from ftrollout.plan import twin as workloads
-from ftrollout.plan.observe import DeploymentSummary, Key, revision_of
+from ftrollout.plan.observe import DeploymentSummary, Key, annotation_written_at, revision_of
+from ftrollout.plan.types import Claim, Ownership
 from ftrollout.shell import status_writes
 from ftrollout.shell.gate_job import run_preflight
 from ftrollout.shell.state import GilReading, State
@@ -128,12 +129,21 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         incidents=_incidents(state, namespace, twin_name) if twin_name else (),
         analysis=state.analysis.get(key),
         action=action,
+        action_written_at=annotation_written_at(meta, workloads.ANNOTATION_ACTION),
         preflight=state.preflight.get(key),
         spec_error=spec_error,
+        ownership=None
+        if spec is None
+        else _ownership(state, meta, spec.target_ref.name, twin_name, twin),
     )
     result = plan(spec, status, obs)
 
-    if spec is not None and target is not None and result.twin_replicas is not None:
+    if (
+        spec is not None
+        and target is not None
+        and result.twin_replicas is not None
+        and _owned(twin, meta)
+    ):
         try:
             await ensure_twin(state, body, spec, target, twin, result)
         except TwinReplaced:
@@ -157,6 +167,26 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
     for hook in state.on_result:
         hook(key, result, time.perf_counter() - started)
     return result.requeue_after
+
+
+def _ownership(
+    state: State, meta: Any, target: str, twin_name: str, twin: DeploymentSummary | None
+) -> Ownership:
+    me = Claim(meta["name"], str(meta.get("creationTimestamp") or ""))
+    others = [c for c in state.cache.claims(meta["namespace"], target) if c.name != me.name]
+    return Ownership(
+        rollout=me.name,
+        uid=str(meta.get("uid") or ""),
+        claims=(me, *others),
+        twin=twin_name,
+        twin_controller=None if twin is None else twin.controller,
+    )
+
+
+def _owned(twin: DeploymentSummary | None, meta: Any) -> bool:
+    """No twin yet, or one whose controller is this rollout (by uid): the only twin the shell
+    may scale, re-template or delete."""
+    return twin is None or (twin.controller is not None and twin.controller[1] == meta.get("uid"))
 
 
 def _register_analysis(
@@ -198,7 +228,7 @@ async def _act(
     namespace, name = key
     kube = state.kube
     for current, wanted, track in (
-        (twin, result.twin_replicas, "twin"),
+        (twin if _owned(twin, body["metadata"]) else None, result.twin_replicas, "twin"),
         (target, result.target_replicas, "target"),
     ):
         if current is None or wanted is None or wanted == current.replicas:

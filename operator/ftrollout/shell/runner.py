@@ -48,6 +48,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qps", type=float, default=float(env("FTR_QPS", "50")), help="API QPS limit")
     p.add_argument("--burst", type=int, default=int(env("FTR_BURST", "100")), help="API burst")
     p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=float(env("FTR_CONNECT_TIMEOUT", "10")),
+        metavar="SECONDS",
+        help="connect timeout of every Kubernetes API call (default 10)",
+    )
+    p.add_argument(
+        "--request-timeout",
+        type=float,
+        default=float(env("FTR_REQUEST_TIMEOUT", "30")),
+        metavar="SECONDS",
+        help="read timeout of every Kubernetes API call, and kopf's limit on a whole request "
+        "(default 30); a call past it fails and is retried instead of hanging",
+    )
+    p.add_argument(
         "--status-refresh",
         type=float,
         default=float(env("FTR_STATUS_REFRESH", "300")),
@@ -79,7 +94,11 @@ def configure(settings: kopf.OperatorSettings, args: argparse.Namespace) -> None
     )
     settings.persistence.finalizer = "freethreaded.dev/finalizer"
     settings.watching.server_timeout = 300
-    settings.networking.request_timeout = 60
+    settings.networking.request_timeout = args.request_timeout
+    settings.networking.connect_timeout = args.connect_timeout
+    # Watch streams: a dead stream is caught by kopf's inactivity timeout; the connection
+    # itself gets the same connect timeout as every other call.
+    settings.watching.connect_timeout = args.connect_timeout
     # Async handlers only; a small pool for what kopf runs in threads.
     settings.execution.max_workers = 4
     if args.peering:
@@ -116,7 +135,12 @@ def run(args: argparse.Namespace) -> int:
         # kopf logs every successful event handler at INFO: noise at scale. Our own lines
         # (logger "ftrollout") say what happened and why.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    handlers.STATE.kube = Kube(qps=args.qps, burst=args.burst)
+    handlers.STATE.kube = Kube(
+        qps=args.qps,
+        burst=args.burst,
+        connect_timeout=args.connect_timeout,
+        read_timeout=args.request_timeout,
+    )
     handlers.STATE.default_prometheus = args.prometheus_url
     handlers.STATE.status_refresh = max(0.0, args.status_refresh)
 

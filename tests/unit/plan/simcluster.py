@@ -51,6 +51,7 @@ class Sim:
     twin_exists: bool = False
     action: str | None = None
     history: list[Result] = field(default_factory=list)
+    last_action: str | None = None  # the latest request written (for `redeliver`)
     # The rest of the observed world (all optional; defaults = a healthy, quiet cluster).
     generation: int = 1
     target_exists: bool = True
@@ -66,6 +67,21 @@ class Sim:
     # progress: the moment where ready capacity is lowest.
     on_apply: Callable[[Sim, Observation, Result], None] | None = None
 
+    def __setattr__(self, name: str, value: object) -> None:
+        # Every request a user writes is a new write of the annotation: the apiserver records
+        # its time in managedFields (a re-delivery of the same request keeps it: `redeliver`).
+        if name == "action" and value is not None:
+            seq = getattr(self, "action_writes", 0) + 1
+            object.__setattr__(self, "action_writes", seq)
+            written = self.now + timedelta(microseconds=seq)
+            object.__setattr__(self, "action_written_at", written.isoformat())
+        object.__setattr__(self, name, value)
+
+    def redeliver(self) -> None:
+        """The last request is seen again as it was (its removal failed, or the operator
+        restarted before removing it)."""
+        object.__setattr__(self, "action", self.last_action)
+
     def __post_init__(self) -> None:
         self.last_spec = self.spec
         self.last_status = self.status
@@ -80,6 +96,7 @@ class Sim:
             "target": Workload(self.std.replicas, self.std.ready) if self.target_exists else None,
             "twin": Workload(self.ft.replicas, self.ft.ready) if self.twin_exists else None,
             "action": self.action,
+            "action_written_at": getattr(self, "action_written_at", None) if self.action else None,
             "pods": self.pods,
             "incidents": self.incidents,
             "analysis": self.analysis,
@@ -92,6 +109,8 @@ class Sim:
     def apply(self, res: Result) -> None:
         """What the shell does with a result: write changed replica counts."""
         self.status = res.status
+        if self.action is not None:
+            self.last_action = self.action
         self.action = None
         if res.target_replicas is not None and res.target_replicas != self.std.replicas:
             self.writes.append(("target", res.target_replicas))

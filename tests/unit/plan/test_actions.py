@@ -270,3 +270,48 @@ def test_every_action_is_cleared_once_acted_on(setup: str, action: str) -> None:
     assert res.status.phase in set(Phase)
     # The next reconcile has no action: nothing to clear.
     assert sim.step().clear_action is False
+
+
+# ---------------------------------------------------------------- exactly once
+
+
+@pytest.mark.parametrize(
+    ("value", "written_at"),
+    [
+        ("promote", "2026-01-01T00:00:00Z"),  # plain value: identified with its write time
+        ("promote", None),  # no managedFields: identified while its annotation stays
+        ("promote@20260101T000000Z-a1b2c3", None),  # `kubectl ftr promote`: its own id
+    ],
+)
+def test_a_request_seen_twice_is_applied_once(value: str, written_at: str | None) -> None:
+    sim = at_step(Sim(make_spec(((10, "1h"), (50, "1h"), (70, "1h"), (100, None)))), 0)
+    res = sim.step(action=value, action_written_at=written_at)
+    assert res.status.step_index == 1
+    assert res.status.last_action is not None
+    assert res.status.last_action.value == value
+    # The removal failed (or the operator restarted): the same request, seen again.
+    sim.status = api.parse_status(api.dump(sim.status))
+    again = sim.step(action=value, action_written_at=written_at)
+    assert again.clear_action
+    assert again.status.step_index == 1
+    assert sim.events(again) == []
+    # Gone: the record goes with it, and the next request is a new one.
+    assert sim.step().status.last_action is None
+    res = sim.step(action=value, action_written_at=written_at)
+    assert res.status.step_index == 2
+
+
+def test_the_same_plain_value_written_again_later_is_a_new_request() -> None:
+    sim = at_step(Sim(make_spec(((10, "1h"), (50, "1h"), (70, "1h"), (100, None)))), 0)
+    sim.step(action="promote", action_written_at="2026-01-01T00:00:00Z")
+    res = sim.step(action="promote", action_written_at="2026-01-01T00:00:05Z")
+    assert res.status.step_index == 2
+    assert "StepPromoted" in sim.events(res)
+
+
+def test_an_ignored_request_is_said_once() -> None:
+    sim = at_step(Sim(make_spec()), 0)
+    sim.spec_error = api.SpecError("spec.steps", "bad")
+    res = sim.step(action="promote@x")
+    assert "ActionIgnored" in sim.events(res)
+    assert "ActionIgnored" not in sim.events(sim.step(action="promote@x"))

@@ -14,6 +14,7 @@ every reconcile it checks what users rely on:
 - RolledBack stays RolledBack until `retry` or a new revision;
 - Promoted is reached only from the last step (reached) or through `promote-full`;
 - a second reconcile on the same observation changes nothing and emits nothing;
+- a user's request seen twice (its removal failed, the operator restarted) is applied once;
 - and at the end, from any state, a healthy world plus the documented actions reach Promoted
   (no dead ends).
 """
@@ -237,8 +238,8 @@ class RolloutMachine(RuleBasedStateMachine):
             and res.twin_replicas in (None, live_twin)
             and not (starts and obs.incidents)
         ):
-            quiet = Observation(**{**obs.__dict__, "action": None})
-            again = plan(sim.last_spec, st_, quiet)
+            # The request included: it is recorded as applied, so seeing it again is a no-op.
+            again = plan(sim.last_spec, st_, obs)
             assert again.events == (), f"second reconcile emitted {again.events}"
             assert again.status == st_, _diff(st_, again.status)
             assert (again.target_replicas, again.twin_replicas) == (
@@ -268,6 +269,32 @@ class RolloutMachine(RuleBasedStateMachine):
         self.sim.action = action
         res = self.sim.step()
         assert res.clear_action
+
+    @rule(action=st.sampled_from([*ACTIONS, "promote@req-1", "bogus"]), restart=st.booleans())
+    def action_delivered_twice(self, action: str, restart: bool) -> None:
+        """Exactly once: the annotation's removal failed (or the operator died before it), so
+        the request is seen again, possibly by a restarted operator. The second delivery does
+        nothing that a reconcile without any request would not do."""
+        sim = self.sim
+        sim.action = action
+        sim.step()
+        if restart:
+            sim.status = api.parse_status(api.dump(sim.status))
+        recorded = sim.status.last_action
+        quiet = plan(sim.spec, sim.status, sim.observe(action=None))
+        sim.redeliver()
+        again = sim.step(advance=0)
+        assert again.clear_action
+        assert again.events == quiet.events, [e.reason for e in again.events]
+        assert (again.target_replicas, again.twin_replicas, again.set_paused) == (
+            quiet.target_replicas,
+            quiet.twin_replicas,
+            quiet.set_paused,
+        )
+        assert again.status.model_copy(update={"last_action": None}) == quiet.status.model_copy(
+            update={"last_action": None}
+        ), _diff(quiet.status, again.status)
+        assert again.status.last_action == recorded
 
     @rule(code=st.sampled_from([139, 134]), pod=st.integers(0, 5), ago=st.integers(0, 7200))
     def crash(self, code: int, pod: int, ago: int) -> None:

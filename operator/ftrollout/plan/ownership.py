@@ -1,0 +1,44 @@
+"""Ownership: the operator changes or deletes only a twin it controls, and one rollout per target.
+
+A Deployment named `<target>-ft` without a controller reference to this rollout is someone
+else's (their own Deployment, or the twin of another rollout): it is never scaled, re-templated
+or deleted. Of several rollouts on one target the first (oldest creationTimestamp, then name)
+rolls; the others are Failed naming it and touch nothing.
+"""
+
+from __future__ import annotations
+
+from ftrollout.plan.types import Claim, Observation
+
+REASON_TWIN_NOT_OWNED = "TwinNotOwned"
+REASON_TARGET_CLAIMED = "TargetClaimed"
+
+
+def first_claim(claims: tuple[Claim, ...]) -> Claim | None:
+    """The rollout that rolls a target several rollouts claim: the oldest; a tie (or unknown
+    times) decided by name, so every reconcile of every rollout agrees."""
+    if not claims:
+        return None
+    return min(claims, key=lambda c: (c.created == "", c.created, c.name))
+
+
+def conflict(obs: Observation) -> tuple[str, str] | None:
+    """(reason, message) when this rollout must not touch the target or the twin."""
+    own = obs.ownership
+    if own is None:
+        return None
+    first = first_claim(tuple({c.name: c for c in own.claims}.values()))
+    if first is not None and first.name != own.rollout:
+        return (
+            REASON_TARGET_CLAIMED,
+            f"the target is already rolled by FreeThreadedRollout {first.name!r} (the first to "
+            "target it): this rollout touches nothing; delete it or point it at another target",
+        )
+    if obs.twin is not None and (own.twin_controller is None or own.twin_controller[1] != own.uid):
+        holder = "no controller" if own.twin_controller is None else own.twin_controller[0]
+        return (
+            REASON_TWIN_NOT_OWNED,
+            f"Deployment {own.twin!r} exists and is not this rollout's twin (controller: "
+            f"{holder}): it is left as it is and nothing is scaled; rename or delete it",
+        )
+    return None

@@ -1,0 +1,71 @@
+"""Ownership (ftrollout/plan/ownership.py): a foreign twin and a second rollout touch nothing."""
+
+from __future__ import annotations
+
+import pytest
+from planfixtures import at_step, make_spec
+from simcluster import Sim
+
+from ftrollout.model.api import Phase
+from ftrollout.plan.ownership import first_claim
+from ftrollout.plan.types import Claim, Ownership
+
+ME = "web"
+
+
+def ownership(
+    claims: tuple[Claim, ...] = (Claim(ME, "2030-01-01T00:00:00Z"),),
+    controller: tuple[str, str] | None = ("FreeThreadedRollout/web", "uid-me"),
+) -> Ownership:
+    return Ownership(
+        rollout=ME, uid="uid-me", claims=claims, twin="web-ft", twin_controller=controller
+    )
+
+
+@pytest.mark.parametrize(
+    ("claims", "first"),
+    [
+        ((Claim("b", "2030-01-01T00:00:00Z"), Claim("a", "2030-01-02T00:00:00Z")), "b"),
+        ((Claim("b", "2030-01-01T00:00:00Z"), Claim("a", "2030-01-01T00:00:00Z")), "a"),
+        ((Claim("a", ""), Claim("b", "2030-01-01T00:00:00Z")), "b"),  # unknown time: last
+    ],
+)
+def test_the_first_claim_is_the_oldest_then_by_name(claims: tuple[Claim, ...], first: str) -> None:
+    assert first_claim(claims) == next(c for c in claims if c.name == first)
+    assert first_claim(tuple(reversed(claims))) == first_claim(claims)
+
+
+@pytest.mark.parametrize(
+    "controller", [None, ("FreeThreadedRollout/web", "uid-old"), ("Helm/x", "uid-x")]
+)
+def test_a_twin_controlled_by_anything_else_fails_the_rollout_and_freezes_replicas(
+    controller: tuple[str, str] | None,
+) -> None:
+    sim = at_step(Sim(make_spec()), 0)
+    before = sim.replicas
+    res = sim.step(ownership=ownership(controller=controller))
+    assert res.status.phase == Phase.FAILED
+    assert (res.target_replicas, res.twin_replicas) == (None, None)
+    assert sim.replicas == before
+    assert "web-ft" in res.status.message
+    assert sim.events(res) == ["TwinNotOwned"]
+    assert sim.events(sim.step(ownership=ownership(controller=controller))) == []  # once
+    # Ours again (the foreign Deployment went and our twin is back): carried on from status.
+    res = sim.step(ownership=ownership())
+    assert res.status.phase == Phase.PROGRESSING
+    assert res.status.step_index == 0
+
+
+def test_a_second_rollout_on_the_target_is_failed_naming_the_first() -> None:
+    sim = Sim(make_spec())
+    claims = (Claim(ME, "2030-01-02T00:00:00Z"), Claim("older", "2030-01-01T00:00:00Z"))
+    res = sim.step(ownership=ownership(claims=claims))
+    assert res.status.phase == Phase.FAILED
+    assert "'older'" in res.status.message
+    assert (res.target_replicas, res.twin_replicas) == (None, None)
+    assert res.status.replicas.target == 0  # N not taken: the first rollout owns the capacity
+    assert sim.events(res) == ["TargetClaimed"]
+    # The first is deleted: this one starts from scratch, N from the target.
+    res = sim.step(ownership=ownership(claims=claims[:1]))
+    assert res.status.phase in (Phase.PENDING, Phase.PROGRESSING)
+    assert res.status.replicas.target == sim.n
