@@ -112,7 +112,15 @@ def test_starting_a_running_cluster_twice_is_a_clear_error(cluster: LocalCluster
 
 def test_cluster_status_cli_reports_healthy(cluster: LocalCluster) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "ftrollout_dev.main", "cluster", "status", "--dir", str(cluster.dir)],
+        [
+            sys.executable,
+            "-m",
+            "ftrollout_dev.main",
+            "cluster",
+            "status",
+            "--dir",
+            str(cluster.dir),
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -405,6 +405,10 @@ class FakeApi:
         self.patches: list[tuple[str, str, Any]] = []
         self.forbidden_namespaces = {"secret-ns"}
         self.crd_installed = True
+        # Successive states of shop/web, one per GET (the last one stays): a rollout moving on.
+        self.states: list[dict[str, Any]] = []
+        # Stands in for the operator: called with each PATCH body after it is recorded.
+        self.on_patch: Callable[[dict[str, Any]], None] | None = None
 
 
 def _status_body(code: int, reason: str, message: str, name: str | None = None) -> dict[str, Any]:
@@ -458,6 +462,10 @@ def make_handler(fake: FakeApi) -> type[BaseHTTPRequestHandler]:
                 if last == api.PLURAL:
                     items = [o for (n, _), o in fake.rollouts.items() if ns in (None, n)]
                     return self.send(200, {"kind": "List", "items": items, "metadata": {}})
+                if (ns, last) == ("shop", "web") and fake.states:
+                    fake.rollouts[("shop", "web")] = (
+                        fake.states.pop(0) if len(fake.states) > 1 else fake.states[0]
+                    )
                 obj = fake.rollouts.get((ns or "", last))
                 if obj is None:
                     return self.send(404, _status_body(404, "NotFound", "not found", last))
@@ -472,6 +480,8 @@ def make_handler(fake: FakeApi) -> type[BaseHTTPRequestHandler]:
             ns, last, _ = self.route()
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             fake.patches.append((f"{ns}/{last}", self.headers["Content-Type"], body))
+            if fake.on_patch is not None:
+                fake.on_patch(body)
             return self.send(200, fake.rollouts[(ns or "", last)])
 
     return Handler
@@ -657,3 +667,132 @@ def test_no_cluster_and_no_kubeconfig(
     assert code == 1
     assert err.startswith("error: cannot reach the Kubernetes API at http://127.0.0.1:9")
     assert err.count("\n") == 1
+
+
+# ------------------------------------------------------------------------ --wait for pipelines
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "says"),
+    [
+        ({"phase": "Promoted"}, 0, "freethreadedrollout shop/web promoted"),
+        (
+            {
+                "phase": "RolledBack",
+                "rollback": {"reason": "RaceBudget", "message": "4 incidents > 3", "time": T0},
+            },
+            plugin.EXIT_ROLLED_BACK,
+            "error: freethreadedrollout shop/web rolled back (RaceBudget): 4 incidents > 3",
+        ),
+        (
+            {"phase": "Failed", "message": "invalid spec: spec.steps: at least one step"},
+            plugin.EXIT_FAILED,
+            "error: freethreadedrollout shop/web failed: invalid spec: spec.steps: at least",
+        ),
+    ],
+)
+def test_status_wait_exit_code_is_the_outcome(
+    fake_api: FakeApi, capsys: Any, status: dict[str, Any], code: int, says: str
+) -> None:
+    progressing = sample(phase="Progressing", message="step 2/3 scaling")
+    fake_api.states = [progressing, progressing, sample(**status)]
+    got, out, err = run(capsys, "status", "web", "--wait", "--interval", "10ms")
+    assert got == code, err
+    lines = out.splitlines()
+    # One progress line per change (the unchanged second poll prints nothing), no live view.
+    assert "shop/web Progressing step 2/3 weight 50%" in lines[0]
+    assert status["phase"] in lines[1]
+    assert "FreeThreadedRollout shop/web" not in out
+    assert (out + err).count(says) == 1
+    assert len(set(plugin.EXIT_CODES)) == len(plugin.EXIT_CODES)
+
+
+def test_status_wait_times_out_with_its_own_code(fake_api: FakeApi, capsys: Any) -> None:
+    code, out, err = run(
+        capsys, "status", "web", "--wait", "--timeout", "200ms", "--interval", "50ms"
+    )
+    assert code == plugin.EXIT_TIMEOUT
+    assert out.count("shop/web Paused") == 1
+    assert err.startswith("error: timed out after 0.2s: freethreadedrollout shop/web still Paused")
+
+
+def test_status_wait_ignores_a_phase_of_an_older_generation(fake_api: FakeApi, capsys: Any) -> None:
+    stale = sample(phase="Promoted", observedGeneration=1)
+    stale["metadata"]["generation"] = 2  # e.g. right after `set image`
+    fresh = sample(phase="RolledBack", observedGeneration=2)
+    fresh["metadata"]["generation"] = 2
+    fake_api.states = [stale, fresh]
+    code, _, _ = run(capsys, "status", "web", "--wait", "--interval", "10ms")
+    assert code == plugin.EXIT_ROLLED_BACK
+
+
+def test_status_wait_with_json_keeps_stdout_for_the_object(fake_api: FakeApi, capsys: Any) -> None:
+    fake_api.states = [sample(phase="Promoted")]
+    code, out, err = run(capsys, "status", "web", "--wait", "-o", "json")
+    assert code == 0
+    assert json.loads(out)["status"]["phase"] == "Promoted"
+    assert "shop/web Promoted" in err
+
+
+def _operator(fake: FakeApi, events: list[dict[str, Any]]) -> Callable[[dict[str, Any]], None]:
+    """What the operator does with an action: record Events, then remove the annotation."""
+
+    def act(body: dict[str, Any]) -> None:
+        if (body.get("metadata") or {}).get("annotations"):
+            fake.events = [*fake.events, *events]
+            fake.rollouts[("shop", "web")]["metadata"].pop("annotations", None)
+
+    return act
+
+
+def test_action_wait_reports_an_ignored_action_as_an_error(fake_api: FakeApi, capsys: Any) -> None:
+    old = {**EVENTS[0], "metadata": {"name": "web.old"}, "reason": "ActionIgnored"}
+    fake_api.events = [old]  # an earlier ignored action does not count
+    fake_api.rollouts[("shop", "web")] = sample(phase="Promoted")
+    ignored = {
+        "metadata": {"name": "web.new"},
+        "type": "Normal",
+        "reason": "ActionIgnored",
+        "message": "promote: not possible in phase Promoted",
+        "lastTimestamp": "2025-06-01T12:00:00Z",
+    }
+    fake_api.on_patch = _operator(fake_api, [ignored])
+    code, out, err = run(capsys, "promote", "web", "--wait", "--interval", "10ms")
+    assert code == plugin.EXIT_ACTION_IGNORED
+    assert "promotion to the next step requested" in out
+    assert err == (
+        "error: freethreadedrollout shop/web: promote ignored: "
+        "promote: not possible in phase Promoted\n"
+    )
+
+
+def test_action_wait_prints_what_the_operator_did(fake_api: FakeApi, capsys: Any) -> None:
+    fake_api.events = []
+    fake_api.on_patch = _operator(
+        fake_api,
+        [
+            {
+                "metadata": {"name": "web.1"},
+                "type": "Normal",
+                "reason": "StepPromoted",
+                "message": "promote: to step 3 (100%)",
+            }
+        ],
+    )
+    code, out, err = run(capsys, "promote", "web", "--wait", "--interval", "10ms")
+    assert (code, err) == (0, "")
+    assert out.splitlines()[1] == "Normal StepPromoted: promote: to step 3 (100%)"
+
+
+def test_action_wait_without_an_operator_times_out(fake_api: FakeApi, capsys: Any) -> None:
+    def keep(body: dict[str, Any]) -> None:
+        fake_api.rollouts[("shop", "web")]["metadata"]["annotations"] = {
+            "freethreaded.dev/action": "rollback"
+        }
+
+    fake_api.on_patch = keep
+    code, _, err = run(
+        capsys, "rollback", "web", "--wait", "--timeout", "100ms", "--interval", "20ms"
+    )
+    assert code == plugin.EXIT_TIMEOUT
+    assert "the operator did not act on 'rollback' within 0.1s" in err

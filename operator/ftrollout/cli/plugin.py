@@ -54,8 +54,22 @@ EVENTS_SHOWN = 8
 REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read
 
 
+# Exit codes, documented in docs/kubectl-ftr.md; 2 is argparse's usage error.
+EXIT_ERROR = 1
+EXIT_ROLLED_BACK = 3
+EXIT_FAILED = 4
+EXIT_TIMEOUT = 5
+EXIT_ACTION_IGNORED = 6
+EXIT_CODES = (0, EXIT_ERROR, 2, EXIT_ROLLED_BACK, EXIT_FAILED, EXIT_TIMEOUT, EXIT_ACTION_IGNORED)
+IGNORED_REASONS = ("ActionIgnored", "UnknownAction")
+
+
 class PluginError(Exception):
     """Anything the user should read as one line: no cluster, not found, forbidden ..."""
+
+    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 # ------------------------------------------------------------------------- formatting helpers
@@ -402,6 +416,59 @@ def status_view(
     return Group(*parts)
 
 
+def progress_line(obj: Mapping[str, Any]) -> str:
+    """One line of `status --wait`: printed whenever it changes."""
+    meta = _meta(obj)
+    st = _status(obj)
+    r = st.replicas
+    line = (
+        f"{meta.get('namespace', '')}/{meta.get('name', '')} "
+        f"{st.phase.value if st.phase is not None else 'Pending'} "
+        f"step {_step_text(st, _spec(obj))} weight {'-' if st.weight is None else st.weight}% "
+        f"standard {r.standard_ready}/{r.standard} free-threaded "
+        f"{r.free_threaded_ready}/{r.free_threaded} GIL {_gil_text(st.gil)}"
+    )
+    if st.races.window:
+        line += f" races {st.races.summary}"
+    return line + (f": {st.message}" if st.message else "")
+
+
+def wait_outcome(obj: Mapping[str, Any]) -> int | None:
+    """The exit code of `status --wait` once the rollout ended; None while it has not.
+
+    A phase counts only once the operator has seen the current spec: right after `set image`
+    the status still holds the previous revision's Promoted."""
+    meta = _meta(obj)
+    raw = obj.get("status") or {}
+    generation = meta.get("generation")
+    if generation is not None and (raw.get("observedGeneration") or 0) < generation:
+        return None
+    phase = _status(obj).phase
+    if phase == api.Phase.PROMOTED:
+        return 0
+    if phase == api.Phase.ROLLED_BACK:
+        return EXIT_ROLLED_BACK
+    if phase == api.Phase.FAILED:
+        return EXIT_FAILED
+    return None
+
+
+def outcome_message(obj: Mapping[str, Any], code: int) -> str:
+    meta = _meta(obj)
+    st = _status(obj)
+    what = f"freethreadedrollout {meta.get('namespace', '')}/{meta.get('name', '')}"
+    if code == 0:
+        return f"{what} promoted"
+    if code == EXIT_ROLLED_BACK:
+        if st.rollback is not None:
+            return f"{what} rolled back ({st.rollback.reason.value}): {st.rollback.message}"
+        return f"{what} rolled back: {st.message}"
+    if code == EXIT_FAILED:
+        return f"{what} failed: {st.message}"
+    phase = st.phase.value if st.phase is not None else "Pending"
+    return f"{what} still {phase}" + (f": {st.message}" if st.message else "")
+
+
 def report_view(obj: Mapping[str, Any], kpis: Sequence[report.Kpi]) -> Group:
     meta = _meta(obj)
     st = _status(obj)
@@ -712,6 +779,16 @@ def show(renderable: RenderableType) -> None:
         sys.stdout.write(render_text(renderable, width=console.width))
 
 
+def print_object(obj: Any, output: str) -> None:
+    """-o json|yaml: the API's own form, as kubectl prints it."""
+    if output == "yaml":
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(obj, sort_keys=False, allow_unicode=True))
+    else:
+        print(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
 def _watch(
     render: Callable[[], RenderableType],
     done: Callable[[], bool],
@@ -770,9 +847,53 @@ def cmd_get(cluster: Cluster, args: argparse.Namespace) -> int:
     return 0
 
 
+def _wait_for_end(
+    cluster: Cluster, ns: str, name: str, interval: float, timeout: float | None, quiet: bool
+) -> tuple[int, dict[str, Any]]:
+    """Poll until Promoted, RolledBack or Failed (or the timeout); a line per change."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    last = ""
+    while True:
+        obj = get_rollout(cluster, ns, name)
+        line = progress_line(obj)
+        if line != last:
+            stamp = datetime.now(UTC).strftime("%H:%M:%S")
+            print(f"{stamp} {line}", file=sys.stderr if quiet else sys.stdout, flush=True)
+            last = line
+        code = wait_outcome(obj)
+        if code is not None:
+            return code, obj
+        if deadline is not None and time.monotonic() >= deadline:
+            return EXIT_TIMEOUT, obj
+        time.sleep(interval)
+
+
 def cmd_status(cluster: Cluster, args: argparse.Namespace) -> int:
     ns = args.namespace or cluster.namespace
     state: dict[str, Any] = {}
+
+    if args.wait and args.watch:
+        raise PluginError("--watch is the live view, --wait is for pipelines: pick one", 2)
+    if args.wait:
+        # A pipeline reads the exit code; with -o the progress goes to stderr, the object to stdout.
+        code, obj = _wait_for_end(
+            cluster, ns, args.name, args.interval, args.timeout, quiet=bool(args.output)
+        )
+        if args.output:
+            print_object(obj, args.output)
+        message = outcome_message(obj, code)
+        if code == EXIT_TIMEOUT:
+            assert args.timeout is not None
+            message = f"timed out after {args.timeout:g}s: {message}"
+        if code != 0:
+            raise PluginError(message, code)
+        if not args.output:
+            print(message)
+        return 0
+
+    if args.output:
+        print_object(get_rollout(cluster, ns, args.name), args.output)
+        return 0
 
     def render() -> RenderableType:
         obj = get_rollout(cluster, ns, args.name)
@@ -786,11 +907,61 @@ def cmd_status(cluster: Cluster, args: argparse.Namespace) -> int:
     return 0
 
 
+def _event_key(ev: Mapping[str, Any]) -> str:
+    meta = _meta(ev)
+    return str(
+        meta.get("uid")
+        or meta.get("name")
+        or (ev.get("reason"), ev.get("message"), _event_time(ev))
+    )
+
+
+def _action_consumed(obj: Mapping[str, Any], action: str) -> bool:
+    """The operator has handled the request: it removes the annotation once it acted."""
+    annotations = _meta(obj).get("annotations") or {}
+    return annotations.get(ANNOTATION_ACTION) != action
+
+
+def await_action(
+    cluster: Cluster,
+    ns: str,
+    name: str,
+    action: str,
+    seen: set[str],
+    interval: float,
+    timeout: float,
+) -> list[dict[str, Any]]:
+    """Wait until the operator consumed the action; the Events it recorded meanwhile.
+
+    An ignored action is an error (exit 6) with the operator's reason. Events that existed
+    before the request (`seen`) do not count: no clock of this machine is compared with the
+    cluster's."""
+    deadline = time.monotonic() + timeout
+    while not _action_consumed(get_rollout(cluster, ns, name), action):
+        if time.monotonic() >= deadline:
+            raise PluginError(
+                f"freethreadedrollout {ns}/{name}: the operator did not act on {action!r} within "
+                f"{timeout:g}s (is it running? the annotation {ANNOTATION_ACTION} is still set)",
+                EXIT_TIMEOUT,
+            )
+        time.sleep(interval)
+    new = [ev for ev in list_events(cluster, ns, name) if _event_key(ev) not in seen]
+    new.sort(key=_event_time)
+    for ev in new:
+        if ev.get("reason") in IGNORED_REASONS:
+            raise PluginError(
+                f"freethreadedrollout {ns}/{name}: {action} ignored: {ev.get('message', '')}",
+                EXIT_ACTION_IGNORED,
+            )
+    return new
+
+
 def cmd_action(cluster: Cluster, args: argparse.Namespace) -> int:
     ns = args.namespace or cluster.namespace
     action = args.command
     if action == "promote" and args.full:
         action = "promote-full"
+    seen = {_event_key(ev) for ev in list_events(cluster, ns, args.name)} if args.wait else set()
     set_action(cluster, ns, args.name, action)
     done = {
         "promote": "promotion to the next step requested",
@@ -801,6 +972,11 @@ def cmd_action(cluster: Cluster, args: argparse.Namespace) -> int:
         "retry": "retry requested",
     }[action]
     print(f"freethreadedrollout {ns}/{args.name}: {done} ({ANNOTATION_ACTION}={action})")
+    if args.wait:
+        sys.stdout.flush()
+        timeout = 120.0 if args.timeout is None else args.timeout
+        for ev in await_action(cluster, ns, args.name, action, seen, args.interval, timeout):
+            print(f"{ev.get('type', '')} {ev.get('reason', '')}: {ev.get('message', '')}")
     return 0
 
 
@@ -864,10 +1040,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    def output_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "-o",
+            "--output",
+            choices=["json", "yaml"],
+            default=None,
+            help="the object(s) as JSON/YAML",
+        )
+
     def watch_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument("-w", "--watch", action="store_true", help="keep redrawing (Ctrl-C stops)")
         p.add_argument(
-            "--timeout", type=_duration, default=None, help="stop watching after this (e.g. 5m)"
+            "--timeout",
+            type=_duration,
+            default=None,
+            help="stop watching/waiting after this (e.g. 5m)",
         )
         p.add_argument("--interval", type=_duration, default=2.0, help=argparse.SUPPRESS)
 
@@ -883,6 +1071,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name")
     watch_flags(p)
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="print a line per change until the rollout ends; exit 0 Promoted, "
+        f"{EXIT_ROLLED_BACK} RolledBack, {EXIT_FAILED} Failed, {EXIT_TIMEOUT} --timeout",
+    )
+    output_flag(p)
     p.set_defaults(func=cmd_status)
 
     helps = {
@@ -897,6 +1092,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("name")
         if action == "promote":
             p.add_argument("--full", action="store_true", help="promote fully (promote-full)")
+        p.add_argument(
+            "--wait",
+            action="store_true",
+            help=f"wait until the operator acted; exit {EXIT_ACTION_IGNORED} if it ignored the "
+            f"action, {EXIT_TIMEOUT} if it did not act within --timeout",
+        )
+        p.add_argument("--timeout", type=_duration, default=None, help="with --wait (default 2m)")
+        p.add_argument("--interval", type=_duration, default=1.0, help=argparse.SUPPRESS)
         p.set_defaults(func=cmd_action)
 
     p = sub.add_parser("report", parents=[common], help="adoption KPIs of a rollout")
@@ -932,7 +1135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(sys.argv[1:] if argv is None else argv)
     except PluginError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exc.code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
