@@ -796,3 +796,20 @@ def test_action_wait_without_an_operator_times_out(fake_api: FakeApi, capsys: An
     )
     assert code == plugin.EXIT_TIMEOUT
     assert "the operator did not act on 'rollback' within 0.1s" in err
+
+
+# ------------------------------------------------------------------------------- -o json|yaml
+
+
+def test_get_and_status_print_the_objects_as_json_or_yaml(fake_api: FakeApi, capsys: Any) -> None:
+    code, out, err = run(capsys, "get", "-o", "json")
+    assert (code, err) == (0, "")
+    listed = json.loads(out)
+    assert listed["kind"] == "List"
+    assert [o["metadata"]["name"] for o in listed["items"]] == ["web"]
+    code, out, _ = run(capsys, "get", "-A", "-o", "yaml")
+    assert yaml.safe_load(out)["items"][0]["status"]["phase"] == "Paused"
+    code, out, _ = run(capsys, "status", "web", "-o", "json")
+    assert json.loads(out) == sample()
+    code, out, _ = run(capsys, "status", "web", "-o", "yaml")
+    assert yaml.safe_load(out) == sample()

@@ -836,6 +836,11 @@ def cmd_get(cluster: Cluster, args: argparse.Namespace) -> int:
             return Text(empty)
         return rollouts_table(items, datetime.now(UTC), ns is None)
 
+    if args.output:
+        # kubectl's shape, so `jq '.items[]'` works the same on both.
+        items = list_rollouts(cluster, ns)
+        print_object({"apiVersion": "v1", "kind": "List", "items": items}, args.output)
+        return 0
     if args.watch:
         _watch(render, lambda: False, args.interval, args.timeout)
         return 0
@@ -1064,6 +1069,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-A", "--all-namespaces", action="store_true", help="rollouts of every namespace"
     )
     watch_flags(p)
+    output_flag(p)
     p.set_defaults(func=cmd_get)
 
     p = sub.add_parser(
