@@ -402,6 +402,7 @@ class FakeApi:
         self.rollouts: dict[tuple[str, str], dict[str, Any]] = {("shop", "web"): sample()}
         self.events: list[dict[str, Any]] = EVENTS
         self.pods: list[dict[str, Any]] = []
+        self.deployments: list[dict[str, Any]] = []
         self.patches: list[tuple[str, str, Any]] = []
         self.forbidden_namespaces = {"secret-ns"}
         self.crd_installed = True
@@ -472,6 +473,10 @@ def make_handler(fake: FakeApi) -> type[BaseHTTPRequestHandler]:
                 return self.send(200, obj)
             if last == "events":
                 return self.send(200, {"kind": "EventList", "items": fake.events, "metadata": {}})
+            if last == "deployments":
+                return self.send(
+                    200, {"kind": "DeploymentList", "items": fake.deployments, "metadata": {}}
+                )
             if last == "pods":
                 return self.send(200, {"kind": "PodList", "items": fake.pods, "metadata": {}})
             return self.send(404, _status_body(404, "NotFound", "no route"))
@@ -813,3 +818,35 @@ def test_get_and_status_print_the_objects_as_json_or_yaml(fake_api: FakeApi, cap
     assert json.loads(out) == sample()
     code, out, _ = run(capsys, "status", "web", "-o", "yaml")
     assert yaml.safe_load(out) == sample()
+
+
+# ------------------------------------------------------------------------------------ version
+
+
+def test_image_tag() -> None:
+    assert plugin.image_tag("ghcr.io/x/ftrollout:0.2.0") == "0.2.0"
+    assert plugin.image_tag("reg:5000/ftrollout:1.0@sha256:abc") == "1.0"
+    assert plugin.image_tag("reg:5000/ftrollout") is None
+    assert plugin.image_tag("ftrollout") is None
+
+
+def test_version_of_the_plugin_and_the_operator(fake_api: FakeApi, capsys: Any) -> None:
+    from ftrollout import __version__
+
+    code, out, _ = run(capsys, "version", "--client")
+    assert (code, out) == (0, f"plugin:   {__version__}\n")
+    code, out, _ = run(capsys, "version")
+    assert out.splitlines()[1].startswith("operator: unknown (no Deployment labelled")
+
+    def deployment(labels: dict[str, str], image: str) -> dict[str, Any]:
+        return {
+            "metadata": {"name": "ftrollout", "namespace": "ops", "labels": labels},
+            "spec": {"template": {"spec": {"containers": [{"name": "op", "image": image}]}}},
+        }
+
+    fake_api.deployments = [deployment({"app.kubernetes.io/version": "0.3.1"}, "r/ftr:latest")]
+    code, out, _ = run(capsys, "version")
+    assert out.splitlines()[1] == ("operator: 0.3.1 (deployment ops/ftrollout, image r/ftr:latest)")
+    fake_api.deployments = [deployment({}, "reg:5000/ftr:0.4.0")]
+    code, out, _ = run(capsys, "version")
+    assert out.splitlines()[1].startswith("operator: 0.4.0 (")

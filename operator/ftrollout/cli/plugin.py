@@ -516,6 +516,12 @@ class Cluster:
 
         return kubernetes.client.CoreV1Api(self.client)
 
+    @property
+    def apps(self) -> Any:
+        import kubernetes
+
+        return kubernetes.client.AppsV1Api(self.client)
+
 
 def connect(kubeconfig: str | None, context: str | None) -> Cluster:
     """Load credentials as kubectl does: --kubeconfig, else $KUBECONFIG, else ~/.kube/config."""
@@ -662,6 +668,47 @@ def list_events(cluster: Cluster, namespace: str, name: str) -> list[dict[str, A
         return []
     items: list[dict[str, Any]] = _json(resp).get("items") or []
     return items
+
+
+OPERATOR_SELECTOR = "app.kubernetes.io/name=ftrollout"
+
+
+def image_tag(image: str) -> str | None:
+    """`repo:tag` or `repo:tag@sha256:...` -> tag; None without one (a registry port is no tag)."""
+    name = image.split("@", 1)[0]
+    _, sep, tag = name.rpartition(":")
+    if not sep or "/" in tag:
+        return None
+    return tag
+
+
+def operator_version(cluster: Cluster) -> str:
+    """The running operator's version: its Deployment's app.kubernetes.io/version label, else
+    its image tag; 'unknown (why)' when neither can be read."""
+    try:
+        resp = _call(
+            cluster,
+            "deployments",
+            None,
+            cluster.apps.list_deployment_for_all_namespaces,
+            label_selector=OPERATOR_SELECTOR,
+            _preload_content=False,
+        )
+    except PluginError as exc:
+        return f"unknown ({exc})"
+    found = []
+    for dep in _json(resp).get("items") or []:
+        meta = _meta(dep)
+        containers = (((dep.get("spec") or {}).get("template") or {}).get("spec") or {}).get(
+            "containers"
+        ) or [{}]
+        image = str(containers[0].get("image") or "")
+        version = (meta.get("labels") or {}).get("app.kubernetes.io/version") or image_tag(image)
+        where = f"deployment {meta.get('namespace', '')}/{meta.get('name', '')}"
+        found.append(f"{version or 'unknown'} ({where}, image {image or '?'})")
+    if not found:
+        return f"unknown (no Deployment labelled {OPERATOR_SELECTOR} is visible)"
+    return "; ".join(sorted(found))
 
 
 def set_action(cluster: Cluster, namespace: str, name: str, action: str) -> None:
@@ -1022,6 +1069,21 @@ def cmd_report(cluster: Cluster, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_version(args: argparse.Namespace) -> int:
+    from ftrollout import __version__
+
+    print(f"plugin:   {__version__}")
+    if args.client:
+        return 0
+    try:
+        cluster = connect(args.kubeconfig, args.context)
+    except PluginError as exc:
+        print(f"operator: unknown ({exc})")
+        return 0
+    print(f"operator: {operator_version(cluster)}")
+    return 0
+
+
 def _duration(text: str) -> float:
     try:
         return parse_duration(text)
@@ -1125,13 +1187,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--output", choices=["table", "json"], default="table")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("version", parents=[common], help="plugin and operator versions")
+    p.add_argument("--client", action="store_true", help="the plugin's only (no cluster)")
+    p.set_defaults(local=cmd_version)
     return parser
 
 
 def run(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
-    cluster = connect(getattr(args, "kubeconfig", None), getattr(args, "context", None))
+    args.kubeconfig = getattr(args, "kubeconfig", None)
+    args.context = getattr(args, "context", None)
     args.namespace = getattr(args, "namespace", None)
+    local: Callable[[argparse.Namespace], int] | None = getattr(args, "local", None)
+    if local is not None:  # version, completion, lint: useful without a cluster
+        return local(args)
+    cluster = connect(args.kubeconfig, args.context)
     handler: Callable[[Cluster, argparse.Namespace], int] = args.func
     return handler(cluster, args)
 
