@@ -8,6 +8,8 @@ loading, the action patch and the one-line errors are tested without a cluster.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -850,3 +852,47 @@ def test_version_of_the_plugin_and_the_operator(fake_api: FakeApi, capsys: Any) 
     fake_api.deployments = [deployment({}, "reg:5000/ftr:0.4.0")]
     code, out, _ = run(capsys, "version")
     assert out.splitlines()[1].startswith("operator: 0.4.0 (")
+
+
+# --------------------------------------------------------------------------------- completion
+
+
+def complete_in_bash(script: str, *words: str) -> list[str]:
+    """COMPREPLY of the script for `kubectl-ftr WORDS...` (the last word is being typed)."""
+    line = " ".join(["kubectl-ftr", *words])
+    prog = (
+        f"{script}\nCOMP_WORDS=({line}); COMP_CWORD={len(words)}; _kubectl_ftr; "
+        'printf "%s\\n" "${COMPREPLY[@]}"'
+    )
+    out = subprocess.run(["bash", "-c", prog], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
+def test_bash_completion_of_commands_and_flags(capsys: Any) -> None:
+    code, script, _ = run(capsys, "completion", "bash")
+    assert code == 0
+    assert complete_in_bash(script, "") == [
+        *["-h", "--help", "--kubeconfig", "--context", "-n", "--namespace"],
+        *[c for c in plugin.command_tree(plugin.build_parser())[""] if not c.startswith("-")],
+    ]
+    assert complete_in_bash(script, "sta") == ["status"]
+    assert complete_in_bash(script, "-n", "shop", "status", "web", "--w") == ["--watch", "--wait"]
+    assert complete_in_bash(script, "promote", "--") == [
+        *["--help", "--kubeconfig", "--context", "--namespace", "--full", "--wait", "--timeout"]
+    ]
+    assert complete_in_bash(script, "completion", "") == ["-h", "--help", "bash", "zsh", "kubectl"]
+    code, zsh, _ = run(capsys, "completion", "zsh")
+    assert zsh.startswith("autoload -U +X bashcompinit && bashcompinit\n")
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
+def test_kubectl_plugin_completion_executable(tmp_path: Path, capsys: Any) -> None:
+    _, script, _ = run(capsys, "completion", "kubectl")
+    exe = tmp_path / "kubectl_complete-ftr"
+    exe.write_text(script)
+    # What kubectl runs for `kubectl ftr -n shop sta<TAB>` and `kubectl ftr get <TAB>`.
+    out = subprocess.run(["bash", str(exe), "-n", "shop", "sta"], capture_output=True, text=True)
+    assert out.stdout.splitlines() == ["status", ":4"]
+    out = subprocess.run(["bash", str(exe), "get", ""], capture_output=True, text=True)
+    assert out.stdout.splitlines()[-3:] == ["-o", "--output", ":4"]

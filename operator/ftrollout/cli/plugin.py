@@ -1084,6 +1084,88 @@ def cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_tree(parser: argparse.ArgumentParser) -> dict[str, list[str]]:
+    """Every command path ("", "get", "set image" ...) with the words that may follow it."""
+    tree: dict[str, list[str]] = {}
+
+    def walk(p: argparse.ArgumentParser, path: str) -> None:
+        words: list[str] = []
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    words.append(name)
+                    walk(child, f"{path} {name}".strip())
+            elif action.help != argparse.SUPPRESS:
+                words.extend(action.option_strings)
+                if action.choices and not action.option_strings:
+                    words.extend(str(c) for c in action.choices)
+        tree[path] = words
+
+    walk(parser, "")
+    return tree
+
+
+def _value_options(parser: argparse.ArgumentParser) -> list[str]:
+    """Options that take a value: the word after one is not a command."""
+    out: set[str] = set()
+
+    def walk(p: argparse.ArgumentParser) -> None:
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    walk(child)
+            elif action.option_strings and action.nargs != 0:
+                out.update(action.option_strings)
+
+    walk(parser)
+    return sorted(out)
+
+
+def completion_script(shell: str, parser: argparse.ArgumentParser) -> str:
+    """A static completion script for `kubectl-ftr` (bash; zsh through bashcompinit), or the
+    `kubectl_complete-ftr` executable that makes `kubectl ftr <TAB>` complete."""
+    tree = command_tree(parser)
+    cases = "\n".join(
+        f'        "{path}") words="{" ".join(words)}" ;;' for path, words in sorted(tree.items())
+    )
+    body = f"""# {shell} completion for kubectl-ftr, from `kubectl ftr completion {shell}`
+_kubectl_ftr() {{
+    local cur="${{COMP_WORDS[COMP_CWORD]}}" path="" words="" skip=0 i w
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        w="${{COMP_WORDS[i]}}"
+        if ((skip)); then skip=0; continue; fi
+        case " {" ".join(_value_options(parser))} " in *" $w "*) skip=1; continue ;; esac
+        case "$w" in -*) continue ;; esac
+        w="${{path:+$path }}$w"
+        case " ${{_kubectl_ftr_paths}} " in *" $w|"*) path="$w" ;; esac
+    done
+    case "$path" in
+{cases}
+    esac
+    COMPREPLY=($(compgen -W "$words" -- "$cur"))
+}}
+_kubectl_ftr_paths="{" ".join(p + "|" for p in sorted(tree) if p)}"
+complete -F _kubectl_ftr kubectl-ftr
+"""
+    if shell == "zsh":
+        body = "autoload -U +X bashcompinit && bashcompinit\n" + body
+    if shell == "kubectl":
+        # kubectl (1.26+) completes `kubectl ftr ...` by running kubectl_complete-ftr with the
+        # words typed so far; it reads one candidate a line, then cobra's ":4" (no file names).
+        body = (
+            "#!/usr/bin/env bash\n"
+            + body.replace("complete -F _kubectl_ftr kubectl-ftr\n", "")
+            + 'COMP_WORDS=(kubectl-ftr "$@"); COMP_CWORD=$#; _kubectl_ftr\n'
+            + 'printf "%s\\n" "${COMPREPLY[@]}" ":4"\n'
+        )
+    return body
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    sys.stdout.write(completion_script(args.shell, build_parser()))
+    return 0
+
+
 def _duration(text: str) -> float:
     try:
         return parse_duration(text)
@@ -1191,6 +1273,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("version", parents=[common], help="plugin and operator versions")
     p.add_argument("--client", action="store_true", help="the plugin's only (no cluster)")
     p.set_defaults(local=cmd_version)
+
+    p = sub.add_parser(
+        "completion",
+        help="shell completion script: source <(kubectl ftr completion bash)",
+    )
+    p.add_argument("shell", choices=["bash", "zsh", "kubectl"])
+    p.set_defaults(local=cmd_completion)
     return parser
 
 
