@@ -896,3 +896,110 @@ def test_kubectl_plugin_completion_executable(tmp_path: Path, capsys: Any) -> No
     assert out.stdout.splitlines() == ["status", ":4"]
     out = subprocess.run(["bash", str(exe), "get", ""], capture_output=True, text=True)
     assert out.stdout.splitlines()[-3:] == ["-o", "--output", ":4"]
+
+
+# ---------------------------------------------------------------------------------- set image
+
+
+def test_set_image_patches_only_the_free_threaded_image(fake_api: FakeApi, capsys: Any) -> None:
+    code, out, err = run(capsys, "set", "image", "web", "example/web:3.14t-2", "-n", "shop")
+    assert (code, err) == (0, "")
+    assert out == (
+        "freethreadedrollout shop/web: free-threaded image example/web:3.14t-2 "
+        "(was example/web:3.14t); a new revision starts\n"
+    )
+    assert fake_api.patches == [
+        (
+            "shop/web",
+            "application/merge-patch+json",
+            {"spec": {"freeThreaded": {"image": "example/web:3.14t-2"}}},
+        )
+    ]
+    fake_api.patches.clear()
+    code, out, _ = run(capsys, "set", "image", "web", "example/web:3.14t")
+    assert code == 0
+    assert "already example/web:3.14t (unchanged)" in out
+    assert fake_api.patches == []
+    code, _, err = run(capsys, "set", "image", "nope", "x:1")
+    assert (code, err) == (1, 'error: freethreadedrollout "nope" not found in namespace "shop"\n')
+
+
+# --------------------------------------------------------------------------------------- lint
+
+GOOD = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+---
+apiVersion: freethreaded.dev/v1alpha1
+kind: FreeThreadedRollout
+metadata: {name: web, namespace: shop}
+spec:
+  targetRef: {name: web}
+  freeThreaded: {image: example/web:3.14t}
+  steps: [{weight: 10, pause: {duration: 5m}}, {weight: 100}]
+"""
+
+
+def test_lint_accepts_a_valid_rollout_and_skips_other_kinds(tmp_path: Path, capsys: Any) -> None:
+    f = tmp_path / "good.yaml"
+    f.write_text(GOOD)
+    code, out, err = run(capsys, "lint", "-f", str(f))
+    assert (code, out, err) == (0, f"{f}: shop/web: valid\n", "")
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (
+            lambda d: d["spec"]["steps"].reverse(),
+            f"invalid spec: spec: {api.MSG_STEPS_INCREASING}",
+        ),
+        (
+            lambda d: d["spec"]["steps"].pop(),
+            f"invalid spec: spec: {api.MSG_STEPS_LAST_100}",
+        ),
+        (
+            lambda d: d["spec"]["steps"][0]["pause"].update(duration="5 minutes"),
+            "invalid spec: spec.steps[0].pause.duration:",
+        ),
+        (
+            lambda d: d["spec"].update(stpes=[]),
+            "invalid spec: spec.stpes: Extra inputs are not permitted",
+        ),
+        (lambda d: d.update(apiVersion="freethreaded.dev/v1"), "apiVersion: 'freethreaded.dev/v1'"),
+    ],
+)
+def test_lint_reports_what_the_operator_would(
+    tmp_path: Path, capsys: Any, edit: Callable[[dict[str, Any]], None], problem: str
+) -> None:
+    doc = list(yaml.safe_load_all(GOOD))[1]
+    edit(doc)
+    # The operator's own message for the same spec, when it is a spec problem.
+    if problem.startswith("invalid spec"):
+        with pytest.raises(api.SpecError) as exc:
+            api.parse_spec(doc["spec"])
+        assert problem.startswith(f"invalid spec: {exc.value}"[: len(problem)])
+    f = tmp_path / "bad.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    code, out, err = run(capsys, "lint", "-f", str(f), "-f", str(f))
+    assert code == 1
+    assert out == ""
+    assert err.count("\n") == 2
+    assert err.startswith(f"error: {f}: shop/web: {problem}")
+
+
+def test_lint_of_a_file_without_a_rollout_or_not_yaml(tmp_path: Path, capsys: Any) -> None:
+    f = tmp_path / "x.yaml"
+    f.write_text("kind: ConfigMap\n")
+    assert run(capsys, "lint", "-f", str(f)) == (
+        1,
+        "",
+        f"error: {f}: no FreeThreadedRollout in it\n",
+    )
+    f.write_text("a: [\n")
+    code, _, err = run(capsys, "lint", "-f", str(f))
+    assert code == 1
+    assert err.startswith(f"error: {f}: not YAML:")
+    code, _, err = run(capsys, "lint", "-f", str(tmp_path / "missing.yaml"))
+    assert (code, err) == (1, f"error: {tmp_path / 'missing.yaml'}: No such file or directory\n")

@@ -728,6 +728,27 @@ def set_action(cluster: Cluster, namespace: str, name: str, action: str) -> None
     )
 
 
+def set_image(cluster: Cluster, namespace: str, name: str, image: str) -> str | None:
+    """Patch spec.freeThreaded.image; the previous image, None when it was already that."""
+    obj = get_rollout(cluster, namespace, name)
+    old = str(((obj.get("spec") or {}).get("freeThreaded") or {}).get("image") or "")
+    if old == image:
+        return None
+    _call(
+        cluster,
+        f'freethreadedrollout "{name}"',
+        namespace,
+        cluster.custom.patch_namespaced_custom_object,
+        api.GROUP,
+        api.VERSION,
+        namespace,
+        api.PLURAL,
+        name,
+        {"spec": {"freeThreaded": {"image": image}}},
+    )
+    return old
+
+
 def pods_by_track(
     cluster: Cluster, namespace: str, target: str
 ) -> tuple[dict[str, list[str]], str]:
@@ -1084,6 +1105,85 @@ def cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_set_image(cluster: Cluster, args: argparse.Namespace) -> int:
+    ns = args.namespace or cluster.namespace
+    image = args.image.strip()
+    if not image or any(c.isspace() for c in image):
+        raise PluginError(f"not an image reference: {args.image!r}")
+    old = set_image(cluster, ns, args.name, image)
+    what = f"freethreadedrollout {ns}/{args.name}"
+    if old is None:
+        print(f"{what}: free-threaded image already {image} (unchanged)")
+    else:
+        print(f"{what}: free-threaded image {image} (was {old or '-'}); a new revision starts")
+    return 0
+
+
+def lint_documents(text: str) -> list[tuple[str, str | None]]:
+    """(rollout, problem or None) for each FreeThreadedRollout in a YAML stream.
+
+    The spec goes through the operator's own models (`api.parse_spec`), so a problem reads as
+    the operator's `invalid spec: <field>: <message>` status would."""
+    import yaml
+
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        return [("", f"not YAML: {' '.join(str(exc).split())}")]
+    out: list[tuple[str, str | None]] = []
+    for n, doc in enumerate(docs, 1):
+        if not isinstance(doc, dict):
+            out.append((f"document {n}", "not a Kubernetes object (a mapping)"))
+            continue
+        if doc.get("kind") == "List":
+            nested = yaml.safe_dump_all(doc.get("items") or [])
+            out.extend(lint_documents(nested))
+            continue
+        if doc.get("kind") != api.KIND:
+            continue
+        meta = _meta(doc)
+        label = str(meta.get("name") or f"document {n}")
+        if meta.get("namespace"):
+            label = f"{meta['namespace']}/{label}"
+        expected = f"{api.GROUP}/{api.VERSION}"
+        if doc.get("apiVersion") != expected:
+            out.append((label, f"apiVersion: {doc.get('apiVersion')!r} is not {expected}"))
+        elif not meta.get("name") and not meta.get("generateName"):
+            out.append((label, "metadata.name: required"))
+        else:
+            try:
+                api.parse_spec(doc.get("spec"))
+                out.append((label, None))
+            except api.SpecError as exc:
+                out.append((label, f"invalid spec: {exc}"))
+    return out
+
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    bad = 0
+    for path in args.filename:
+        try:
+            if path == "-":
+                text = sys.stdin.read()
+            else:
+                with open(path, encoding="utf-8") as f:
+                    text = f.read()
+        except OSError as exc:
+            raise PluginError(f"{path}: {exc.strerror or exc}") from None
+        results = lint_documents(text)
+        if not results:
+            print(f"error: {path}: no {api.KIND} in it", file=sys.stderr)
+            bad += 1
+        for label, problem in results:
+            where = f"{path}: {label}" if label else path
+            if problem is None:
+                print(f"{where}: valid")
+            else:
+                print(f"error: {where}: {problem}", file=sys.stderr)
+                bad += 1
+    return EXIT_ERROR if bad else 0
+
+
 def command_tree(parser: argparse.ArgumentParser) -> dict[str, list[str]]:
     """Every command path ("", "get", "set image" ...) with the words that may follow it."""
     tree: dict[str, list[str]] = {}
@@ -1269,6 +1369,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--output", choices=["table", "json"], default="table")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("set", help="change a rollout's spec")
+    set_sub = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    p = set_sub.add_parser(
+        "image", parents=[common], help="set spec.freeThreaded.image (starts a new revision)"
+    )
+    p.add_argument("name")
+    p.add_argument("image")
+    p.set_defaults(func=cmd_set_image)
+
+    p = sub.add_parser(
+        "lint", help="validate rollouts in YAML files offline, with the operator's own rules"
+    )
+    p.add_argument(
+        "-f",
+        "--filename",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="a YAML file (several documents are fine; - for stdin); repeatable",
+    )
+    p.set_defaults(local=cmd_lint)
 
     p = sub.add_parser("version", parents=[common], help="plugin and operator versions")
     p.add_argument("--client", action="store_true", help="the plugin's only (no cluster)")
