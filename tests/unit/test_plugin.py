@@ -1003,3 +1003,95 @@ def test_lint_of_a_file_without_a_rollout_or_not_yaml(tmp_path: Path, capsys: An
     assert err.startswith(f"error: {f}: not YAML:")
     code, _, err = run(capsys, "lint", "-f", str(tmp_path / "missing.yaml"))
     assert (code, err) == (1, f"error: {tmp_path / 'missing.yaml'}: No such file or directory\n")
+
+
+# -------------------------------------------------------------------------------- pod view
+
+
+def pod(
+    name: str, owner: str, *, ready: bool = True, restarts: int = 0, **state: Any
+) -> dict[str, Any]:
+    cs: dict[str, Any] = {"name": "app", "ready": ready, "restartCount": restarts}
+    cs.update(state)
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "shop",
+            "labels": {"pod-template-hash": "h"},
+            "ownerReferences": [{"kind": "ReplicaSet", "name": f"{owner}-h"}],
+        },
+        "status": {"phase": "Running", "containerStatuses": [cs]},
+    }
+
+
+PODS = [
+    pod("web-h-1", "web"),
+    pod("web-ft-h-2", "web-ft", restarts=1),
+    pod("web-ft-abc-1", "web-ft", ready=False, restarts=3,
+        state={"waiting": {"reason": "CrashLoopBackOff"}}),
+    pod(
+        "web-ft-h-3",
+        "web-ft",
+        lastState={"terminated": {"exitCode": 134, "finishedAt": "2025-06-01T11:50:00Z"}},
+    ),
+    pod("other-h-1", "other"),
+]  # fmt: skip
+
+
+def test_pod_rows_show_track_ready_restarts_gil_and_last_incident() -> None:
+    gil = {
+        "web-ft-h-2": plugin.PodGil(True, ("legacyext",)),
+        "web-ft-abc-1": plugin.PodGil(False),
+    }
+    rows = plugin.pod_rows(sample(), PODS, gil, NOW)
+    assert [(r.name, r.track, r.status, r.ready, r.restarts, r.gil, r.incident) for r in rows] == [
+        ("web-ft-abc-1", TRACK_FREE_THREADED, "CrashLoopBackOff", "0/1", 3, "off", "exit 139, 2m ago"),
+        ("web-ft-h-2", TRACK_FREE_THREADED, "Running", "1/1", 1, "ON (legacyext)", "-"),
+        ("web-ft-h-3", TRACK_FREE_THREADED, "Running", "1/1", 0, "?", "exit 134, 10m ago"),
+        ("web-h-1", TRACK_STANDARD, "Running", "1/1", 0, "-", "-"),
+    ]  # fmt: skip
+    out = text_of(plugin.status_view(sample(), [], NOW, rows, "a note"))
+    section = out.split("\nPods\n", 1)[1].split("Conditions", 1)[0]
+    assert section.splitlines()[0].split() == [
+        "POD", "TRACK", "STATUS", "READY", "RESTARTS", "GIL", "LAST", "INCIDENT"
+    ]  # fmt: skip
+    assert "web-ft-h-2 free-threaded Running 1/1 1 ON (legacyext) -" in " ".join(section.split())
+    assert "a note" in section
+
+
+def test_pod_gil_reads_the_probe_metrics() -> None:
+    seen: list[str] = []
+
+    def fake(url: str, q: str) -> Any:
+        seen.append(q)
+        if "python_gil_enabled" in q:
+            return [
+                {"metric": {"pod": "a"}, "value": [0, "1"]},
+                {"metric": {"pod": "b"}, "value": [0, "0"]},
+            ]
+        return [{"metric": {"pod": "a", "module": "legacyext"}, "value": [0, "2"]}]
+
+    gil, why = plugin.pod_gil("http://prom", "shop", ["b", "a"], query=fake)
+    assert why == ""
+    assert gil == {"a": plugin.PodGil(True, ("legacyext",)), "b": plugin.PodGil(False)}
+    assert 'python_gil_enabled{namespace="shop", pod=~"a|b"}' in seen[0]
+
+    def down(url: str, q: str) -> Any:
+        raise OSError("connection refused")
+
+    gil, why = plugin.pod_gil("http://prom", "shop", ["a"], query=down)
+    assert gil is None
+    assert why == "GIL per pod: Prometheus at http://prom unusable: connection refused"
+
+
+def test_status_lists_the_pods(fake_api: FakeApi, capsys: Any) -> None:
+    fake_api.pods = PODS
+    code, out, err = run(capsys, "status", "web")
+    assert code == 0, err
+    section = " ".join(out.split("\nPods\n", 1)[1].split("Conditions", 1)[0].split())
+    assert "web-ft-abc-1 free-threaded CrashLoopBackOff 0/1 3 ? exit 139" in section
+    assert "web-h-1 standard Running 1/1 0 - -" in section
+    assert "other-h-1" not in section
+    assert "GIL per pod needs the probe's metrics: pass --prometheus-url" in section
+    code, out, _ = run(capsys, "status", "web", "--prometheus-url", "http://127.0.0.1:9")
+    assert "GIL per pod: Prometheus at http://127.0.0.1:9 unusable" in " ".join(out.split())

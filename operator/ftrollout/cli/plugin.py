@@ -1,16 +1,20 @@
 """`kubectl ftr`: the kubectl plugin for FreeThreadedRollouts.
 
-    kubectl ftr get [-n NS | -A] [--watch]
-    kubectl ftr status NAME [-n NS] [--watch]
+    kubectl ftr get [-n NS | -A] [--watch] [-o json|yaml]
+    kubectl ftr status NAME [-n NS] [--watch | --wait [--timeout D]] [-o json|yaml]
     kubectl ftr promote NAME [--full] | pause NAME | resume NAME | rollback NAME | retry NAME
+        [--wait [--timeout D]]
+    kubectl ftr set image NAME IMAGE
     kubectl ftr report NAME [--prometheus-url URL] [-o json]
+    kubectl ftr lint -f FILE | version [--client] | completion bash|zsh|kubectl
 
 kubectl does not hand its own global flags to plugins, so --kubeconfig, --context and
 -n/--namespace are accepted here anywhere on the line (KUBECONFIG is honoured as usual). Actions
 only set the annotation `freethreaded.dev/action`; the operator acts once and removes it.
 
 Rendering is pure (`rollouts_table`, `status_view`, `report_view` take dicts and a clock) and
-tested without a cluster; every failure is one line on stderr and exit code 1.
+tested without a cluster; every failure is one line on stderr and an exit code (EXIT_*, 1 for
+plain errors) that pipelines can tell apart.
 """
 
 from __future__ import annotations
@@ -270,6 +274,107 @@ def analysis_table(spec: api.RolloutSpec | None, st: api.RolloutStatus) -> Table
     return table
 
 
+@dataclass(frozen=True)
+class PodGil:
+    enabled: bool | None
+    modules: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PodRow:
+    name: str
+    track: str
+    status: str
+    ready: str
+    restarts: int
+    gil: str
+    incident: str
+
+
+def _pod_status(body: Mapping[str, Any]) -> str:
+    """kubectl's STATUS: a waiting/terminated container's reason, else the pod phase."""
+    status = body.get("status") or {}
+    if _meta(body).get("deletionTimestamp"):
+        return "Terminating"
+    for cs in status.get("containerStatuses") or []:
+        state = cs.get("state") or {}
+        for key in ("waiting", "terminated"):
+            reason = (state.get(key) or {}).get("reason")
+            if reason:
+                return str(reason)
+    return str(status.get("phase") or "Unknown")
+
+
+def pod_rows(
+    obj: Mapping[str, Any],
+    pods: Sequence[Mapping[str, Any]],
+    gil: Mapping[str, PodGil] | None,
+    now: datetime,
+) -> list[PodRow]:
+    """One row per pod of the target (standard) and the twin (free-threaded), twin first.
+
+    GIL comes from the probe's metrics in Prometheus (`gil`, None when not queried); the last
+    incident from status.races.recent, else a race-like exit (139/134) in the pod's status."""
+    from ftrollout.plan.observe import summarize_pod
+
+    target = str(((obj.get("spec") or {}).get("targetRef") or {}).get("name", ""))
+    recent: dict[str, api.Incident] = {}
+    for incident in _status(obj).races.recent:
+        recent[incident.pod] = incident
+    rows: list[PodRow] = []
+    for body in pods:
+        p = summarize_pod(body)
+        if p.deployment == f"{target}-ft":
+            track = TRACK_FREE_THREADED
+        elif p.deployment == target:
+            track = TRACK_STANDARD
+        else:
+            continue
+        statuses = (body.get("status") or {}).get("containerStatuses") or []
+        ready = sum(1 for cs in statuses if cs.get("ready"))
+        restarts = sum(int(cs.get("restartCount") or 0) for cs in statuses)
+        if track == TRACK_STANDARD:
+            gil_text = "-"
+        elif gil is None or p.name not in gil:
+            gil_text = "?"
+        else:
+            g = gil[p.name]
+            gil_text = "?" if g.enabled is None else ("ON" if g.enabled else "off")
+            if g.modules:
+                gil_text += f" ({', '.join(g.modules)})"
+        last_incident = ""
+        inc = recent.get(p.name)
+        if inc is not None:
+            code = f"exit {inc.exit_code}" if inc.exit_code is not None else inc.source.lower()
+            last_incident = f"{code}, {age(inc.time, now)} ago"
+        elif p.terminations:
+            last = max(p.terminations, key=lambda t: t.finished_at)
+            last_incident = f"exit {last.exit_code}, {age(last.finished_at, now)} ago"
+        rows.append(
+            PodRow(p.name, track, _pod_status(body), f"{ready}/{len(statuses)}", restarts,
+                   gil_text, last_incident or "-")
+        )  # fmt: skip
+    order = {TRACK_FREE_THREADED: 0, TRACK_STANDARD: 1}
+    return sorted(rows, key=lambda r: (order[r.track], r.name))
+
+
+def pods_table(rows: Sequence[PodRow]) -> Table:
+    table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
+    for c in ("POD", "TRACK", "STATUS", "READY", "RESTARTS", "GIL", "LAST INCIDENT"):
+        table.add_column(c, no_wrap=c != "LAST INCIDENT", overflow="fold")
+    for r in rows:
+        table.add_row(
+            r.name,
+            r.track,
+            Text(r.status, style="" if r.status == "Running" else "yellow"),
+            r.ready,
+            Text(str(r.restarts), style="yellow" if r.restarts else ""),
+            Text(r.gil, style="red" if r.gil.startswith("ON") else ""),
+            Text(r.incident, style="red" if r.incident != "-" else ""),
+        )
+    return table
+
+
 def _kv() -> Table:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
@@ -285,7 +390,11 @@ def _event_time(ev: Mapping[str, Any]) -> str:
 
 
 def status_view(
-    obj: Mapping[str, Any], events: Sequence[Mapping[str, Any]], now: datetime
+    obj: Mapping[str, Any],
+    events: Sequence[Mapping[str, Any]],
+    now: datetime,
+    pods: Sequence[PodRow] | None = None,
+    pods_note: str = "",
 ) -> Group:
     """The readable `kubectl ftr status` view of one rollout."""
     meta = _meta(obj)
@@ -380,6 +489,15 @@ def status_view(
             head += f"; values as of {age(st.analysis.last_round, now)} ago"
         parts.append(Text(head + ")", style="bold underline"))
         parts.append(analysis_table(spec, st))
+
+    if pods is not None:
+        parts.append(Text("\nPods", style="bold underline"))
+        if pods:
+            parts.append(pods_table(pods))
+        else:
+            parts.append(Text("none", style="dim"))
+        if pods_note:
+            parts.append(Text(pods_note, style="dim"))
 
     if st.conditions:
         parts.append(Text("\nConditions", style="bold underline"))
@@ -749,21 +867,29 @@ def set_image(cluster: Cluster, namespace: str, name: str, image: str) -> str | 
     return old
 
 
-def pods_by_track(
-    cluster: Cluster, namespace: str, target: str
-) -> tuple[dict[str, list[str]], str]:
-    """Running pod names of each track (by owning Deployment); ({}, why) when not readable."""
-    from ftrollout.plan.observe import summarize_pod
-
+def list_pods(cluster: Cluster, namespace: str) -> tuple[list[dict[str, Any]] | None, str]:
     try:
         resp = _call(
             cluster, "pods", namespace, cluster.core.list_namespaced_pod, namespace,
             _preload_content=False,
         )  # fmt: skip
     except PluginError as exc:
-        return {}, str(exc)
+        return None, str(exc)
+    items: list[dict[str, Any]] = _json(resp).get("items") or []
+    return items, ""
+
+
+def pods_by_track(
+    cluster: Cluster, namespace: str, target: str
+) -> tuple[dict[str, list[str]], str]:
+    """Running pod names of each track (by owning Deployment); ({}, why) when not readable."""
+    from ftrollout.plan.observe import summarize_pod
+
+    bodies, why = list_pods(cluster, namespace)
+    if bodies is None:
+        return {}, why
     tracks: dict[str, list[str]] = {TRACK_STANDARD: [], TRACK_FREE_THREADED: []}
-    for body in _json(resp).get("items") or []:
+    for body in bodies:
         if (body.get("status") or {}).get("phase") != "Running":
             continue
         p = summarize_pod(body)
@@ -826,6 +952,40 @@ def prometheus_values(
         else:
             out[key] = report.TrackValues(None, None, problem=f"Prometheus: {problem}")
     return out, ""
+
+
+def pod_gil(
+    url: str,
+    namespace: str,
+    pods: Sequence[str],
+    query: Callable[[str, str], Any] = prom_query,
+) -> tuple[dict[str, PodGil] | None, str]:
+    """Each free-threaded pod's GIL state from the probe's metrics (as the operator reads it)."""
+    if not pods:
+        return {}, ""
+    sel = f'{{namespace="{namespace}", pod=~"{"|".join(sorted(pods))}"}}'
+    try:
+        gil_r = query(url, f"max by (pod) (python_gil_enabled{sel})")
+        mod_r = query(url, f"sum by (pod, module) (python_gil_fallback_total{sel}) > 0")
+    except (OSError, ValueError) as exc:
+        return None, f"GIL per pod: Prometheus at {url} unusable: {getattr(exc, 'reason', exc)}"
+    modules: dict[str, set[str]] = {}
+    for sample in mod_r or []:
+        m = sample.get("metric") or {}
+        modules.setdefault(str(m.get("pod", "")), set()).add(str(m.get("module", "")))
+    out: dict[str, PodGil] = {}
+    for sample in gil_r or []:
+        pod = str((sample.get("metric") or {}).get("pod", ""))
+        v = read_vector([sample]).value
+        out[pod] = PodGil(None if v is None else v >= 1, tuple(sorted(modules.get(pod, ()))))
+    return out, ""
+
+
+def _prometheus_url(args: argparse.Namespace, spec: api.RolloutSpec | None) -> str | None:
+    url: str | None = getattr(args, "prometheus_url", None) or os.environ.get("FTR_PROMETHEUS_URL")
+    if not url and spec is not None and spec.analysis is not None:
+        url = spec.analysis.prometheus.address
+    return url or None
 
 
 # ---------------------------------------------------------------------------------- commands
@@ -941,6 +1101,27 @@ def _wait_for_end(
         time.sleep(interval)
 
 
+def status_pods(
+    cluster: Cluster, args: argparse.Namespace, ns: str, obj: Mapping[str, Any], now: datetime
+) -> tuple[list[PodRow] | None, str]:
+    """The Pods section: rows (None when pods may not be listed) and a note on the GIL column."""
+    bodies, why = list_pods(cluster, ns)
+    if bodies is None:
+        return None, ""
+    rows = pod_rows(obj, bodies, None, now)
+    twin = [r.name for r in rows if r.track == TRACK_FREE_THREADED]
+    if not twin:
+        return rows, ""
+    url = _prometheus_url(args, _spec(obj))
+    if url is None:
+        return rows, (
+            "GIL per pod needs the probe's metrics: pass --prometheus-url or set "
+            "$FTR_PROMETHEUS_URL (the totals above come from the operator)"
+        )
+    gil, why = pod_gil(url, ns, twin, lambda u, q: prom_query(u, q, timeout=3.0))
+    return pod_rows(obj, bodies, gil, now), why
+
+
 def cmd_status(cluster: Cluster, args: argparse.Namespace) -> int:
     ns = args.namespace or cluster.namespace
     state: dict[str, Any] = {}
@@ -971,7 +1152,9 @@ def cmd_status(cluster: Cluster, args: argparse.Namespace) -> int:
     def render() -> RenderableType:
         obj = get_rollout(cluster, ns, args.name)
         state["phase"] = (obj.get("status") or {}).get("phase")
-        return status_view(obj, list_events(cluster, ns, args.name), datetime.now(UTC))
+        now = datetime.now(UTC)
+        rows, note = status_pods(cluster, args, ns, obj, now)
+        return status_view(obj, list_events(cluster, ns, args.name), now, rows, note)
 
     if args.watch:
         _watch(render, lambda: state.get("phase") in TERMINAL_PHASES, args.interval, args.timeout)
@@ -1328,6 +1511,12 @@ def build_parser() -> argparse.ArgumentParser:
         f"{EXIT_ROLLED_BACK} RolledBack, {EXIT_FAILED} Failed, {EXIT_TIMEOUT} --timeout",
     )
     output_flag(p)
+    p.add_argument(
+        "--prometheus-url",
+        default=None,
+        help="Prometheus with the probe's metrics, for the GIL of each pod (default: "
+        "$FTR_PROMETHEUS_URL, then spec.analysis.prometheus.address)",
+    )
     p.set_defaults(func=cmd_status)
 
     helps = {
