@@ -707,7 +707,7 @@ def steady(op: Operator, n: int, args: argparse.Namespace) -> dict[str, Any]:
 
     hname = "ftrollout_reconcile_duration_seconds"
     reconciles = d(f"{hname}_count")
-    writes = d("ftrollout_api_writes")
+    writes = d("ftrollout_api_writes_total")
     queries = d("ftrollout_prometheus_queries_total")
     rounds = sum(v for k, v in b.items() if k.startswith("ftrollout_analysis_results_total")) - sum(
         v for k, v in a.items() if k.startswith("ftrollout_analysis_results_total")

@@ -234,7 +234,7 @@ def test_a_reconcile_that_changes_nothing_writes_nothing(
         "other tests' rollouts to be gone",
     )
     time.sleep(2)
-    before = operator.metric("ftrollout_api_writes")
+    before = operator.metric("ftrollout_api_writes_total")
     reconciles_before = operator.metric("ftrollout_reconcile_duration_seconds_count")
     # An unrelated change to the rollout triggers reconciles but changes nothing.
     cluster.kubectl("label", "ftr", "web", "-n", ns, "team=payments")
@@ -245,7 +245,7 @@ def test_a_reconcile_that_changes_nothing_writes_nothing(
         "a reconcile",
     )
     time.sleep(1)
-    assert operator.metric("ftrollout_api_writes") == before
+    assert operator.metric("ftrollout_api_writes_total") == before
 
 
 def test_invalid_container_fails_with_the_field_and_keeps_capacity(

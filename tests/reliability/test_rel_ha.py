@@ -49,14 +49,14 @@ def test_two_replicas_with_peering_one_acts_and_the_other_takes_over(
     active = operators(ns, "--peering=ftrollout", "--priority=200", log_name="active.log")
     standby = operators(ns, "--peering=ftrollout", "--priority=100", log_name="standby.log")
     time.sleep(3)  # let both see each other's peering record
-    standby_writes_before = standby.metric("ftrollout_api_writes")
+    standby_writes_before = standby.metric("ftrollout_api_writes_total")
     steps = [{"weight": 50, "pause": {}}, {"weight": 100, "pause": {}}]
     with Sampler(api, ns) as s:
         apply(cluster, ns, rollout("web", "web", steps))
         wait_for(lambda: split_is(cluster, ns, 5, 5) and phase_is(cluster, ns, "Paused", 0),
                  90, "5 + 5 by the active replica")  # fmt: skip
-        assert active.metric("ftrollout_api_writes") > 0
-        assert standby.metric("ftrollout_api_writes") == standby_writes_before, (
+        assert active.metric("ftrollout_api_writes_total") > 0
+        assert standby.metric("ftrollout_api_writes_total") == standby_writes_before, (
             "the standby replica wrote while the active one was alive"
         )
         # The active replica dies; the standby one must finish the rollout.
@@ -70,7 +70,7 @@ def test_two_replicas_with_peering_one_acts_and_the_other_takes_over(
         wait_for(lambda: phase_is(cluster, ns, "Promoted"), 90, "Promoted by the standby")
     s.assert_capacity_and_no_double_scale()
     s.assert_progress_never_reset()
-    assert standby.metric("ftrollout_api_writes") > standby_writes_before
+    assert standby.metric("ftrollout_api_writes_total") > standby_writes_before
     r = Counter(e["reason"] for e in events(cluster, ns, "web"))
     assert r["RolloutStarted"] == 1, r
     assert r["Promoted"] == 1, r

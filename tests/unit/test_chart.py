@@ -6,6 +6,8 @@ rendering tests are skipped (the byte-equality and example tests still run).
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import tomllib
 from collections.abc import Iterator
@@ -429,28 +431,35 @@ def test_monitoring_objects_are_optional_and_use_real_metric_names() -> None:
         "FreeThreadedRolloutFailed",
         "FreeThreadedRolloutPrometheusErrors",
     } <= set(alerts)
-    # The alerts query metrics the operator really exports.
-    exported = {
-        m.name + ("_total" if m.type == "counter" else "")
-        for collector in (
-            metrics.ROLLBACKS,
-            metrics.ROLLOUTS,
-            metrics.PROMETHEUS_ERRORS,
-        )
-        for m in collector.describe()
-    }
-    for name in (
-        "ftrollout_rollbacks_total",
-        "ftrollout_rollouts",
-        "ftrollout_prometheus_query_errors_total",
-    ):
-        assert name in exported
-        assert any(name in a["expr"] for a in alerts.values())
+    # The alerts query metrics the operator really exports, by labels those metrics carry
+    # under their own names (no `namespace`: a ServiceMonitor without honorLabels would turn it
+    # into exported_namespace and the alert would name the operator's namespace).
+    exported: dict[str, set[str]] = {}
+    for collector in vars(metrics).values():
+        if hasattr(collector, "_labelnames") and hasattr(collector, "describe"):
+            for m in collector.describe():
+                name = m.name + ("_total" if m.type == "counter" else "")
+                exported[name] = set(collector._labelnames)
+    used = set()
+    for alert in alerts.values():
+        expr = alert["expr"]
+        names = set(re.findall(r"\bftrollout_[a-z_]+", expr))
+        used |= names
+        assert names <= set(exported), alert["alert"]
+        labels = set()
+        for name in names:
+            labels |= exported[name]
+        grouped = re.findall(r"by \(([^)]*)\)", expr)
+        by = {x.strip() for g in grouped for x in g.split(",") if x.strip()}
+        templated = set(re.findall(r"\$labels\.([a-z_]+)", json.dumps(alert["annotations"])))
+        if names:
+            assert by <= labels, (alert["alert"], by - labels)
+            assert templated <= by or not by, (alert["alert"], templated - by)
+    assert {"ftrollout_rollout_info", "ftrollout_prometheus_query_errors_total"} <= used
     assert 'job="ftrollout-metrics"' in alerts["FreeThreadedRolloutOperatorDown"]["expr"]
     # Alert templates survive Helm's own templating.
-    assert (
-        "{{ $labels.reason }}" in alerts["FreeThreadedRolloutRolledBack"]["annotations"]["summary"]
-    )
+    summary = alerts["FreeThreadedRolloutRolledBack"]["annotations"]["summary"]
+    assert "{{ $labels.rollout_namespace }}/{{ $labels.rollout }}" in summary
 
 
 @needs_helm

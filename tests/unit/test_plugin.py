@@ -8,8 +8,10 @@ loading, the action patch and the one-line errors are tested without a cluster.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -402,9 +404,14 @@ class FakeApi:
         self.rollouts: dict[tuple[str, str], dict[str, Any]] = {("shop", "web"): sample()}
         self.events: list[dict[str, Any]] = EVENTS
         self.pods: list[dict[str, Any]] = []
+        self.deployments: list[dict[str, Any]] = []
         self.patches: list[tuple[str, str, Any]] = []
         self.forbidden_namespaces = {"secret-ns"}
         self.crd_installed = True
+        # Successive states of shop/web, one per GET (the last one stays): a rollout moving on.
+        self.states: list[dict[str, Any]] = []
+        # Stands in for the operator: called with each PATCH body after it is recorded.
+        self.on_patch: Callable[[dict[str, Any]], None] | None = None
 
 
 def _status_body(code: int, reason: str, message: str, name: str | None = None) -> dict[str, Any]:
@@ -458,12 +465,20 @@ def make_handler(fake: FakeApi) -> type[BaseHTTPRequestHandler]:
                 if last == api.PLURAL:
                     items = [o for (n, _), o in fake.rollouts.items() if ns in (None, n)]
                     return self.send(200, {"kind": "List", "items": items, "metadata": {}})
+                if (ns, last) == ("shop", "web") and fake.states:
+                    fake.rollouts[("shop", "web")] = (
+                        fake.states.pop(0) if len(fake.states) > 1 else fake.states[0]
+                    )
                 obj = fake.rollouts.get((ns or "", last))
                 if obj is None:
                     return self.send(404, _status_body(404, "NotFound", "not found", last))
                 return self.send(200, obj)
             if last == "events":
                 return self.send(200, {"kind": "EventList", "items": fake.events, "metadata": {}})
+            if last == "deployments":
+                return self.send(
+                    200, {"kind": "DeploymentList", "items": fake.deployments, "metadata": {}}
+                )
             if last == "pods":
                 return self.send(200, {"kind": "PodList", "items": fake.pods, "metadata": {}})
             return self.send(404, _status_body(404, "NotFound", "no route"))
@@ -472,6 +487,8 @@ def make_handler(fake: FakeApi) -> type[BaseHTTPRequestHandler]:
             ns, last, _ = self.route()
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             fake.patches.append((f"{ns}/{last}", self.headers["Content-Type"], body))
+            if fake.on_patch is not None:
+                fake.on_patch(body)
             return self.send(200, fake.rollouts[(ns or "", last)])
 
     return Handler
@@ -668,3 +685,424 @@ def test_no_cluster_and_no_kubeconfig(
     assert code == 1
     assert err.startswith("error: cannot reach the Kubernetes API at http://127.0.0.1:9")
     assert err.count("\n") == 1
+
+
+# ------------------------------------------------------------------------ --wait for pipelines
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "says"),
+    [
+        ({"phase": "Promoted"}, 0, "freethreadedrollout shop/web promoted"),
+        (
+            {
+                "phase": "RolledBack",
+                "rollback": {"reason": "RaceBudget", "message": "4 incidents > 3", "time": T0},
+            },
+            plugin.EXIT_ROLLED_BACK,
+            "error: freethreadedrollout shop/web rolled back (RaceBudget): 4 incidents > 3",
+        ),
+        (
+            {"phase": "Failed", "message": "invalid spec: spec.steps: at least one step"},
+            plugin.EXIT_FAILED,
+            "error: freethreadedrollout shop/web failed: invalid spec: spec.steps: at least",
+        ),
+    ],
+)
+def test_status_wait_exit_code_is_the_outcome(
+    fake_api: FakeApi, capsys: Any, status: dict[str, Any], code: int, says: str
+) -> None:
+    progressing = sample(phase="Progressing", message="step 2/3 scaling")
+    fake_api.states = [progressing, progressing, sample(**status)]
+    got, out, err = run(capsys, "status", "web", "--wait", "--interval", "10ms")
+    assert got == code, err
+    lines = out.splitlines()
+    # One progress line per change (the unchanged second poll prints nothing), no live view.
+    assert "shop/web Progressing step 2/3 weight 50%" in lines[0]
+    assert status["phase"] in lines[1]
+    assert "FreeThreadedRollout shop/web" not in out
+    assert (out + err).count(says) == 1
+    assert len(set(plugin.EXIT_CODES)) == len(plugin.EXIT_CODES)
+
+
+def test_status_wait_times_out_with_its_own_code(fake_api: FakeApi, capsys: Any) -> None:
+    code, out, err = run(
+        capsys, "status", "web", "--wait", "--timeout", "200ms", "--interval", "50ms"
+    )
+    assert code == plugin.EXIT_TIMEOUT
+    assert out.count("shop/web Paused") == 1
+    assert err.startswith("error: timed out after 0.2s: freethreadedrollout shop/web still Paused")
+
+
+def test_status_wait_ignores_a_phase_of_an_older_generation(fake_api: FakeApi, capsys: Any) -> None:
+    stale = sample(phase="Promoted", observedGeneration=1)
+    stale["metadata"]["generation"] = 2  # e.g. right after `set image`
+    fresh = sample(phase="RolledBack", observedGeneration=2)
+    fresh["metadata"]["generation"] = 2
+    fake_api.states = [stale, fresh]
+    code, _, _ = run(capsys, "status", "web", "--wait", "--interval", "10ms")
+    assert code == plugin.EXIT_ROLLED_BACK
+
+
+def test_status_wait_with_json_keeps_stdout_for_the_object(fake_api: FakeApi, capsys: Any) -> None:
+    fake_api.states = [sample(phase="Promoted")]
+    code, out, err = run(capsys, "status", "web", "--wait", "-o", "json")
+    assert code == 0
+    assert json.loads(out)["status"]["phase"] == "Promoted"
+    assert "shop/web Promoted" in err
+
+
+def _operator(fake: FakeApi, events: list[dict[str, Any]]) -> Callable[[dict[str, Any]], None]:
+    """What the operator does with an action: record Events, then remove the annotation."""
+
+    def act(body: dict[str, Any]) -> None:
+        if (body.get("metadata") or {}).get("annotations"):
+            fake.events = [*fake.events, *events]
+            fake.rollouts[("shop", "web")]["metadata"].pop("annotations", None)
+
+    return act
+
+
+def test_action_wait_reports_an_ignored_action_as_an_error(fake_api: FakeApi, capsys: Any) -> None:
+    old = {**EVENTS[0], "metadata": {"name": "web.old"}, "reason": "ActionIgnored"}
+    fake_api.events = [old]  # an earlier ignored action does not count
+    fake_api.rollouts[("shop", "web")] = sample(phase="Promoted")
+    ignored = {
+        "metadata": {"name": "web.new"},
+        "type": "Normal",
+        "reason": "ActionIgnored",
+        "message": "promote: not possible in phase Promoted",
+        "lastTimestamp": "2025-06-01T12:00:00Z",
+    }
+    fake_api.on_patch = _operator(fake_api, [ignored])
+    code, out, err = run(capsys, "promote", "web", "--wait", "--interval", "10ms")
+    assert code == plugin.EXIT_ACTION_IGNORED
+    assert "promotion to the next step requested" in out
+    assert err == (
+        "error: freethreadedrollout shop/web: promote ignored: "
+        "promote: not possible in phase Promoted\n"
+    )
+
+
+def test_action_wait_prints_what_the_operator_did(fake_api: FakeApi, capsys: Any) -> None:
+    fake_api.events = []
+    fake_api.on_patch = _operator(
+        fake_api,
+        [
+            {
+                "metadata": {"name": "web.1"},
+                "type": "Normal",
+                "reason": "StepPromoted",
+                "message": "promote: to step 3 (100%)",
+            }
+        ],
+    )
+    code, out, err = run(capsys, "promote", "web", "--wait", "--interval", "10ms")
+    assert (code, err) == (0, "")
+    assert out.splitlines()[1] == "Normal StepPromoted: promote: to step 3 (100%)"
+
+
+def test_action_wait_without_an_operator_times_out(fake_api: FakeApi, capsys: Any) -> None:
+    def keep(body: dict[str, Any]) -> None:
+        fake_api.rollouts[("shop", "web")]["metadata"]["annotations"] = {
+            "freethreaded.dev/action": "rollback"
+        }
+
+    fake_api.on_patch = keep
+    code, _, err = run(
+        capsys, "rollback", "web", "--wait", "--timeout", "100ms", "--interval", "20ms"
+    )
+    assert code == plugin.EXIT_TIMEOUT
+    assert "the operator did not act on 'rollback' within 0.1s" in err
+
+
+# ------------------------------------------------------------------------------- -o json|yaml
+
+
+def test_get_and_status_print_the_objects_as_json_or_yaml(fake_api: FakeApi, capsys: Any) -> None:
+    code, out, err = run(capsys, "get", "-o", "json")
+    assert (code, err) == (0, "")
+    listed = json.loads(out)
+    assert listed["kind"] == "List"
+    assert [o["metadata"]["name"] for o in listed["items"]] == ["web"]
+    code, out, _ = run(capsys, "get", "-A", "-o", "yaml")
+    assert yaml.safe_load(out)["items"][0]["status"]["phase"] == "Paused"
+    code, out, _ = run(capsys, "status", "web", "-o", "json")
+    assert json.loads(out) == sample()
+    code, out, _ = run(capsys, "status", "web", "-o", "yaml")
+    assert yaml.safe_load(out) == sample()
+
+
+# ------------------------------------------------------------------------------------ version
+
+
+def test_image_tag() -> None:
+    assert plugin.image_tag("ghcr.io/x/ftrollout:0.2.0") == "0.2.0"
+    assert plugin.image_tag("reg:5000/ftrollout:1.0@sha256:abc") == "1.0"
+    assert plugin.image_tag("reg:5000/ftrollout") is None
+    assert plugin.image_tag("ftrollout") is None
+
+
+def test_version_of_the_plugin_and_the_operator(fake_api: FakeApi, capsys: Any) -> None:
+    from ftrollout import __version__
+
+    code, out, _ = run(capsys, "version", "--client")
+    assert (code, out) == (0, f"plugin:   {__version__}\n")
+    code, out, _ = run(capsys, "version")
+    assert out.splitlines()[1].startswith("operator: unknown (no Deployment labelled")
+
+    def deployment(labels: dict[str, str], image: str) -> dict[str, Any]:
+        return {
+            "metadata": {"name": "ftrollout", "namespace": "ops", "labels": labels},
+            "spec": {"template": {"spec": {"containers": [{"name": "op", "image": image}]}}},
+        }
+
+    fake_api.deployments = [deployment({"app.kubernetes.io/version": "0.3.1"}, "r/ftr:latest")]
+    code, out, _ = run(capsys, "version")
+    assert out.splitlines()[1] == ("operator: 0.3.1 (deployment ops/ftrollout, image r/ftr:latest)")
+    fake_api.deployments = [deployment({}, "reg:5000/ftr:0.4.0")]
+    code, out, _ = run(capsys, "version")
+    assert out.splitlines()[1].startswith("operator: 0.4.0 (")
+
+
+# --------------------------------------------------------------------------------- completion
+
+
+def complete_in_bash(script: str, *words: str) -> list[str]:
+    """COMPREPLY of the script for `kubectl-ftr WORDS...` (the last word is being typed)."""
+    line = " ".join(["kubectl-ftr", *words])
+    prog = (
+        f"{script}\nCOMP_WORDS=({line}); COMP_CWORD={len(words)}; _kubectl_ftr; "
+        'printf "%s\\n" "${COMPREPLY[@]}"'
+    )
+    out = subprocess.run(["bash", "-c", prog], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
+def test_bash_completion_of_commands_and_flags(capsys: Any) -> None:
+    code, script, _ = run(capsys, "completion", "bash")
+    assert code == 0
+    assert complete_in_bash(script, "") == [
+        *["-h", "--help", "--kubeconfig", "--context", "-n", "--namespace"],
+        *[c for c in plugin.command_tree(plugin.build_parser())[""] if not c.startswith("-")],
+    ]
+    assert complete_in_bash(script, "sta") == ["status"]
+    assert complete_in_bash(script, "-n", "shop", "status", "web", "--w") == ["--watch", "--wait"]
+    assert complete_in_bash(script, "promote", "--") == [
+        *["--help", "--kubeconfig", "--context", "--namespace", "--full", "--wait", "--timeout"]
+    ]
+    assert complete_in_bash(script, "completion", "") == ["-h", "--help", "bash", "zsh", "kubectl"]
+    code, zsh, _ = run(capsys, "completion", "zsh")
+    assert zsh.startswith("autoload -U +X bashcompinit && bashcompinit\n")
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
+def test_kubectl_plugin_completion_executable(tmp_path: Path, capsys: Any) -> None:
+    _, script, _ = run(capsys, "completion", "kubectl")
+    exe = tmp_path / "kubectl_complete-ftr"
+    exe.write_text(script)
+    # What kubectl runs for `kubectl ftr -n shop sta<TAB>` and `kubectl ftr get <TAB>`.
+    out = subprocess.run(["bash", str(exe), "-n", "shop", "sta"], capture_output=True, text=True)
+    assert out.stdout.splitlines() == ["status", ":4"]
+    out = subprocess.run(["bash", str(exe), "get", ""], capture_output=True, text=True)
+    assert out.stdout.splitlines()[-3:] == ["-o", "--output", ":4"]
+
+
+# ---------------------------------------------------------------------------------- set image
+
+
+def test_set_image_patches_only_the_free_threaded_image(fake_api: FakeApi, capsys: Any) -> None:
+    code, out, err = run(capsys, "set", "image", "web", "example/web:3.14t-2", "-n", "shop")
+    assert (code, err) == (0, "")
+    assert out == (
+        "freethreadedrollout shop/web: free-threaded image example/web:3.14t-2 "
+        "(was example/web:3.14t); a new revision starts\n"
+    )
+    assert fake_api.patches == [
+        (
+            "shop/web",
+            "application/merge-patch+json",
+            {"spec": {"freeThreaded": {"image": "example/web:3.14t-2"}}},
+        )
+    ]
+    fake_api.patches.clear()
+    code, out, _ = run(capsys, "set", "image", "web", "example/web:3.14t")
+    assert code == 0
+    assert "already example/web:3.14t (unchanged)" in out
+    assert fake_api.patches == []
+    code, _, err = run(capsys, "set", "image", "nope", "x:1")
+    assert (code, err) == (1, 'error: freethreadedrollout "nope" not found in namespace "shop"\n')
+
+
+# --------------------------------------------------------------------------------------- lint
+
+GOOD = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+---
+apiVersion: freethreaded.dev/v1alpha1
+kind: FreeThreadedRollout
+metadata: {name: web, namespace: shop}
+spec:
+  targetRef: {name: web}
+  freeThreaded: {image: example/web:3.14t}
+  steps: [{weight: 10, pause: {duration: 5m}}, {weight: 100}]
+"""
+
+
+def test_lint_accepts_a_valid_rollout_and_skips_other_kinds(tmp_path: Path, capsys: Any) -> None:
+    f = tmp_path / "good.yaml"
+    f.write_text(GOOD)
+    code, out, err = run(capsys, "lint", "-f", str(f))
+    assert (code, out, err) == (0, f"{f}: shop/web: valid\n", "")
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (
+            lambda d: d["spec"]["steps"].reverse(),
+            f"invalid spec: spec: {api.MSG_STEPS_INCREASING}",
+        ),
+        (
+            lambda d: d["spec"]["steps"].pop(),
+            f"invalid spec: spec: {api.MSG_STEPS_LAST_100}",
+        ),
+        (
+            lambda d: d["spec"]["steps"][0]["pause"].update(duration="5 minutes"),
+            "invalid spec: spec.steps[0].pause.duration:",
+        ),
+        (
+            lambda d: d["spec"].update(stpes=[]),
+            "invalid spec: spec.stpes: Extra inputs are not permitted",
+        ),
+        (lambda d: d.update(apiVersion="freethreaded.dev/v1"), "apiVersion: 'freethreaded.dev/v1'"),
+    ],
+)
+def test_lint_reports_what_the_operator_would(
+    tmp_path: Path, capsys: Any, edit: Callable[[dict[str, Any]], None], problem: str
+) -> None:
+    doc = list(yaml.safe_load_all(GOOD))[1]
+    edit(doc)
+    # The operator's own message for the same spec, when it is a spec problem.
+    if problem.startswith("invalid spec"):
+        with pytest.raises(api.SpecError) as exc:
+            api.parse_spec(doc["spec"])
+        assert problem.startswith(f"invalid spec: {exc.value}"[: len(problem)])
+    f = tmp_path / "bad.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    code, out, err = run(capsys, "lint", "-f", str(f), "-f", str(f))
+    assert code == 1
+    assert out == ""
+    assert err.count("\n") == 2
+    assert err.startswith(f"error: {f}: shop/web: {problem}")
+
+
+def test_lint_of_a_file_without_a_rollout_or_not_yaml(tmp_path: Path, capsys: Any) -> None:
+    f = tmp_path / "x.yaml"
+    f.write_text("kind: ConfigMap\n")
+    assert run(capsys, "lint", "-f", str(f)) == (
+        1,
+        "",
+        f"error: {f}: no FreeThreadedRollout in it\n",
+    )
+    f.write_text("a: [\n")
+    code, _, err = run(capsys, "lint", "-f", str(f))
+    assert code == 1
+    assert err.startswith(f"error: {f}: not YAML:")
+    code, _, err = run(capsys, "lint", "-f", str(tmp_path / "missing.yaml"))
+    assert (code, err) == (1, f"error: {tmp_path / 'missing.yaml'}: No such file or directory\n")
+
+
+# -------------------------------------------------------------------------------- pod view
+
+
+def pod(
+    name: str, owner: str, *, ready: bool = True, restarts: int = 0, **state: Any
+) -> dict[str, Any]:
+    cs: dict[str, Any] = {"name": "app", "ready": ready, "restartCount": restarts}
+    cs.update(state)
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "shop",
+            "labels": {"pod-template-hash": "h"},
+            "ownerReferences": [{"kind": "ReplicaSet", "name": f"{owner}-h"}],
+        },
+        "status": {"phase": "Running", "containerStatuses": [cs]},
+    }
+
+
+PODS = [
+    pod("web-h-1", "web"),
+    pod("web-ft-h-2", "web-ft", restarts=1),
+    pod("web-ft-abc-1", "web-ft", ready=False, restarts=3,
+        state={"waiting": {"reason": "CrashLoopBackOff"}}),
+    pod(
+        "web-ft-h-3",
+        "web-ft",
+        lastState={"terminated": {"exitCode": 134, "finishedAt": "2025-06-01T11:50:00Z"}},
+    ),
+    pod("other-h-1", "other"),
+]  # fmt: skip
+
+
+def test_pod_rows_show_track_ready_restarts_gil_and_last_incident() -> None:
+    gil = {
+        "web-ft-h-2": plugin.PodGil(True, ("legacyext",)),
+        "web-ft-abc-1": plugin.PodGil(False),
+    }
+    rows = plugin.pod_rows(sample(), PODS, gil, NOW)
+    assert [(r.name, r.track, r.status, r.ready, r.restarts, r.gil, r.incident) for r in rows] == [
+        ("web-ft-abc-1", TRACK_FREE_THREADED, "CrashLoopBackOff", "0/1", 3, "off", "exit 139, 2m ago"),
+        ("web-ft-h-2", TRACK_FREE_THREADED, "Running", "1/1", 1, "ON (legacyext)", "-"),
+        ("web-ft-h-3", TRACK_FREE_THREADED, "Running", "1/1", 0, "?", "exit 134, 10m ago"),
+        ("web-h-1", TRACK_STANDARD, "Running", "1/1", 0, "-", "-"),
+    ]  # fmt: skip
+    out = text_of(plugin.status_view(sample(), [], NOW, rows, "a note"))
+    section = out.split("\nPods\n", 1)[1].split("Conditions", 1)[0]
+    assert section.splitlines()[0].split() == [
+        "POD", "TRACK", "STATUS", "READY", "RESTARTS", "GIL", "LAST", "INCIDENT"
+    ]  # fmt: skip
+    assert "web-ft-h-2 free-threaded Running 1/1 1 ON (legacyext) -" in " ".join(section.split())
+    assert "a note" in section
+
+
+def test_pod_gil_reads_the_probe_metrics() -> None:
+    seen: list[str] = []
+
+    def fake(url: str, q: str) -> Any:
+        seen.append(q)
+        if "python_gil_enabled" in q:
+            return [
+                {"metric": {"pod": "a"}, "value": [0, "1"]},
+                {"metric": {"pod": "b"}, "value": [0, "0"]},
+            ]
+        return [{"metric": {"pod": "a", "module": "legacyext"}, "value": [0, "2"]}]
+
+    gil, why = plugin.pod_gil("http://prom", "shop", ["b", "a"], query=fake)
+    assert why == ""
+    assert gil == {"a": plugin.PodGil(True, ("legacyext",)), "b": plugin.PodGil(False)}
+    assert 'python_gil_enabled{namespace="shop", pod=~"a|b"}' in seen[0]
+
+    def down(url: str, q: str) -> Any:
+        raise OSError("connection refused")
+
+    gil, why = plugin.pod_gil("http://prom", "shop", ["a"], query=down)
+    assert gil is None
+    assert why == "GIL per pod: Prometheus at http://prom unusable: connection refused"
+
+
+def test_status_lists_the_pods(fake_api: FakeApi, capsys: Any) -> None:
+    fake_api.pods = PODS
+    code, out, err = run(capsys, "status", "web")
+    assert code == 0, err
+    section = " ".join(out.split("\nPods\n", 1)[1].split("Conditions", 1)[0].split())
+    assert "web-ft-abc-1 free-threaded CrashLoopBackOff 0/1 3 ? exit 139" in section
+    assert "web-h-1 standard Running 1/1 0 - -" in section
+    assert "other-h-1" not in section
+    assert "GIL per pod needs the probe's metrics: pass --prometheus-url" in section
+    code, out, _ = run(capsys, "status", "web", "--prometheus-url", "http://127.0.0.1:9")
+    assert "GIL per pod: Prometheus at http://127.0.0.1:9 unusable" in " ".join(out.split())

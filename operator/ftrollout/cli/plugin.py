@@ -1,16 +1,20 @@
 """`kubectl ftr`: the kubectl plugin for FreeThreadedRollouts.
 
-    kubectl ftr get [-n NS | -A] [--watch]
-    kubectl ftr status NAME [-n NS] [--watch]
+    kubectl ftr get [-n NS | -A] [--watch] [-o json|yaml]
+    kubectl ftr status NAME [-n NS] [--watch | --wait [--timeout D]] [-o json|yaml]
     kubectl ftr promote NAME [--full] | pause NAME | resume NAME | rollback NAME | retry NAME
+        [--wait [--timeout D]]
+    kubectl ftr set image NAME IMAGE
     kubectl ftr report NAME [--prometheus-url URL] [-o json]
+    kubectl ftr lint -f FILE | version [--client] | completion bash|zsh|kubectl
 
 kubectl does not hand its own global flags to plugins, so --kubeconfig, --context and
 -n/--namespace are accepted here anywhere on the line (KUBECONFIG is honoured as usual). Actions
 only set the annotation `freethreaded.dev/action`; the operator acts once and removes it.
 
 Rendering is pure (`rollouts_table`, `status_view`, `report_view` take dicts and a clock) and
-tested without a cluster; every failure is one line on stderr and exit code 1.
+tested without a cluster; every failure is one line on stderr and an exit code (EXIT_*, 1 for
+plain errors) that pipelines can tell apart.
 """
 
 from __future__ import annotations
@@ -55,8 +59,22 @@ EVENTS_SHOWN = 8
 REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read
 
 
+# Exit codes, documented in docs/kubectl-ftr.md; 2 is argparse's usage error.
+EXIT_ERROR = 1
+EXIT_ROLLED_BACK = 3
+EXIT_FAILED = 4
+EXIT_TIMEOUT = 5
+EXIT_ACTION_IGNORED = 6
+EXIT_CODES = (0, EXIT_ERROR, 2, EXIT_ROLLED_BACK, EXIT_FAILED, EXIT_TIMEOUT, EXIT_ACTION_IGNORED)
+IGNORED_REASONS = ("ActionIgnored", "UnknownAction")
+
+
 class PluginError(Exception):
     """Anything the user should read as one line: no cluster, not found, forbidden ..."""
+
+    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 # ------------------------------------------------------------------------- formatting helpers
@@ -257,6 +275,107 @@ def analysis_table(spec: api.RolloutSpec | None, st: api.RolloutStatus) -> Table
     return table
 
 
+@dataclass(frozen=True)
+class PodGil:
+    enabled: bool | None
+    modules: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PodRow:
+    name: str
+    track: str
+    status: str
+    ready: str
+    restarts: int
+    gil: str
+    incident: str
+
+
+def _pod_status(body: Mapping[str, Any]) -> str:
+    """kubectl's STATUS: a waiting/terminated container's reason, else the pod phase."""
+    status = body.get("status") or {}
+    if _meta(body).get("deletionTimestamp"):
+        return "Terminating"
+    for cs in status.get("containerStatuses") or []:
+        state = cs.get("state") or {}
+        for key in ("waiting", "terminated"):
+            reason = (state.get(key) or {}).get("reason")
+            if reason:
+                return str(reason)
+    return str(status.get("phase") or "Unknown")
+
+
+def pod_rows(
+    obj: Mapping[str, Any],
+    pods: Sequence[Mapping[str, Any]],
+    gil: Mapping[str, PodGil] | None,
+    now: datetime,
+) -> list[PodRow]:
+    """One row per pod of the target (standard) and the twin (free-threaded), twin first.
+
+    GIL comes from the probe's metrics in Prometheus (`gil`, None when not queried); the last
+    incident from status.races.recent, else a race-like exit (139/134) in the pod's status."""
+    from ftrollout.plan.observe import summarize_pod
+
+    target = str(((obj.get("spec") or {}).get("targetRef") or {}).get("name", ""))
+    recent: dict[str, api.Incident] = {}
+    for incident in _status(obj).races.recent:
+        recent[incident.pod] = incident
+    rows: list[PodRow] = []
+    for body in pods:
+        p = summarize_pod(body)
+        if p.deployment == f"{target}-ft":
+            track = TRACK_FREE_THREADED
+        elif p.deployment == target:
+            track = TRACK_STANDARD
+        else:
+            continue
+        statuses = (body.get("status") or {}).get("containerStatuses") or []
+        ready = sum(1 for cs in statuses if cs.get("ready"))
+        restarts = sum(int(cs.get("restartCount") or 0) for cs in statuses)
+        if track == TRACK_STANDARD:
+            gil_text = "-"
+        elif gil is None or p.name not in gil:
+            gil_text = "?"
+        else:
+            g = gil[p.name]
+            gil_text = "?" if g.enabled is None else ("ON" if g.enabled else "off")
+            if g.modules:
+                gil_text += f" ({', '.join(g.modules)})"
+        last_incident = ""
+        inc = recent.get(p.name)
+        if inc is not None:
+            code = f"exit {inc.exit_code}" if inc.exit_code is not None else inc.source.lower()
+            last_incident = f"{code}, {age(inc.time, now)} ago"
+        elif p.terminations:
+            last = max(p.terminations, key=lambda t: t.finished_at)
+            last_incident = f"exit {last.exit_code}, {age(last.finished_at, now)} ago"
+        rows.append(
+            PodRow(p.name, track, _pod_status(body), f"{ready}/{len(statuses)}", restarts,
+                   gil_text, last_incident or "-")
+        )  # fmt: skip
+    order = {TRACK_FREE_THREADED: 0, TRACK_STANDARD: 1}
+    return sorted(rows, key=lambda r: (order[r.track], r.name))
+
+
+def pods_table(rows: Sequence[PodRow]) -> Table:
+    table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
+    for c in ("POD", "TRACK", "STATUS", "READY", "RESTARTS", "GIL", "LAST INCIDENT"):
+        table.add_column(c, no_wrap=c != "LAST INCIDENT", overflow="fold")
+    for r in rows:
+        table.add_row(
+            r.name,
+            r.track,
+            Text(r.status, style="" if r.status == "Running" else "yellow"),
+            r.ready,
+            Text(str(r.restarts), style="yellow" if r.restarts else ""),
+            Text(r.gil, style="red" if r.gil.startswith("ON") else ""),
+            Text(r.incident, style="red" if r.incident != "-" else ""),
+        )
+    return table
+
+
 def _kv() -> Table:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
@@ -272,7 +391,11 @@ def _event_time(ev: Mapping[str, Any]) -> str:
 
 
 def status_view(
-    obj: Mapping[str, Any], events: Sequence[Mapping[str, Any]], now: datetime
+    obj: Mapping[str, Any],
+    events: Sequence[Mapping[str, Any]],
+    now: datetime,
+    pods: Sequence[PodRow] | None = None,
+    pods_note: str = "",
 ) -> Group:
     """The readable `kubectl ftr status` view of one rollout."""
     meta = _meta(obj)
@@ -368,6 +491,15 @@ def status_view(
         parts.append(Text(head + ")", style="bold underline"))
         parts.append(analysis_table(spec, st))
 
+    if pods is not None:
+        parts.append(Text("\nPods", style="bold underline"))
+        if pods:
+            parts.append(pods_table(pods))
+        else:
+            parts.append(Text("none", style="dim"))
+        if pods_note:
+            parts.append(Text(pods_note, style="dim"))
+
     if st.conditions:
         parts.append(Text("\nConditions", style="bold underline"))
         ct = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
@@ -401,6 +533,59 @@ def status_view(
     else:
         parts.append(Text("none", style="dim"))
     return Group(*parts)
+
+
+def progress_line(obj: Mapping[str, Any]) -> str:
+    """One line of `status --wait`: printed whenever it changes."""
+    meta = _meta(obj)
+    st = _status(obj)
+    r = st.replicas
+    line = (
+        f"{meta.get('namespace', '')}/{meta.get('name', '')} "
+        f"{st.phase.value if st.phase is not None else 'Pending'} "
+        f"step {_step_text(st, _spec(obj))} weight {'-' if st.weight is None else st.weight}% "
+        f"standard {r.standard_ready}/{r.standard} free-threaded "
+        f"{r.free_threaded_ready}/{r.free_threaded} GIL {_gil_text(st.gil)}"
+    )
+    if st.races.window:
+        line += f" races {st.races.summary}"
+    return line + (f": {st.message}" if st.message else "")
+
+
+def wait_outcome(obj: Mapping[str, Any]) -> int | None:
+    """The exit code of `status --wait` once the rollout ended; None while it has not.
+
+    A phase counts only once the operator has seen the current spec: right after `set image`
+    the status still holds the previous revision's Promoted."""
+    meta = _meta(obj)
+    raw = obj.get("status") or {}
+    generation = meta.get("generation")
+    if generation is not None and (raw.get("observedGeneration") or 0) < generation:
+        return None
+    phase = _status(obj).phase
+    if phase == api.Phase.PROMOTED:
+        return 0
+    if phase == api.Phase.ROLLED_BACK:
+        return EXIT_ROLLED_BACK
+    if phase == api.Phase.FAILED:
+        return EXIT_FAILED
+    return None
+
+
+def outcome_message(obj: Mapping[str, Any], code: int) -> str:
+    meta = _meta(obj)
+    st = _status(obj)
+    what = f"freethreadedrollout {meta.get('namespace', '')}/{meta.get('name', '')}"
+    if code == 0:
+        return f"{what} promoted"
+    if code == EXIT_ROLLED_BACK:
+        if st.rollback is not None:
+            return f"{what} rolled back ({st.rollback.reason.value}): {st.rollback.message}"
+        return f"{what} rolled back: {st.message}"
+    if code == EXIT_FAILED:
+        return f"{what} failed: {st.message}"
+    phase = st.phase.value if st.phase is not None else "Pending"
+    return f"{what} still {phase}" + (f": {st.message}" if st.message else "")
 
 
 def report_view(obj: Mapping[str, Any], kpis: Sequence[report.Kpi]) -> Group:
@@ -449,6 +634,12 @@ class Cluster:
         import kubernetes
 
         return kubernetes.client.CoreV1Api(self.client)
+
+    @property
+    def apps(self) -> Any:
+        import kubernetes
+
+        return kubernetes.client.AppsV1Api(self.client)
 
 
 def connect(kubeconfig: str | None, context: str | None) -> Cluster:
@@ -598,6 +789,47 @@ def list_events(cluster: Cluster, namespace: str, name: str) -> list[dict[str, A
     return items
 
 
+OPERATOR_SELECTOR = "app.kubernetes.io/name=ftrollout"
+
+
+def image_tag(image: str) -> str | None:
+    """`repo:tag` or `repo:tag@sha256:...` -> tag; None without one (a registry port is no tag)."""
+    name = image.split("@", 1)[0]
+    _, sep, tag = name.rpartition(":")
+    if not sep or "/" in tag:
+        return None
+    return tag
+
+
+def operator_version(cluster: Cluster) -> str:
+    """The running operator's version: its Deployment's app.kubernetes.io/version label, else
+    its image tag; 'unknown (why)' when neither can be read."""
+    try:
+        resp = _call(
+            cluster,
+            "deployments",
+            None,
+            cluster.apps.list_deployment_for_all_namespaces,
+            label_selector=OPERATOR_SELECTOR,
+            _preload_content=False,
+        )
+    except PluginError as exc:
+        return f"unknown ({exc})"
+    found = []
+    for dep in _json(resp).get("items") or []:
+        meta = _meta(dep)
+        containers = (((dep.get("spec") or {}).get("template") or {}).get("spec") or {}).get(
+            "containers"
+        ) or [{}]
+        image = str(containers[0].get("image") or "")
+        version = (meta.get("labels") or {}).get("app.kubernetes.io/version") or image_tag(image)
+        where = f"deployment {meta.get('namespace', '')}/{meta.get('name', '')}"
+        found.append(f"{version or 'unknown'} ({where}, image {image or '?'})")
+    if not found:
+        return f"unknown (no Deployment labelled {OPERATOR_SELECTOR} is visible)"
+    return "; ".join(sorted(found))
+
+
 def set_action(cluster: Cluster, namespace: str, name: str, action: str) -> None:
     what = f'freethreadedrollout "{name}"'
     get_rollout(cluster, namespace, name)  # a clear "not found" before any write
@@ -615,21 +847,50 @@ def set_action(cluster: Cluster, namespace: str, name: str, action: str) -> None
     )
 
 
-def pods_by_track(
-    cluster: Cluster, namespace: str, target: str
-) -> tuple[dict[str, list[str]], str]:
-    """Running pod names of each track (by owning Deployment); ({}, why) when not readable."""
-    from ftrollout.plan.observe import summarize_pod
+def set_image(cluster: Cluster, namespace: str, name: str, image: str) -> str | None:
+    """Patch spec.freeThreaded.image; the previous image, None when it was already that."""
+    obj = get_rollout(cluster, namespace, name)
+    old = str(((obj.get("spec") or {}).get("freeThreaded") or {}).get("image") or "")
+    if old == image:
+        return None
+    _call(
+        cluster,
+        f'freethreadedrollout "{name}"',
+        namespace,
+        cluster.custom.patch_namespaced_custom_object,
+        api.GROUP,
+        api.VERSION,
+        namespace,
+        api.PLURAL,
+        name,
+        {"spec": {"freeThreaded": {"image": image}}},
+    )
+    return old
 
+
+def list_pods(cluster: Cluster, namespace: str) -> tuple[list[dict[str, Any]] | None, str]:
     try:
         resp = _call(
             cluster, "pods", namespace, cluster.core.list_namespaced_pod, namespace,
             _preload_content=False,
         )  # fmt: skip
     except PluginError as exc:
-        return {}, str(exc)
+        return None, str(exc)
+    items: list[dict[str, Any]] = _json(resp).get("items") or []
+    return items, ""
+
+
+def pods_by_track(
+    cluster: Cluster, namespace: str, target: str
+) -> tuple[dict[str, list[str]], str]:
+    """Running pod names of each track (by owning Deployment); ({}, why) when not readable."""
+    from ftrollout.plan.observe import summarize_pod
+
+    bodies, why = list_pods(cluster, namespace)
+    if bodies is None:
+        return {}, why
     tracks: dict[str, list[str]] = {TRACK_STANDARD: [], TRACK_FREE_THREADED: []}
-    for body in _json(resp).get("items") or []:
+    for body in bodies:
         if (body.get("status") or {}).get("phase") != "Running":
             continue
         p = summarize_pod(body)
@@ -694,6 +955,40 @@ def prometheus_values(
     return out, ""
 
 
+def pod_gil(
+    url: str,
+    namespace: str,
+    pods: Sequence[str],
+    query: Callable[[str, str], Any] = prom_query,
+) -> tuple[dict[str, PodGil] | None, str]:
+    """Each free-threaded pod's GIL state from the probe's metrics (as the operator reads it)."""
+    if not pods:
+        return {}, ""
+    sel = f'{{namespace="{namespace}", pod=~"{"|".join(sorted(pods))}"}}'
+    try:
+        gil_r = query(url, f"max by (pod) (python_gil_enabled{sel})")
+        mod_r = query(url, f"sum by (pod, module) (python_gil_fallback_total{sel}) > 0")
+    except (OSError, ValueError) as exc:
+        return None, f"GIL per pod: Prometheus at {url} unusable: {getattr(exc, 'reason', exc)}"
+    modules: dict[str, set[str]] = {}
+    for sample in mod_r or []:
+        m = sample.get("metric") or {}
+        modules.setdefault(str(m.get("pod", "")), set()).add(str(m.get("module", "")))
+    out: dict[str, PodGil] = {}
+    for sample in gil_r or []:
+        pod = str((sample.get("metric") or {}).get("pod", ""))
+        v = read_vector([sample]).value
+        out[pod] = PodGil(None if v is None else v >= 1, tuple(sorted(modules.get(pod, ()))))
+    return out, ""
+
+
+def _prometheus_url(args: argparse.Namespace, spec: api.RolloutSpec | None) -> str | None:
+    url: str | None = getattr(args, "prometheus_url", None) or os.environ.get("FTR_PROMETHEUS_URL")
+    if not url and spec is not None and spec.analysis is not None:
+        url = spec.analysis.prometheus.address
+    return url or None
+
+
 # ---------------------------------------------------------------------------------- commands
 
 
@@ -711,6 +1006,16 @@ def show(renderable: RenderableType) -> None:
         console.print(renderable)
     else:
         sys.stdout.write(render_text(renderable, width=console.width))
+
+
+def print_object(obj: Any, output: str) -> None:
+    """-o json|yaml: the API's own form, as kubectl prints it."""
+    if output == "yaml":
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(obj, sort_keys=False, allow_unicode=True))
+    else:
+        print(json.dumps(obj, indent=2, ensure_ascii=False))
 
 
 def _watch(
@@ -760,6 +1065,11 @@ def cmd_get(cluster: Cluster, args: argparse.Namespace) -> int:
             return Text(empty)
         return rollouts_table(items, datetime.now(UTC), ns is None)
 
+    if args.output:
+        # kubectl's shape, so `jq '.items[]'` works the same on both.
+        items = list_rollouts(cluster, ns)
+        print_object({"apiVersion": "v1", "kind": "List", "items": items}, args.output)
+        return 0
     if args.watch:
         _watch(render, lambda: False, args.interval, args.timeout)
         return 0
@@ -771,14 +1081,81 @@ def cmd_get(cluster: Cluster, args: argparse.Namespace) -> int:
     return 0
 
 
+def _wait_for_end(
+    cluster: Cluster, ns: str, name: str, interval: float, timeout: float | None, quiet: bool
+) -> tuple[int, dict[str, Any]]:
+    """Poll until Promoted, RolledBack or Failed (or the timeout); a line per change."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    last = ""
+    while True:
+        obj = get_rollout(cluster, ns, name)
+        line = progress_line(obj)
+        if line != last:
+            stamp = datetime.now(UTC).strftime("%H:%M:%S")
+            print(f"{stamp} {line}", file=sys.stderr if quiet else sys.stdout, flush=True)
+            last = line
+        code = wait_outcome(obj)
+        if code is not None:
+            return code, obj
+        if deadline is not None and time.monotonic() >= deadline:
+            return EXIT_TIMEOUT, obj
+        time.sleep(interval)
+
+
+def status_pods(
+    cluster: Cluster, args: argparse.Namespace, ns: str, obj: Mapping[str, Any], now: datetime
+) -> tuple[list[PodRow] | None, str]:
+    """The Pods section: rows (None when pods may not be listed) and a note on the GIL column."""
+    bodies, why = list_pods(cluster, ns)
+    if bodies is None:
+        return None, ""
+    rows = pod_rows(obj, bodies, None, now)
+    twin = [r.name for r in rows if r.track == TRACK_FREE_THREADED]
+    if not twin:
+        return rows, ""
+    url = _prometheus_url(args, _spec(obj))
+    if url is None:
+        return rows, (
+            "GIL per pod needs the probe's metrics: pass --prometheus-url or set "
+            "$FTR_PROMETHEUS_URL (the totals above come from the operator)"
+        )
+    gil, why = pod_gil(url, ns, twin, lambda u, q: prom_query(u, q, timeout=3.0))
+    return pod_rows(obj, bodies, gil, now), why
+
+
 def cmd_status(cluster: Cluster, args: argparse.Namespace) -> int:
     ns = args.namespace or cluster.namespace
     state: dict[str, Any] = {}
 
+    if args.wait and args.watch:
+        raise PluginError("--watch is the live view, --wait is for pipelines: pick one", 2)
+    if args.wait:
+        # A pipeline reads the exit code; with -o the progress goes to stderr, the object to stdout.
+        code, obj = _wait_for_end(
+            cluster, ns, args.name, args.interval, args.timeout, quiet=bool(args.output)
+        )
+        if args.output:
+            print_object(obj, args.output)
+        message = outcome_message(obj, code)
+        if code == EXIT_TIMEOUT:
+            assert args.timeout is not None
+            message = f"timed out after {args.timeout:g}s: {message}"
+        if code != 0:
+            raise PluginError(message, code)
+        if not args.output:
+            print(message)
+        return 0
+
+    if args.output:
+        print_object(get_rollout(cluster, ns, args.name), args.output)
+        return 0
+
     def render() -> RenderableType:
         obj = get_rollout(cluster, ns, args.name)
         state["phase"] = (obj.get("status") or {}).get("phase")
-        return status_view(obj, list_events(cluster, ns, args.name), datetime.now(UTC))
+        now = datetime.now(UTC)
+        rows, note = status_pods(cluster, args, ns, obj, now)
+        return status_view(obj, list_events(cluster, ns, args.name), now, rows, note)
 
     if args.watch:
         _watch(render, lambda: state.get("phase") in TERMINAL_PHASES, args.interval, args.timeout)
@@ -787,11 +1164,61 @@ def cmd_status(cluster: Cluster, args: argparse.Namespace) -> int:
     return 0
 
 
+def _event_key(ev: Mapping[str, Any]) -> str:
+    meta = _meta(ev)
+    return str(
+        meta.get("uid")
+        or meta.get("name")
+        or (ev.get("reason"), ev.get("message"), _event_time(ev))
+    )
+
+
+def _action_consumed(obj: Mapping[str, Any], action: str) -> bool:
+    """The operator has handled the request: it removes the annotation once it acted."""
+    annotations = _meta(obj).get("annotations") or {}
+    return annotations.get(ANNOTATION_ACTION) != action
+
+
+def await_action(
+    cluster: Cluster,
+    ns: str,
+    name: str,
+    action: str,
+    seen: set[str],
+    interval: float,
+    timeout: float,
+) -> list[dict[str, Any]]:
+    """Wait until the operator consumed the action; the Events it recorded meanwhile.
+
+    An ignored action is an error (exit 6) with the operator's reason. Events that existed
+    before the request (`seen`) do not count: no clock of this machine is compared with the
+    cluster's."""
+    deadline = time.monotonic() + timeout
+    while not _action_consumed(get_rollout(cluster, ns, name), action):
+        if time.monotonic() >= deadline:
+            raise PluginError(
+                f"freethreadedrollout {ns}/{name}: the operator did not act on {action!r} within "
+                f"{timeout:g}s (is it running? the annotation {ANNOTATION_ACTION} is still set)",
+                EXIT_TIMEOUT,
+            )
+        time.sleep(interval)
+    new = [ev for ev in list_events(cluster, ns, name) if _event_key(ev) not in seen]
+    new.sort(key=_event_time)
+    for ev in new:
+        if ev.get("reason") in IGNORED_REASONS:
+            raise PluginError(
+                f"freethreadedrollout {ns}/{name}: {action} ignored: {ev.get('message', '')}",
+                EXIT_ACTION_IGNORED,
+            )
+    return new
+
+
 def cmd_action(cluster: Cluster, args: argparse.Namespace) -> int:
     ns = args.namespace or cluster.namespace
     action = args.command
     if action == "promote" and args.full:
         action = "promote-full"
+    seen = {_event_key(ev) for ev in list_events(cluster, ns, args.name)} if args.wait else set()
     # `verb@<id>`: the id makes this one request, applied once even if the operator sees the
     # annotation again (its removal failed, the operator restarted), and a second
     # `kubectl ftr promote` a new request even within the same second.
@@ -806,6 +1233,11 @@ def cmd_action(cluster: Cluster, args: argparse.Namespace) -> int:
         "retry": "retry requested",
     }[action]
     print(f"freethreadedrollout {ns}/{args.name}: {done} ({ANNOTATION_ACTION}={request})")
+    if args.wait:
+        sys.stdout.flush()
+        timeout = 120.0 if args.timeout is None else args.timeout
+        for ev in await_action(cluster, ns, args.name, request, seen, args.interval, timeout):
+            print(f"{ev.get('type', '')} {ev.get('reason', '')}: {ev.get('message', '')}")
     return 0
 
 
@@ -852,6 +1284,182 @@ def cmd_report(cluster: Cluster, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_version(args: argparse.Namespace) -> int:
+    from ftrollout import __version__
+
+    print(f"plugin:   {__version__}")
+    if args.client:
+        return 0
+    try:
+        cluster = connect(args.kubeconfig, args.context)
+    except PluginError as exc:
+        print(f"operator: unknown ({exc})")
+        return 0
+    print(f"operator: {operator_version(cluster)}")
+    return 0
+
+
+def cmd_set_image(cluster: Cluster, args: argparse.Namespace) -> int:
+    ns = args.namespace or cluster.namespace
+    image = args.image.strip()
+    if not image or any(c.isspace() for c in image):
+        raise PluginError(f"not an image reference: {args.image!r}")
+    old = set_image(cluster, ns, args.name, image)
+    what = f"freethreadedrollout {ns}/{args.name}"
+    if old is None:
+        print(f"{what}: free-threaded image already {image} (unchanged)")
+    else:
+        print(f"{what}: free-threaded image {image} (was {old or '-'}); a new revision starts")
+    return 0
+
+
+def lint_documents(text: str) -> list[tuple[str, str | None]]:
+    """(rollout, problem or None) for each FreeThreadedRollout in a YAML stream.
+
+    The spec goes through the operator's own models (`api.parse_spec`), so a problem reads as
+    the operator's `invalid spec: <field>: <message>` status would."""
+    import yaml
+
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        return [("", f"not YAML: {' '.join(str(exc).split())}")]
+    out: list[tuple[str, str | None]] = []
+    for n, doc in enumerate(docs, 1):
+        if not isinstance(doc, dict):
+            out.append((f"document {n}", "not a Kubernetes object (a mapping)"))
+            continue
+        if doc.get("kind") == "List":
+            nested = yaml.safe_dump_all(doc.get("items") or [])
+            out.extend(lint_documents(nested))
+            continue
+        if doc.get("kind") != api.KIND:
+            continue
+        meta = _meta(doc)
+        label = str(meta.get("name") or f"document {n}")
+        if meta.get("namespace"):
+            label = f"{meta['namespace']}/{label}"
+        expected = f"{api.GROUP}/{api.VERSION}"
+        if doc.get("apiVersion") != expected:
+            out.append((label, f"apiVersion: {doc.get('apiVersion')!r} is not {expected}"))
+        elif not meta.get("name") and not meta.get("generateName"):
+            out.append((label, "metadata.name: required"))
+        else:
+            try:
+                api.parse_spec(doc.get("spec"))
+                out.append((label, None))
+            except api.SpecError as exc:
+                out.append((label, f"invalid spec: {exc}"))
+    return out
+
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    bad = 0
+    for path in args.filename:
+        try:
+            if path == "-":
+                text = sys.stdin.read()
+            else:
+                with open(path, encoding="utf-8") as f:
+                    text = f.read()
+        except OSError as exc:
+            raise PluginError(f"{path}: {exc.strerror or exc}") from None
+        results = lint_documents(text)
+        if not results:
+            print(f"error: {path}: no {api.KIND} in it", file=sys.stderr)
+            bad += 1
+        for label, problem in results:
+            where = f"{path}: {label}" if label else path
+            if problem is None:
+                print(f"{where}: valid")
+            else:
+                print(f"error: {where}: {problem}", file=sys.stderr)
+                bad += 1
+    return EXIT_ERROR if bad else 0
+
+
+def command_tree(parser: argparse.ArgumentParser) -> dict[str, list[str]]:
+    """Every command path ("", "get", "set image" ...) with the words that may follow it."""
+    tree: dict[str, list[str]] = {}
+
+    def walk(p: argparse.ArgumentParser, path: str) -> None:
+        words: list[str] = []
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    words.append(name)
+                    walk(child, f"{path} {name}".strip())
+            elif action.help != argparse.SUPPRESS:
+                words.extend(action.option_strings)
+                if action.choices and not action.option_strings:
+                    words.extend(str(c) for c in action.choices)
+        tree[path] = words
+
+    walk(parser, "")
+    return tree
+
+
+def _value_options(parser: argparse.ArgumentParser) -> list[str]:
+    """Options that take a value: the word after one is not a command."""
+    out: set[str] = set()
+
+    def walk(p: argparse.ArgumentParser) -> None:
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    walk(child)
+            elif action.option_strings and action.nargs != 0:
+                out.update(action.option_strings)
+
+    walk(parser)
+    return sorted(out)
+
+
+def completion_script(shell: str, parser: argparse.ArgumentParser) -> str:
+    """A static completion script for `kubectl-ftr` (bash; zsh through bashcompinit), or the
+    `kubectl_complete-ftr` executable that makes `kubectl ftr <TAB>` complete."""
+    tree = command_tree(parser)
+    cases = "\n".join(
+        f'        "{path}") words="{" ".join(words)}" ;;' for path, words in sorted(tree.items())
+    )
+    body = f"""# {shell} completion for kubectl-ftr, from `kubectl ftr completion {shell}`
+_kubectl_ftr() {{
+    local cur="${{COMP_WORDS[COMP_CWORD]}}" path="" words="" skip=0 i w
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        w="${{COMP_WORDS[i]}}"
+        if ((skip)); then skip=0; continue; fi
+        case " {" ".join(_value_options(parser))} " in *" $w "*) skip=1; continue ;; esac
+        case "$w" in -*) continue ;; esac
+        w="${{path:+$path }}$w"
+        case " ${{_kubectl_ftr_paths}} " in *" $w|"*) path="$w" ;; esac
+    done
+    case "$path" in
+{cases}
+    esac
+    COMPREPLY=($(compgen -W "$words" -- "$cur"))
+}}
+_kubectl_ftr_paths="{" ".join(p + "|" for p in sorted(tree) if p)}"
+complete -F _kubectl_ftr kubectl-ftr
+"""
+    if shell == "zsh":
+        body = "autoload -U +X bashcompinit && bashcompinit\n" + body
+    if shell == "kubectl":
+        # kubectl (1.26+) completes `kubectl ftr ...` by running kubectl_complete-ftr with the
+        # words typed so far; it reads one candidate a line, then cobra's ":4" (no file names).
+        body = (
+            "#!/usr/bin/env bash\n"
+            + body.replace("complete -F _kubectl_ftr kubectl-ftr\n", "")
+            + 'COMP_WORDS=(kubectl-ftr "$@"); COMP_CWORD=$#; _kubectl_ftr\n'
+            + 'printf "%s\\n" "${COMPREPLY[@]}" ":4"\n'
+        )
+    return body
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    sys.stdout.write(completion_script(args.shell, build_parser()))
+    return 0
+
+
 def _duration(text: str) -> float:
     try:
         return parse_duration(text)
@@ -875,10 +1483,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    def output_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "-o",
+            "--output",
+            choices=["json", "yaml"],
+            default=None,
+            help="the object(s) as JSON/YAML",
+        )
+
     def watch_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument("-w", "--watch", action="store_true", help="keep redrawing (Ctrl-C stops)")
         p.add_argument(
-            "--timeout", type=_duration, default=None, help="stop watching after this (e.g. 5m)"
+            "--timeout",
+            type=_duration,
+            default=None,
+            help="stop watching/waiting after this (e.g. 5m)",
         )
         p.add_argument("--interval", type=_duration, default=2.0, help=argparse.SUPPRESS)
 
@@ -887,6 +1507,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-A", "--all-namespaces", action="store_true", help="rollouts of every namespace"
     )
     watch_flags(p)
+    output_flag(p)
     p.set_defaults(func=cmd_get)
 
     p = sub.add_parser(
@@ -894,6 +1515,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name")
     watch_flags(p)
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="print a line per change until the rollout ends; exit 0 Promoted, "
+        f"{EXIT_ROLLED_BACK} RolledBack, {EXIT_FAILED} Failed, {EXIT_TIMEOUT} --timeout",
+    )
+    output_flag(p)
+    p.add_argument(
+        "--prometheus-url",
+        default=None,
+        help="Prometheus with the probe's metrics, for the GIL of each pod (default: "
+        "$FTR_PROMETHEUS_URL, then spec.analysis.prometheus.address)",
+    )
     p.set_defaults(func=cmd_status)
 
     helps = {
@@ -908,6 +1542,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("name")
         if action == "promote":
             p.add_argument("--full", action="store_true", help="promote fully (promote-full)")
+        p.add_argument(
+            "--wait",
+            action="store_true",
+            help=f"wait until the operator acted; exit {EXIT_ACTION_IGNORED} if it ignored the "
+            f"action, {EXIT_TIMEOUT} if it did not act within --timeout",
+        )
+        p.add_argument("--timeout", type=_duration, default=None, help="with --wait (default 2m)")
+        p.add_argument("--interval", type=_duration, default=1.0, help=argparse.SUPPRESS)
         p.set_defaults(func=cmd_action)
 
     p = sub.add_parser("report", parents=[common], help="adoption KPIs of a rollout")
@@ -927,13 +1569,51 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--output", choices=["table", "json"], default="table")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("set", help="change a rollout's spec")
+    set_sub = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    p = set_sub.add_parser(
+        "image", parents=[common], help="set spec.freeThreaded.image (starts a new revision)"
+    )
+    p.add_argument("name")
+    p.add_argument("image")
+    p.set_defaults(func=cmd_set_image)
+
+    p = sub.add_parser(
+        "lint", help="validate rollouts in YAML files offline, with the operator's own rules"
+    )
+    p.add_argument(
+        "-f",
+        "--filename",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="a YAML file (several documents are fine; - for stdin); repeatable",
+    )
+    p.set_defaults(local=cmd_lint)
+
+    p = sub.add_parser("version", parents=[common], help="plugin and operator versions")
+    p.add_argument("--client", action="store_true", help="the plugin's only (no cluster)")
+    p.set_defaults(local=cmd_version)
+
+    p = sub.add_parser(
+        "completion",
+        help="shell completion script: source <(kubectl ftr completion bash)",
+    )
+    p.add_argument("shell", choices=["bash", "zsh", "kubectl"])
+    p.set_defaults(local=cmd_completion)
     return parser
 
 
 def run(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
-    cluster = connect(getattr(args, "kubeconfig", None), getattr(args, "context", None))
+    args.kubeconfig = getattr(args, "kubeconfig", None)
+    args.context = getattr(args, "context", None)
     args.namespace = getattr(args, "namespace", None)
+    local: Callable[[argparse.Namespace], int] | None = getattr(args, "local", None)
+    if local is not None:  # version, completion, lint: useful without a cluster
+        return local(args)
+    cluster = connect(args.kubeconfig, args.context)
     handler: Callable[[Cluster, argparse.Namespace], int] = args.func
     return handler(cluster, args)
 
@@ -943,7 +1623,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(sys.argv[1:] if argv is None else argv)
     except PluginError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exc.code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

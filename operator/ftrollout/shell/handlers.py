@@ -18,6 +18,7 @@ import kopf
 from ftrollout.model import api
 from ftrollout.plan import twin as workloads
 from ftrollout.plan.observe import DeploymentSummary, Key, controller_of
+from ftrollout.shell import metrics
 from ftrollout.shell.reconcile import Logger, reconcile
 from ftrollout.shell.state import State
 
@@ -46,6 +47,7 @@ async def rollout_event(
         STATE.analysis.pop((namespace, name), None)
         if STATE.scheduler is not None:
             STATE.scheduler.unregister((namespace, name))
+        metrics.forget((namespace, name))
         return
     target = (spec.get("targetRef") or {}).get("name")
     created = ((event.get("object") or {}).get("metadata") or {}).get("creationTimestamp")

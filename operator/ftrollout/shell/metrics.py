@@ -1,21 +1,48 @@
-"""The operator's own Prometheus metrics (prometheus-client), served on --metrics-port."""
+"""The operator's own Prometheus metrics (prometheus-client), served on --metrics-port.
+
+No label is named `namespace`, `pod`, `job`, `instance` or `service`: a ServiceMonitor without
+`honorLabels` attaches those from the scrape target and renames a clashing metric label to
+`exported_namespace`, so a rollout's namespace is `rollout_namespace`.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from ftrollout import __version__
 
 if TYPE_CHECKING:
     from ftrollout.plan import Result
     from ftrollout.plan.observe import Key
     from ftrollout.shell.state import State
 
+ROLLOUT_LABELS = ["rollout_namespace", "rollout"]
+
 ROLLOUTS = Gauge(
     "ftrollout_rollouts", "FreeThreadedRollouts by phase (as last reconciled)", ["phase"]
 )
+ROLLOUT_INFO = Gauge(
+    "ftrollout_rollout_info",
+    "1 per FreeThreadedRollout, labelled with its phase (as last reconciled)",
+    [*ROLLOUT_LABELS, "phase"],
+)
+ROLLOUT_WEIGHT = Gauge(
+    "ftrollout_rollout_weight",
+    "Percent of replicas the current step puts on free-threaded",
+    ROLLOUT_LABELS,
+)
+ROLLOUT_STEP = Gauge(
+    "ftrollout_rollout_step",
+    "Current step, counted from 1 as in messages (0: no step reached yet)",
+    ROLLOUT_LABELS,
+)
 ROLLBACKS = Counter(
-    "ftrollout_rollbacks_total", "Rollbacks performed, by reason", ["namespace", "reason"]
+    "ftrollout_rollbacks_total", "Rollbacks performed, by reason", [*ROLLOUT_LABELS, "reason"]
 )
 RECONCILE_SECONDS = Histogram(
     "ftrollout_reconcile_duration_seconds",
@@ -29,23 +56,50 @@ PROMETHEUS_ERRORS = Counter(
     "ftrollout_prometheus_query_errors_total", "Prometheus queries that failed or timed out"
 )
 PROMETHEUS_QUERIES = Counter("ftrollout_prometheus_queries_total", "Prometheus queries sent")
-API_WRITES = Gauge("ftrollout_api_writes", "Kubernetes API writes since start")
+BUILD_INFO = Gauge("ftrollout_build_info", "The running operator's version (value 1)", ["version"])
+BUILD_INFO.labels(__version__).set(1)
 
 _phases: dict[Key, str] = {}
+_rollback_reasons: dict[Key, set[str]] = {}
+
+
+class ApiWrites(Collector):
+    """`ftrollout_api_writes_total`: the Kube client's own write count, read at scrape time
+    (a counter: rate() and increase() work on it; it restarts at 0 with the process)."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "ftrollout_api_writes",
+            "Kubernetes API writes since start",
+            value=float(getattr(self.state.kube, "writes", 0)),
+        )
+
+    def describe(self) -> Iterator[Any]:
+        yield CounterMetricFamily("ftrollout_api_writes", "Kubernetes API writes since start")
 
 
 def observe_result(key: Key, result: Result, seconds: float) -> None:
     RECONCILE_SECONDS.observe(seconds)
-    phase = result.status.phase.value if result.status.phase is not None else "Unknown"
+    st = result.status
+    phase = st.phase.value if st.phase is not None else "Unknown"
     old = _phases.get(key)
     if old != phase:
         if old is not None:
             ROLLOUTS.labels(old).dec()
+            ROLLOUT_INFO.remove(*key, old)
         ROLLOUTS.labels(phase).inc()
+        ROLLOUT_INFO.labels(*key, phase).set(1)
         _phases[key] = phase
+    ROLLOUT_WEIGHT.labels(*key).set(st.weight or 0)
+    ROLLOUT_STEP.labels(*key).set(0 if st.step_index is None else st.step_index + 1)
     for ev in result.events:
-        if ev.reason == "RolledBack" and result.status.rollback is not None:
-            ROLLBACKS.labels(key[0], result.status.rollback.reason.value).inc()
+        if ev.reason == "RolledBack" and st.rollback is not None:
+            reason = st.rollback.reason.value
+            ROLLBACKS.labels(*key, reason).inc()
+            _rollback_reasons.setdefault(key, set()).add(reason)
 
 
 def _count_query(ok: bool) -> None:
@@ -55,16 +109,26 @@ def _count_query(ok: bool) -> None:
 
 
 def forget(key: Key) -> None:
+    """A deleted rollout: its series go (the per-rollout ones would otherwise stay forever)."""
     old = _phases.pop(key, None)
     if old is not None:
         ROLLOUTS.labels(old).dec()
+        ROLLOUT_INFO.remove(*key, old)
+        ROLLOUT_WEIGHT.remove(*key)
+        ROLLOUT_STEP.remove(*key)
+    for reason in _rollback_reasons.pop(key, set()):
+        ROLLBACKS.remove(*key, reason)
 
 
-def serve(port: int, state: State) -> None:
+def register(state: State, registry: CollectorRegistry = REGISTRY) -> None:
     state.on_result.append(observe_result)
     scheduler = state.scheduler
     if scheduler is not None:
         scheduler.on_result.append(lambda phase: ANALYSIS_RESULTS.labels(phase).inc())
         scheduler.prom.on_query.append(_count_query)
-    API_WRITES.set_function(lambda: float(getattr(state.kube, "writes", 0)))
+    registry.register(ApiWrites(state))
+
+
+def serve(port: int, state: State) -> None:
+    register(state)
     start_http_server(port)
