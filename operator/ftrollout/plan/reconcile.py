@@ -15,7 +15,12 @@ from ftrollout.plan.analysis import observe_analysis
 from ftrollout.plan.conditions import cond, progressing_condition, set_condition
 from ftrollout.plan.context import Ctx
 from ftrollout.plan.guardrails import observe_guardrails
-from ftrollout.plan.replicas import desired_split, follow_external_scale, standard_to_write
+from ftrollout.plan.replicas import (
+    desired_split,
+    follow_external_scale,
+    standard_to_write,
+    twin_to_write,
+)
 from ftrollout.plan.steps import advance
 from ftrollout.plan.types import Event, Observation, Result, Workload, rfc3339
 
@@ -30,7 +35,8 @@ def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observati
         return target_missing(ctx)
 
     # First sight, or a new revision (target template or spec.freeThreaded changed).
-    if ctx.st.revision is None or ctx.st.phase is None:
+    first_sight = ctx.st.revision is None or ctx.st.phase is None
+    if first_sight:
         start_revision(ctx, n=obs.target.replicas, first=True)
     elif ctx.st.revision != obs.revision:
         start_revision(ctx, n=ctx.st.replicas.target, first=False)
@@ -50,7 +56,8 @@ def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observati
         else:
             ctx.update(phase=Phase.PROGRESSING if ctx.st.step_index is not None else Phase.PENDING)
 
-    follow_external_scale(ctx)
+    if not first_sight:
+        follow_external_scale(ctx)
     handle_action(ctx)
     observe_guardrails(ctx, now)
     observe_analysis(ctx, now)
@@ -122,8 +129,7 @@ def finish(ctx: Ctx, touch_replicas: bool = True) -> Result:
         std_d, ft_d = desired_split(ctx)
         twin = obs.twin or Workload(0, 0)
         target_set = standard_to_write(ctx)
-        # Never lower the free-threaded track below what Ready standard pods stand in for.
-        twin_set = max(ft_d, min(twin.replicas, n - obs.target.ready))
+        twin_set = twin_to_write(ctx)
         st = st.model_copy(
             update={
                 "replicas": st.replicas.model_copy(

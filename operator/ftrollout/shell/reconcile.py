@@ -115,7 +115,9 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         # A twin on another selector (the target was re-created with a new one) runs the old
         # template and cannot be patched: its pods count for nothing, so the standard track
         # goes back to N before that twin is replaced.
-        twin=None if twin is None else Workload(twin.replicas, 0 if stale_twin else twin.ready),
+        twin=None
+        if twin is None
+        else Workload(twin.replicas, 0 if stale_twin else twin.ready, twin.replicas_manager),
         pods=_pods(state, namespace, twin_name) if twin_name and not stale_twin else (),
         incidents=_incidents(state, namespace, twin_name) if twin_name else (),
         analysis=state.analysis.get(key),

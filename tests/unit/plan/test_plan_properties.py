@@ -326,6 +326,43 @@ class RolloutMachine(RuleBasedStateMachine):
             self.sim.scale_target(n)
         self.sim.step()
 
+    @rule(n=st.integers(1, 30), twin=st.booleans())
+    def someone_else_scales_in_any_phase(self, n: int, twin: bool) -> None:
+        """A person or an autoscaler scales the target (or, after promotion, the twin) in
+        whatever phase the rollout is in: in RolledBack/Failed the standard track is the whole
+        service and in Promoted the twin is, so the new value is the new N and the operator
+        never writes the old N back (it was: a rollback pinned the target at the old N)."""
+        sim = self.sim
+        before = sim.status
+        if not sim.target_exists or sim.spec_error is not None:
+            sim.step()
+            return
+        self.disrupted = True
+        settled_promoted = (
+            before.phase == Phase.PROMOTED
+            and sim.replicas == (0, before.replicas.target)
+            and sim.ft.ready >= before.replicas.target
+        )
+        if twin and sim.twin_exists:
+            sim.scale_twin(n)
+            follows = settled_promoted
+        else:
+            sim.scale_target(n)
+            follows = settled_promoted or (
+                before.phase in (Phase.ROLLED_BACK, Phase.FAILED)
+                and sim.history[-1].target_replicas is not None  # not a spec/target failure
+                and before.replicas.standard == before.replicas.target
+            )
+        res = sim.step()
+        if follows:
+            assert res.status.replicas.target == n, (
+                f"{before.phase}: scale to {n} not followed (N={res.status.replicas.target})"
+            )
+        if before.phase in (Phase.ROLLED_BACK, Phase.FAILED) and res.target_replicas is not None:
+            assert res.target_replicas >= n or not follows, (
+                f"{before.phase}: target written back to {res.target_replicas} below {n}"
+            )
+
     @rule()
     def twin_deleted_by_hand(self) -> None:
         self.disrupted = True
