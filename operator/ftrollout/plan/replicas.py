@@ -25,12 +25,21 @@ def desired_split(ctx: Ctx) -> tuple[int, int]:
 
 
 def standard_to_write(ctx: Ctx) -> int:
-    """Standard replicas to write: never below what Ready free-threaded pods stand in for."""
+    """Standard replicas to write: never below what Ready free-threaded pods stand in for.
+
+    Until promotion the standard track also covers free-threaded pods that went unReady after
+    it was lowered (a crash loop, a failing readiness probe, a guardrail that only pauses): it
+    is raised to N - ready free-threaded, and lowered again as they come back. This is the
+    same bound that holds it up while the twin scales up, so the two never pull apart. A
+    promoted rollout keeps the standard track at 0: the twin's own Deployment replaces pods.
+    """
     assert ctx.obs.target is not None
     std_d, _ = desired_split(ctx)
     twin_ready = ctx.obs.twin.ready if ctx.obs.twin is not None else 0
     n = ctx.st.replicas.target
-    return max(std_d, min(ctx.obs.target.replicas, n - twin_ready))
+    if ctx.st.phase == Phase.PROMOTED:
+        return max(std_d, min(ctx.obs.target.replicas, n - twin_ready))
+    return max(std_d, n - twin_ready)
 
 
 def follow_external_scale(ctx: Ctx) -> None:

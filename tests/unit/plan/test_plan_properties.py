@@ -7,7 +7,10 @@ and outside interference (kubectl scale, twin deleted, target missing, invalid s
 every reconcile it checks what users rely on:
 
 - ready capacity (standard Ready + free-threaded Ready) never drops below N because of the
-  operator; with no outside interference it never drops below N at all;
+  operator; with no outside interference it never drops below N at all; until promotion the
+  standard track is asked for at least N - ready free-threaded (lost capacity is restored);
+- someone else's scale in any phase is the new N, never written back (RolledBack, Failed,
+  Promoted included);
 - replica counts written are within 0..N on each track;
 - phase is always a valid Phase, and a Progressing/Paused rollout is at a real step whose weight
   status reports;
@@ -149,6 +152,14 @@ class RolloutMachine(RuleBasedStateMachine):
         )
         if not self.disrupted and sim.history:
             assert sim.ready >= n, f"ready {sim.ready} < N={n}: std={sim.std} ft={sim.ft}"
+
+        # Ready capacity is restored: until promotion the standard track covers every
+        # free-threaded pod that is not Ready (it was never raised again once lowered).
+        if res.target_replicas is not None and st_.phase != Phase.PROMOTED:
+            ft_ready = obs.twin.ready if obs.twin is not None else 0
+            assert res.target_replicas >= n - ft_ready, (
+                f"standard {res.target_replicas} < N - ftReady = {n} - {ft_ready} in {st_.phase}"
+            )
 
         # N is the target's replicas when the revision began, unless someone scaled it.
         if not self.disrupted and st_.revision is not None:
@@ -362,6 +373,14 @@ class RolloutMachine(RuleBasedStateMachine):
             assert res.target_replicas >= n or not follows, (
                 f"{before.phase}: target written back to {res.target_replicas} below {n}"
             )
+
+    @rule(k=st.integers(1, 5))
+    def free_threaded_pods_go_unready(self, k: int) -> None:
+        """Readiness probes fail on k free-threaded pods (they come back `lag` ticks later)."""
+        if self.sim.ft.ready:
+            self.disrupted = True
+            self.sim.ft.ready = max(0, self.sim.ft.ready - k)
+        self.sim.step()
 
     @rule()
     def twin_deleted_by_hand(self) -> None:

@@ -10,7 +10,7 @@ from simcluster import Sim, Track
 
 from ftrollout.model import api
 from ftrollout.model.api import Phase
-from ftrollout.plan import Observation, Workload, plan
+from ftrollout.plan import Observation, PodGil, Workload, plan
 
 # ---------------------------------------------------------------------- first reconcile
 
@@ -267,9 +267,12 @@ def test_twin_deleted_by_hand_is_recreated_with_the_steps_count() -> None:
     assert res.twin_replicas == 5
     assert res.status.step_index == 1
     assert res.status.step_started_at == started
-    assert res.target_replicas == 5  # not raised, not lowered
+    # The five Ready free-threaded pods are gone: the standard track covers them until the
+    # new twin's pods are Ready (before #16 it stayed at 5: half the service was gone).
+    assert res.target_replicas == 10
     sim.run(3)
     assert sim.replicas == (5, 5)
+    assert sim.status.step_started_at == started
 
 
 # ---------------------------------------------------------------------- operator restart
@@ -327,3 +330,49 @@ def test_restart_does_not_restart_the_pause_clock() -> None:
     assert res.status.step_index == 0
     res = sim.step()
     assert res.status.step_index == 1
+
+
+# ------------------------------------------- free-threaded pods unReady after the split (#16)
+
+
+@pytest.mark.parametrize(
+    "gil",
+    [None, {"maxPods": 0, "action": "Pause"}],
+    ids=["no-guardrail", "gil-pause"],
+)
+def test_the_standard_track_covers_free_threaded_pods_that_went_unready(
+    gil: dict[str, object] | None,
+) -> None:
+    """At 50 % of 10 (5 + 5), three free-threaded pods go unReady (no guardrail fires, or the
+    GIL guardrail only pauses): the standard track is raised to N - ftReady = 8 at once, and
+    lowered back to 5 once they are Ready again; no write in between."""
+    sim = at_step(Sim(make_spec(((10, "1s"), (50, "1h"), (100, None)), gil=gil), n=10), 1)
+    assert sim.replicas == (5, 5)
+    sim.ft.ready = 2  # the kubelet's readiness probe fails on three pods
+    extra: dict[str, object] = {}
+    if gil is not None:
+        extra["pods"] = tuple(PodGil(f"app-ft-{i}", enabled=i == 0) for i in range(5))
+    res = sim.step(**extra)
+    assert res.target_replicas == 8
+    if gil is not None:
+        assert res.status.phase == Phase.PAUSED
+    writes = len(sim.writes)
+    sim.ft.ready = 2
+    res = sim.step(**extra)  # same world: the same answer, nothing new written
+    assert res.target_replicas == 8
+    assert len(sim.writes) == writes
+    sim.ft.ready = 5
+    res = sim.step(**extra)
+    assert res.target_replicas == 5
+    assert sim.writes[writes:] == [("target", 5)]
+
+
+def test_a_promoted_standard_track_is_not_raised_for_unready_free_threaded_pods() -> None:
+    """Promoted keeps the standard track at 0: the twin is the service and its own Deployment
+    replaces pods that fail."""
+    sim = at_step(Sim(make_spec(((10, "1s"), (100, None))), n=10), 0)
+    sim.action = "promote-full"
+    sim.run(8)
+    assert sim.status.phase == Phase.PROMOTED
+    sim.ft.ready = 7
+    assert sim.step().target_replicas == 0
