@@ -21,7 +21,7 @@ from ftrollout.plan.replicas import (
     standard_to_write,
     twin_to_write,
 )
-from ftrollout.plan.steps import advance
+from ftrollout.plan.steps import advance, steps_shortened
 from ftrollout.plan.types import Event, Observation, Result, Workload, rfc3339
 
 
@@ -56,6 +56,7 @@ def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observati
         else:
             ctx.update(phase=Phase.PROGRESSING if ctx.st.step_index is not None else Phase.PENDING)
 
+    steps_shortened(ctx)
     if not first_sight:
         follow_external_scale(ctx)
     handle_action(ctx)
