@@ -499,3 +499,63 @@ async def test_a_step_advances_on_a_round_that_was_kept_in_memory(
     (advanced,) = status_writes_of(shell.new_requests())
     assert advanced["stepIndex"] == 1
     assert advanced["analysis"]["lastRound"] == "2030-01-01T00:00:30Z"
+
+
+# ------------------------------------------------------------- an unreadable status (#16)
+
+
+def twin_deployment(replicas: int, ready: int, revision: str = "old") -> dict[str, Any]:
+    body = target_deployment(replicas, ready)
+    labels = {"app": "web", "freethreaded.dev/rollout": "web"}
+    selector = {**labels, "freethreaded.dev/track": "free-threaded"}
+    body["metadata"] = {
+        "name": "web-ft",
+        "namespace": NS,
+        "uid": "uid-web-ft",
+        "labels": labels,
+        "annotations": {"freethreaded.dev/revision": revision},
+        "ownerReferences": [
+            {"apiVersion": "freethreaded.dev/v1alpha1", "kind": "FreeThreadedRollout",
+             "name": "web", "uid": "uid-ftr", "controller": True}
+        ],
+    }  # fmt: skip
+    body["spec"]["selector"] = {"matchLabels": selector}
+    body["spec"]["template"]["metadata"]["labels"] = selector
+    return body
+
+
+async def test_an_unreadable_status_mid_step_keeps_n_and_is_reported(kmock: Any) -> None:
+    """Mid-step at 5 + 5 the status cannot be read (a field a newer operator wrote): N is taken
+    from both tracks (10, not 5), the standard track goes back to 10, and a condition and a
+    Warning Event say the status was unreadable (it was dropped silently)."""
+    target = target_deployment(replicas=5, ready=5)
+    target["metadata"]["managedFields"] = [
+        {"manager": "ftrollout", "operation": "Update", "subresource": "scale",
+         "time": "2026-01-01T00:00:00Z", "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+    ]  # fmt: skip
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target
+    kmock.objects[DEPLOYMENTS, NS, "web-ft"] = twin_deployment(replicas=5, ready=5)
+    body = rollout_body()
+    body["status"] = {
+        "phase": "Progressing",
+        "stepIndex": 1,
+        "weight": 50,
+        "replicas": {"target": 10, "standard": 5, "freeThreaded": 5, "surge": 2},
+    }
+    kmock.objects[FTR, NS, "web"] = body
+    shell = Shell(kmock)
+    await shell.reconcile()
+    reqs = writes(shell.new_requests())
+    (st,) = status_writes_of(reqs)
+    assert st["replicas"]["target"] == N
+    scales = {r.url.path.rsplit("/", 2)[-2]: r.data for r in reqs if r.url.path.endswith("/scale")}
+    assert scales.get("web") == {"spec": {"replicas": N}}
+    assert "web-ft" not in scales  # the twin is kept until the standard pods are Ready
+    conds = {c["type"]: c for c in st["conditions"]}
+    assert conds["StatusReadable"]["status"] == "False"
+    assert conds["StatusReadable"]["reason"] == "StatusUnreadable"
+    assert "surge" in conds["StatusReadable"]["message"]
+    unreadable = [r.data for r in reqs if r.url.path.endswith("/events")]
+    assert [(e["type"], e["reason"]) for e in unreadable if e["reason"] == "StatusUnreadable"] == [
+        ("Warning", "StatusUnreadable")
+    ]

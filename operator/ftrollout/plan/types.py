@@ -58,6 +58,10 @@ class Observation:
     action: str | None = None
     preflight: api.PreflightStatus | None = None
     spec_error: api.SpecError | None = None
+    # Why the stored status could not be read (it was reset); None when it was read.
+    status_error: str | None = None
+    # The twin carries this rollout's label: it is this rollout's free-threaded track.
+    twin_owned: bool = True
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,7 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
             status_raw = pending  # our last write has not come back through the watch yet
     written = status_raw
     status_raw = state.deferred_status.get(key, written)
-    status = api.parse_status(status_raw)
+    status, status_error = api.parse_status_checked(status_raw)
     generation = int(meta.get("generation") or 0)
     action = (meta.get("annotations") or {}).get(workloads.ANNOTATION_ACTION)
     if action is not None and state.consumed_action.get(key) == meta.get("resourceVersion"):
@@ -124,6 +124,8 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         action=action,
         preflight=state.preflight.get(key),
         spec_error=spec_error,
+        status_error=status_error,
+        twin_owned=twin is not None and twin.rollout_label == name,
     )
     result = plan(spec, status, obs)
 

@@ -10,7 +10,7 @@ from simcluster import Sim, Track
 
 from ftrollout.model import api
 from ftrollout.model.api import Phase
-from ftrollout.plan import Observation, PodGil, Workload, plan
+from ftrollout.plan import FIELD_MANAGER, Observation, PodGil, Workload, plan
 
 # ---------------------------------------------------------------------- first reconcile
 
@@ -376,3 +376,77 @@ def test_a_promoted_standard_track_is_not_raised_for_unready_free_threaded_pods(
     assert sim.status.phase == Phase.PROMOTED
     sim.ft.ready = 7
     assert sim.step().target_replicas == 0
+
+
+# ------------------------------------------------------- an unreadable status (#16)
+
+
+def test_first_sight_takes_n_from_both_tracks() -> None:
+    """A status that could not be read (a newer operator's field, a hand edit, a rollout
+    re-created after its finalizer was removed) mid-step at 5 + 5: N is 10, not 5, the
+    standard track goes back to 10 before the twin goes down, and the reset is reported."""
+    spec = make_spec()
+    obs = Observation(
+        now=Sim(spec).now,
+        generation=1,
+        revision="rev1",
+        target=Workload(5, 5, FIELD_MANAGER),  # lowered by the operator: the service is split
+        twin=Workload(5, 5),
+        status_error="replicas.foo: Extra inputs are not permitted",
+    )
+    res = plan(spec, api.RolloutStatus(), obs)
+    assert res.status.replicas.target == 10
+    assert res.target_replicas == 10
+    assert res.twin_replicas == 5  # kept until the standard pods are Ready
+    c = cond(res.status, "StatusReadable")
+    assert (c.status, c.reason) == ("False", "StatusUnreadable")
+    assert "replicas.foo" in c.message
+    assert [(e.type, e.reason) for e in res.events if e.reason == "StatusUnreadable"] == [
+        ("Warning", "StatusUnreadable")
+    ]
+    # The next reconcile reads the status just written: no second report, the condition stays
+    # (it says why the steps started again) until a new revision or a retry.
+    quiet = Observation(**{**obs.__dict__, "status_error": None})
+    again = plan(spec, res.status, quiet)
+    assert "StatusUnreadable" not in [e.reason for e in again.events]
+    assert cond(again.status, "StatusReadable").status == "False"
+
+
+def test_first_sight_ignores_a_twin_of_another_rollout() -> None:
+    spec = make_spec()
+    obs = Observation(
+        now=Sim(spec).now,
+        generation=1,
+        revision="rev1",
+        target=Workload(5, 5, FIELD_MANAGER),
+        twin=Workload(5, 5),
+        twin_owned=False,
+    )
+    res = plan(spec, api.RolloutStatus(), obs)
+    assert res.status.replicas.target == 5
+    assert "StatusReadable" not in [c.type for c in res.status.conditions]
+
+
+def test_first_sight_after_a_lost_first_status_write_does_not_count_the_new_twin() -> None:
+    """The first reconcile created the twin (1 of 10) and its status write failed: the target
+    was never touched by the operator, so N stays 10 (not 11)."""
+    spec = make_spec()
+    obs = Observation(
+        now=Sim(spec).now,
+        generation=1,
+        revision="rev1",
+        target=Workload(10, 10, "kubectl"),
+        twin=Workload(1, 1),
+    )
+    assert plan(spec, api.RolloutStatus(), obs).status.replicas.target == 10
+
+
+def test_parse_status_reports_what_it_could_not_read() -> None:
+    status, error = api.parse_status_checked({"phase": "Progressing", "replicas": {"foo": 1}})
+    assert status == api.RolloutStatus()
+    assert error is not None
+    assert "replicas.foo" in error
+    assert api.parse_status_checked({"phase": "Paused"}) == (
+        api.RolloutStatus(phase=Phase.PAUSED),
+        None,
+    )
