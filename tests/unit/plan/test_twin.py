@@ -17,6 +17,7 @@ from ftrollout.plan.twin import (
     TwinError,
     split,
     twin_manifest,
+    twin_pods_may_be_replaced,
 )
 
 TARGET: dict[str, Any] = {
@@ -119,3 +120,15 @@ def test_split_is_ceil_and_sums_to_n(n: int, weight: int) -> None:
     assert ft == -(-n * weight // 100)
     if weight == 100:
         assert std == 0
+
+
+@pytest.mark.parametrize(
+    ("standard_ready", "twin_ready", "ok"),
+    [(5, 5, False), (9, 5, False), (10, 5, True), (12, 5, True), (0, 0, True), (5, 0, True)],
+)
+def test_the_twins_pods_are_replaced_only_when_no_ready_capacity_is_lost(
+    standard_ready: int, twin_ready: int, ok: bool
+) -> None:
+    """A new revision re-templates the twin (Recreate: all its pods die at once) only once the
+    standard track alone has N = 10 Ready, or when the twin has no Ready pod."""
+    assert twin_pods_may_be_replaced(10, standard_ready, twin_ready) is ok
