@@ -797,3 +797,123 @@ async def test_a_promote_seen_again_after_an_operator_restart_is_not_applied_aga
     assert [r.data for r in writes(reqs) if r.url.path.endswith("/freethreadedrollouts/web")] == [
         {"metadata": {"annotations": {"freethreaded.dev/action": None}}}
     ]
+
+
+# ------------------------------------------------------------- an unreadable status (#16)
+
+
+def twin_deployment(replicas: int, ready: int, revision: str = "old") -> dict[str, Any]:
+    body = target_deployment(replicas, ready)
+    labels = {"app": "web", "freethreaded.dev/rollout": "web"}
+    selector = {**labels, "freethreaded.dev/track": "free-threaded"}
+    body["metadata"] = {
+        "name": "web-ft",
+        "namespace": NS,
+        "uid": "uid-web-ft",
+        "labels": labels,
+        "annotations": {"freethreaded.dev/revision": revision},
+        "ownerReferences": [
+            {"apiVersion": "freethreaded.dev/v1alpha1", "kind": "FreeThreadedRollout",
+             "name": "web", "uid": "uid-ftr", "controller": True}
+        ],
+    }  # fmt: skip
+    body["spec"]["selector"] = {"matchLabels": selector}
+    body["spec"]["template"]["metadata"]["labels"] = selector
+    return body
+
+
+async def test_an_unreadable_status_mid_step_keeps_n_and_is_reported(kmock: Any) -> None:
+    """Mid-step at 5 + 5 the status cannot be read (a field a newer operator wrote): N is taken
+    from both tracks (10, not 5), the standard track goes back to 10, and a condition and a
+    Warning Event say the status was unreadable (it was dropped silently)."""
+    target = target_deployment(replicas=5, ready=5)
+    target["metadata"]["managedFields"] = [
+        {"manager": "ftrollout", "operation": "Update", "subresource": "scale",
+         "time": "2026-01-01T00:00:00Z", "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+    ]  # fmt: skip
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target
+    kmock.objects[DEPLOYMENTS, NS, "web-ft"] = twin_deployment(replicas=5, ready=5)
+    body = rollout_body()
+    body["status"] = {
+        "phase": "Progressing",
+        "stepIndex": 1,
+        "weight": 50,
+        "replicas": {"target": 10, "standard": 5, "freeThreaded": 5, "surge": 2},
+    }
+    kmock.objects[FTR, NS, "web"] = body
+    shell = Shell(kmock)
+    await shell.reconcile()
+    reqs = writes(shell.new_requests())
+    (st,) = status_writes_of(reqs)
+    assert st["replicas"]["target"] == N
+    scales = {r.url.path.rsplit("/", 2)[-2]: r.data for r in reqs if r.url.path.endswith("/scale")}
+    assert scales.get("web") == {"spec": {"replicas": N}}
+    assert "web-ft" not in scales  # the twin is kept until the standard pods are Ready
+    conds = {c["type"]: c for c in st["conditions"]}
+    assert conds["StatusReadable"]["status"] == "False"
+    assert conds["StatusReadable"]["reason"] == "StatusUnreadable"
+    assert "surge" in conds["StatusReadable"]["message"]
+    unreadable = [r.data for r in reqs if r.url.path.endswith("/events")]
+    assert [(e["type"], e["reason"]) for e in unreadable if e["reason"] == "StatusUnreadable"] == [
+        ("Warning", "StatusUnreadable")
+    ]
+
+
+# ------------------------------------------- a new revision re-templates the twin last (#16)
+
+
+def twin_template_patches(reqs: list[Any]) -> list[Any]:
+    return [
+        r
+        for r in writes(reqs)
+        if r.url.path.endswith("/deployments/web-ft") and str(r.method.value).upper() == "PATCH"
+    ]
+
+
+@pytest.mark.parametrize("strategy", ["Recreate", "RollingUpdate"])
+async def test_a_new_revision_replaces_the_twins_pods_only_once_standard_is_ready_at_n(
+    kmock: Any, strategy: str
+) -> None:
+    """At 50 % (5 + 5) the target gets a new image. The twin copies the target's strategy:
+    re-templating it at once (as before) killed every free-threaded pod (Recreate) or a
+    quarter of them (RollingUpdate) while the standard track had 5 Ready. Its template is only
+    replaced once the standard track is Ready at N."""
+    target = target_deployment()
+    target["spec"]["strategy"] = {"type": strategy}
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target
+    kmock.objects[FTR, NS, "web"] = rollout_body(
+        steps=[{"weight": 50, "pause": {"duration": "1h"}}, {"weight": 100}]
+    )
+    shell = Shell(kmock)
+    await shell.reconcile()
+    shell.watch_deployment("web-ft", replicas=5, readyReplicas=5)
+    await shell.reconcile()
+    shell.watch_deployment("web", replicas=5, readyReplicas=5)
+    await shell.reconcile()
+    assert shell.body()["status"]["replicas"]["standard"] == 5
+    shell.new_requests()
+
+    # A new revision: the target's template changes.
+    raw = kmock.objects[DEPLOYMENTS, NS, "web"].raw
+    new = copy.deepcopy(dict(raw))
+    new["spec"]["template"]["spec"]["containers"][0]["image"] = "example/app:3.13-b"
+    kmock.objects[DEPLOYMENTS, NS, "web"] = new
+    shell.watch_deployment("web", replicas=5, readyReplicas=5)
+    await shell.reconcile()
+    reqs = shell.new_requests()
+    assert [r.data for r in writes(reqs) if r.url.path.endswith("/deployments/web/scale")] == [
+        {"spec": {"replicas": N}}
+    ]
+    assert twin_template_patches(reqs) == []  # standard Ready 5 < 10: the twin is kept
+
+    for ready in (7, 9):
+        shell.watch_deployment("web", replicas=N, readyReplicas=ready)
+        await shell.reconcile()
+        assert twin_template_patches(shell.new_requests()) == []
+
+    shell.watch_deployment("web", replicas=N, readyReplicas=N)
+    await shell.reconcile()
+    (patch,) = twin_template_patches(shell.new_requests())
+    containers = patch.data["spec"]["template"]["spec"]["containers"]
+    assert containers[0]["image"] == "example/app:3.14t"
+    assert patch.data["metadata"]["annotations"]["freethreaded.dev/revision"]

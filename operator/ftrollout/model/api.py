@@ -701,11 +701,21 @@ def parse_spec(raw: Any) -> RolloutSpec:
 
 
 def parse_status(raw: Any) -> RolloutStatus:
-    """Status written by this operator; anything unreadable (older versions) starts afresh."""
+    """Status written by this operator; anything unreadable starts afresh (see the next)."""
+    return parse_status_checked(raw)[0]
+
+
+def parse_status_checked(raw: Any) -> tuple[RolloutStatus, str | None]:
+    """Status and, when it could not be read, why: the planner reports it instead of the
+    reset going unnoticed (a newer operator's field, a hand edit)."""
     try:
-        return RolloutStatus.model_validate(raw or {})
-    except ValidationError:
-        return RolloutStatus()
+        return RolloutStatus.model_validate(raw or {}), None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'status'}: {e['msg']}"
+            for e in exc.errors()[:5]
+        )
+        return RolloutStatus(), problems
 
 
 def dump(model: BaseModel) -> dict[str, Any]:

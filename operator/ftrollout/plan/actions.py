@@ -47,6 +47,8 @@ def start_revision(ctx: Ctx, n: int, first: bool) -> None:
         rollback=None,
         promoted_at=None,
         preflight=None if not first else ctx.st.preflight,
+        # A restart of the steps (new revision, retry) ends what StatusUnreadable explained.
+        conditions=[c for c in ctx.st.conditions if c.type != "StatusReadable"],
         message=msg,
     )
 

@@ -16,9 +16,14 @@ from ftrollout.plan.conditions import cond, progressing_condition, set_condition
 from ftrollout.plan.context import Ctx
 from ftrollout.plan.guardrails import observe_guardrails
 from ftrollout.plan.ownership import REASON_TARGET_CLAIMED, REASON_TWIN_NOT_OWNED, conflict
-from ftrollout.plan.replicas import desired_split, follow_external_scale, standard_to_write
-from ftrollout.plan.steps import advance
-from ftrollout.plan.types import Event, Observation, Result, Workload, rfc3339
+from ftrollout.plan.replicas import (
+    desired_split,
+    follow_external_scale,
+    standard_to_write,
+    twin_to_write,
+)
+from ftrollout.plan.steps import advance, steps_shortened
+from ftrollout.plan.types import FIELD_MANAGER, Event, Observation, Result, Workload, rfc3339
 
 
 def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observation) -> Result:
@@ -34,8 +39,11 @@ def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observati
         return not_ours(ctx, *clash)
 
     # First sight, or a new revision (target template or spec.freeThreaded changed).
-    if ctx.st.revision is None or ctx.st.phase is None:
-        start_revision(ctx, n=obs.target.replicas, first=True)
+    first_sight = ctx.st.revision is None or ctx.st.phase is None
+    if first_sight:
+        start_revision(ctx, n=first_sight_total(obs), first=True)
+        if obs.status_error is not None:
+            status_unreadable(ctx, obs.status_error)
     elif ctx.st.revision != obs.revision:
         start_revision(ctx, n=ctx.st.replicas.target, first=False)
     elif ctx.st.phase == Phase.FAILED and failed_for_spec_or_target(ctx.st):
@@ -54,12 +62,39 @@ def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observati
         else:
             ctx.update(phase=Phase.PROGRESSING if ctx.st.step_index is not None else Phase.PENDING)
 
-    follow_external_scale(ctx)
+    steps_shortened(ctx)
+    if not first_sight:
+        follow_external_scale(ctx)
     handle_action(ctx)
     observe_guardrails(ctx, now)
     observe_analysis(ctx, now)
     advance(ctx, now)
     return finish(ctx)
+
+
+def first_sight_total(obs: Observation) -> int:
+    """N when status says nothing: both tracks once the operator has split the service.
+
+    A status lost mid-step (unreadable, edited away, a rollout re-created after its finalizer
+    was removed) at 5 + 5 must not halve the service to N = 5. The target's replicas last set
+    by the operator (managedFields) is what tells a split service from a first status write
+    that failed after the twin was created (10 + 1: N is still 10, the target untouched).
+    """
+    assert obs.target is not None
+    split_by_us = obs.target.replicas_manager == FIELD_MANAGER
+    if obs.twin is None or not obs.twin_owned or not split_by_us:
+        return obs.target.replicas
+    return obs.target.replicas + obs.twin.replicas
+
+
+def status_unreadable(ctx: Ctx, error: str) -> None:
+    n = ctx.st.replicas.target
+    message = (
+        f"the stored status could not be read ({error}); started afresh with N = {n} from "
+        "both tracks, steps from 0"
+    )
+    ctx.event("Warning", "StatusUnreadable", message)
+    cond(ctx, "StatusReadable", "False", "StatusUnreadable", message)
 
 
 def failed_for_spec_or_target(st: api.RolloutStatus) -> bool:
@@ -149,8 +184,7 @@ def finish(ctx: Ctx, touch_replicas: bool = True) -> Result:
         std_d, ft_d = desired_split(ctx)
         twin = obs.twin or Workload(0, 0)
         target_set = standard_to_write(ctx)
-        # Never lower the free-threaded track below what Ready standard pods stand in for.
-        twin_set = max(ft_d, min(twin.replicas, n - obs.target.ready))
+        twin_set = twin_to_write(ctx)
         st = st.model_copy(
             update={
                 "replicas": st.replicas.model_copy(

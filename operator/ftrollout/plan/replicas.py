@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from ftrollout.model.api import Phase
 from ftrollout.plan.context import Ctx
-from ftrollout.plan.twin import split
-from ftrollout.plan.types import FIELD_MANAGER
+from ftrollout.plan.twin import split, twin_name
+from ftrollout.plan.types import FIELD_MANAGER, Workload
 
 
 def desired_split(ctx: Ctx) -> tuple[int, int]:
@@ -25,50 +25,85 @@ def desired_split(ctx: Ctx) -> tuple[int, int]:
 
 
 def standard_to_write(ctx: Ctx) -> int:
-    """Standard replicas to write: never below what Ready free-threaded pods stand in for."""
+    """Standard replicas to write: never below what Ready free-threaded pods stand in for.
+
+    Until promotion the standard track also covers free-threaded pods that went unReady after
+    it was lowered (a crash loop, a failing readiness probe, a guardrail that only pauses): it
+    is raised to N - ready free-threaded, and lowered again as they come back. This is the
+    same bound that holds it up while the twin scales up, so the two never pull apart. A
+    promoted rollout keeps the standard track at 0: the twin's own Deployment replaces pods.
+    """
     assert ctx.obs.target is not None
     std_d, _ = desired_split(ctx)
     twin_ready = ctx.obs.twin.ready if ctx.obs.twin is not None else 0
     n = ctx.st.replicas.target
-    return max(std_d, min(ctx.obs.target.replicas, n - twin_ready))
+    if ctx.st.phase == Phase.PROMOTED:
+        return max(std_d, min(ctx.obs.target.replicas, n - twin_ready))
+    return max(std_d, n - twin_ready)
 
 
 def follow_external_scale(ctx: Ctx) -> None:
-    """Someone ran `kubectl scale` on the target: take the new value as the new total N.
+    """Someone else (a person, an autoscaler, GitOps) scaled the service: take it as the new N.
 
-    Only while a split is in force; the value the operator last wrote is in status, so a
-    difference means a person or an autoscaler changed it.
+    The service is what users scale, so in every phase a scale of the target by another manager
+    sets the new total N and the split is recomputed; the operator never writes the old N back.
+    In RolledBack and Failed the standard track is the whole service. Promoted: the target is at
+    0 and the twin has everything; the target scaled to M > 0 is the new total M (all of it
+    free-threaded once Ready), and so is the twin scaled by someone else (an HPA cannot scale a
+    Deployment at 0 replicas, so after promotion it points at the twin). Before promotion the
+    twin is the operator's own split and a scale of it is undone; so is a promoted twin scaled to
+    0 (no autoscaler does that; the way back to standard is `kubectl ftr rollback`).
+
+    The value the operator last wrote is in status, so a difference means someone else changed
+    it; managedFields settle it when known.
     """
     target = ctx.obs.target
     assert target is not None
-    last = ctx.st.replicas
-    if ctx.st.phase not in (Phase.PROGRESSING, Phase.PAUSED, Phase.PENDING):
+    if ctx.st.phase is None:
         return
-    if last.standard == 0 and last.free_threaded == 0:
-        return  # nothing written yet
-    if target.replicas_manager == FIELD_MANAGER:
-        return  # the apiserver says the value is ours, whatever status may have missed
-    if target.replicas_manager is not None and target.replicas != last.target:
-        take_new_total(ctx, target.replicas)
+    promoted_at_zero = ctx.st.phase == Phase.PROMOTED and target.replicas == 0
+    last_std = ctx.st.replicas.standard
+    if not promoted_at_zero and _scaled_by_someone_else(
+        ctx, target, last_std, standard_to_write(ctx)
+    ):
+        take_new_total(ctx, target.replicas, "target")
         return
+    twin = ctx.obs.twin
+    if ctx.st.phase != Phase.PROMOTED or twin is None or twin.replicas == 0:
+        return
+    if _scaled_by_someone_else(ctx, twin, ctx.st.replicas.free_threaded, twin_to_write(ctx)):
+        take_new_total(ctx, twin.replicas, "twin")
+
+
+def _scaled_by_someone_else(ctx: Ctx, live: Workload, last_written: int, would_write: int) -> bool:
+    if live.replicas == ctx.st.replicas.target:
+        return False  # the same total: nothing to follow
+    if live.replicas_manager == FIELD_MANAGER:
+        return False  # the apiserver says the value is ours, whatever status may have missed
+    if live.replicas_manager is not None:
+        return True
     # The operator's own last write may have landed while its status write did not, and the
     # pods may have moved on since: a value between the last write in status and what it
     # would write now is one of its own writes in flight, not someone else's.
-    lo, hi = sorted((last.standard, standard_to_write(ctx)))
-    if lo <= target.replicas <= hi:
-        return
-    if target.replicas != last.target:
-        take_new_total(ctx, target.replicas)
+    lo, hi = sorted((last_written, would_write))
+    return not lo <= live.replicas <= hi
 
 
-def take_new_total(ctx: Ctx, new_n: int) -> None:
+def twin_to_write(ctx: Ctx) -> int:
+    """Free-threaded replicas to write: never below what Ready standard pods stand in for."""
+    assert ctx.obs.target is not None
+    _, ft_d = desired_split(ctx)
+    twin = ctx.obs.twin or Workload(0, 0)
+    return max(ft_d, min(twin.replicas, ctx.st.replicas.target - ctx.obs.target.ready))
+
+
+def take_new_total(ctx: Ctx, new_n: int, track: str) -> None:
     last = ctx.st.replicas
-    target = ctx.obs.target
-    assert target is not None
+    name = ctx.spec.target_ref.name if track == "target" else twin_name(ctx.spec.target_ref.name)
     ctx.event(
         "Normal",
         "TargetScaled",
-        f"target scaled to {target.replicas} by someone else: total replicas {last.target} -> "
-        f"{new_n}, split recomputed at the current step",
+        f"{track} {name} scaled to {new_n} by someone else: total replicas {last.target} -> "
+        f"{new_n}, split recomputed",
     )
     ctx.update(replicas=last.model_copy(update={"target": new_n}))

@@ -12,6 +12,39 @@ from ftrollout.plan.twin import split
 from ftrollout.plan.types import Workload, parse_time
 
 
+def steps_shortened(ctx: Ctx) -> None:
+    """`spec.steps` was edited to fewer steps than the current step's index.
+
+    The rollout carries on at the first remaining step whose weight is at least the current
+    weight (the last step, 100 %, at worst): the user removed steps, not progress, so no
+    free-threaded pod is taken away and none is added beyond the nearest step they kept. That
+    step's pause and analysis start anew. Promoted, RolledBack and Failed stay what they are.
+    """
+    idx = ctx.st.step_index
+    total = len(ctx.spec.steps)
+    if idx is None or idx < total:
+        return
+    current = ctx.st.weight or 0
+    weights = [s.weight for s in ctx.spec.steps]
+    nxt = next((i for i, w in enumerate(weights) if w >= current), total - 1)
+    if ctx.st.phase in (Phase.PROGRESSING, Phase.PAUSED):
+        ctx.update(step_index=nxt, weight=weights[nxt], step_started_at=None)
+        if ctx.st.phase == Phase.PROGRESSING or ctx.st.message.startswith("paused by spec"):
+            ctx.update(
+                phase=Phase.PROGRESSING,
+                message=f"step {nxt + 1}/{total} ({weights[nxt]}%): scaling",
+            )
+    else:
+        ctx.update(step_index=total - 1 if ctx.st.phase == Phase.PROMOTED else nxt)
+    at = ctx.st.step_index if ctx.st.step_index is not None else nxt
+    ctx.event(
+        "Normal",
+        "StepsChanged",
+        f"spec.steps has {total} steps, the rollout was at step {idx + 1}: carrying on at step "
+        f"{at + 1}/{total} ({weights[at]}%)",
+    )
+
+
 def advance(ctx: Ctx, now: str) -> None:
     obs = ctx.obs
     assert obs.target is not None

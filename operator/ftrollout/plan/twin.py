@@ -31,6 +31,16 @@ def split(total: int, weight: int) -> tuple[int, int]:
     return total - ft, ft
 
 
+def twin_pods_may_be_replaced(n: int, standard_ready: int, twin_ready: int) -> bool:
+    """Whether the twin's pods may be replaced now (new template, or deleted for a new selector).
+
+    The twin copies the target's strategy: `Recreate` kills every free-threaded pod at once,
+    `RollingUpdate` a quarter of them. So only once the standard track alone has N Ready, or
+    when the twin has no Ready pod to lose.
+    """
+    return standard_ready >= n or twin_ready == 0
+
+
 class TwinError(ValueError):
     """The target cannot be turned into a twin (e.g. the named container does not exist)."""
 

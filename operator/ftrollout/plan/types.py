@@ -91,6 +91,10 @@ class Observation:
     preflight: api.PreflightStatus | None = None
     spec_error: api.SpecError | None = None
     ownership: Ownership | None = None  # None: not checked (the planner's own tests)
+    # Why the stored status could not be read (it was reset); None when it was read.
+    status_error: str | None = None
+    # The twin carries this rollout's label: it is this rollout's free-threaded track.
+    twin_owned: bool = True
 
 
 @dataclass(frozen=True)

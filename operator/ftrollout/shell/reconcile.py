@@ -81,7 +81,7 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
             status_raw = pending  # our last write has not come back through the watch yet
     written = status_raw
     status_raw = state.deferred_status.get(key, written)
-    status = api.parse_status(status_raw)
+    status, status_error = api.parse_status_checked(status_raw)
     generation = int(meta.get("generation") or 0)
     action = (meta.get("annotations") or {}).get(workloads.ANNOTATION_ACTION)
     if action is not None and state.consumed_action.get(key) == meta.get("resourceVersion"):
@@ -124,7 +124,9 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         # A twin on another selector (the target was re-created with a new one) runs the old
         # template and cannot be patched: its pods count for nothing, so the standard track
         # goes back to N before that twin is replaced.
-        twin=None if twin is None else Workload(twin.replicas, 0 if stale_twin else twin.ready),
+        twin=None
+        if twin is None
+        else Workload(twin.replicas, 0 if stale_twin else twin.ready, twin.replicas_manager),
         pods=_pods(state, namespace, twin_name) if twin_name and not stale_twin else (),
         incidents=_incidents(state, namespace, twin_name) if twin_name else (),
         analysis=state.analysis.get(key),
@@ -135,6 +137,8 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         ownership=None
         if spec is None
         else _ownership(state, meta, spec.target_ref.name, twin_name, twin),
+        status_error=status_error,
+        twin_owned=twin is not None and twin.rollout_label == name,
     )
     result = plan(spec, status, obs)
 

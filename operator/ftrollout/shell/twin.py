@@ -60,16 +60,16 @@ async def ensure_twin(
         )
     else:
         assert twin is not None
+        if not workloads.twin_pods_may_be_replaced(
+            result.status.replicas.target, target.ready, twin.ready
+        ):
+            return  # the standard track's readiness brings the next look
         if twin.selector != _canonical_selector(manifest):
-            # The selector of a Deployment is immutable: replace the twin, once the standard
-            # track alone has N Ready (or the twin has nothing left to lose).
-            idle = (result.twin_replicas or 0) == 0 and twin.ready == 0
-            if idle or target.ready >= result.status.replicas.target:
-                await state.kube.delete_deployment(namespace, twin.name)
-                state.cache.drop_deployment(namespace, twin.name, twin.uid)
-                log.info("%s/%s: twin on an old selector deleted", namespace, twin.name)
-                raise TwinReplaced
-            return
+            # The selector of a Deployment is immutable: replace the twin.
+            await state.kube.delete_deployment(namespace, twin.name)
+            state.cache.drop_deployment(namespace, twin.name, twin.uid)
+            log.info("%s/%s: twin on an old selector deleted", namespace, twin.name)
+            raise TwinReplaced
         await state.kube.replace_twin_template(manifest)
         log.info("twin %s/%s moved to revision %s", namespace, twin.name, revision)
 

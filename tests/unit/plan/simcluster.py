@@ -160,6 +160,10 @@ class Sim:
         """`kubectl scale deploy/<target> --replicas=n` by a person or an autoscaler."""
         self.std.scale(n)
 
+    def scale_twin(self, n: int) -> None:
+        """`kubectl scale deploy/<target>-ft --replicas=n` (or an autoscaler on the twin)."""
+        self.ft.scale(n)
+
     def delete_twin(self) -> None:
         """`kubectl delete deploy/<target>-ft` by hand."""
         self.twin_exists = False

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+from planfixtures import StepDef, at_step, make_spec
+from simcluster import Sim
+
 from ftrollout.model import api
+from ftrollout.model.api import Phase
 from ftrollout.plan import FIELD_MANAGER, Observation, Workload, plan
 from ftrollout.plan.observe import summarize_deployment
 
@@ -16,6 +21,7 @@ SPEC = api.parse_spec(
     }
 )
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
+QUICK: tuple[StepDef, ...] = ((10, "1s"), (50, "1h"), (100, None))
 
 
 def mid_step_status() -> api.RolloutStatus:
@@ -84,3 +90,105 @@ def test_replicas_manager_is_read_from_managed_fields() -> None:
         }
     )
     assert summarize_deployment(body).replicas_manager == "kubectl"
+
+
+# ------------------------------------------------- someone else's scale in every phase (#16)
+
+
+def _sim_in(phase: Phase, n: int = 10) -> Sim:
+    """A simulated rollout of N=n settled in `phase` (pods all Ready)."""
+    if phase == Phase.FAILED:
+        raw = api.dump(make_spec())
+        raw["guardrails"]["dependencyGate"] = {"modules": ["numpy"], "action": "Block"}
+        sim = Sim(api.parse_spec(raw), n=n)
+        sim.step()
+        failed = api.PreflightStatus(
+            phase="Failed", image=sim.spec.free_threaded.image, message="no numpy", time=NOW_S
+        )
+        sim.preflight = failed
+    else:
+        sim = at_step(Sim(make_spec(QUICK), n=n), 1)
+        sim.action = {Phase.ROLLED_BACK: "rollback", Phase.PROMOTED: "promote-full"}[phase]
+    sim.run(8)
+    assert sim.status.phase == phase
+    return sim
+
+
+NOW_S = "2026-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize("phase", [Phase.ROLLED_BACK, Phase.FAILED])
+@pytest.mark.parametrize("new_n", [20, 4])
+def test_after_a_rollback_or_failure_the_standard_track_follows_someone_elses_scale(
+    phase: Phase, new_n: int
+) -> None:
+    """RolledBack/Failed: the standard track is the whole service. A person or an autoscaler
+    scaling it 10 -> 20 (or 10 -> 4) sets the new N; the operator never scales it back."""
+    sim = _sim_in(phase)
+    sim.scale_target(new_n)
+    res = sim.step()
+    assert res.status.replicas.target == new_n
+    assert res.target_replicas == new_n
+    assert res.twin_replicas == 0
+    assert "TargetScaled" in sim.events(res)
+    sim.run(5)
+    assert sim.replicas == (new_n, 0)
+    assert sim.std.ready == new_n
+    assert sim.status.phase == phase
+    # A retry starts the steps again from the new total.
+    sim.action = "retry"
+    sim.step()
+    assert sim.status.replicas.target == new_n
+
+
+@pytest.mark.parametrize("new_n", [15, 4])
+def test_a_promoted_rollout_takes_a_scale_of_the_target_as_the_new_total(new_n: int) -> None:
+    """Promoted: the target is at 0 and the twin has everything. Scaling the target (the name
+    users, GitOps and scripts know) to M makes M the new total, all of it free-threaded; the
+    standard pods that scale brings cover the twin until its new pods are Ready."""
+    sim = _sim_in(Phase.PROMOTED)
+    assert sim.replicas == (0, 10)
+    sim.scale_target(new_n)
+    res = sim.step()
+    assert res.status.replicas.target == new_n
+    assert res.twin_replicas == new_n
+    assert "TargetScaled" in sim.events(res)
+    assert sim.ready >= min(new_n, 10)
+    for _ in range(10):
+        sim.step()
+        assert sim.ready >= min(new_n, 10)
+    assert sim.replicas == (0, new_n)
+    assert sim.ft.ready == new_n
+    assert sim.status.phase == Phase.PROMOTED
+
+
+@pytest.mark.parametrize("new_n", [15, 4])
+def test_a_promoted_rollout_follows_an_autoscaler_on_the_twin(new_n: int) -> None:
+    """An HPA cannot scale a Deployment at 0 replicas, so after promotion it targets the twin:
+    its scale is the service's new total, not undone."""
+    sim = _sim_in(Phase.PROMOTED)
+    sim.scale_twin(new_n)
+    res = sim.step()
+    assert res.status.replicas.target == new_n
+    assert res.twin_replicas == new_n
+    assert res.target_replicas == 0
+    sim.run(5)
+    assert sim.replicas == (0, new_n)
+
+
+def test_a_promoted_twin_scaled_to_zero_by_hand_is_restored() -> None:
+    """Zero free-threaded pods in a promoted rollout is not a total anyone can mean (an HPA never
+    goes to 0; the way back to standard is `kubectl ftr rollback`): the twin goes back to N."""
+    sim = _sim_in(Phase.PROMOTED)
+    sim.scale_twin(0)
+    res = sim.step()
+    assert res.status.replicas.target == 10
+    assert res.twin_replicas == 10
+
+
+def test_the_twin_scaled_by_hand_mid_step_is_still_undone() -> None:
+    sim = at_step(Sim(make_spec(QUICK), n=10), 1)
+    sim.scale_twin(8)
+    res = sim.step()
+    assert res.status.replicas.target == 10
+    assert res.twin_replicas == 5

@@ -50,7 +50,8 @@ def test_pods_regex_matches_exactly_the_pods(pods: list[str]) -> None:
     regex = pods_regex(pods).replace("\\\\", "\\")
     for p in pods:
         assert re.fullmatch(regex, p)
-    assert not re.fullmatch(regex, pods[0] + "x")
+    if pods[0] + "x" not in pods:  # hypothesis found ["0", "0x"]: that one is a pod
+        assert not re.fullmatch(regex, pods[0] + "x")
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,10 @@ and outside interference (kubectl scale, twin deleted, target missing, invalid s
 every reconcile it checks what users rely on:
 
 - ready capacity (standard Ready + free-threaded Ready) never drops below N because of the
-  operator; with no outside interference it never drops below N at all;
+  operator; with no outside interference it never drops below N at all; until promotion the
+  standard track is asked for at least N - ready free-threaded (lost capacity is restored);
+- someone else's scale in any phase is the new N, never written back (RolledBack, Failed,
+  Promoted included);
 - replica counts written are within 0..N on each track;
 - phase is always a valid Phase, and a Progressing/Paused rollout is at a real step whose weight
   status reports;
@@ -150,6 +153,14 @@ class RolloutMachine(RuleBasedStateMachine):
         )
         if not self.disrupted and sim.history:
             assert sim.ready >= n, f"ready {sim.ready} < N={n}: std={sim.std} ft={sim.ft}"
+
+        # Ready capacity is restored: until promotion the standard track covers every
+        # free-threaded pod that is not Ready (it was never raised again once lowered).
+        if res.target_replicas is not None and st_.phase != Phase.PROMOTED:
+            ft_ready = obs.twin.ready if obs.twin is not None else 0
+            assert res.target_replicas >= n - ft_ready, (
+                f"standard {res.target_replicas} < N - ftReady = {n} - {ft_ready} in {st_.phase}"
+            )
 
         # N is the target's replicas when the revision began, unless someone scaled it.
         if not self.disrupted and st_.revision is not None:
@@ -351,6 +362,51 @@ class RolloutMachine(RuleBasedStateMachine):
         if self.sim.target_exists:
             self.disrupted = True
             self.sim.scale_target(n)
+        self.sim.step()
+
+    @rule(n=st.integers(1, 30), twin=st.booleans())
+    def someone_else_scales_in_any_phase(self, n: int, twin: bool) -> None:
+        """A person or an autoscaler scales the target (or, after promotion, the twin) in
+        whatever phase the rollout is in: in RolledBack/Failed the standard track is the whole
+        service and in Promoted the twin is, so the new value is the new N and the operator
+        never writes the old N back (it was: a rollback pinned the target at the old N)."""
+        sim = self.sim
+        before = sim.status
+        if not sim.target_exists or sim.spec_error is not None:
+            sim.step()
+            return
+        self.disrupted = True
+        settled_promoted = (
+            before.phase == Phase.PROMOTED
+            and sim.replicas == (0, before.replicas.target)
+            and sim.ft.ready >= before.replicas.target
+        )
+        if twin and sim.twin_exists:
+            sim.scale_twin(n)
+            follows = settled_promoted
+        else:
+            sim.scale_target(n)
+            follows = settled_promoted or (
+                before.phase in (Phase.ROLLED_BACK, Phase.FAILED)
+                and sim.history[-1].target_replicas is not None  # not a spec/target failure
+                and before.replicas.standard == before.replicas.target
+            )
+        res = sim.step()
+        if follows:
+            assert res.status.replicas.target == n, (
+                f"{before.phase}: scale to {n} not followed (N={res.status.replicas.target})"
+            )
+        if before.phase in (Phase.ROLLED_BACK, Phase.FAILED) and res.target_replicas is not None:
+            assert res.target_replicas >= n or not follows, (
+                f"{before.phase}: target written back to {res.target_replicas} below {n}"
+            )
+
+    @rule(k=st.integers(1, 5))
+    def free_threaded_pods_go_unready(self, k: int) -> None:
+        """Readiness probes fail on k free-threaded pods (they come back `lag` ticks later)."""
+        if self.sim.ft.ready:
+            self.disrupted = True
+            self.sim.ft.ready = max(0, self.sim.ft.ready - k)
         self.sim.step()
 
     @rule()

@@ -10,7 +10,7 @@ from simcluster import Sim, Track
 
 from ftrollout.model import api
 from ftrollout.model.api import Phase
-from ftrollout.plan import Observation, Workload, plan
+from ftrollout.plan import FIELD_MANAGER, Observation, PodGil, Workload, plan
 
 # ---------------------------------------------------------------------- first reconcile
 
@@ -267,9 +267,12 @@ def test_twin_deleted_by_hand_is_recreated_with_the_steps_count() -> None:
     assert res.twin_replicas == 5
     assert res.status.step_index == 1
     assert res.status.step_started_at == started
-    assert res.target_replicas == 5  # not raised, not lowered
+    # The five Ready free-threaded pods are gone: the standard track covers them until the
+    # new twin's pods are Ready (before #16 it stayed at 5: half the service was gone).
+    assert res.target_replicas == 10
     sim.run(3)
     assert sim.replicas == (5, 5)
+    assert sim.status.step_started_at == started
 
 
 # ---------------------------------------------------------------------- operator restart
@@ -327,3 +330,123 @@ def test_restart_does_not_restart_the_pause_clock() -> None:
     assert res.status.step_index == 0
     res = sim.step()
     assert res.status.step_index == 1
+
+
+# ------------------------------------------- free-threaded pods unReady after the split (#16)
+
+
+@pytest.mark.parametrize(
+    "gil",
+    [None, {"maxPods": 0, "action": "Pause"}],
+    ids=["no-guardrail", "gil-pause"],
+)
+def test_the_standard_track_covers_free_threaded_pods_that_went_unready(
+    gil: dict[str, object] | None,
+) -> None:
+    """At 50 % of 10 (5 + 5), three free-threaded pods go unReady (no guardrail fires, or the
+    GIL guardrail only pauses): the standard track is raised to N - ftReady = 8 at once, and
+    lowered back to 5 once they are Ready again; no write in between."""
+    sim = at_step(Sim(make_spec(((10, "1s"), (50, "1h"), (100, None)), gil=gil), n=10), 1)
+    assert sim.replicas == (5, 5)
+    sim.ft.ready = 2  # the kubelet's readiness probe fails on three pods
+    extra: dict[str, object] = {}
+    if gil is not None:
+        extra["pods"] = tuple(PodGil(f"app-ft-{i}", enabled=i == 0) for i in range(5))
+    res = sim.step(**extra)
+    assert res.target_replicas == 8
+    if gil is not None:
+        assert res.status.phase == Phase.PAUSED
+    writes = len(sim.writes)
+    sim.ft.ready = 2
+    res = sim.step(**extra)  # same world: the same answer, nothing new written
+    assert res.target_replicas == 8
+    assert len(sim.writes) == writes
+    sim.ft.ready = 5
+    res = sim.step(**extra)
+    assert res.target_replicas == 5
+    assert sim.writes[writes:] == [("target", 5)]
+
+
+def test_a_promoted_standard_track_is_not_raised_for_unready_free_threaded_pods() -> None:
+    """Promoted keeps the standard track at 0: the twin is the service and its own Deployment
+    replaces pods that fail."""
+    sim = at_step(Sim(make_spec(((10, "1s"), (100, None))), n=10), 0)
+    sim.action = "promote-full"
+    sim.run(8)
+    assert sim.status.phase == Phase.PROMOTED
+    sim.ft.ready = 7
+    assert sim.step().target_replicas == 0
+
+
+# ------------------------------------------------------- an unreadable status (#16)
+
+
+def test_first_sight_takes_n_from_both_tracks() -> None:
+    """A status that could not be read (a newer operator's field, a hand edit, a rollout
+    re-created after its finalizer was removed) mid-step at 5 + 5: N is 10, not 5, the
+    standard track goes back to 10 before the twin goes down, and the reset is reported."""
+    spec = make_spec()
+    obs = Observation(
+        now=Sim(spec).now,
+        generation=1,
+        revision="rev1",
+        target=Workload(5, 5, FIELD_MANAGER),  # lowered by the operator: the service is split
+        twin=Workload(5, 5),
+        status_error="replicas.foo: Extra inputs are not permitted",
+    )
+    res = plan(spec, api.RolloutStatus(), obs)
+    assert res.status.replicas.target == 10
+    assert res.target_replicas == 10
+    assert res.twin_replicas == 5  # kept until the standard pods are Ready
+    c = cond(res.status, "StatusReadable")
+    assert (c.status, c.reason) == ("False", "StatusUnreadable")
+    assert "replicas.foo" in c.message
+    assert [(e.type, e.reason) for e in res.events if e.reason == "StatusUnreadable"] == [
+        ("Warning", "StatusUnreadable")
+    ]
+    # The next reconcile reads the status just written: no second report, the condition stays
+    # (it says why the steps started again) until a new revision or a retry.
+    quiet = Observation(**{**obs.__dict__, "status_error": None})
+    again = plan(spec, res.status, quiet)
+    assert "StatusUnreadable" not in [e.reason for e in again.events]
+    assert cond(again.status, "StatusReadable").status == "False"
+
+
+def test_first_sight_ignores_a_twin_of_another_rollout() -> None:
+    spec = make_spec()
+    obs = Observation(
+        now=Sim(spec).now,
+        generation=1,
+        revision="rev1",
+        target=Workload(5, 5, FIELD_MANAGER),
+        twin=Workload(5, 5),
+        twin_owned=False,
+    )
+    res = plan(spec, api.RolloutStatus(), obs)
+    assert res.status.replicas.target == 5
+    assert "StatusReadable" not in [c.type for c in res.status.conditions]
+
+
+def test_first_sight_after_a_lost_first_status_write_does_not_count_the_new_twin() -> None:
+    """The first reconcile created the twin (1 of 10) and its status write failed: the target
+    was never touched by the operator, so N stays 10 (not 11)."""
+    spec = make_spec()
+    obs = Observation(
+        now=Sim(spec).now,
+        generation=1,
+        revision="rev1",
+        target=Workload(10, 10, "kubectl"),
+        twin=Workload(1, 1),
+    )
+    assert plan(spec, api.RolloutStatus(), obs).status.replicas.target == 10
+
+
+def test_parse_status_reports_what_it_could_not_read() -> None:
+    status, error = api.parse_status_checked({"phase": "Progressing", "replicas": {"foo": 1}})
+    assert status == api.RolloutStatus()
+    assert error is not None
+    assert "replicas.foo" in error
+    assert api.parse_status_checked({"phase": "Paused"}) == (
+        api.RolloutStatus(phase=Phase.PAUSED),
+        None,
+    )

@@ -187,3 +187,69 @@ def test_guardrail_pause_under_spec_paused_emits_its_event_once() -> None:
     sim.run(6)
     assert sim.all_events().count("GuardrailPaused") == 1
     assert sim.status.phase == Phase.PAUSED
+
+
+# ------------------------------------------------- spec.steps shortened under the rollout (#16)
+
+LONG: tuple[StepDef, ...] = ((10, "1s"), (20, "1s"), (30, "1s"), (50, "1h"), (100, None))
+
+
+@pytest.mark.parametrize(
+    ("short", "index", "weight"),
+    [
+        # The rollout carries on at the first remaining step that does not lower the current
+        # weight (50 %): no free-threaded pod is taken away, none added beyond what was asked.
+        (((10, "1s"), (50, "10m"), (100, None)), 1, 50),
+        (((10, "1s"), (60, "10m"), (100, None)), 1, 60),
+        (((10, "1s"), (100, None)), 1, 100),
+    ],
+)
+def test_shortening_spec_steps_below_the_current_step_carries_on_at_a_remaining_step(
+    short: tuple[StepDef, ...], index: int, weight: int
+) -> None:
+    sim = at_step(Sim(make_spec(LONG), n=10), 3)  # step 4/5 at 50 %: 5 + 5
+    assert sim.replicas == (5, 5)
+    old_start = sim.status.step_started_at
+    sim.spec = make_spec(short)
+    sim.generation += 1
+    res = step_checked(sim, 10)  # no IndexError, capacity kept
+    assert res.status.step_index == index
+    assert res.status.weight == weight
+    assert res.status.phase == Phase.PROGRESSING
+    # The new step's pause and analysis start anew (at once when its replicas are there).
+    assert res.status.step_started_at != old_start
+    changed = [e for e in res.events if e.reason == "StepsChanged"]
+    assert len(changed) == 1
+    assert "spec.steps" in changed[0].message
+    assert res.twin_replicas is not None
+    assert res.twin_replicas >= 5
+    for _ in range(10):
+        step_checked(sim, 10)
+    assert sim.status.step_index == index
+    assert sim.status.step_started_at is not None
+
+
+def test_shortening_spec_steps_of_a_promoted_rollout_keeps_it_promoted() -> None:
+    sim = at_step(Sim(make_spec(LONG), n=10), 3)
+    sim.action = "promote-full"
+    sim.run(8)
+    assert sim.status.phase == Phase.PROMOTED
+    sim.spec = make_spec(((50, "1s"), (100, None)))
+    res = step_checked(sim, 10)
+    assert res.status.phase == Phase.PROMOTED
+    assert res.status.step_index == 1
+    assert sim.replicas == (0, 10)
+
+
+def test_shortening_spec_steps_after_a_rollback_keeps_it_rolled_back() -> None:
+    sim = at_step(Sim(make_spec(LONG), n=10), 3)
+    sim.action = "rollback"
+    sim.run(4)
+    sim.spec = make_spec(((50, "1s"), (100, None)))
+    res = step_checked(sim, 10)
+    assert res.status.phase == Phase.ROLLED_BACK
+    sim.action = "resume"
+    step_checked(sim, 10)
+    sim.action = "retry"
+    step_checked(sim, 10)
+    assert sim.status.phase in (Phase.PENDING, Phase.PROGRESSING)

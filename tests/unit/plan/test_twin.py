@@ -18,6 +18,7 @@ from ftrollout.plan.twin import (
     TwinError,
     split,
     twin_manifest,
+    twin_pods_may_be_replaced,
 )
 from ftrollout.probe import core as probe_core
 
@@ -202,3 +203,15 @@ def test_value_from_pythonpath_moves_to_its_own_variable_in_place() -> None:
         {"name": "B", "value": "$(PYTHONPATH)/extra"},
         {"name": "FTR_PROBE_PORT", "value": "9500"},
     ]
+
+
+@pytest.mark.parametrize(
+    ("standard_ready", "twin_ready", "ok"),
+    [(5, 5, False), (9, 5, False), (10, 5, True), (12, 5, True), (0, 0, True), (5, 0, True)],
+)
+def test_the_twins_pods_are_replaced_only_when_no_ready_capacity_is_lost(
+    standard_ready: int, twin_ready: int, ok: bool
+) -> None:
+    """A new revision re-templates the twin (Recreate: all its pods die at once) only once the
+    standard track alone has N = 10 Ready, or when the twin has no Ready pod."""
+    assert twin_pods_may_be_replaced(10, standard_ready, twin_ready) is ok
