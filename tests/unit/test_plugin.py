@@ -803,10 +803,10 @@ def test_action_wait_prints_what_the_operator_did(fake_api: FakeApi, capsys: Any
 
 
 def test_action_wait_without_an_operator_times_out(fake_api: FakeApi, capsys: Any) -> None:
-    def keep(body: dict[str, Any]) -> None:
-        fake_api.rollouts[("shop", "web")]["metadata"]["annotations"] = {
-            "freethreaded.dev/action": "rollback"
-        }
+    def keep(body: dict[str, Any]) -> None:  # the request stays: no operator removes it
+        fake_api.rollouts[("shop", "web")]["metadata"]["annotations"] = dict(
+            body["metadata"]["annotations"]
+        )
 
     fake_api.on_patch = keep
     code, _, err = run(

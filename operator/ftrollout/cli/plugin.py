@@ -1193,11 +1193,12 @@ def await_action(
     An ignored action is an error (exit 6) with the operator's reason. Events that existed
     before the request (`seen`) do not count: no clock of this machine is compared with the
     cluster's."""
+    verb = action.partition("@")[0]  # the request id is for the operator, not for people
     deadline = time.monotonic() + timeout
     while not _action_consumed(get_rollout(cluster, ns, name), action):
         if time.monotonic() >= deadline:
             raise PluginError(
-                f"freethreadedrollout {ns}/{name}: the operator did not act on {action!r} within "
+                f"freethreadedrollout {ns}/{name}: the operator did not act on {verb!r} within "
                 f"{timeout:g}s (is it running? the annotation {ANNOTATION_ACTION} is still set)",
                 EXIT_TIMEOUT,
             )
@@ -1207,7 +1208,7 @@ def await_action(
     for ev in new:
         if ev.get("reason") in IGNORED_REASONS:
             raise PluginError(
-                f"freethreadedrollout {ns}/{name}: {action} ignored: {ev.get('message', '')}",
+                f"freethreadedrollout {ns}/{name}: {verb} ignored: {ev.get('message', '')}",
                 EXIT_ACTION_IGNORED,
             )
     return new
