@@ -13,6 +13,8 @@ import json
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from ftrollout.model import api
 from ftrollout.model.api import Phase
 from ftrollout.model.durations import parse_duration
@@ -100,6 +102,53 @@ def job_manifest(
     }
 
 
+class _Strict(BaseModel):
+    # Types are checked, not coerced: "false" must not read as an import that succeeded.
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class _ReportError(_Strict):
+    type: str | None = None
+    message: str | None = None
+
+
+class _ReportModule(_Strict):
+    name: str
+    imported: bool
+    version: str | None = None
+    error: _ReportError | None = None
+    gil_enabled: bool | None = Field(default=None, alias="gilEnabled")
+    gil_reenabled: bool | None = Field(default=None, alias="gilReenabled")
+    gil_warning: bool | None = Field(default=None, alias="gilWarning")
+
+
+class _ReportPython(_Strict):
+    vv: str | None = None
+    free_threading_build: bool | None = Field(default=None, alias="freeThreadingBuild")
+
+
+class _Report(_Strict):
+    python: _ReportPython | None = None
+    modules: list[_ReportModule] | None = None
+    omitted_modules: int | None = Field(default=None, alias="omittedModules")
+
+
+def _malformed(report: dict[str, Any]) -> str | None:
+    """What in a schema-1 report has an unexpected type, as a field path; None when sound."""
+    try:
+        _Report.model_validate(report)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        path = ""
+        for part in err["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        got = type(err.get("input")).__name__
+        if err["type"] == "model_type":
+            return f"{path}: expected an object (got {got})"
+        return f"{path}: {err['msg']} (got {got})"
+    return None
+
+
 def _status(phase: str, image: str, message: str, now: str, **more: Any) -> api.PreflightStatus:
     return api.PreflightStatus.model_validate(
         {"phase": phase, "image": image, "message": message, "time": now, **more}
@@ -115,6 +164,10 @@ def judge(message: str, image: str, gate: api.DependencyGate, now: str) -> api.P
     if not isinstance(report, dict) or report.get("schema") != 1:
         shown = message.strip()[:120] or "(empty)"
         return _status("Failed", image, f"preflight output is not a report: {shown}", now)
+    wrong = _malformed(report)
+    if wrong is not None:
+        # Not a verdict on the image: the gate could not check it, so it never passes.
+        return _status("Failed", image, f"malformed preflight report: {wrong}"[:1000], now)
     python = report.get("python") or {}
     modules = []
     problems = []

@@ -180,3 +180,54 @@ def test_job_manifest_runs_the_shipped_script_once_with_a_deadline() -> None:
     assert m["metadata"]["ownerReferences"][0]["kind"] == "FreeThreadedRollout"
     # a new image or module list is a new Job
     assert job_name("web", IMAGE + "x", ["numpy"]) != job_name("web", IMAGE, ["numpy"])
+
+
+def _report(**over: Any) -> str:
+    """A well-formed free-threaded report of `json`, with some fields replaced."""
+    base: dict[str, Any] = {
+        "schema": 1,
+        "python": {"vv": "Python 3.14.0 free-threading build", "freeThreadingBuild": True},
+        "modules": [
+            {"name": "json", "imported": True, "version": "2.0.9", "gilEnabled": False},
+        ],
+    }
+    for path, value in over.items():
+        node: Any = base
+        *parents, last = path.split("__")
+        for p in parents:
+            node = node[int(p)] if p.isdigit() else node[p]
+        node[int(last) if last.isdigit() else last] = value
+    return json.dumps(base)
+
+
+MALFORMED: list[tuple[str, str, str]] = [
+    # name, termination message, what the verdict must name
+    ("python is a string", _report(python="3.14t"), "python"),
+    ("python.vv is a number", _report(python__vv=3.14), "python.vv"),
+    ("freeThreadingBuild is a string", _report(python__freeThreadingBuild="yes"), "python"),
+    ("modules is a string", _report(modules="json"), "modules"),
+    ("a module is a string", _report(modules=["json"]), "modules[0]"),
+    ("module name is a number", _report(modules__0__name=5), "modules[0].name"),
+    ("module version is a number", _report(modules__0__version=2.1), "modules[0].version"),
+    ("imported is a string", _report(modules__0__imported="false"), "modules[0].imported"),
+    ("error is a list", _report(modules__0__error=["boom"]), "modules[0].error"),
+    ("omittedModules is a string", _report(omittedModules="many"), "omittedModules"),
+]
+
+
+@pytest.mark.parametrize(("name", "message", "field"), MALFORMED, ids=[c[0] for c in MALFORMED])
+def test_a_report_with_unexpected_types_is_a_gate_failure_naming_the_field(
+    name: str, message: str, field: str
+) -> None:
+    gate = api.DependencyGate(modules=["json"])
+    verdict = judge(message, IMAGE, gate, NOW)
+    assert verdict.phase == "Failed", name
+    assert "malformed preflight report" in verdict.message
+    assert field in verdict.message
+    # Even with Warn: the image was not checked, so this is no verdict to go on with.
+    warn = api.DependencyGate(modules=["json"], action=api.GateAction.WARN)
+    assert judge(message, IMAGE, warn, NOW).phase == "Failed"
+
+
+def test_the_well_formed_base_report_passes() -> None:
+    assert judge(_report(), IMAGE, api.DependencyGate(modules=["json"]), NOW).phase == "Passed"
