@@ -85,7 +85,8 @@ def observe_guardrails(ctx: Ctx, now: str) -> None:
             seen.add((i.pod, i.time))
             merged.append(i)
     recent = sorted(
-        (i for i in merged if parse_time(i.time).timestamp() > cutoff), key=lambda i: i.time
+        (i for i in merged if parse_time(i.time).timestamp() > cutoff),
+        key=lambda i: parse_time(i.time),
     )
     new = [i for i in recent if (i.pod, i.time) not in known]
     for i in new:
