@@ -487,6 +487,17 @@ class Incident(Model):
     time: str = Field(description="When it happened (RFC 3339).")
 
 
+class ProbeCounter(Model):
+    pod: str = Field(description="Free-threaded pod whose probe reports incidents.")
+    count: int = Field(
+        ge=0,
+        description="Highest python_freethreading_incidents_total seen for the pod: only a "
+        "value above it is a new incident (a lower one is a lagging Prometheus replica or a "
+        "restarted process).",
+    )
+    time: str = Field(description="When the count last rose (RFC 3339).")
+
+
 class RaceStatus(Model):
     incidents: int = Field(default=0, description="Free-threaded incidents within the window.")
     budget: int = Field(default=0, description="guardrails.raceBudget.maxIncidents.")
@@ -501,6 +512,11 @@ class RaceStatus(Model):
         default=None,
         description="When step 1 of this attempt started: earlier incidents belong to an "
         "earlier attempt or revision and are not counted.",
+    )
+    probe_counters: list[ProbeCounter] = Field(
+        default_factory=list,
+        description="Per free-threaded pod, the probe's incident counter already counted (kept "
+        "so an operator restart does not count it again).",
     )
 
 

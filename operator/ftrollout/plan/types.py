@@ -54,6 +54,9 @@ class Observation:
     twin: Workload | None
     pods: tuple[PodGil, ...] = ()
     incidents: tuple[api.Incident, ...] = ()
+    # (pod, python_freethreading_incidents_total) of free-threaded pods: counted against the
+    # baseline in status.races.probeCounters, never as incidents themselves.
+    probe_counts: tuple[tuple[str, float], ...] = ()
     analysis: AnalysisRound | None = None
     action: str | None = None
     preflight: api.PreflightStatus | None = None

@@ -46,13 +46,18 @@ def _pods(state: State, namespace: str, twin: str) -> tuple[PodGil, ...]:
 
 
 def _incidents(state: State, namespace: str, twin: str) -> tuple[api.Incident, ...]:
-    out = [
+    return tuple(
         api.Incident(pod=pod, exit_code=t.exit_code, time=t.finished_at)
         for pod, t in state.cache.terminations_of(namespace, twin)
-    ]
-    for p in state.cache.pods_of(namespace, twin):
-        for when in state.probe_incidents.get((namespace, p.name), ()):
-            out.append(api.Incident(pod=p.name, source="Probe", time=when))
+    )
+
+
+def _probe_counts(state: State, namespace: str, twin: str) -> tuple[tuple[str, float], ...]:
+    out = []
+    for p in sorted(state.cache.pods_of(namespace, twin), key=lambda p: p.name):
+        value = state.probe_counts.get((namespace, p.name))
+        if value is not None:
+            out.append((p.name, value))
     return tuple(out)
 
 
@@ -118,6 +123,7 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         twin=None if twin is None else Workload(twin.replicas, 0 if stale_twin else twin.ready),
         pods=_pods(state, namespace, twin_name) if twin_name and not stale_twin else (),
         incidents=_incidents(state, namespace, twin_name) if twin_name else (),
+        probe_counts=_probe_counts(state, namespace, twin_name) if twin_name else (),
         analysis=state.analysis.get(key),
         action=action,
         preflight=state.preflight.get(key),
