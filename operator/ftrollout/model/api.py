@@ -553,6 +553,17 @@ class PreflightStatus(Model):
         description="State of the dependency gate."
     )
     image: str = Field(default="", description="Image that was checked.")
+    checked: str | None = Field(
+        default=None,
+        description="Hash of the image and the module list this verdict is for: another image "
+        "or another module list is checked again.",
+    )
+    attempt: int = Field(
+        default=0, ge=0, description="Preflight runs requested by `retry` for the same check."
+    )
+    image_digest: str | None = Field(
+        default=None, description="Image ID (digest) the preflight container ran, when known."
+    )
     free_threading_build: bool | None = Field(
         default=None, description="Py_GIL_DISABLED of the image's interpreter."
     )

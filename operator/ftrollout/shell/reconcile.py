@@ -151,7 +151,7 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
     else:
         state.active.discard(key)
     if result.run_preflight and spec is not None and target is not None:
-        await run_preflight(state, body, spec, target)
+        await run_preflight(state, body, spec, target, result.status.preflight)
     for hook in state.on_result:
         hook(key, result, time.perf_counter() - started)
     return result.requeue_after

@@ -130,8 +130,8 @@ def test_job_states() -> None:
         gate,
         NOW,
     )
-    assert pull.phase == "Failed"
-    assert f"cannot pull {IMAGE}" in pull.message
+    assert pull.phase == "Running"  # a pull error waits within the gate's timeout
+    assert f"waiting to pull {IMAGE}" in pull.message
     timeout = from_job(
         job([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]),
         [],
@@ -231,3 +231,50 @@ def test_a_report_with_unexpected_types_is_a_gate_failure_naming_the_field(
 
 def test_the_well_formed_base_report_passes() -> None:
     assert judge(_report(), IMAGE, api.DependencyGate(modules=["json"]), NOW).phase == "Passed"
+
+
+def test_the_job_is_named_after_image_modules_and_attempt() -> None:
+    names = {
+        job_name("web", IMAGE, ["numpy"]),
+        job_name("web", IMAGE, ["numpy", "orjson"]),
+        job_name("web", IMAGE + "2", ["numpy"]),
+        job_name("web", IMAGE, ["numpy"], attempt=1),
+    }
+    assert len(names) == 4
+    assert all(len(n) <= 63 for n in names)
+
+
+PULL = [pod({"waiting": {"reason": "ErrImagePull", "message": "i/o timeout"}})]
+BACKOFF = [pod({"waiting": {"reason": "ImagePullBackOff", "message": "back-off"}})]
+
+
+@pytest.mark.parametrize("pods", [PULL, BACKOFF])
+def test_a_pull_error_waits_within_the_gate_timeout(pods: list[dict[str, Any]]) -> None:
+    gate = api.DependencyGate(modules=["json"], timeout="5m")
+    waiting = from_job(job(), pods, IMAGE, gate, NOW)
+    assert waiting.phase == "Running"
+    assert "pull" in waiting.message
+    assert "5m" in waiting.message
+    # The Job's deadline is the gate's timeout: then it fails, naming the pull error.
+    deadline = [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]
+    failed = from_job(job(deadline), pods, IMAGE, gate, NOW)
+    assert failed.phase == "Failed"
+    assert f"cannot pull {IMAGE}" in failed.message
+    assert "5m" in failed.message
+
+
+def test_an_invalid_image_name_fails_at_once() -> None:
+    pods = [pod({"waiting": {"reason": "InvalidImageName", "message": "bad"}})]
+    verdict = from_job(job(), pods, IMAGE, GATE, NOW)
+    assert verdict.phase == "Failed"
+    assert "InvalidImageName" in verdict.message
+
+
+def test_a_verdict_records_what_it_is_for_and_the_digest() -> None:
+    report = json.dumps(as_free_threaded(real_report("json")))
+    gate = api.DependencyGate(modules=["json"])
+    done = pod(terminated(0, report))
+    done["status"]["containerStatuses"][0]["imageID"] = "registry.example/app@sha256:abc"
+    verdict = from_job(job(), [done], IMAGE, gate, NOW, checked="k1", attempt=2)
+    assert (verdict.phase, verdict.checked, verdict.attempt) == ("Passed", "k1", 2)
+    assert verdict.image_digest == "registry.example/app@sha256:abc"
