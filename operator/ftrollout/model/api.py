@@ -531,12 +531,22 @@ class MetricResult(Model):
     time: str = Field(description="When the round ran (RFC 3339).")
 
 
+class StandardValue(Model):
+    name: str = Field(description="Metric name (a compare metric).")
+    value: float = Field(description="Its last value measured on the standard track.")
+
+
 class AnalysisStatus(Model):
     failed_rounds: int = Field(default=0, description="Failed rounds in this revision.")
     inconclusive_rounds: int = Field(default=0, description="Inconclusive rounds in a row.")
     last_round: str | None = Field(default=None, description="Time of the latest round.")
     metrics: list[MetricResult] = Field(
         default_factory=list, description="Latest result of every metric, with values."
+    )
+    last_standard: list[StandardValue] = Field(
+        default_factory=list,
+        description="Per compare metric, the last standard value of this revision: at 100 % "
+        "there are no standard pods left and the free-threaded value is compared with it.",
     )
 
 

@@ -179,6 +179,7 @@ def _register_analysis(
             twin=workloads.twin_name(spec.target_ref.name),
             analysis=analysis,
             url=analysis.prometheus.address or state.default_prometheus,
+            last_standard={v.name: v.value for v in result.status.analysis.last_standard},
         )
     )
 

@@ -115,6 +115,8 @@ class AnalysisTarget:
     twin: str
     analysis: api.Analysis
     url: str | None
+    # status.analysis.lastStandard: what a compare metric is judged against at 100 %.
+    last_standard: dict[str, float] = field(default_factory=dict)
     due: float = 0.0
 
 
@@ -219,10 +221,15 @@ class Scheduler:
                 if not pods[TRACK_STANDARD]:
                     # At 100 % there are no standard pods left: compare with the last standard
                     # value measured in this revision rather than never deciding.
+                    # From status first: this process may have started after the last
+                    # standard pod went.
                     last = previous.get(metric.name)
+                    kept = t.last_standard.get(metric.name)
+                    if kept is None and last is not None:
+                        kept = last.standard
                     baseline = (
-                        Value(last.standard)
-                        if last is not None and last.standard is not None
+                        Value(kept)
+                        if kept is not None
                         else Value(None, "no standard pods and no earlier standard value")
                     )
                     return judge(metric, await value(metric, TRACK_FREE_THREADED), baseline, now)

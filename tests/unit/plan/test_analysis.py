@@ -214,3 +214,22 @@ def test_a_round_counts_only_if_it_started_after_the_step_was_reached(
     pause_elapsed(sim, 3600)
     sim.step()
     assert (sim.status.step_index == 1) is counts, sim.status.message
+
+
+def test_the_last_standard_value_of_each_metric_is_kept_in_status() -> None:
+    raw = api.dump(make_spec(metrics=("m0",)))
+    raw["analysis"]["metrics"][0] = {
+        "name": "m0",
+        "query": "up",
+        "compare": {"maxIncreasePercent": 20},
+    }
+    sim = at_step(Sim(api.parse_spec(raw)), 0)
+    sim.analysis_round("Successful")
+    sim.step()
+    assert [(v.name, v.value) for v in sim.status.analysis.last_standard] == [("m0", 1.0)]
+    sim.analysis_round("Inconclusive")  # no standard value this round: the last one stays
+    sim.step()
+    assert [(v.name, v.value) for v in sim.status.analysis.last_standard] == [("m0", 1.0)]
+    # It is in the wire form, so a restarted operator reads it back.
+    back = api.parse_status(api.dump(sim.status))
+    assert back.analysis.last_standard == sim.status.analysis.last_standard
