@@ -52,3 +52,14 @@ def test_can_wait_only_inside_the_refresh_period_and_never_with_refresh_0() -> N
     assert not can_wait(status(0.001), status(0.002), since_write=301, refresh=300)
     assert not can_wait(status(0.001), status(0.002), since_write=0, refresh=0)
     assert not can_wait(status(), status(phase="Failed"), since_write=0, refresh=300)
+
+
+def test_a_new_last_standard_value_can_wait_but_a_first_one_cannot() -> None:
+    def status(*kept: tuple[str, float]) -> dict[str, Any]:
+        return {
+            "phase": "Progressing",
+            "analysis": {"lastStandard": [{"name": n, "value": v} for n, v in kept]},
+        }
+
+    assert only_new_numbers(status(("lat", 1.0)), status(("lat", 1.2)))
+    assert not only_new_numbers(status(), status(("lat", 1.0)))

@@ -524,6 +524,17 @@ class Incident(Model):
     time: str = Field(description="When it happened (RFC 3339).")
 
 
+class ProbeCounter(Model):
+    pod: str = Field(description="Free-threaded pod whose probe reports incidents.")
+    count: int = Field(
+        ge=0,
+        description="Highest python_freethreading_incidents_total seen for the pod: only a "
+        "value above it is a new incident (a lower one is a lagging Prometheus replica or a "
+        "restarted process).",
+    )
+    time: str = Field(description="When the count last rose (RFC 3339).")
+
+
 class RaceStatus(Model):
     incidents: int = Field(default=0, description="Free-threaded incidents within the window.")
     budget: int = Field(default=0, description="guardrails.raceBudget.maxIncidents.")
@@ -539,6 +550,11 @@ class RaceStatus(Model):
         description="When step 1 of this attempt started: earlier incidents belong to an "
         "earlier attempt or revision and are not counted.",
     )
+    probe_counters: list[ProbeCounter] = Field(
+        default_factory=list,
+        description="Per free-threaded pod, the probe's incident counter already counted (kept "
+        "so an operator restart does not count it again).",
+    )
 
 
 class MetricResult(Model):
@@ -552,12 +568,22 @@ class MetricResult(Model):
     time: str = Field(description="When the round ran (RFC 3339).")
 
 
+class StandardValue(Model):
+    name: str = Field(description="Metric name (a compare metric).")
+    value: float = Field(description="Its last value measured on the standard track.")
+
+
 class AnalysisStatus(Model):
     failed_rounds: int = Field(default=0, description="Failed rounds in this revision.")
     inconclusive_rounds: int = Field(default=0, description="Inconclusive rounds in a row.")
     last_round: str | None = Field(default=None, description="Time of the latest round.")
     metrics: list[MetricResult] = Field(
         default_factory=list, description="Latest result of every metric, with values."
+    )
+    last_standard: list[StandardValue] = Field(
+        default_factory=list,
+        description="Per compare metric, the last standard value of this revision: at 100 % "
+        "there are no standard pods left and the free-threaded value is compared with it.",
     )
 
 
@@ -574,6 +600,17 @@ class PreflightStatus(Model):
         description="State of the dependency gate."
     )
     image: str = Field(default="", description="Image that was checked.")
+    checked: str | None = Field(
+        default=None,
+        description="Hash of the image and the module list this verdict is for: another image "
+        "or another module list is checked again.",
+    )
+    attempt: int = Field(
+        default=0, ge=0, description="Preflight runs requested by `retry` for the same check."
+    )
+    image_digest: str | None = Field(
+        default=None, description="Image ID (digest) the preflight container ran, when known."
+    )
     free_threading_build: bool | None = Field(
         default=None, description="Py_GIL_DISABLED of the image's interpreter."
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 from ftrollout.model import api
 from ftrollout.model.api import Phase, RollbackReason
 from ftrollout.plan.context import Ctx
+from ftrollout.plan.preflight import retry_gate
 from ftrollout.plan.types import ACTIONS, Event, Observation, rfc3339
 
 
@@ -112,6 +113,7 @@ def handle_action(ctx: Ctx) -> None:
         if st.phase in (Phase.ROLLED_BACK, Phase.FAILED):
             ctx.event("Normal", "Retry", "retry requested: steps start again from 0")
             start_revision(ctx, n=st.replicas.target, first=False)
+            retry_gate(ctx, st.preflight)
         else:
             ctx.event("Normal", "ActionIgnored", f"retry: nothing to retry in phase {st.phase}")
     elif action == "pause":

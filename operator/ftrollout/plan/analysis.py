@@ -40,6 +40,7 @@ def observe_analysis(ctx: Ctx, now: str) -> None:
             inconclusive_rounds=inconclusive_rounds,
             last_round=rnd.time,
             metrics=list(rnd.results),
+            last_standard=last_standard(st.last_standard, rnd.results, analysis),
         )
         ctx.update(analysis=st)
         if failed:
@@ -84,6 +85,17 @@ def observe_analysis(ctx: Ctx, now: str) -> None:
         cond(ctx, "AnalysisHealthy", "Unknown", "Inconclusive", f"no usable data: {bad}")
     else:
         cond(ctx, "AnalysisHealthy", "True", "MetricsSuccessful", "all metrics successful")
+
+
+def last_standard(
+    kept: list[api.StandardValue], results: tuple[api.MetricResult, ...], analysis: api.Analysis
+) -> list[api.StandardValue]:
+    """The standard value of each compare metric, from the newest round that had one: in status
+    so an operator restart at 100 % (no standard pods left) still has something to compare."""
+    values = {v.name: v.value for v in kept}
+    values.update({r.name: r.standard for r in results if r.standard is not None})
+    compare = [m.name for m in analysis.metrics if m.compare is not None]
+    return [api.StandardValue(name=n, value=values[n]) for n in compare if n in values]
 
 
 def describe(results: list[api.MetricResult]) -> str:

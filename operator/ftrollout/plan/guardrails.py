@@ -2,12 +2,63 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+
 from ftrollout.model import api
 from ftrollout.model.api import Phase, RollbackReason
 from ftrollout.plan.actions import rollback
 from ftrollout.plan.conditions import cond
 from ftrollout.plan.context import Ctx
-from ftrollout.plan.types import parse_time
+from ftrollout.plan.types import parse_time, rfc3339
+
+# A counter is stored as a JSON integer (int64 in the CRD); beyond 2**53 floats lose units anyway.
+MAX_PROBE_COUNT = 2**53
+
+
+def count_probe_incidents(
+    baseline: Iterable[api.ProbeCounter],
+    readings: Mapping[str, float],
+    live_pods: Iterable[str],
+    now: datetime,
+    cap: int,
+    keep_seconds: float,
+) -> tuple[list[api.ProbeCounter], list[api.Incident]]:
+    """New probe incidents and the next baseline, from each pod's incident counter.
+
+    Only a value above the highest one counted for the pod is new: a lower value later is a
+    lagging Prometheus replica (two behind one Service answer 0, 1, 0, 1) or a restarted
+    process, never a new incident. At most `cap` incidents are added per pod and observation
+    (one beyond the budget already decides; a huge counter must not allocate one per unit).
+    Entries of pods that are gone are dropped once they rose longer than `keep_seconds` ago,
+    and only while the pod list is known (an operator that has just started may not have seen
+    every pod yet, and a lost entry would count the whole counter again).
+    """
+    known = {c.pod: c for c in baseline}
+    out: dict[str, api.ProbeCounter] = dict(known)
+    new: list[api.Incident] = []
+    when = rfc3339(now)
+    for pod, value in sorted(readings.items()):
+        if math.isnan(value) or value < 0:
+            continue  # not a counter value: nothing to compare
+        count = int(min(value, MAX_PROBE_COUNT))
+        base = known[pod].count if pod in known else 0
+        if count <= base:
+            continue
+        out[pod] = api.ProbeCounter(pod=pod, count=count, time=when)
+        # Distinct times (microseconds apart): an incident is known by (pod, time).
+        new.extend(
+            api.Incident(pod=pod, source="Probe", time=rfc3339(now + timedelta(microseconds=i)))
+            for i in range(min(count - base, cap))
+        )
+    live = set(live_pods)
+    if live:
+        cutoff = now.timestamp() - keep_seconds
+        for pod, c in list(out.items()):
+            if pod not in live and pod not in readings and parse_time(c.time).timestamp() < cutoff:
+                del out[pod]
+    return sorted(out.values(), key=lambda c: c.pod), new
 
 
 def observe_guardrails(ctx: Ctx, now: str) -> None:
@@ -72,8 +123,19 @@ def observe_guardrails(ctx: Ctx, now: str) -> None:
     known = {(i.pod, i.time) for i in ctx.st.races.recent}
     merged = list(ctx.st.races.recent)
     seen = set(known)
+    # The baseline moves in every phase: counts reached while Pending are not this revision's.
+    counters, probed = count_probe_incidents(
+        ctx.st.races.probe_counters,
+        dict(ctx.obs.probe_counts),
+        (p.pod for p in ctx.obs.pods),
+        ctx.obs.now,
+        cap=budget.max_incidents + 1,
+        keep_seconds=budget.window_seconds,
+    )
     # Pending, or Failed = blocked by the dependency gate before step 1: not this revision's.
-    incoming = ctx.obs.incidents if ctx.st.phase not in (Phase.PENDING, Phase.FAILED) else ()
+    incoming = (
+        (*ctx.obs.incidents, *probed) if ctx.st.phase not in (Phase.PENDING, Phase.FAILED) else ()
+    )
     since = ctx.st.races.since
     if since is not None:  # the shell keeps crashes of an earlier attempt (retry) too
         # Strictly after: times have whole seconds, and a retry right after a rollback starts
@@ -86,7 +148,8 @@ def observe_guardrails(ctx: Ctx, now: str) -> None:
             seen.add((i.pod, i.time))
             merged.append(i)
     recent = sorted(
-        (i for i in merged if parse_time(i.time).timestamp() > cutoff), key=lambda i: i.time
+        (i for i in merged if parse_time(i.time).timestamp() > cutoff),
+        key=lambda i: parse_time(i.time),
     )
     new = [i for i in recent if (i.pod, i.time) not in known]
     for i in new:
@@ -102,6 +165,7 @@ def observe_guardrails(ctx: Ctx, now: str) -> None:
         summary=f"{len(recent)}/{budget.max_incidents}",
         recent=recent,
         since=since,
+        probe_counters=counters,
     )
     ctx.update(races=races)
     if len(recent) > budget.max_incidents:

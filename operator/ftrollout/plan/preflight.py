@@ -13,18 +13,24 @@ import json
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from ftrollout.model import api
 from ftrollout.model.api import Phase
 from ftrollout.model.durations import parse_duration
 from ftrollout.plan.conditions import cond
 from ftrollout.plan.context import Ctx
 from ftrollout.plan.twin import LABEL_ROLLOUT, PROBE_MOUNT, PROBE_VOLUME
+from ftrollout.plan.types import rfc3339
 
 PROBE_CONFIGMAP = "ftrollout-probe"
 PREFLIGHT_FILE = f"{PROBE_MOUNT}/ftrollout_preflight.py"
 EXIT_SCRIPT_BROKE = 70
 REPORT_GRACE = 30.0  # seconds a finished container may take to show its termination message
-_PULL_ERRORS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
+# A registry hiccup or a slow node: retried by the kubelet, so the gate waits (the Job's
+# deadline is the gate's timeout). The others cannot come right by waiting.
+_PULL_TRANSIENT = ("ErrImagePull", "ImagePullBackOff")
+_PULL_FATAL = ("InvalidImageName", "ErrImageNeverPull")
 
 
 def _age(since: Any, now: str) -> float:
@@ -36,9 +42,15 @@ def _age(since: Any, now: str) -> float:
     return (end - start).total_seconds()
 
 
-def job_name(rollout: str, image: str, modules: list[str]) -> str:
-    digest = hashlib.sha256(f"{image}|{','.join(modules)}".encode()).hexdigest()[:8]
-    return f"{rollout[:40]}-preflight-{digest}"
+def gate_key(image: str, modules: list[str]) -> str:
+    """What a verdict is for: the image and the modules checked in it."""
+    return hashlib.sha256(f"{image}|{','.join(modules)}".encode()).hexdigest()[:8]
+
+
+def job_name(rollout: str, image: str, modules: list[str], attempt: int = 0) -> str:
+    # Each retry is a new Job: the verdict of the previous one is not reused.
+    suffix = f"-{attempt}" if attempt else ""
+    return f"{rollout[:40]}-preflight-{gate_key(image, modules)}{suffix}"
 
 
 def job_manifest(
@@ -49,6 +61,7 @@ def job_manifest(
     free_threaded: api.FreeThreadedSpec,
     gate: api.DependencyGate,
     target_pod_spec: dict[str, Any],
+    attempt: int = 0,
 ) -> dict[str, Any]:
     """A one-shot Job; it inherits where the service's pods may run and pull from."""
     pod_spec: dict[str, Any] = {
@@ -78,7 +91,7 @@ def job_manifest(
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": job_name(rollout, free_threaded.image, gate.modules),
+            "name": job_name(rollout, free_threaded.image, gate.modules, attempt),
             "namespace": namespace,
             "labels": labels,
             "ownerReferences": [
@@ -100,6 +113,53 @@ def job_manifest(
     }
 
 
+class _Strict(BaseModel):
+    # Types are checked, not coerced: "false" must not read as an import that succeeded.
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class _ReportError(_Strict):
+    type: str | None = None
+    message: str | None = None
+
+
+class _ReportModule(_Strict):
+    name: str
+    imported: bool
+    version: str | None = None
+    error: _ReportError | None = None
+    gil_enabled: bool | None = Field(default=None, alias="gilEnabled")
+    gil_reenabled: bool | None = Field(default=None, alias="gilReenabled")
+    gil_warning: bool | None = Field(default=None, alias="gilWarning")
+
+
+class _ReportPython(_Strict):
+    vv: str | None = None
+    free_threading_build: bool | None = Field(default=None, alias="freeThreadingBuild")
+
+
+class _Report(_Strict):
+    python: _ReportPython | None = None
+    modules: list[_ReportModule] | None = None
+    omitted_modules: int | None = Field(default=None, alias="omittedModules")
+
+
+def _malformed(report: dict[str, Any]) -> str | None:
+    """What in a schema-1 report has an unexpected type, as a field path; None when sound."""
+    try:
+        _Report.model_validate(report)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        path = ""
+        for part in err["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        got = type(err.get("input")).__name__
+        if err["type"] == "model_type":
+            return f"{path}: expected an object (got {got})"
+        return f"{path}: {err['msg']} (got {got})"
+    return None
+
+
 def _status(phase: str, image: str, message: str, now: str, **more: Any) -> api.PreflightStatus:
     return api.PreflightStatus.model_validate(
         {"phase": phase, "image": image, "message": message, "time": now, **more}
@@ -115,6 +175,10 @@ def judge(message: str, image: str, gate: api.DependencyGate, now: str) -> api.P
     if not isinstance(report, dict) or report.get("schema") != 1:
         shown = message.strip()[:120] or "(empty)"
         return _status("Failed", image, f"preflight output is not a report: {shown}", now)
+    wrong = _malformed(report)
+    if wrong is not None:
+        # Not a verdict on the image: the gate could not check it, so it never passes.
+        return _status("Failed", image, f"malformed preflight report: {wrong}"[:1000], now)
     python = report.get("python") or {}
     modules = []
     problems = []
@@ -171,19 +235,45 @@ def from_job(
     image: str,
     gate: api.DependencyGate,
     now: str,
+    *,
+    checked: str | None = None,
+    attempt: int = 0,
 ) -> api.PreflightStatus:
-    """What a preflight Job says so far: Running, or a final verdict."""
+    """What a preflight Job says so far: Running, or a final verdict, for `checked` (the gate
+    key) and `attempt`."""
+    verdict = _from_job(job, pods, image, gate, now)
+    digest = next(
+        (
+            cs.get("imageID")
+            for pod in pods
+            for cs in (pod.get("status") or {}).get("containerStatuses") or []
+            if cs.get("imageID")
+        ),
+        None,
+    )
+    return verdict.model_copy(
+        update={"checked": checked, "attempt": attempt, "image_digest": digest or None}
+    )
+
+
+def _from_job(
+    job: dict[str, Any],
+    pods: list[dict[str, Any]],
+    image: str,
+    gate: api.DependencyGate,
+    now: str,
+) -> api.PreflightStatus:
     conds = {c.get("type"): c for c in (job.get("status") or {}).get("conditions") or []}
+    pulling: str | None = None
     for pod in pods:
         for cs in (pod.get("status") or {}).get("containerStatuses") or []:
             waiting = (cs.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") in _PULL_ERRORS:
-                return _status(
-                    "Failed",
-                    image,
-                    f"cannot pull {image}: {waiting.get('reason')} {waiting.get('message', '')}",
-                    now,
-                )
+            reason = waiting.get("reason")
+            if reason in _PULL_FATAL or reason in _PULL_TRANSIENT:
+                pulling = f"{reason} {waiting.get('message', '')}".strip()
+                if reason in _PULL_FATAL:
+                    return _status("Failed", image, f"cannot pull {image}: {pulling}", now)
+                continue
             term = (cs.get("state") or {}).get("terminated")
             if term:
                 code = term.get("exitCode")
@@ -207,11 +297,27 @@ def from_job(
     failed = conds.get("Failed")
     if failed is not None and failed.get("status") == "True":
         if failed.get("reason") == "DeadlineExceeded":
+            if pulling is not None:
+                return _status(
+                    "Failed",
+                    image,
+                    f"cannot pull {image} within the gate's timeout {gate.timeout}: {pulling}"[
+                        :1000
+                    ],
+                    now,
+                )
             return _status("Failed", image, f"preflight timed out after {gate.timeout}", now)
         return _status(
             "Failed",
             image,
             f"preflight Job failed: {failed.get('reason')} {failed.get('message', '')}",
+            now,
+        )
+    if pulling is not None:
+        return _status(
+            "Running",
+            image,
+            f"waiting to pull {image} ({pulling}); the gate fails after {gate.timeout}"[:1000],
             now,
         )
     complete = conds.get("Complete") or conds.get("SuccessCriteriaMet")
@@ -220,13 +326,35 @@ def from_job(
     return _status("Running", image, f"preflight Job {job['metadata']['name']} running", now)
 
 
+def retry_gate(ctx: Ctx, previous: api.PreflightStatus | None) -> None:
+    """`retry` runs the preflight Job again (a new attempt), whatever verdict is at hand."""
+    if previous is None or previous.checked is None:
+        return  # nothing cached: the gate runs anyway
+    ctx.update(
+        preflight=api.PreflightStatus(
+            phase="Pending",
+            image=previous.image,
+            checked=previous.checked,
+            attempt=previous.attempt + 1,
+            message="retry: running the preflight again",
+            time=rfc3339(ctx.obs.now),
+        )
+    )
+
+
 def preflight_settled(ctx: Ctx) -> bool:
     """Whether the dependency gate lets the rollout start; runs the Job when needed."""
     gate = ctx.spec.guardrails.dependency_gate
     assert gate is not None
-    pf = ctx.obs.preflight or ctx.st.preflight
     image = ctx.spec.free_threaded.image
-    if pf is None or pf.image != image:
+    key = gate_key(image, gate.modules)
+    # A verdict counts only for this image and module list, and only from the attempt asked
+    # for (the shell may still hold the verdict that a `retry` asked to replace).
+    held = ctx.st.preflight if ctx.st.preflight and ctx.st.preflight.checked == key else None
+    attempt = held.attempt if held is not None else 0
+    seen = ctx.obs.preflight
+    pf = seen if seen is not None and (seen.checked, seen.attempt) == (key, attempt) else held
+    if pf is None:
         ctx.run_preflight = True
         ctx.requeue.append(2.0)
         ctx.update(message=f"dependency gate: checking {', '.join(gate.modules)} in {image}")

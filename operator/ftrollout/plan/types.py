@@ -85,6 +85,9 @@ class Observation:
     twin: Workload | None
     pods: tuple[PodGil, ...] = ()
     incidents: tuple[api.Incident, ...] = ()
+    # (pod, python_freethreading_incidents_total) of free-threaded pods: counted against the
+    # baseline in status.races.probeCounters, never as incidents themselves.
+    probe_counts: tuple[tuple[str, float], ...] = ()
     analysis: AnalysisRound | None = None
     action: str | None = None  # the freethreaded.dev/action value: `verb` or `verb@<id>`
     action_written_at: str | None = None  # managedFields time of the annotation, if known
@@ -117,7 +120,13 @@ class Result:
 
 
 def rfc3339(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 in UTC, with microseconds when there are any: a round that started 0.3 s
+    before its step was reached must compare as earlier, not as the same second. Compare
+    these strings only through `parse_time` ("...:10Z" sorts after "...:10.5Z")."""
+    u = t.astimezone(UTC)
+    if u.microsecond:
+        return u.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return u.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(text: str) -> datetime:

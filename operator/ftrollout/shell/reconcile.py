@@ -54,13 +54,18 @@ def _pods(state: State, namespace: str, twin: str) -> tuple[PodGil, ...]:
 
 
 def _incidents(state: State, namespace: str, twin: str) -> tuple[api.Incident, ...]:
-    out = [
+    return tuple(
         api.Incident(pod=pod, exit_code=t.exit_code, time=t.finished_at)
         for pod, t in state.cache.terminations_of(namespace, twin)
-    ]
-    for p in state.cache.pods_of(namespace, twin):
-        for when in state.probe_incidents.get((namespace, p.name), ()):
-            out.append(api.Incident(pod=p.name, source="Probe", time=when))
+    )
+
+
+def _probe_counts(state: State, namespace: str, twin: str) -> tuple[tuple[str, float], ...]:
+    out = []
+    for p in sorted(state.cache.pods_of(namespace, twin), key=lambda p: p.name):
+        value = state.probe_counts.get((namespace, p.name))
+        if value is not None:
+            out.append((p.name, value))
     return tuple(out)
 
 
@@ -129,6 +134,7 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         else Workload(twin.replicas, 0 if stale_twin else twin.ready, twin.replicas_manager),
         pods=_pods(state, namespace, twin_name) if twin_name and not stale_twin else (),
         incidents=_incidents(state, namespace, twin_name) if twin_name else (),
+        probe_counts=_probe_counts(state, namespace, twin_name) if twin_name else (),
         analysis=state.analysis.get(key),
         action=action,
         action_written_at=annotation_written_at(meta, workloads.ANNOTATION_ACTION),
@@ -167,7 +173,7 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
     else:
         state.active.discard(key)
     if result.run_preflight and spec is not None and target is not None:
-        await run_preflight(state, body, spec, target)
+        await run_preflight(state, body, spec, target, result.status.preflight)
     for hook in state.on_result:
         hook(key, result, time.perf_counter() - started)
     return result.requeue_after
@@ -215,6 +221,7 @@ def _register_analysis(
             twin=workloads.twin_name(spec.target_ref.name),
             analysis=analysis,
             url=analysis.prometheus.address or state.default_prometheus,
+            last_standard={v.name: v.value for v in result.status.analysis.last_standard},
         )
     )
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_api_client import PrometheusConnect
@@ -115,6 +115,8 @@ class AnalysisTarget:
     twin: str
     analysis: api.Analysis
     url: str | None
+    # status.analysis.lastStandard: what a compare metric is judged against at 100 %.
+    last_standard: dict[str, float] = field(default_factory=dict)
     due: float = 0.0
 
 
@@ -123,7 +125,6 @@ class Scheduler:
     state: State
     prom: Prometheus = field(default_factory=Prometheus)
     targets: dict[tuple[str, str], AnalysisTarget] = field(default_factory=dict)
-    last_incident_counts: dict[tuple[str, str], float] = field(default_factory=dict)
     default_url: str | None = None
     # Prometheus URLs of rollouts whose analysis ended (e.g. Promoted): their pods' probe
     # metrics are still watched there for a while, then the URL is forgotten.
@@ -220,10 +221,15 @@ class Scheduler:
                 if not pods[TRACK_STANDARD]:
                     # At 100 % there are no standard pods left: compare with the last standard
                     # value measured in this revision rather than never deciding.
+                    # From status first: this process may have started after the last
+                    # standard pod went.
                     last = previous.get(metric.name)
+                    kept = t.last_standard.get(metric.name)
+                    if kept is None and last is not None:
+                        kept = last.standard
                     baseline = (
-                        Value(last.standard)
-                        if last is not None and last.standard is not None
+                        Value(kept)
+                        if kept is not None
                         else Value(None, "no standard pods and no earlier standard value")
                     )
                     return judge(metric, await value(metric, TRACK_FREE_THREADED), baseline, now)
@@ -250,6 +256,8 @@ class Scheduler:
         if self.default_url:
             urls.add(self.default_url)
         changed: set[tuple[str, str]] = set()
+        counted: set[tuple[str, str]] = set()
+        complete = True
         for url in urls:
             try:
                 results = await asyncio.gather(
@@ -257,6 +265,7 @@ class Scheduler:
                 )
             except QueryError as exc:
                 log.warning("guardrail query failed: %s", exc)
+                complete = False
                 continue
             gil_r, build_r, fallback_r, incidents_r = results
             modules: dict[tuple[str, str], set[str]] = {}
@@ -287,18 +296,20 @@ class Scheduler:
             for s in incidents_r:
                 m = s.get("metric", {})
                 pkey = (m.get("namespace", ""), m.get("pod", ""))
-                v = read_vector([s]).value or 0.0
-                last = self.last_incident_counts.get(pkey, 0.0)
-                if v != last:
-                    self.last_incident_counts[pkey] = v
-                    if v > last:
-                        # Distinct times (microseconds apart) so each increment is one incident.
-                        stamp = datetime.now(UTC)
-                        self.state.probe_incidents.setdefault(pkey, []).extend(
-                            (stamp + timedelta(microseconds=i)).isoformat().replace("+00:00", "Z")
-                            for i in range(int(v - last))
-                        )
-                        changed.add(pkey)
+                v = read_vector([s]).value
+                if v is None:  # NaN, infinite or no value
+                    continue
+                counted.add(pkey)
+                # The highest value only: with two Prometheus replicas behind one Service a
+                # lagging one answers lower; the planner counts rises against status.
+                if v > self.state.probe_counts.get(pkey, 0.0):
+                    self.state.probe_counts[pkey] = v
+                    changed.add(pkey)
+        if complete:
+            # Pods gone from every Prometheus: forgetting them is safe, the counted baseline
+            # lives in the rollout's status.
+            for pkey in set(self.state.probe_counts) - counted:
+                del self.state.probe_counts[pkey]
         for ns, pod in changed:
             for p in self._pods_named(ns, pod):
                 self.state.poke(ns, self.state.cache.rollouts_for_pod(p))

@@ -46,7 +46,9 @@ class State:
     analysis: dict[Key, AnalysisRound] = field(default_factory=dict)
     gil: dict[Key, GilReading] = field(default_factory=dict)  # (namespace, pod)
     preflight: dict[Key, api.PreflightStatus] = field(default_factory=dict)
-    probe_incidents: dict[Key, list[str]] = field(default_factory=dict)  # (ns, pod) -> times
+    # (ns, pod) -> highest python_freethreading_incidents_total seen by this process; the
+    # planner counts it against the baseline kept in status (survives a restart).
+    probe_counts: dict[Key, float] = field(default_factory=dict)
     probe_configmaps: set[str] = field(default_factory=set)  # namespaces with it up to date
     active: set[Key] = field(default_factory=set)  # rollouts in Progressing/Paused/Pending
     containers: dict[Key, str | None] = field(default_factory=dict)  # spec.freeThreaded.container

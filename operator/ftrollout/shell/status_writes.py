@@ -26,6 +26,10 @@ def _material(status: dict[str, Any]) -> dict[str, Any]:
         slim["metrics"] = [
             (m.get("name"), m.get("phase")) if isinstance(m, dict) else m for m in metrics
         ]
+    kept = analysis.get("lastStandard")
+    if isinstance(kept, list):
+        # Which metrics have a value is news (a restart at 100 % needs one); the value is a number.
+        slim["lastStandard"] = [v.get("name") if isinstance(v, dict) else v for v in kept]
     return {**status, "analysis": slim}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from planfixtures import at_step, cond, make_spec, pause_elapsed, reached
 from simcluster import Sim
@@ -241,3 +243,51 @@ def test_inconclusive_hold_survives_spec_paused_and_lifts_when_data_returns() ->
     pause_elapsed(sim, 301)
     res = sim.step()
     assert res.status.step_index == 1
+
+
+# A round started before the step was reached measured (partly) the previous step's pods: it
+# must not count for this one, even within the same second.
+ROUND_VS_REACHED: list[tuple[float, bool]] = [
+    # round start relative to the moment the step was reached (s), counts for the step
+    (-0.3, False),
+    (-0.000001, False),
+    (-1.2, False),
+    (0.3, True),
+    (1.0, True),
+]
+
+
+@pytest.mark.parametrize(("offset", "counts"), ROUND_VS_REACHED)
+def test_a_round_counts_only_if_it_started_after_the_step_was_reached(
+    offset: float, counts: bool
+) -> None:
+    # Reached at a fractional second (xx.5), as the shell's clock gives.
+    sim = Sim(make_spec(metrics=("m0",)), now=datetime(2026, 1, 1, 0, 0, 0, 500000, tzinfo=UTC))
+    sim = at_step(sim, 0)
+    reached_at = sim.now - timedelta(seconds=1)  # Sim.step advances the clock after planning
+    after = sim.now
+    sim.now = reached_at + timedelta(seconds=offset)
+    sim.analysis_round("Successful")
+    sim.now = after
+    pause_elapsed(sim, 3600)
+    sim.step()
+    assert (sim.status.step_index == 1) is counts, sim.status.message
+
+
+def test_the_last_standard_value_of_each_metric_is_kept_in_status() -> None:
+    raw = api.dump(make_spec(metrics=("m0",)))
+    raw["analysis"]["metrics"][0] = {
+        "name": "m0",
+        "query": "up",
+        "compare": {"maxIncreasePercent": 20},
+    }
+    sim = at_step(Sim(api.parse_spec(raw)), 0)
+    sim.analysis_round("Successful")
+    sim.step()
+    assert [(v.name, v.value) for v in sim.status.analysis.last_standard] == [("m0", 1.0)]
+    sim.analysis_round("Inconclusive")  # no standard value this round: the last one stays
+    sim.step()
+    assert [(v.name, v.value) for v in sim.status.analysis.last_standard] == [("m0", 1.0)]
+    # It is in the wire form, so a restarted operator reads it back.
+    back = api.parse_status(api.dump(sim.status))
+    assert back.analysis.last_standard == sim.status.analysis.last_standard

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from planfixtures import at_step, cond, make_spec, pause_elapsed, reached, step_checked
@@ -11,6 +11,7 @@ from simcluster import Sim
 from ftrollout.model import api
 from ftrollout.model.api import Phase, RollbackReason
 from ftrollout.plan import PodGil
+from ftrollout.plan.guardrails import count_probe_incidents
 
 # ---------------------------------------------------------------------- GIL fallback
 
@@ -354,3 +355,98 @@ def test_only_running_pods_of_the_current_revision_count_for_the_gil_guardrail(
         assert (res.status.gil.pods, res.status.gil.enabled) == (1, 0)
         assert res.status.gil.summary == "off"
         assert cond(res.status, "ModeIntegrity").status == "True"
+
+
+# ------------------------------------------------------------ probe incident counters
+
+T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+POD = "app-ft-6d9f-abcde"
+
+
+def counted(
+    readings: list[float],
+    baseline: list[api.ProbeCounter] | None = None,
+    cap: int = 4,
+) -> tuple[list[api.ProbeCounter], int]:
+    """Feed one pod's counter readings, one observation each; return the baseline and how many
+    incidents were found in all."""
+    base = list(baseline or [])
+    total = 0
+    for i, v in enumerate(readings):
+        base, new = count_probe_incidents(
+            base, {POD: v}, [POD], T0 + timedelta(seconds=5 * i), cap=cap, keep_seconds=3600
+        )
+        total += len(new)
+    return base, total
+
+
+PROBE_CASES: list[tuple[str, list[float], list[api.ProbeCounter], int]] = [
+    # name, readings, baseline from status, incidents counted
+    ("one incident", [0, 1], [], 1),
+    ("replica lag 0,1,0,1 is one incident", [0, 1, 0, 1], [], 1),
+    ("lag then a real second incident", [0, 1, 0, 1, 2], [], 2),
+    ("process restart resets to 0: not new", [3, 0, 0], [], 3),
+    (
+        "operator restart: the stored baseline is not counted again",
+        [2, 2],
+        [api.ProbeCounter(pod=POD, count=2, time="2026-01-01T11:59:00Z")],
+        0,
+    ),
+    (
+        "operator restart, then one more",
+        [2, 3],
+        [api.ProbeCounter(pod=POD, count=2, time="2026-01-01T11:59:00Z")],
+        1,
+    ),
+    ("huge value is capped", [1e18], [], 4),
+    ("infinite value is capped", [float("inf")], [], 4),
+    ("NaN is no reading", [float("nan")], [], 0),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "readings", "baseline", "expected"), PROBE_CASES, ids=[c[0] for c in PROBE_CASES]
+)
+def test_probe_counter_increases_are_counted_once(
+    name: str, readings: list[float], baseline: list[api.ProbeCounter], expected: int
+) -> None:
+    base, total = counted(readings, baseline)
+    assert total == expected, name
+    if readings and all(v == v for v in readings):  # not NaN
+        assert base[0].count == min(int(min(max(readings), 2**53)), 2**53)
+
+
+def test_probe_incidents_have_distinct_times_and_the_baseline_fits_the_crd() -> None:
+    base, new = count_probe_incidents([], {POD: 1e300}, [POD], T0, cap=4, keep_seconds=3600)
+    assert len({i.time for i in new}) == 4
+    assert all(i.source == "Probe" and i.pod == POD for i in new)
+    assert base[0].count <= 2**63 - 1
+    api.RolloutStatus.model_validate(
+        api.dump(api.RolloutStatus(races=api.RaceStatus(probe_counters=base, recent=new)))
+    )
+
+
+def test_baselines_of_gone_pods_are_dropped_after_the_window_only_when_pods_are_known() -> None:
+    old = api.ProbeCounter(pod="gone", count=5, time="2026-01-01T10:00:00Z")
+    fresh = api.ProbeCounter(pod="gone-lately", count=1, time="2026-01-01T11:30:00Z")
+    base, _ = count_probe_incidents([old, fresh], {}, [POD], T0, cap=4, keep_seconds=3600)
+    assert [c.pod for c in base] == ["gone-lately"]
+    # No pods known (an operator just started, the cache is empty): nothing is dropped.
+    base, _ = count_probe_incidents([old, fresh], {}, [], T0, cap=4, keep_seconds=3600)
+    assert [c.pod for c in base] == ["gone", "gone-lately"]
+
+
+def test_probe_incidents_survive_an_operator_restart_through_status() -> None:
+    spec = make_spec(races={"maxIncidents": 1, "window": "1h", "action": "Rollback"})
+    sim = at_step(Sim(spec), 0)
+    pod = sim.ft_pods()[0].pod
+    sim.step(probe_counts=((pod, 1.0),))
+    assert sim.status.races.incidents == 1
+    assert sim.status.phase == Phase.PROGRESSING
+    # A new operator process: only the status is left; Prometheus still says 1.
+    restarted = Sim(spec, status=sim.status, now=sim.now)
+    restarted.std, restarted.ft = sim.std, sim.ft
+    for _ in range(3):
+        restarted.step(probe_counts=((pod, 1.0),), pods=sim.ft_pods())
+    assert restarted.status.races.incidents == 1
+    assert restarted.status.phase == Phase.PROGRESSING

@@ -8,6 +8,7 @@ from simcluster import Sim
 
 from ftrollout.model import api
 from ftrollout.model.api import Phase
+from ftrollout.plan.preflight import gate_key
 
 # ---------------------------------------------------------------------- dependency gate
 
@@ -22,6 +23,7 @@ def preflight(phase: str, image: str = "registry.example/app:2.0-py3.14t") -> ap
     return api.PreflightStatus(
         phase=phase,
         image=image,
+        checked=gate_key(image, ["numpy", "orjson"]),
         free_threading_build=True,
         message=f"preflight {phase.lower()}",
         time="2026-01-01T00:00:00Z",
@@ -90,3 +92,47 @@ def test_dependency_gate_block_on_a_new_revision_returns_to_standard() -> None:
         res = step_checked(sim, 10, preflight=failed)
     assert sim.status.phase == Phase.FAILED
     assert sim.replicas == (10, 0)
+
+
+def keyed(phase: str, spec: api.RolloutSpec, attempt: int = 0) -> api.PreflightStatus:
+    """A verdict as the shell reports it: for this spec's image and modules, and attempt."""
+    gate = spec.guardrails.dependency_gate
+    assert gate is not None
+    return preflight(phase, spec.free_threaded.image).model_copy(
+        update={"checked": gate_key(spec.free_threaded.image, gate.modules), "attempt": attempt}
+    )
+
+
+def test_a_verdict_for_other_modules_is_not_reused() -> None:
+    spec = gated_spec()
+    sim = Sim(spec, n=10)
+    sim.step()
+    old = keyed("Passed", spec)
+    raw = api.dump(spec)
+    raw["guardrails"]["dependencyGate"]["modules"].append("lxml")
+    sim.spec = api.parse_spec(raw)  # same image, one more module
+    res = sim.step(preflight=old)
+    assert res.run_preflight
+    assert res.status.phase == Phase.PENDING
+    res = sim.step(preflight=keyed("Passed", sim.spec))
+    assert res.status.phase == Phase.PROGRESSING
+
+
+def test_retry_after_a_gate_failure_runs_the_preflight_again() -> None:
+    spec = gated_spec()
+    sim = Sim(spec, n=10)
+    sim.step()
+    failed = keyed("Failed", spec)
+    sim.step(preflight=failed)
+    assert sim.status.phase == Phase.FAILED
+    # The shell still holds the old verdict in memory: it must not decide the retry.
+    res = sim.step(action="retry", preflight=failed)
+    assert res.run_preflight
+    assert res.status.phase == Phase.PENDING
+    assert res.status.preflight is not None
+    assert res.status.preflight.attempt == 1
+    res = sim.step(preflight=failed)
+    assert res.run_preflight
+    assert res.status.phase == Phase.PENDING
+    res = sim.step(preflight=keyed("Passed", spec, attempt=1))
+    assert res.status.phase == Phase.PROGRESSING

@@ -41,6 +41,7 @@ from simcluster import Sim
 from ftrollout.model import api
 from ftrollout.model.api import Phase
 from ftrollout.plan import ACTIONS, Observation, PodGil, Result, plan
+from ftrollout.plan.preflight import gate_key
 from ftrollout.plan.twin import split
 
 PAUSES = (None, "0s", "10s", "1m", "5m")
@@ -103,10 +104,18 @@ def _reached_last(spec: api.RolloutSpec, obs: Observation, n: int) -> bool:
     )
 
 
-def _preflight(image: str, phase: str) -> api.PreflightStatus:
+def _preflight(sim: Sim, phase: str) -> api.PreflightStatus:
+    """A verdict as the shell reports it: for the spec's image and modules, on the attempt the
+    status asks for (a `retry` asks for a new one)."""
+    image = sim.spec.free_threaded.image
+    gate = sim.spec.guardrails.dependency_gate
+    checked = gate_key(image, gate.modules if gate is not None else [])
+    held = sim.status.preflight
     return api.PreflightStatus(
         phase=phase,
         image=image,
+        checked=checked,
+        attempt=held.attempt if held is not None and held.checked == checked else 0,
         message=f"preflight {phase}",
         time="2026-01-01T00:00:00Z",
     )
@@ -431,7 +440,7 @@ class RolloutMachine(RuleBasedStateMachine):
 
     @rule(phase=st.sampled_from(["Pending", "Running", "Passed", "Passed", "Failed"]))
     def preflight_result(self, phase: str) -> None:
-        self.sim.preflight = _preflight(self.sim.spec.free_threaded.image, phase)
+        self.sim.preflight = _preflight(self.sim, phase)
         self.sim.step()
 
     @rule()
@@ -477,7 +486,7 @@ class RolloutMachine(RuleBasedStateMachine):
         sim.pods = ()
         sim.incidents = ()
         sim.spec = sim.spec.model_copy(update={"paused": False})
-        sim.preflight = _preflight(sim.spec.free_threaded.image, "Passed")
+        sim.preflight = _preflight(sim, "Passed")
         sim.now += timedelta(hours=2)  # past every race window
         for _ in range(300):
             phase = sim.status.phase
@@ -490,6 +499,7 @@ class RolloutMachine(RuleBasedStateMachine):
                 sim.action = "resume" if sim.status.message.startswith("paused (") else "promote"
             if sim.spec.analysis is not None:
                 sim.analysis_round(*["Successful"] * len(sim.spec.analysis.metrics))
+            sim.preflight = _preflight(sim, "Passed")  # the shell runs the attempt asked for
             sim.step(advance=400)
         else:
             raise AssertionError(

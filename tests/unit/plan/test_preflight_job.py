@@ -130,8 +130,8 @@ def test_job_states() -> None:
         gate,
         NOW,
     )
-    assert pull.phase == "Failed"
-    assert f"cannot pull {IMAGE}" in pull.message
+    assert pull.phase == "Running"  # a pull error waits within the gate's timeout
+    assert f"waiting to pull {IMAGE}" in pull.message
     timeout = from_job(
         job([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]),
         [],
@@ -180,3 +180,101 @@ def test_job_manifest_runs_the_shipped_script_once_with_a_deadline() -> None:
     assert m["metadata"]["ownerReferences"][0]["kind"] == "FreeThreadedRollout"
     # a new image or module list is a new Job
     assert job_name("web", IMAGE + "x", ["numpy"]) != job_name("web", IMAGE, ["numpy"])
+
+
+def _report(**over: Any) -> str:
+    """A well-formed free-threaded report of `json`, with some fields replaced."""
+    base: dict[str, Any] = {
+        "schema": 1,
+        "python": {"vv": "Python 3.14.0 free-threading build", "freeThreadingBuild": True},
+        "modules": [
+            {"name": "json", "imported": True, "version": "2.0.9", "gilEnabled": False},
+        ],
+    }
+    for path, value in over.items():
+        node: Any = base
+        *parents, last = path.split("__")
+        for p in parents:
+            node = node[int(p)] if p.isdigit() else node[p]
+        node[int(last) if last.isdigit() else last] = value
+    return json.dumps(base)
+
+
+MALFORMED: list[tuple[str, str, str]] = [
+    # name, termination message, what the verdict must name
+    ("python is a string", _report(python="3.14t"), "python"),
+    ("python.vv is a number", _report(python__vv=3.14), "python.vv"),
+    ("freeThreadingBuild is a string", _report(python__freeThreadingBuild="yes"), "python"),
+    ("modules is a string", _report(modules="json"), "modules"),
+    ("a module is a string", _report(modules=["json"]), "modules[0]"),
+    ("module name is a number", _report(modules__0__name=5), "modules[0].name"),
+    ("module version is a number", _report(modules__0__version=2.1), "modules[0].version"),
+    ("imported is a string", _report(modules__0__imported="false"), "modules[0].imported"),
+    ("error is a list", _report(modules__0__error=["boom"]), "modules[0].error"),
+    ("omittedModules is a string", _report(omittedModules="many"), "omittedModules"),
+]
+
+
+@pytest.mark.parametrize(("name", "message", "field"), MALFORMED, ids=[c[0] for c in MALFORMED])
+def test_a_report_with_unexpected_types_is_a_gate_failure_naming_the_field(
+    name: str, message: str, field: str
+) -> None:
+    gate = api.DependencyGate(modules=["json"])
+    verdict = judge(message, IMAGE, gate, NOW)
+    assert verdict.phase == "Failed", name
+    assert "malformed preflight report" in verdict.message
+    assert field in verdict.message
+    # Even with Warn: the image was not checked, so this is no verdict to go on with.
+    warn = api.DependencyGate(modules=["json"], action=api.GateAction.WARN)
+    assert judge(message, IMAGE, warn, NOW).phase == "Failed"
+
+
+def test_the_well_formed_base_report_passes() -> None:
+    assert judge(_report(), IMAGE, api.DependencyGate(modules=["json"]), NOW).phase == "Passed"
+
+
+def test_the_job_is_named_after_image_modules_and_attempt() -> None:
+    names = {
+        job_name("web", IMAGE, ["numpy"]),
+        job_name("web", IMAGE, ["numpy", "orjson"]),
+        job_name("web", IMAGE + "2", ["numpy"]),
+        job_name("web", IMAGE, ["numpy"], attempt=1),
+    }
+    assert len(names) == 4
+    assert all(len(n) <= 63 for n in names)
+
+
+PULL = [pod({"waiting": {"reason": "ErrImagePull", "message": "i/o timeout"}})]
+BACKOFF = [pod({"waiting": {"reason": "ImagePullBackOff", "message": "back-off"}})]
+
+
+@pytest.mark.parametrize("pods", [PULL, BACKOFF])
+def test_a_pull_error_waits_within_the_gate_timeout(pods: list[dict[str, Any]]) -> None:
+    gate = api.DependencyGate(modules=["json"], timeout="5m")
+    waiting = from_job(job(), pods, IMAGE, gate, NOW)
+    assert waiting.phase == "Running"
+    assert "pull" in waiting.message
+    assert "5m" in waiting.message
+    # The Job's deadline is the gate's timeout: then it fails, naming the pull error.
+    deadline = [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]
+    failed = from_job(job(deadline), pods, IMAGE, gate, NOW)
+    assert failed.phase == "Failed"
+    assert f"cannot pull {IMAGE}" in failed.message
+    assert "5m" in failed.message
+
+
+def test_an_invalid_image_name_fails_at_once() -> None:
+    pods = [pod({"waiting": {"reason": "InvalidImageName", "message": "bad"}})]
+    verdict = from_job(job(), pods, IMAGE, GATE, NOW)
+    assert verdict.phase == "Failed"
+    assert "InvalidImageName" in verdict.message
+
+
+def test_a_verdict_records_what_it_is_for_and_the_digest() -> None:
+    report = json.dumps(as_free_threaded(real_report("json")))
+    gate = api.DependencyGate(modules=["json"])
+    done = pod(terminated(0, report))
+    done["status"]["containerStatuses"][0]["imageID"] = "registry.example/app@sha256:abc"
+    verdict = from_job(job(), [done], IMAGE, gate, NOW, checked="k1", attempt=2)
+    assert (verdict.phase, verdict.checked, verdict.attempt) == ("Passed", "k1", 2)
+    assert verdict.image_digest == "registry.example/app@sha256:abc"
