@@ -12,6 +12,7 @@ from ftrollout.model import api
 from ftrollout.model.api import Phase
 from ftrollout.plan import FIELD_MANAGER, Observation, Workload, plan
 from ftrollout.plan.observe import summarize_deployment
+from ftrollout.plan.preflight import gate_key
 
 SPEC = api.parse_spec(
     {
@@ -102,8 +103,13 @@ def _sim_in(phase: Phase, n: int = 10) -> Sim:
         raw["guardrails"]["dependencyGate"] = {"modules": ["numpy"], "action": "Block"}
         sim = Sim(api.parse_spec(raw), n=n)
         sim.step()
+        image = sim.spec.free_threaded.image
         failed = api.PreflightStatus(
-            phase="Failed", image=sim.spec.free_threaded.image, message="no numpy", time=NOW_S
+            phase="Failed",
+            image=image,
+            message="no numpy",
+            time=NOW_S,
+            checked=gate_key(image, ["numpy"]),
         )
         sim.preflight = failed
     else:
