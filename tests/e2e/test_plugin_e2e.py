@@ -7,6 +7,7 @@ console script on PATH (the venv's bin directory, first on the cluster's PATH).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -90,10 +91,12 @@ def test_get_status_promote_and_report(
 
     # promote: one step on.
     out = ok(ftr(cluster, "promote", "web", "-n", ns))
-    assert out == (
-        f"freethreadedrollout {ns}/web: promotion to the next step requested "
-        "(freethreaded.dev/action=promote)\n"
-    )
+    # The request carries its own id, so the operator applies it exactly once.
+    assert re.fullmatch(
+        rf"freethreadedrollout {ns}/web: promotion to the next step requested "
+        r"\(freethreaded\.dev/action=promote@[0-9TZ]+-[0-9a-f]+\)\n",
+        out,
+    ), out
     wait_for(lambda: phase(cluster, ns) == ("Paused", 1), 60, "paused at step 2")
     wait_for(lambda: replicas(cluster, ns, "web-ft") == (2, 2), 60, "2 free-threaded Ready")
 
