@@ -1277,6 +1277,10 @@ class LocalCluster:
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--authorization-mode=Node,RBAC",
+            # On top of the defaults (PodSecurity among them), as hardened clusters and OpenShift
+            # run it: setting blockOwnerDeletion on an ownerReference needs update on the owner's
+            # finalizers (tests/e2e/test_helm.py proves the chart grants it).
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
             "--allow-privileged=true",
             "--endpoint-reconciler-type=none",
             "--enable-priority-and-fairness=false",

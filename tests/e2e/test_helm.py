@@ -33,6 +33,9 @@ from e2e_operator import (
     wait_for,
 )
 
+from ftrollout.model import api
+from ftrollout.plan.preflight import PROBE_CONFIGMAP, job_manifest
+from ftrollout.plan.twin import ANNOTATION_ACTION, twin_manifest
 from ftrollout_dev.localcluster import LocalCluster
 
 pytestmark = pytest.mark.e2e
@@ -234,7 +237,11 @@ def test_helm_install_creates_the_operator_and_least_privilege_rbac(release: Rel
     assert pod_spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
     assert get(rel.cluster, rel.namespace, "serviceaccount", SA_NAME) is not None
     assert get(rel.cluster, rel.namespace, "service", "ftr-ftrollout-metrics") is not None
-    assert [r["metadata"]["name"] for r in rel.objects("clusterrole")] == ["ftr-ftrollout"]
+    assert sorted(r["metadata"]["name"] for r in rel.objects("clusterrole")) == [
+        "ftr-ftrollout",
+        "ftr-ftrollout-edit",
+        "ftr-ftrollout-view",
+    ]
     assert [r["metadata"]["name"] for r in rel.objects("clusterrolebinding")] == ["ftr-ftrollout"]
     crd = json.loads(
         rel.cluster.kubectl("get", "crd", CRD_NAME, "-o", "json", "--show-managed-fields").stdout
@@ -250,6 +257,10 @@ def test_requests_outside_the_role_are_denied(release: Release) -> None:
         ("watch", "pods", "-A"),
         ("patch", "freethreadedrollouts.freethreaded.dev/status", "-n", rel.watched),
         ("create", "events", "-n", rel.other),
+        ("create", "configmaps", "-n", rel.watched),
+        ("get", f"configmaps/{PROBE_CONFIGMAP}", "-n", rel.watched),
+        ("update", f"configmaps/{PROBE_CONFIGMAP}", "-n", rel.watched),
+        ("update", "freethreadedrollouts.freethreaded.dev", "--subresource=finalizers", "-A"),
     ]
     denied = [
         ("delete", "nodes"),
@@ -262,6 +273,13 @@ def test_requests_outside_the_role_are_denied(release: Release) -> None:
         ("create", "freethreadedrollouts.freethreaded.dev", "-n", rel.watched),
         ("delete", "freethreadedrollouts.freethreaded.dev", "-n", rel.watched),
         ("impersonate", "serviceaccounts", "-A"),
+        # ConfigMaps: the probe's by name only.
+        ("get", "configmaps/kube-root-ca.crt", "-n", rel.watched),
+        ("update", "configmaps/app-config", "-n", rel.watched),
+        ("patch", f"configmaps/{PROBE_CONFIGMAP}", "-n", rel.watched),
+        ("delete", f"configmaps/{PROBE_CONFIGMAP}", "-n", rel.watched),
+        ("list", "configmaps", "-n", rel.watched),
+        ("update", "deployments.apps", "--subresource=finalizers", "-n", rel.watched),
     ]
     assert [a for a in allowed if not rel.can_i(*a)] == []
     assert [d for d in denied if rel.can_i(*d)] == []
@@ -271,6 +289,163 @@ def test_requests_outside_the_role_are_denied(release: Release) -> None:
     )
     assert proc.returncode != 0
     assert "forbidden" in proc.stderr.lower()
+
+
+def _owned_objects(rel: Release, rollout_name: str) -> list[dict[str, Any]]:
+    """The twin and the preflight Job the operator would create for a fresh rollout: both carry
+    an ownerReference with blockOwnerDeletion."""
+    apply(rel.cluster, rel.watched, rollout(rollout_name, rollout_name, [{"weight": 100}]))
+    owner = get(rel.cluster, rel.watched, "ftr", rollout_name)
+    assert owner is not None
+    spec = api.parse_spec(owner["spec"])
+    target = deployment(rollout_name, 1, namespace=rel.watched)
+    twin = twin_manifest(
+        rollout_name=rollout_name,
+        rollout_uid=owner["metadata"]["uid"],
+        target=target,
+        spec=spec.free_threaded,
+        revision="r1",
+        replicas=0,
+    )
+    job = job_manifest(
+        rollout=rollout_name,
+        rollout_uid=owner["metadata"]["uid"],
+        namespace=rel.watched,
+        free_threaded=spec.free_threaded,
+        gate=api.DependencyGate(modules=["json"]),
+        target_pod_spec=target["spec"]["template"]["spec"],
+    )
+    for obj in (twin, job):
+        assert obj["metadata"]["ownerReferences"][0]["blockOwnerDeletion"] is True
+    return [twin, job]
+
+
+def test_owner_references_with_block_owner_deletion_are_allowed(release: Release) -> None:
+    """The local apiserver runs OwnerReferencesPermissionEnforcement: setting
+    blockOwnerDeletion needs update on freethreadedrollouts/finalizers, which the chart grants."""
+    rel = release
+    cluster = rel.cluster
+    objects = _owned_objects(rel, "owned")
+    # Without the finalizers rule (the chart's other rules, bound to another identity) the
+    # apiserver refuses both objects: the plugin is on and the rule is what makes it work.
+    role = json.loads(cluster.kubectl("get", "clusterrole", SA_NAME, "-o", "json").stdout)
+    rules = [r for r in role["rules"] if "freethreadedrollouts/finalizers" not in r["resources"]]
+    assert len(rules) == len(role["rules"]) - 1
+    bare = "ftr-no-finalizers"
+    cluster.kubectl("create", "serviceaccount", bare, "-n", rel.watched)
+    apply(
+        cluster,
+        rel.watched,
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": bare}, "rules": rules},
+    )  # fmt: skip
+    cluster.kubectl(
+        "create", "rolebinding", bare, "-n", rel.watched, f"--role={bare}",
+        f"--serviceaccount={rel.watched}:{bare}",
+    )  # fmt: skip
+    for obj in objects:
+        proc = cluster.kubectl(
+            "create", "-n", rel.watched, "-f", "-",
+            f"--as=system:serviceaccount:{rel.watched}:{bare}",
+            input=yaml.safe_dump(obj), check=False,
+        )  # fmt: skip
+        assert proc.returncode != 0, f"{obj['kind']} created without the finalizers rule"
+        assert "cannot set blockOwnerDeletion" in proc.stderr, proc.stderr
+    # As the chart's ServiceAccount (its own token): both created.
+    kubeconfig = str(rel.sa_kubeconfig())
+    for obj in objects:
+        cluster.kubectl(
+            "--kubeconfig", kubeconfig, "create", "-n", rel.watched, "-f", "-",
+            input=yaml.safe_dump(obj),
+        )  # fmt: skip
+    assert get(cluster, rel.watched, "deployment", "owned-ft") is not None
+    assert get(cluster, rel.watched, "job", objects[1]["metadata"]["name"]) is not None
+    # Deleting the rollout takes both with it (the garbage collector follows the references).
+    cluster.kubectl("delete", "ftr", "owned", "-n", rel.watched, "--cascade=foreground")
+    wait_for(
+        lambda: get(cluster, rel.watched, "deployment", "owned-ft") is None, 60, "twin collected"
+    )
+
+
+def _user_kubeconfig(rel: Release, name: str, cluster_role: str) -> Path:
+    """A ServiceAccount bound to a built-in ClusterRole (view, edit) in the watched namespace,
+    as a kubeconfig with its token: a namespace user who has never heard of ftrollout."""
+    cluster = rel.cluster
+    cluster.kubectl("create", "serviceaccount", name, "-n", rel.watched)
+    cluster.kubectl(
+        "create", "rolebinding", name, "-n", rel.watched, f"--clusterrole={cluster_role}",
+        f"--serviceaccount={rel.watched}:{name}",
+    )  # fmt: skip
+    token = cluster.kubectl(
+        "create", "token", name, "-n", rel.watched, "--duration=1h"
+    ).stdout.strip()
+    cfg = yaml.safe_load(rel.sa_kubeconfig().read_text())
+    cfg["users"] = [{"name": name, "user": {"token": token}}]
+    cfg["contexts"][0]["context"]["user"] = name
+    path = rel.tmp / f"{name}.kubeconfig"
+    path.write_text(yaml.safe_dump(cfg))
+    path.chmod(0o600)
+    return path
+
+
+def _ftr(rel: Release, kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`kubectl ftr ...` (the plugin, found on PATH) as the user of the kubeconfig."""
+    assert rel.cluster.binaries.kubectl is not None
+    env = rel.cluster.env()
+    env["KUBECONFIG"] = str(kubeconfig)
+    return subprocess.run(
+        [str(rel.cluster.binaries.kubectl), "ftr", *args],
+        capture_output=True, text=True, timeout=60, env=env, check=False,
+    )  # fmt: skip
+
+
+def test_namespace_editors_promote_and_viewers_only_read(release: Release) -> None:
+    """The chart's aggregated ClusterRoles extend the built-in view and edit roles."""
+    rel = release
+    cluster = rel.cluster
+    apply(cluster, rel.watched, rollout("shared", "shared", [{"weight": 100}]))
+    editor = _user_kubeconfig(rel, "alice-editor", "edit")
+    viewer = _user_kubeconfig(rel, "bob-viewer", "view")
+
+    def action() -> str | None:
+        obj = get(cluster, rel.watched, "ftr", "shared") or {}
+        return (obj["metadata"].get("annotations") or {}).get(ANNOTATION_ACTION)
+
+    # The viewer reads rollouts, and may not promote.
+    out = _ftr(rel, viewer, "get", "-n", rel.watched)
+    assert out.returncode == 0, out.stderr
+    assert "shared" in out.stdout
+    denied = _ftr(rel, viewer, "promote", "shared", "-n", rel.watched)
+    assert denied.returncode != 0
+    assert "forbidden" in denied.stderr.lower(), denied.stderr
+    assert action() is None
+    # The editor promotes with her own rights: the action annotation is set.
+    done = _ftr(rel, editor, "promote", "shared", "-n", rel.watched)
+    assert done.returncode == 0, done.stderr
+    assert action() == "promote"
+    # It is the chart's role that grants it: edit knows nothing of a CRD by itself. Take the
+    # aggregation label away and the aggregation controller takes the rights back.
+    edit_role = f"{SA_NAME}-edit"
+    label = "rbac.authorization.k8s.io/aggregate-to-edit"
+    who = f"--as=system:serviceaccount:{rel.watched}:alice-editor"
+    where = ("-n", rel.watched)
+    patch = ("patch", "freethreadedrollouts.freethreaded.dev", who, *where)
+    cluster.kubectl("label", "clusterrole", edit_role, f"{label}-")
+    try:
+        wait_for(
+            lambda: cluster.kubectl("auth", "can-i", *patch, check=False).stdout.strip() == "no",
+            60,
+            "edit loses the rollout rights",
+        )
+        assert _ftr(rel, editor, "promote", "shared", "-n", rel.watched).returncode != 0
+    finally:
+        cluster.kubectl("label", "clusterrole", edit_role, f"{label}=true", "--overwrite")
+    wait_for(
+        lambda: cluster.kubectl("auth", "can-i", *patch, check=False).stdout.strip() == "yes",
+        60,
+        "edit regains the rollout rights",
+    )
+    cluster.kubectl("delete", "ftr", "shared", "-n", rel.watched)
 
 
 def test_operator_as_the_chart_serviceaccount_completes_a_rollout(release: Release) -> None:
@@ -329,8 +504,12 @@ def test_crd_upgrade_path_then_helm_upgrade_to_namespaced_mode(release: Release)
         60,
         "the upgraded operator pod",
     )
-    # Namespaced mode: no cluster-wide grant any more, a Role in the watched namespace only.
-    assert rel.objects("clusterrole") == []
+    # Namespaced mode: no cluster-wide grant any more, a Role in the watched namespace only (the
+    # ClusterRoles left are aggregated into view/edit and bound to nobody).
+    assert sorted(r["metadata"]["name"] for r in rel.objects("clusterrole")) == [
+        "ftr-ftrollout-edit",
+        "ftr-ftrollout-view",
+    ]
     assert rel.objects("clusterrolebinding") == []
     assert [r["metadata"]["namespace"] for r in rel.objects("role", "-A")] == [rel.watched]
     assert rel.can_i("patch", "deployments.apps/scale", "-n", rel.watched)

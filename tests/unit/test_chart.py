@@ -19,6 +19,7 @@ import yaml
 
 from ftrollout.model import api
 from ftrollout.plan import twin
+from ftrollout.plan.preflight import PROBE_CONFIGMAP
 from ftrollout.shell import metrics
 from ftrollout_dev.localcluster import Binaries
 
@@ -41,12 +42,25 @@ NAMESPACED_RULES: dict[tuple[str, str], set[str]] = {
     ("", "pods/log"): {"get"},
     ("", "events"): {"create"},
     ("batch", "jobs"): {"get", "create", "delete"},
-    ("", "configmaps"): {"get", "create", "update"},
+    ("", "configmaps"): {"create"},
+    ("", f"configmaps/{PROBE_CONFIGMAP}"): {"get", "update"},
+    ("freethreaded.dev", "freethreadedrollouts/finalizers"): {"update"},
 }
 CLUSTER_ONLY_RULES: dict[tuple[str, str], set[str]] = {
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
 }
 PEERING_VERBS = {"list", "watch", "patch"}
+AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
+# What the built-in view and edit ClusterRoles gain for FreeThreadedRollouts.
+VIEW_RULES: dict[tuple[str, str], set[str]] = {
+    ("freethreaded.dev", "freethreadedrollouts"): {"get", "list", "watch"},
+    ("freethreaded.dev", "freethreadedrollouts/status"): {"get", "list", "watch"},
+}
+EDIT_RULES: dict[tuple[str, str], set[str]] = {
+    ("freethreaded.dev", "freethreadedrollouts"): {
+        "create", "update", "patch", "delete", "deletecollection",
+    },
+}  # fmt: skip
 
 
 def helm_binary() -> Path | None:
@@ -103,13 +117,29 @@ def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 
 def rules_of(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    """(apiGroup, resource) -> verbs; a rule limited to objects by name is keyed
+    (apiGroup, resource/name) per name."""
     out: dict[tuple[str, str], set[str]] = {}
     for rule in role["rules"]:
         assert "resourceNames" not in rule or rule["resourceNames"]
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
-                out.setdefault((group, resource), set()).update(rule["verbs"])
+                for name in rule.get("resourceNames") or [None]:
+                    key = (group, resource if name is None else f"{resource}/{name}")
+                    out.setdefault(key, set()).update(rule["verbs"])
     return out
+
+
+def operator_role(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ClusterRole bound to the operator (the others are aggregated into view/edit)."""
+    roles = [r for r in of_kind(docs, "ClusterRole") if not aggregates_to(r)]
+    assert len(roles) == 1, roles
+    return roles[0]
+
+
+def aggregates_to(role: dict[str, Any]) -> set[str]:
+    labels = role["metadata"].get("labels") or {}
+    return {k.removeprefix(AGGREGATE) for k, v in labels.items() if k.startswith(AGGREGATE)}
 
 
 def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -229,12 +259,14 @@ def test_default_render_is_cluster_wide_with_exactly_the_needed_rules() -> None:
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == [
         "ClusterRole",
+        "ClusterRole",
+        "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
         "Service",
         "ServiceAccount",
     ]
-    role = one(docs, "ClusterRole")
+    role = operator_role(docs)
     assert rules_of(role) == NAMESPACED_RULES | CLUSTER_ONLY_RULES
     binding = one(docs, "ClusterRoleBinding")
     assert binding["roleRef"] == {
@@ -252,22 +284,76 @@ def test_default_render_is_cluster_wide_with_exactly_the_needed_rules() -> None:
 @needs_helm
 def test_rbac_never_grants_wildcards_secrets_nodes_or_rbac() -> None:
     for sets in ((), ("watchNamespaces={shop}", "peering.enabled=true")):
-        for role in of_kind(render(*sets), "ClusterRole") + of_kind(render(*sets), "Role"):
+        docs = render(*sets)
+        for role in of_kind(docs, "ClusterRole") + of_kind(docs, "Role"):
             for rule in role["rules"]:
                 assert "*" not in rule["verbs"]
                 assert "*" not in rule["resources"]
                 assert "*" not in rule["apiGroups"]
                 for forbidden in ("secrets", "nodes", "roles", "clusterroles", "rolebindings"):
                     assert forbidden not in rule["resources"]
-                assert not {"escalate", "bind", "impersonate", "deletecollection"} & set(
-                    rule["verbs"]
-                )
+                assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
+                if not aggregates_to(role):  # editors may delete their rollouts in bulk
+                    assert "deletecollection" not in rule["verbs"]
+
+
+@needs_helm
+def test_configmap_rights_are_limited_to_the_probe_configmap() -> None:
+    for sets in ((), ("watchNamespaces={shop}",)):
+        docs = render(*sets)
+        role = operator_role(docs) if not sets else one(docs, "Role")
+        rules = [r for r in role["rules"] if "configmaps" in r["resources"]]
+        by_name = [r for r in rules if r.get("resourceNames")]
+        unnamed = [r for r in rules if not r.get("resourceNames")]
+        assert [r["resourceNames"] for r in by_name] == [[PROBE_CONFIGMAP]]
+        assert set(by_name[0]["verbs"]) == {"get", "update"}
+        # create cannot be limited by name (the name is not in the URL): it is the one verb left
+        # unnamed, and it cannot touch an existing ConfigMap.
+        assert [set(r["verbs"]) for r in unnamed] == [{"create"}]
+
+
+@needs_helm
+def test_owner_references_may_block_the_rollouts_deletion() -> None:
+    # The twin and the preflight Job carry ownerReferences with blockOwnerDeletion: under the
+    # OwnerReferencesPermissionEnforcement admission plugin that needs update on finalizers.
+    for sets in ((), ("watchNamespaces={shop}",)):
+        docs = render(*sets)
+        role = operator_role(docs) if not sets else one(docs, "Role")
+        rules = rules_of(role)
+        assert rules[("freethreaded.dev", "freethreadedrollouts/finalizers")] == {"update"}
+        assert not [k for k in rules if k[1].startswith("deployments/finalizers")]
+
+
+@needs_helm
+def test_viewers_and_editors_get_rollout_rights_through_aggregation() -> None:
+    for sets in ((), ("watchNamespaces={shop}",)):
+        docs = render(*sets)
+        aggregated = {
+            frozenset(aggregates_to(r)): r for r in of_kind(docs, "ClusterRole") if aggregates_to(r)
+        }
+        assert set(aggregated) == {frozenset({"view"}), frozenset({"edit"})}
+        view = aggregated[frozenset({"view"})]
+        edit = aggregated[frozenset({"edit"})]
+        assert view["metadata"]["labels"][AGGREGATE + "view"] == "true"
+        assert rules_of(view) == VIEW_RULES
+        # edit aggregates view's rules too (the built-in edit role selects aggregate-to-view);
+        # the status and finalizers stay the operator's.
+        assert rules_of(edit) == EDIT_RULES
+        for role in aggregated.values():
+            assert "aggregationRule" not in role
+        bound = {b["roleRef"]["name"] for b in of_kind(docs, "ClusterRoleBinding")}
+        assert not bound & {r["metadata"]["name"] for r in aggregated.values()}
+    docs = render("rbac.aggregateToView=false", "rbac.aggregateToEdit=false")
+    assert [r for r in of_kind(docs, "ClusterRole") if aggregates_to(r)] == []
+    docs = render("rbac.create=false")
+    assert of_kind(docs, "ClusterRole") == []
 
 
 @needs_helm
 def test_namespaced_mode_renders_a_role_per_namespace_and_no_cluster_role() -> None:
     docs = render("watchNamespaces={shop,search}", namespace="ops")
-    assert not of_kind(docs, "ClusterRole")
+    # No cluster-wide grant: the only ClusterRoles are aggregated into view/edit, bound to nobody.
+    assert all(aggregates_to(r) for r in of_kind(docs, "ClusterRole"))
     assert not of_kind(docs, "ClusterRoleBinding")
     roles = of_kind(docs, "Role")
     bindings = of_kind(docs, "RoleBinding")
@@ -290,7 +376,7 @@ def test_namespaced_mode_renders_a_role_per_namespace_and_no_cluster_role() -> N
 @needs_helm
 def test_peering_grants_peering_objects_only_when_enabled() -> None:
     docs = render("peering.enabled=true", "replicaCount=2")
-    rules = rules_of(one(docs, "ClusterRole"))
+    rules = rules_of(operator_role(docs))
     assert rules[("kopf.dev", "clusterkopfpeerings")] == PEERING_VERBS
     assert one(docs, "ClusterKopfPeering")["metadata"]["name"] == "ftrollout"
     dep = one(docs, "Deployment")
@@ -303,7 +389,7 @@ def test_peering_grants_peering_objects_only_when_enabled() -> None:
     assert one(docs, "KopfPeering")["metadata"]["namespace"] == "shop"
 
     docs = render()
-    assert not [k for k in rules_of(one(docs, "ClusterRole")) if "peering" in k[1]]
+    assert not [k for k in rules_of(operator_role(docs)) if "peering" in k[1]]
     assert one(docs, "Deployment")["spec"]["strategy"]["type"] == "Recreate"
 
 

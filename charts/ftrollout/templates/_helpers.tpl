@@ -70,8 +70,17 @@ operator calls; each rule names its user. Cluster-scoped extras live in rbac.yam
 - apiGroups: ["freethreaded.dev"]
   resources: ["freethreadedrollouts/status"]
   verbs: ["patch"]
+# The twin and the preflight Job are owned by their rollout with blockOwnerDeletion (foreground
+# deletion of the rollout waits for them). Setting blockOwnerDeletion needs update on the owner's
+# finalizers where the OwnerReferencesPermissionEnforcement admission plugin is on (OpenShift and
+# many hardened clusters). No object is ever updated through this subresource.
+- apiGroups: ["freethreaded.dev"]
+  resources: ["freethreadedrollouts/finalizers"]
+  verbs: ["update"]
 # Deployments: the target (standard track) and the twin <target>-ft are watched (readiness,
 # template changes) and read on a cache miss; the twin is created, re-templated and deleted.
+# delete cannot be limited by name (twin names follow their targets): the operator deletes only
+# twins it owns.
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
@@ -95,8 +104,16 @@ operator calls; each rule names its user. Cluster-scoped extras live in rbac.yam
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "create", "delete"]
-# Runtime probe: the ftrollout-probe ConfigMap mounted into free-threaded pods.
+# Runtime probe: the ftrollout-probe ConfigMap mounted into free-threaded pods and the preflight
+# Job, one per namespace. Read and refreshed (replaced) by name only: no other ConfigMap can be
+# read or changed.
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get", "create", "update"]
+  resourceNames: ["ftrollout-probe"]
+  verbs: ["get", "update"]
+# create cannot be limited by name (RBAC sees no name on a create); it makes a new ConfigMap and
+# cannot overwrite an existing one.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["create"]
 {{- end }}

@@ -27,6 +27,7 @@ from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
 from ftrollout.model.durations import DURATION_PATTERN, parse_duration
+from ftrollout.model.quantity import QUANTITY_PATTERN, parse_quantity
 
 GROUP = "freethreaded.dev"
 VERSION = "v1alpha1"
@@ -55,6 +56,19 @@ MSG_NAME_TOO_LONG = (
     f"must be no more than {MAX_NAME_LENGTH} characters: the name is a label value on the "
     "twin Deployment and the preflight Job"
 )
+MSG_REQUEST_OVER_LIMIT = "a request must not be greater than its limit"
+
+
+def _check_quantity(value: str) -> str:
+    parse_quantity(value)
+    return value
+
+
+Quantity = Annotated[
+    str,
+    AfterValidator(_check_quantity),
+    WithJsonSchema({"type": "string", "pattern": QUANTITY_PATTERN, "maxLength": 32}),
+]
 
 
 def _cel(rule: str, message: str) -> JsonDict:
@@ -388,6 +402,55 @@ class GateAction(StrEnum):
 ModuleName = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")]
 
 
+class ResourceAmounts(Model):
+    cpu: Quantity | None = Field(default=None, description='CPU, e.g. "100m" or "1" (quoted).')
+    memory: Quantity | None = Field(default=None, description='Memory, e.g. "256Mi" or "1Gi".')
+
+
+def _not_over_limit(resource: str) -> str:
+    r, li = f"self.requests.{resource}", f"self.limits.{resource}"
+    return (
+        f"!has(self.requests) || !has(self.limits) || !has({r}) || !has({li}) || "
+        f"quantity({r}).compareTo(quantity({li})) <= 0"
+    )
+
+
+class PreflightResources(Model):
+    """Requests and limits of the preflight container, as in a pod spec (cpu and memory)."""
+
+    requests: ResourceAmounts | None = Field(default=None, description="Requests.")
+    limits: ResourceAmounts | None = Field(default=None, description="Limits.")
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> PreflightResources:
+        if self.requests is None or self.limits is None:
+            return self
+        for name in ("cpu", "memory"):
+            request, limit = getattr(self.requests, name), getattr(self.limits, name)
+            over = request is not None and limit is not None
+            if over and parse_quantity(request) > parse_quantity(limit):
+                raise ValueError(f"{name}: {MSG_REQUEST_OVER_LIMIT}")
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(_not_over_limit("cpu"), f"cpu: {MSG_REQUEST_OVER_LIMIT}"),
+                _cel(_not_over_limit("memory"), f"memory: {MSG_REQUEST_OVER_LIMIT}"),
+            ]
+        }
+    )
+
+
+def _default_preflight_resources() -> PreflightResources:
+    # Enough to import a scientific stack; a limit on both so that namespaces whose
+    # ResourceQuota or LimitRange demands limits admit the Job.
+    return PreflightResources(
+        requests=ResourceAmounts(cpu="100m", memory="256Mi"),
+        limits=ResourceAmounts(cpu="1", memory="1Gi"),
+    )
+
+
 class DependencyGate(Model):
     modules: list[ModuleName] = Field(
         default_factory=list,
@@ -401,6 +464,12 @@ class DependencyGate(Model):
     )
     timeout: GateTimeout = Field(
         default="5m", description="How long the preflight Job may take before it fails (10s..1h)."
+    )
+    resources: PreflightResources = Field(
+        default_factory=_default_preflight_resources,
+        description="Requests and limits of the preflight container. Default: requests 100m "
+        "CPU and 256Mi memory, limits 1 CPU and 1Gi. When set, it replaces the default "
+        "as a whole (an amount left out is not requested or limited).",
     )
 
 

@@ -20,6 +20,7 @@ from ftrollout.model.api import Phase
 from ftrollout.model.durations import parse_duration
 from ftrollout.plan.conditions import cond
 from ftrollout.plan.context import Ctx
+from ftrollout.plan.podsecurity import preflight_resources, preflight_security
 from ftrollout.plan.twin import LABEL_ROLLOUT, PROBE_MOUNT, PROBE_VOLUME
 from ftrollout.plan.types import rfc3339
 
@@ -63,9 +64,12 @@ def job_manifest(
     target_pod_spec: dict[str, Any],
     attempt: int = 0,
 ) -> dict[str, Any]:
-    """A one-shot Job; it inherits where the service's pods may run and pull from."""
+    """A one-shot Job; it inherits where the service's pods may run and pull from, and runs
+    as the service's user within the restricted Pod Security profile."""
+    pod_security, container_security = preflight_security(target_pod_spec, free_threaded.container)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
+        "securityContext": pod_security,
         "containers": [
             {
                 "name": "preflight",
@@ -79,6 +83,8 @@ def job_manifest(
                     {"name": PROBE_VOLUME, "mountPath": PROBE_MOUNT, "readOnly": True}
                 ],
                 "terminationMessagePolicy": "File",
+                "securityContext": container_security,
+                "resources": preflight_resources(gate),
             }
         ],
         "volumes": [{"name": PROBE_VOLUME, "configMap": {"name": PROBE_CONFIGMAP}}],
