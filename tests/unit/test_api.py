@@ -183,6 +183,8 @@ BOUNDS: list[tuple[str, Any, Any, str]] = [
     ("guardrails.raceBudget.window", "24h1s", "24h", "must be between 1m and 24h"),
     ("guardrails.dependencyGate.timeout", "9s", "10s", "must be between 10s and 1h"),
     ("guardrails.dependencyGate.timeout", "1000000h", "1h", "must be between 10s and 1h"),
+    ("progressDeadline", "9s", "10s", "must be between 10s and 24h"),
+    ("progressDeadline", "24h1s", "24h", "must be between 10s and 24h"),
 ]
 
 

@@ -111,6 +111,7 @@ def schema_at(path: str) -> dict[str, Any]:
         ("analysis.prometheus.timeout", "1s", "5m"),
         ("guardrails.raceBudget.window", "1m", "24h"),
         ("guardrails.dependencyGate.timeout", "10s", "1h"),
+        ("progressDeadline", "10s", "24h"),
     ],
 )
 def test_durations_carry_their_bounds_as_cel_with_the_python_message(

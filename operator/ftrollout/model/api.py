@@ -92,6 +92,7 @@ AnalysisInterval = Annotated[str, *_bounded("1s", "1h")]
 QueryTimeout = Annotated[str, *_bounded("1s", "5m")]
 RaceWindow = Annotated[str, *_bounded("1m", "24h")]
 GateTimeout = Annotated[str, *_bounded("10s", "1h")]
+ProgressDeadline = Annotated[str, *_bounded("10s", "24h")]
 MAX_FAILURE_LIMIT = 100
 MAX_GIL_PODS = 1000
 MAX_INCIDENTS = 1000
@@ -450,6 +451,18 @@ class RolloutSpec(Model):
     paused: bool = Field(
         default=False, description="Hold the rollout at its current step (no scaling)."
     )
+    progress_deadline: ProgressDeadline = Field(
+        default="10m",
+        description="How long each step may take, from when it starts scaling, until all its "
+        "free-threaded pods are Ready at once (10s..24h). Past it the rollout rolls back "
+        "(ProgressDeadline), quoting why the pods are not Ready (CrashLoopBackOff with the last "
+        "termination message, ImagePullBackOff...). Pods that flap Ready do not restart the "
+        "clock; spec.paused stops it and a resume starts it again.",
+    )
+
+    @property
+    def progress_deadline_seconds(self) -> float:
+        return parse_duration(self.progress_deadline)
 
     @model_validator(mode="after")
     def _steps(self) -> RolloutSpec:
@@ -479,6 +492,7 @@ class RollbackReason(StrEnum):
     ANALYSIS_FAILED = "AnalysisFailed"
     ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"
     DEPENDENCY_GATE = "DependencyGate"
+    PROGRESS_DEADLINE = "ProgressDeadline"
     MANUAL = "Manual"
 
 
@@ -653,6 +667,11 @@ class RolloutStatus(Model):
     weight: int | None = Field(default=None, description="Current free-threaded weight (%).")
     step_started_at: str | None = Field(
         default=None, description="When the current step's replicas became Ready."
+    )
+    step_progress_since: str | None = Field(
+        default=None,
+        description="When the current step started scaling, while it is not reached yet: "
+        "spec.progressDeadline counts from it.",
     )
     replicas: ReplicaStatus = Field(default_factory=ReplicaStatus, description="Replica counts.")
     gil: GilStatus = Field(
