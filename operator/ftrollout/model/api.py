@@ -51,6 +51,14 @@ MSG_METRIC_NAMES_UNIQUE = "metric names must be unique"
 MSG_COMPARE_EMPTY = "set maxIncreasePercent, maxDecreasePercent or both"
 MSG_THRESHOLD_EMPTY = "set min, max or both"
 MSG_THRESHOLD_ORDER = "min must not be greater than max"
+MSG_TARGET_API_VERSION = (
+    "must be apps/v1: only an apps/v1 Deployment can be the target (StatefulSets, Argo "
+    "Rollouts and other workloads are not supported)"
+)
+MSG_TARGET_KIND = (
+    "must be Deployment: only an apps/v1 Deployment can be the target (StatefulSets, Argo "
+    "Rollouts and other workloads are not supported)"
+)
 MSG_NAME_TOO_LONG = (
     f"must be no more than {MAX_NAME_LENGTH} characters: the name is a label value on the "
     "twin Deployment and the preflight Job"
@@ -112,7 +120,32 @@ class Model(BaseModel):
 # ---------------------------------------------------------------------------------- spec
 
 
+def _only(value: str, message: str) -> tuple[AfterValidator, WithJsonSchema]:
+    """A string that may only be `value` (defaulted to it): a validator and the same rule in
+    CEL, so the apiserver and the operator refuse anything else with one message."""
+
+    def check(given: str) -> str:
+        if given != value:
+            raise ValueError(message)
+        return given
+
+    schema: JsonDict = {
+        "type": "string",
+        "maxLength": 253,
+        "x-kubernetes-validations": [_cel(f"self == '{value}'", message)],
+    }
+    return AfterValidator(check), WithJsonSchema(schema)
+
+
 class TargetRef(Model):
+    api_version: Annotated[str, *_only("apps/v1", MSG_TARGET_API_VERSION)] = Field(
+        default="apps/v1",
+        description="API version of the target: apps/v1 (the only one supported).",
+    )
+    kind: Annotated[str, *_only("Deployment", MSG_TARGET_KIND)] = Field(
+        default="Deployment",
+        description="Kind of the target: Deployment (the only one supported).",
+    )
     name: str = Field(
         min_length=1,
         max_length=253,
