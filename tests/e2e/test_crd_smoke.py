@@ -159,3 +159,29 @@ def test_durations_and_counts_out_of_bounds_are_rejected_with_their_messages(
     assert re.search(r"spec\.analysis\.interval.*must be between 1s and 1h", out), out
     assert re.search(r"spec\.analysis\.failureLimit.*less than or equal to 100", out), out
     assert re.search(r"spec\.guardrails\.raceBudget\.window.*must be between 1m and 24h", out), out
+
+
+def test_a_target_other_than_an_apps_v1_deployment_is_rejected_and_defaults_are_stored(
+    crd_installed: LocalCluster, shop: str
+) -> None:
+    doc = copy.deepcopy(example())
+    doc["metadata"]["name"] = "bad-target"
+    doc["spec"]["targetRef"] = {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "db"}
+    doc["spec"]["progressDeadline"] = "5s"
+    code, out = apply(crd_installed, doc, check=False)
+    assert code != 0
+    assert re.search(r"spec\.targetRef\.kind.*must be Deployment", out), out
+    assert re.search(r"spec\.progressDeadline.*must be between 10s and 24h", out), out
+    doc["spec"]["targetRef"] = {"name": "checkout"}
+    del doc["spec"]["progressDeadline"]
+    code, out = apply(crd_installed, doc)
+    assert code == 0, out
+    stored = yaml.safe_load(
+        crd_installed.kubectl("get", "ftr", "bad-target", "-n", shop, "-o", "yaml").stdout
+    )
+    assert stored["spec"]["targetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "checkout",
+    }
+    assert stored["spec"]["progressDeadline"] == "10m"

@@ -50,7 +50,8 @@ def test_design_example_is_accepted_with_parsed_durations() -> None:
 def test_wire_form_round_trips_in_camel_case() -> None:
     s = api.parse_spec(EXAMPLE["spec"])
     wire = api.dump(s)
-    assert wire["targetRef"] == {"name": "checkout"}
+    # The defaults are written out, as the apiserver stores them (CRD defaults).
+    assert wire["targetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "checkout"}
     assert wire["analysis"]["failureLimit"] == 2
     assert api.parse_spec(wire) == s
 
@@ -183,6 +184,8 @@ BOUNDS: list[tuple[str, Any, Any, str]] = [
     ("guardrails.raceBudget.window", "24h1s", "24h", "must be between 1m and 24h"),
     ("guardrails.dependencyGate.timeout", "9s", "10s", "must be between 10s and 1h"),
     ("guardrails.dependencyGate.timeout", "1000000h", "1h", "must be between 10s and 1h"),
+    ("progressDeadline", "9s", "10s", "must be between 10s and 24h"),
+    ("progressDeadline", "24h1s", "24h", "must be between 10s and 24h"),
 ]
 
 
@@ -205,3 +208,32 @@ def test_every_duration_and_count_is_bounded_with_a_message_naming_the_field(
     assert err.field == f"spec.{path}"
     assert words in err.message
     api.parse_spec(with_value(path, edge))  # the bound itself is allowed
+
+
+# ---------------------------------------------------------------- targetRef kind
+
+
+def test_target_ref_defaults_to_an_apps_v1_deployment() -> None:
+    ref = api.parse_spec(spec(targetRef={"name": "checkout"})).target_ref
+    assert (ref.api_version, ref.kind, ref.name) == ("apps/v1", "Deployment", "checkout")
+    explicit = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "checkout"}
+    assert api.parse_spec(spec(targetRef=explicit)).target_ref == ref
+    assert api.dump(ref) == explicit
+
+
+@pytest.mark.parametrize(
+    ("ref", "field", "message"),
+    [
+        ({"kind": "StatefulSet"}, "spec.targetRef.kind", api.MSG_TARGET_KIND),
+        ({"kind": "Rollout", "apiVersion": "argoproj.io/v1alpha1"}, "spec.targetRef.apiVersion",
+         api.MSG_TARGET_API_VERSION),
+        ({"apiVersion": "extensions/v1beta1"}, "spec.targetRef.apiVersion",
+         api.MSG_TARGET_API_VERSION),
+    ],
+)  # fmt: skip
+def test_a_target_other_than_an_apps_v1_deployment_is_refused_naming_the_field(
+    ref: dict[str, str], field: str, message: str
+) -> None:
+    err = error_of(spec(targetRef={"name": "checkout", **ref}))
+    assert (err.field, err.message) == (field, message)
+    assert "apps/v1 Deployment" in message

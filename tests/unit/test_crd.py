@@ -111,6 +111,7 @@ def schema_at(path: str) -> dict[str, Any]:
         ("analysis.prometheus.timeout", "1s", "5m"),
         ("guardrails.raceBudget.window", "1m", "24h"),
         ("guardrails.dependencyGate.timeout", "10s", "1h"),
+        ("progressDeadline", "10s", "24h"),
     ],
 )
 def test_durations_carry_their_bounds_as_cel_with_the_python_message(
@@ -137,3 +138,17 @@ def test_durations_carry_their_bounds_as_cel_with_the_python_message(
 def test_counts_carry_their_bounds(path: str, low: int, high: int) -> None:
     node = schema_at(path)
     assert (node["type"], node["minimum"], node["maximum"]) == ("integer", low, high)
+
+
+def test_target_ref_refuses_anything_but_an_apps_v1_deployment_with_the_python_message() -> None:
+    ref = schema_at("targetRef")
+    assert ref["required"] == ["name"]
+    for field, value, message in (
+        ("apiVersion", "apps/v1", api.MSG_TARGET_API_VERSION),
+        ("kind", "Deployment", api.MSG_TARGET_KIND),
+    ):
+        node = ref["properties"][field]
+        assert node["default"] == value
+        assert node["x-kubernetes-validations"] == [
+            {"rule": f"self == '{value}'", "message": message}
+        ]

@@ -52,6 +52,14 @@ MSG_METRIC_NAMES_UNIQUE = "metric names must be unique"
 MSG_COMPARE_EMPTY = "set maxIncreasePercent, maxDecreasePercent or both"
 MSG_THRESHOLD_EMPTY = "set min, max or both"
 MSG_THRESHOLD_ORDER = "min must not be greater than max"
+MSG_TARGET_API_VERSION = (
+    "must be apps/v1: only an apps/v1 Deployment can be the target (StatefulSets, Argo "
+    "Rollouts and other workloads are not supported)"
+)
+MSG_TARGET_KIND = (
+    "must be Deployment: only an apps/v1 Deployment can be the target (StatefulSets, Argo "
+    "Rollouts and other workloads are not supported)"
+)
 MSG_NAME_TOO_LONG = (
     f"must be no more than {MAX_NAME_LENGTH} characters: the name is a label value on the "
     "twin Deployment and the preflight Job"
@@ -106,6 +114,7 @@ AnalysisInterval = Annotated[str, *_bounded("1s", "1h")]
 QueryTimeout = Annotated[str, *_bounded("1s", "5m")]
 RaceWindow = Annotated[str, *_bounded("1m", "24h")]
 GateTimeout = Annotated[str, *_bounded("10s", "1h")]
+ProgressDeadline = Annotated[str, *_bounded("10s", "24h")]
 MAX_FAILURE_LIMIT = 100
 MAX_GIL_PODS = 1000
 MAX_INCIDENTS = 1000
@@ -125,7 +134,32 @@ class Model(BaseModel):
 # ---------------------------------------------------------------------------------- spec
 
 
+def _only(value: str, message: str) -> tuple[AfterValidator, WithJsonSchema]:
+    """A string that may only be `value` (defaulted to it): a validator and the same rule in
+    CEL, so the apiserver and the operator refuse anything else with one message."""
+
+    def check(given: str) -> str:
+        if given != value:
+            raise ValueError(message)
+        return given
+
+    schema: JsonDict = {
+        "type": "string",
+        "maxLength": 253,
+        "x-kubernetes-validations": [_cel(f"self == '{value}'", message)],
+    }
+    return AfterValidator(check), WithJsonSchema(schema)
+
+
 class TargetRef(Model):
+    api_version: Annotated[str, *_only("apps/v1", MSG_TARGET_API_VERSION)] = Field(
+        default="apps/v1",
+        description="API version of the target: apps/v1 (the only one supported).",
+    )
+    kind: Annotated[str, *_only("Deployment", MSG_TARGET_KIND)] = Field(
+        default="Deployment",
+        description="Kind of the target: Deployment (the only one supported).",
+    )
     name: str = Field(
         min_length=1,
         max_length=253,
@@ -519,6 +553,18 @@ class RolloutSpec(Model):
     paused: bool = Field(
         default=False, description="Hold the rollout at its current step (no scaling)."
     )
+    progress_deadline: ProgressDeadline = Field(
+        default="10m",
+        description="How long each step may take, from when it starts scaling, until all its "
+        "free-threaded pods are Ready at once (10s..24h). Past it the rollout rolls back "
+        "(ProgressDeadline), quoting why the pods are not Ready (CrashLoopBackOff with the last "
+        "termination message, ImagePullBackOff...). Pods that flap Ready do not restart the "
+        "clock; spec.paused stops it and a resume starts it again.",
+    )
+
+    @property
+    def progress_deadline_seconds(self) -> float:
+        return parse_duration(self.progress_deadline)
 
     @model_validator(mode="after")
     def _steps(self) -> RolloutSpec:
@@ -548,6 +594,7 @@ class RollbackReason(StrEnum):
     ANALYSIS_FAILED = "AnalysisFailed"
     ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"
     DEPENDENCY_GATE = "DependencyGate"
+    PROGRESS_DEADLINE = "ProgressDeadline"
     MANUAL = "Manual"
 
 
@@ -722,6 +769,11 @@ class RolloutStatus(Model):
     weight: int | None = Field(default=None, description="Current free-threaded weight (%).")
     step_started_at: str | None = Field(
         default=None, description="When the current step's replicas became Ready."
+    )
+    step_progress_since: str | None = Field(
+        default=None,
+        description="When the current step started scaling, while it is not reached yet: "
+        "spec.progressDeadline counts from it.",
     )
     replicas: ReplicaStatus = Field(default_factory=ReplicaStatus, description="Replica counts.")
     gil: GilStatus = Field(

@@ -16,6 +16,9 @@ from ftrollout.model import api
 from ftrollout.plan.twin import ANNOTATION_REVISION, LABEL_ROLLOUT, LABEL_TRACK
 
 RACE_EXIT_CODES = (139, 134)  # SIGSEGV, SIGABRT: what data races in C extensions end in
+# A pod's failure is quoted in status and events: a termination message may be a whole log tail.
+MAX_FAILURE_PART = 160
+MAX_FAILURE = 400
 
 Key = tuple[str, str]  # (namespace, name)
 
@@ -57,6 +60,7 @@ class PodSummary:
     running: bool = False  # status.phase Running
     terminating: bool = False  # a deletionTimestamp: on its way out, whatever its phase says
     revision: str | None = None  # the twin template's revision annotation the pod was made from
+    failure: str | None = None  # why it is not Ready, in the kubelet's words (`pod_failure`)
 
 
 def _canonical(obj: Any) -> str:
@@ -175,4 +179,49 @@ def summarize_pod(body: Mapping[str, Any]) -> PodSummary:
         running=status.get("phase") == "Running",
         terminating=meta.get("deletionTimestamp") is not None,
         revision=(meta.get("annotations") or {}).get(ANNOTATION_REVISION),
+        failure=pod_failure(status),
     )
+
+
+def _clip(text: Any) -> str:
+    """One line of a kubelet message: a termination message is often a traceback (the
+    `FallbackToLogsOnError` log tail) whose last line names the error."""
+    lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    return last if len(last) <= MAX_FAILURE_PART else last[: MAX_FAILURE_PART - 3] + "..."
+
+
+def _reason(reason: Any, message: Any) -> str:
+    message = _clip(message)
+    return f"{reason}: {message}" if message else str(reason)
+
+
+def pod_failure(status: Mapping[str, Any]) -> str | None:
+    """Why a pod is not Ready, quoted from its status: the first container that is not Ready
+    with its waiting reason (CrashLoopBackOff, ImagePullBackOff...) and its last termination
+    (reason, exit code, message: `ModuleNotFoundError: No module named '_foo'`); an
+    unscheduled pod's scheduler message. None when nothing is wrong or nothing is said."""
+    groups = (
+        ("init container", status.get("initContainerStatuses") or []),
+        ("container", status.get("containerStatuses") or []),
+    )
+    for kind, statuses in groups:
+        for cs in statuses:
+            if cs.get("ready"):
+                continue
+            state = cs.get("state") or {}
+            waiting = state.get("waiting")
+            term = state.get("terminated") or (cs.get("lastState") or {}).get("terminated")
+            parts = []
+            if waiting and waiting.get("reason"):
+                parts.append(_reason(waiting["reason"], waiting.get("message")))
+            if term:
+                what = f"{term.get('reason') or 'Terminated'} (exit code {term.get('exitCode')})"
+                parts.append("last termination: " + _reason(what, term.get("message")))
+            if parts:
+                text = f"{kind} {cs.get('name', '')}: " + "; ".join(parts)
+                return text if len(text) <= MAX_FAILURE else text[: MAX_FAILURE - 3] + "..."
+    for c in status.get("conditions") or []:
+        if c.get("type") == "PodScheduled" and c.get("status") == "False":
+            return _reason(c.get("reason") or "NotScheduled", c.get("message"))[:MAX_FAILURE]
+    return None

@@ -16,6 +16,7 @@ from ftrollout.plan.conditions import cond, progressing_condition, set_condition
 from ftrollout.plan.context import Ctx
 from ftrollout.plan.guardrails import observe_guardrails
 from ftrollout.plan.ownership import REASON_TARGET_CLAIMED, REASON_TWIN_NOT_OWNED, conflict
+from ftrollout.plan.progress import progress_deadline
 from ftrollout.plan.replicas import (
     desired_split,
     follow_external_scale,
@@ -69,6 +70,7 @@ def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observati
     observe_guardrails(ctx, now)
     observe_analysis(ctx, now)
     advance(ctx, now)
+    progress_deadline(ctx, status)
     return finish(ctx)
 
 

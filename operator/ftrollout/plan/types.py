@@ -38,6 +38,7 @@ class PodGil:
     running: bool = True  # status.phase Running
     terminating: bool = False  # has a deletionTimestamp
     revision: str | None = None  # revision annotation of the pod; None: not known
+    failure: str | None = None  # why it is not Ready (plan.observe.pod_failure); None: nothing
 
     def counts_for(self, revision: str | None) -> bool:
         """Whether the pod speaks for `revision`: a pod on its way out, not started yet, or

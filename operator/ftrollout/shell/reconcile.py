@@ -48,6 +48,7 @@ def _pods(state: State, namespace: str, twin: str) -> tuple[PodGil, ...]:
                 running=p.running,
                 terminating=p.terminating,
                 revision=p.revision,
+                failure=p.failure,
             )
         )
     return tuple(out)

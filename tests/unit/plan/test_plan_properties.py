@@ -485,7 +485,9 @@ class RolloutMachine(RuleBasedStateMachine):
         sim.spec_error = None
         sim.pods = ()
         sim.incidents = ()
-        sim.spec = sim.spec.model_copy(update={"paused": False})
+        # Pods Ready `lag` reconciles of 400 s each after a scale-up are slow, not failing: the
+        # progress deadline (10 minutes by default) would roll back every step.
+        sim.spec = sim.spec.model_copy(update={"paused": False, "progress_deadline": "24h"})
         sim.preflight = _preflight(sim, "Passed")
         sim.now += timedelta(hours=2)  # past every race window
         for _ in range(300):
