@@ -159,8 +159,8 @@ class Pause(Model):
     duration: PauseDuration | None = Field(
         default=None,
         description="How long to hold this step once its replicas are Ready and analysis is "
-        'healthy, as a Go duration ("30s", "5m", "1h"; 0s..168h). Omit to wait for `kubectl ftr '
-        "promote`.",
+        'healthy, as a Go duration ("30s", "5m", "1h"; 0s..168h). Omit (`pause: {}`) to wait for '
+        "`kubectl ftr promote`.",
     )
 
     @property
@@ -175,10 +175,23 @@ class Step(Model):
         description="Share of the target's replicas, in percent (1..100), run on the "
         "free-threaded track during this step: ft = ceil(N * weight / 100).",
     )
-    pause: Pause = Field(
-        default_factory=Pause,
-        description="Hold after the step is reached. {} waits for a manual promote.",
+    # None (no `pause` field) and `Pause()` (`pause: {}`) mean different things, as in Argo
+    # Rollouts: the field is optional rather than defaulted so the two stay apart.
+    pause: Pause | None = Field(
+        default=None,
+        description="Hold after the step is reached. Omitted: no hold, the step advances once "
+        "its replicas are Ready and analysis allows. {}: wait for `kubectl ftr promote`. "
+        "{duration: D}: hold for D.",
     )
+
+    @property
+    def waits_for_promote(self) -> bool:
+        return self.pause is not None and self.pause.duration is None
+
+    @property
+    def hold_seconds(self) -> float:
+        """The timed hold (0 without a `pause` field); meaningless when `waits_for_promote`."""
+        return 0.0 if self.pause is None else (self.pause.seconds or 0.0)
 
 
 class PrometheusSpec(Model):
