@@ -1,6 +1,6 @@
 # The ftrollout operator image: `ftrollout run`, as uid 65532, runtime dependencies only.
 #
-#   docker build -t ghcr.io/ftrollout/ftrollout:0.1.0 .
+#   docker build -t REGISTRY/ftrollout:0.1.0 .   (REGISTRY: yours; no image is published)
 #
 # tests/unit/test_dockerfile.py lints this file with hadolint and replays the build stage's RUN
 # steps in a clean venv (no container engine needed), so keep them plain shell.

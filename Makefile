@@ -6,8 +6,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# `make plugin`: where the krew archive will be downloadable from, and extra build flags
+# (e.g. PLUGIN_ARGS='--platform manylinux2014_aarch64 --python-version 3.12 --arch arm64').
+KREW_URI_BASE ?= https://REPLACE-WITH-YOUR-RELEASES-URL
+PLUGIN_ARGS ?=
 
-.PHONY: venv test unit e2e lint fmt crd manifests demo tools bench clean
+.PHONY: venv test unit e2e lint fmt crd manifests demo tools bench plugin chart clean
 
 venv: $(STAMP)
 
@@ -66,6 +70,16 @@ manifests: venv tools
 	} > manifests/install.yaml
 	@echo "wrote manifests/install.yaml"
 
+# The kubectl plugin as one file (dist/kubectl-ftr, a zipapp with its dependencies: specific to
+# this OS/CPU and Python minor version), its krew archive and a krew manifest (dist/ftr.yaml).
+plugin: venv
+	@$(BIN)/python -m ftrollout_dev.release plugin --uri-base '$(KREW_URI_BASE)' $(PLUGIN_ARGS)
+
+# helm lint + helm package: dist/ftrollout-<version>.tgz, ready for `helm push ... oci://...`.
+chart: venv tools
+	@cp crds/freethreaded.dev_freethreadedrollouts.yaml charts/ftrollout/crds/
+	@$(BIN)/python -m ftrollout_dev.release chart
+
 demo: venv tools
 	@$(BIN)/ftrollout-dev demo
 
@@ -74,4 +88,4 @@ bench: venv tools
 	else echo "the scale benchmark is not written yet"; fi
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis dist

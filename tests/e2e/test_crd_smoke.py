@@ -123,9 +123,11 @@ def test_weight_zero_and_last_step_below_100_are_rejected(
 def test_kubectl_get_shows_the_printer_columns(crd_installed: LocalCluster, shop: str) -> None:
     apply(crd_installed, example())
     header = crd_installed.kubectl("get", "ftr", "-n", shop).stdout.splitlines()[0].split()
-    assert header == ["NAME", "TARGET", "PHASE", "WEIGHT", "GIL", "RACES", "AGE"]
+    assert header == [
+        "NAME", "TARGET", "PHASE", "STEP", "WEIGHT", "AVAILABLE", "GIL", "RACES", "AGE"
+    ]  # fmt: skip
     wide = crd_installed.kubectl("get", "ftr", "-n", shop, "-o", "wide").stdout.splitlines()[0]
-    assert "STEP" in wide.split()
+    assert "MESSAGE" in wide.split()
 
 
 def test_invalid_manifest_error_is_a_cluster_error(crd_installed: LocalCluster) -> None:

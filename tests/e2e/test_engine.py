@@ -89,8 +89,16 @@ def test_steps_10_50_100_to_promoted_keeping_capacity(
         wait_for(lambda: phase_is(cluster, ns, "Paused", 2), 30, "Paused at the last step")
         st = ftr_status(cluster, ns, "web")
         assert "kubectl ftr promote" in st["message"]
+        wait = cluster.kubectl(
+            "wait", "--for=condition=Ready", "ftr/web", "-n", ns, "--timeout=1s", check=False
+        )
+        assert wait.returncode != 0, "Ready before the promote"
         annotate(cluster, ns, "promote")
-        wait_for(lambda: phase_is(cluster, ns, "Promoted"), 30, "Promoted")
+        # What a pipeline or a Flux health check waits on: Ready once Promoted, all N Ready.
+        cluster.kubectl(
+            "wait", "--for=condition=Ready", "ftr/web", "-n", ns, "--timeout=60s", timeout=90
+        )
+        assert phase_is(cluster, ns, "Promoted")
     assert seen == [(9, 1), (5, 5), (0, 10)]
     assert cap.samples > 10
     assert cap.min_ready >= N, f"capacity dropped to {cap.min_ready}"
@@ -123,12 +131,15 @@ def test_steps_10_50_100_to_promoted_keeping_capacity(
         "NAME",
         "TARGET",
         "PHASE",
+        "STEP",
         "WEIGHT",
+        "AVAILABLE",
         "GIL",
         "RACES",
         "AGE",
     ]
-    assert out.split("\n")[1].split()[:4] == ["web", "web", "Promoted", "100"]
+    assert out.split("\n")[1].split()[:6] == ["web", "web", "Promoted", "3", "100", "10/10"]
+    assert (conds["Ready"]["status"], conds["Ready"]["reason"]) == ("True", "Promoted")
 
 
 def test_manual_rollback_from_step_2_restores_standard(

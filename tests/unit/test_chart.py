@@ -199,6 +199,21 @@ def test_example_rollouts_are_valid_and_commented(name: str) -> None:
     assert len(comments) >= 5, f"{name}.yaml should explain itself"
 
 
+def test_example_last_steps_hold_as_their_comments_say() -> None:
+    """A step without `pause` does not hold; the examples whose last step says it waits for a
+    promote spell it `pause: {}` (an omitted pause waited before v1alpha1 adopted Argo's rule)."""
+    holds: dict[str, str | None] = {}
+    for name in EXAMPLES:
+        text = (ROOT / "manifests" / "examples" / f"{name}.yaml").read_text()
+        last = api.parse_spec(yaml.safe_load(text)["spec"]).steps[-1]
+        holds[name] = "promote" if last.waits_for_promote else last.pause and last.pause.duration
+        says_promote = (
+            "waits for `kubectl ftr promote`" in text or "wait for `kubectl ftr promote`" in text
+        )
+        assert says_promote == (holds[name] == "promote"), name
+    assert holds["minimal"] == "promote"
+
+
 def test_gil_strict_example_tolerates_no_gil_and_no_crash() -> None:
     doc = yaml.safe_load((ROOT / "manifests" / "examples" / "gil-strict.yaml").read_text())
     spec = api.parse_spec(doc["spec"])

@@ -70,7 +70,73 @@ def test_names_printer_columns_and_subresource() -> None:
     columns = [
         c["name"].upper() for c in version["additionalPrinterColumns"] if not c.get("priority")
     ]
-    assert columns == ["TARGET", "PHASE", "WEIGHT", "GIL", "RACES", "AGE"]
+    assert columns == ["TARGET", "PHASE", "STEP", "WEIGHT", "AVAILABLE", "GIL", "RACES", "AGE"]
+
+
+def column(name: str) -> dict[str, Any]:
+    cols = build_crd()["spec"]["versions"][0]["additionalPrinterColumns"]
+    found: dict[str, Any] = next(c for c in cols if c["name"] == name)
+    return found
+
+
+def node_at(path: str) -> dict[str, Any]:
+    node = root_schema()
+    for part in path.split("."):
+        node = node["items"] if part == "[]" else node["properties"][part]
+    return node
+
+
+def test_step_column_counts_from_1_like_the_messages() -> None:
+    """The 0-based stepIndex stays in status; the column shows status.currentStep (1-based)."""
+    step = column("Step")
+    assert step["jsonPath"] == ".status.currentStep"
+    assert step["type"] == "integer"
+    assert node_at("status.currentStep")["type"] == "integer"
+    assert "1" in step["description"]
+
+
+def test_available_column_shows_ready_over_n() -> None:
+    available = column("Available")
+    assert available["jsonPath"] == ".status.replicas.summary"
+    assert node_at("status.replicas.summary")["type"] == "string"
+
+
+TIME_FIELDS = [
+    "status.stepStartedAt",
+    "status.promotedAt",
+    "status.races.since",
+    "status.races.recent.[].time",
+    "status.races.probeCounters.[].time",
+    "status.analysis.lastRound",
+    "status.analysis.metrics.[].time",
+    "status.preflight.time",
+    "status.rollback.time",
+    "status.lastAction.time",
+    "status.lastAction.writtenAt",
+    "status.conditions.[].lastTransitionTime",
+]
+
+
+@pytest.mark.parametrize("path", TIME_FIELDS)
+def test_times_are_date_time_strings(path: str) -> None:
+    node = node_at(path)
+    assert (node["type"], node.get("format")) == ("string", "date-time")
+
+
+def test_every_date_time_field_is_listed() -> None:
+    dated = [
+        p.lstrip(".").replace("[]", ".[]")
+        for p, n in walk(root_schema())
+        if n.get("format") == "date-time"
+    ]
+    assert sorted(dated) == sorted(TIME_FIELDS)
+
+
+def test_conditions_are_a_map_list_keyed_by_type() -> None:
+    conditions = node_at("status.conditions")
+    assert conditions["x-kubernetes-list-type"] == "map"
+    assert conditions["x-kubernetes-list-map-keys"] == ["type"]
+    assert "type" in conditions["items"]["required"]
 
 
 def test_cross_field_rules_are_cel_with_the_python_messages() -> None:

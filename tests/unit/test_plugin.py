@@ -239,7 +239,7 @@ def test_status_view_shows_everything_a_user_needs() -> None:
     assert step_rows[0][:4] == ["✓", "1", "10%", "1m"]
     assert step_rows[1][:5] == ["▶", "2", "50%", "until", "promote"]
     assert step_rows[1][5:] == ["←", "current,", "reached", "5m", "ago"]
-    assert step_rows[2][:3] == ["3", "100%", "until"]
+    assert step_rows[2][:3] == ["3", "100%", "none"]
     # Analysis with values and the check from the spec; a metric with no round yet.
     assert "failed rounds 1, limit 2; values as of 30s ago" in out
     assert "p99-latency          Successful  0.121          0.11      ≤ +12% vs standard" in out

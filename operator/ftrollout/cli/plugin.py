@@ -202,6 +202,8 @@ def rollouts_table(items: Sequence[Mapping[str, Any]], now: datetime, all_namesp
 
 
 def _pause_text(step: api.Step) -> str:
+    if step.pause is None:
+        return "none"
     return step.pause.duration or "until promote"
 
 

@@ -115,6 +115,10 @@ QueryTimeout = Annotated[str, *_bounded("1s", "5m")]
 RaceWindow = Annotated[str, *_bounded("1m", "24h")]
 GateTimeout = Annotated[str, *_bounded("10s", "1h")]
 ProgressDeadline = Annotated[str, *_bounded("10s", "24h")]
+
+# A point in time on the wire: RFC 3339 in UTC (`plan.types.rfc3339`, fractions when there are
+# any); `format: date-time` lets the apiserver reject anything else and tools read it as a time.
+Time = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 MAX_FAILURE_LIMIT = 100
 MAX_GIL_PODS = 1000
 MAX_INCIDENTS = 1000
@@ -207,8 +211,8 @@ class Pause(Model):
     duration: PauseDuration | None = Field(
         default=None,
         description="How long to hold this step once its replicas are Ready and analysis is "
-        'healthy, as a Go duration ("30s", "5m", "1h"; 0s..168h). Omit to wait for `kubectl ftr '
-        "promote`.",
+        'healthy, as a Go duration ("30s", "5m", "1h"; 0s..168h). Omit (`pause: {}`) to wait for '
+        "`kubectl ftr promote`.",
     )
 
     @property
@@ -223,10 +227,23 @@ class Step(Model):
         description="Share of the target's replicas, in percent (1..100), run on the "
         "free-threaded track during this step: ft = ceil(N * weight / 100).",
     )
-    pause: Pause = Field(
-        default_factory=Pause,
-        description="Hold after the step is reached. {} waits for a manual promote.",
+    # None (no `pause` field) and `Pause()` (`pause: {}`) mean different things, as in Argo
+    # Rollouts: the field is optional rather than defaulted so the two stay apart.
+    pause: Pause | None = Field(
+        default=None,
+        description="Hold after the step is reached. Omitted: no hold, the step advances once "
+        "its replicas are Ready and analysis allows. {}: wait for `kubectl ftr promote`. "
+        "{duration: D}: hold for D.",
     )
+
+    @property
+    def waits_for_promote(self) -> bool:
+        return self.pause is not None and self.pause.duration is None
+
+    @property
+    def hold_seconds(self) -> float:
+        """The timed hold (0 without a `pause` field); meaningless when `waits_for_promote`."""
+        return 0.0 if self.pause is None else (self.pause.seconds or 0.0)
 
 
 class PrometheusSpec(Model):
@@ -603,7 +620,7 @@ class Condition(Model):
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(description="CamelCase reason of the last transition.")
     message: str = Field(default="", description="Human-readable details.")
-    last_transition_time: str = Field(description="When status last changed (RFC 3339).")
+    last_transition_time: Time = Field(description="When status last changed (RFC 3339).")
     observed_generation: int | None = Field(
         default=None, description="metadata.generation the condition was computed for."
     )
@@ -616,6 +633,9 @@ class ReplicaStatus(Model):
     ready: int = Field(default=0, description="Ready replicas over both tracks.")
     standard_ready: int = Field(default=0, description="Ready replicas of the standard track.")
     free_threaded_ready: int = Field(default=0, description="Ready free-threaded replicas.")
+    summary: str = Field(
+        default="-", description="Ready replicas over N, e.g. 10/10, for `kubectl get`."
+    )
 
 
 class GilStatus(Model):
@@ -637,7 +657,7 @@ class Incident(Model):
     source: Literal["Termination", "Probe"] = Field(
         default="Termination", description="Pod status termination or probe counter."
     )
-    time: str = Field(description="When it happened (RFC 3339).")
+    time: Time = Field(description="When it happened (RFC 3339).")
 
 
 class ProbeCounter(Model):
@@ -648,7 +668,7 @@ class ProbeCounter(Model):
         "value above it is a new incident (a lower one is a lagging Prometheus replica or a "
         "restarted process).",
     )
-    time: str = Field(description="When the count last rose (RFC 3339).")
+    time: Time = Field(description="When the count last rose (RFC 3339).")
 
 
 class RaceStatus(Model):
@@ -661,7 +681,7 @@ class RaceStatus(Model):
         description="Incidents inside the window, oldest first (kept so the window survives "
         "an operator restart).",
     )
-    since: str | None = Field(
+    since: Time | None = Field(
         default=None,
         description="When step 1 of this attempt started: earlier incidents belong to an "
         "earlier attempt or revision and are not counted.",
@@ -681,7 +701,7 @@ class MetricResult(Model):
     free_threaded: float | None = Field(default=None, description="Free-threaded value.")
     standard: float | None = Field(default=None, description="Standard value (compare only).")
     message: str = Field(default="", description="Why the round has this result.")
-    time: str = Field(description="When the round ran (RFC 3339).")
+    time: Time = Field(description="When the round ran (RFC 3339).")
 
 
 class StandardValue(Model):
@@ -692,7 +712,7 @@ class StandardValue(Model):
 class AnalysisStatus(Model):
     failed_rounds: int = Field(default=0, description="Failed rounds in this revision.")
     inconclusive_rounds: int = Field(default=0, description="Inconclusive rounds in a row.")
-    last_round: str | None = Field(default=None, description="Time of the latest round.")
+    last_round: Time | None = Field(default=None, description="Time of the latest round.")
     metrics: list[MetricResult] = Field(
         default_factory=list, description="Latest result of every metric, with values."
     )
@@ -733,13 +753,13 @@ class PreflightStatus(Model):
     python_version: str | None = Field(default=None, description="`python -VV` of the image.")
     modules: list[ModuleReport] = Field(default_factory=list, description="Per-module result.")
     message: str = Field(default="", description="Summary.")
-    time: str | None = Field(default=None, description="When the result was recorded.")
+    time: Time | None = Field(default=None, description="When the result was recorded.")
 
 
 class RollbackStatus(Model):
     reason: RollbackReason = Field(description="Why the rollout rolled back.")
     message: str = Field(default="", description="The numbers that caused it.")
-    time: str = Field(description="When (RFC 3339).")
+    time: Time = Field(description="When (RFC 3339).")
 
 
 class ActionRecord(Model):
@@ -747,12 +767,12 @@ class ActionRecord(Model):
         description="The freethreaded.dev/action value applied (promote, or promote@<id> as "
         "`kubectl ftr` writes it)."
     )
-    written_at: str | None = Field(
+    written_at: Time | None = Field(
         default=None,
         description="When the annotation was written (its managedFields time), if known: a "
         "plain value written again later is a new request.",
     )
-    time: str = Field(description="When the operator applied it (RFC 3339).")
+    time: Time = Field(description="When the operator applied it (RFC 3339).")
 
 
 class RolloutStatus(Model):
@@ -765,9 +785,17 @@ class RolloutStatus(Model):
     phase: Phase | None = Field(
         default=None, description="Pending, Progressing, Paused, Promoted, RolledBack or Failed."
     )
-    step_index: int | None = Field(default=None, description="Index of the current step.")
+    step_index: int | None = Field(
+        default=None, description="Index of the current step in spec.steps, from 0."
+    )
+    current_step: int = Field(
+        default=0,
+        ge=0,
+        description="The current step counted from 1, as messages and `kubectl ftr` count "
+        "(stepIndex + 1); 0 before step 1.",
+    )
     weight: int | None = Field(default=None, description="Current free-threaded weight (%).")
-    step_started_at: str | None = Field(
+    step_started_at: Time | None = Field(
         default=None, description="When the current step's replicas became Ready."
     )
     step_progress_since: str | None = Field(
@@ -787,7 +815,7 @@ class RolloutStatus(Model):
         default=None, description="Dependency gate result (the version contract)."
     )
     rollback: RollbackStatus | None = Field(default=None, description="Set after a rollback.")
-    promoted_at: str | None = Field(
+    promoted_at: Time | None = Field(
         default=None, description="When this revision was promoted (all replicas free-threaded)."
     )
     last_action: ActionRecord | None = Field(
@@ -798,7 +826,8 @@ class RolloutStatus(Model):
     )
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Available, Progressing, ModeIntegrity, RaceBudget, AnalysisHealthy.",
+        description="Ready, Available, Progressing, ModeIntegrity, RaceBudget, AnalysisHealthy.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     message: str = Field(default="", description="What the operator is doing and why.")
 

@@ -142,7 +142,7 @@ def waiting_for_promote(ctx: Ctx) -> bool:
     st = ctx.st
     if st.step_index is None or st.step_started_at is None:
         return False
-    return ctx.spec.steps[st.step_index].pause.seconds is None
+    return ctx.spec.steps[st.step_index].waits_for_promote
 
 
 def promote_step(ctx: Ctx, why: str) -> None:

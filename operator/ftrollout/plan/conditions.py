@@ -37,7 +37,14 @@ def set_condition(
     )
     out = [c for c in conditions if c.type != type_]
     out.append(new)
-    order = ["Available", "Progressing", "ModeIntegrity", "RaceBudget", "AnalysisHealthy"]
+    order = [
+        "Ready",
+        "Available",
+        "Progressing",
+        "ModeIntegrity",
+        "RaceBudget",
+        "AnalysisHealthy",
+    ]
     out.sort(key=lambda c: order.index(c.type) if c.type in order else len(order))
     return out
 
@@ -55,3 +62,45 @@ def progressing_condition(ctx: Ctx) -> None:
     }
     status, reason = table.get(phase, ("Unknown", "Unknown"))
     cond(ctx, "Progressing", status, reason, ctx.st.message)
+
+
+def summarise(status: api.RolloutStatus, obs: Observation) -> api.RolloutStatus:
+    """What `kubectl get`, `kubectl wait` and kstatus-based tools (Flux health checks) read.
+
+    `Ready` follows the kstatus / Flux convention for a resource with a goal: True once the
+    rollout reached it (Promoted, all N free-threaded replicas Ready), False when it ended
+    elsewhere (RolledBack; Failed, with the Progressing reason: InvalidSpec, TargetNotFound,
+    DependencyGate...), Unknown while it is on its way (Pending, Progressing, Paused, or
+    Promoted with free-threaded pods still becoming Ready). `kubectl wait
+    --for=condition=Ready` thus returns on a promotion, `--for=condition=Ready=False` on a
+    rollback or a failure.
+    """
+    r = status.replicas
+    phase = status.phase
+    available = next((c for c in status.conditions if c.type == "Available"), None)
+    progressing = next((c for c in status.conditions if c.type == "Progressing"), None)
+    if phase == Phase.PROMOTED:
+        done = r.free_threaded_ready >= r.target
+        if done and available is not None and available.status == "True":
+            ready, reason = "True", "Promoted"
+        else:
+            ready, reason = "Unknown", "Promoting"
+    elif phase == Phase.ROLLED_BACK:
+        ready, reason = "False", "RolledBack"
+    elif phase == Phase.FAILED:
+        ready = "False"
+        reason = progressing.reason if progressing is not None else "Failed"
+    elif phase is None:
+        ready, reason = "Unknown", "Unknown"
+    else:
+        ready, reason = "Unknown", phase.value
+    message = status.message
+    if reason == "Promoting":
+        message = f"promoted; {r.free_threaded_ready}/{r.target} free-threaded replicas Ready"
+    return status.model_copy(
+        update={
+            "current_step": 0 if status.step_index is None else status.step_index + 1,
+            "replicas": r.model_copy(update={"summary": f"{r.ready}/{r.target}"}),
+            "conditions": set_condition(status.conditions, "Ready", ready, reason, message, obs),
+        }
+    )

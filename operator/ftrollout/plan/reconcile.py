@@ -12,7 +12,7 @@ from ftrollout.model import api
 from ftrollout.model.api import Phase
 from ftrollout.plan.actions import handle_action, ignore_request, start_revision
 from ftrollout.plan.analysis import observe_analysis
-from ftrollout.plan.conditions import cond, progressing_condition, set_condition
+from ftrollout.plan.conditions import cond, progressing_condition, set_condition, summarise
 from ftrollout.plan.context import Ctx
 from ftrollout.plan.guardrails import observe_guardrails
 from ftrollout.plan.ownership import REASON_TARGET_CLAIMED, REASON_TWIN_NOT_OWNED, conflict
@@ -124,6 +124,7 @@ def invalid_spec(status: api.RolloutStatus, obs: Observation) -> Result:
             "observed_generation": obs.generation,
         }
     )
+    new = summarise(new, obs)
     events: list[Event] = []
     if status.phase != Phase.FAILED or status.message != new.message:
         events.append(Event("Warning", "InvalidSpec", message))
@@ -210,6 +211,7 @@ def finish(ctx: Ctx, touch_replicas: bool = True) -> Result:
             ctx.requeue.append(5.0)
     progressing_condition(ctx)
     ctx.update(observed_generation=obs.generation)
+    ctx.st = summarise(ctx.st, obs)
     requeue = min(ctx.requeue) if ctx.requeue else None
     return Result(
         status=ctx.st,

@@ -106,14 +106,14 @@ def advance(ctx: Ctx, now: str) -> None:
         return  # a guardrail or inconclusive analysis holds the step
     started = ctx.st.step_started_at
     assert started is not None
-    pause = step.pause.seconds
-    if pause is None:
+    if step.waits_for_promote:
         ctx.update(
             phase=Phase.PAUSED,
             message=f"step {idx + 1}/{total} ({step.weight}%) reached: waiting for "
             "`kubectl ftr promote`",
         )
         return
+    pause = step.hold_seconds
     elapsed = obs.now.timestamp() - parse_time(started).timestamp()
     if elapsed < pause:
         ctx.update(

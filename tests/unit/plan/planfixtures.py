@@ -17,8 +17,10 @@ from simcluster import Sim
 from ftrollout.model import api
 from ftrollout.plan import Result
 
-# (weight, pause duration or None for an indefinite pause)
+# (weight, pause): a duration, None for `pause: {}` (waits for a promote), or NO_PAUSE for a step
+# without a `pause` field (does not hold).
 StepDef = tuple[int, str | None]
+NO_PAUSE = "<no pause field>"
 DESIGN_STEPS: tuple[StepDef, ...] = ((10, "5m"), (50, "10m"), (100, None))
 
 
@@ -35,7 +37,7 @@ def make_spec(
     raw: dict[str, Any] = {
         "targetRef": {"name": "app"},
         "freeThreaded": {"image": "registry.example/app:2.0-py3.14t"},
-        "steps": [{"weight": w, "pause": {} if d is None else {"duration": d}} for w, d in steps],
+        "steps": [step_raw(w, d) for w, d in steps],
         "paused": paused,
         "guardrails": {
             "gilFallback": gil or {"maxPods": 0, "action": "Rollback"},
@@ -50,6 +52,12 @@ def make_spec(
             "metrics": [{"name": m, "query": "up", "threshold": {"max": 1}} for m in metrics],
         }
     return api.parse_spec(raw)
+
+
+def step_raw(weight: int, pause: str | None) -> dict[str, Any]:
+    if pause == NO_PAUSE:
+        return {"weight": weight}
+    return {"weight": weight, "pause": {} if pause is None else {"duration": pause}}
 
 
 def cond(status: api.RolloutStatus, type_: str) -> api.Condition:

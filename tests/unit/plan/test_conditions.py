@@ -142,6 +142,7 @@ def test_conditions_carry_the_observed_generation() -> None:
     assert st.observed_generation == 7
     assert {c.observed_generation for c in st.conditions} == {7}
     assert [c.type for c in st.conditions] == [
+        "Ready",
         "Available",
         "Progressing",
         "ModeIntegrity",
@@ -182,6 +183,76 @@ def test_status_wire_form_has_the_documented_fields() -> None:
             "observedGeneration",
         }
         assert c["lastTransitionTime"].endswith("Z")
+
+
+# ------------------------------------------------- Ready (kubectl wait, Flux health checks)
+
+READY = {
+    # converged state: (Ready status, reason)
+    "pausing": ("Unknown", "Progressing"),
+    "paused-indefinite": ("Unknown", "Paused"),
+    "promoted": ("True", "Promoted"),
+    "rolledback": ("False", "RolledBack"),
+    "guard-paused": ("Unknown", "Paused"),
+    "spec-paused": ("Unknown", "Paused"),
+    "inconclusive": ("Unknown", "Paused"),
+    "races": ("Unknown", "Progressing"),
+    "target-missing": ("False", "TargetNotFound"),
+    "invalid-spec": ("False", "InvalidSpec"),
+}
+
+
+@pytest.mark.parametrize("name", CONVERGED)
+def test_ready_summarises_the_rollout(name: str) -> None:
+    """True only when Promoted and Available; False on a terminal outcome (RolledBack, Failed,
+    with the reason); Unknown while the rollout is still on its way."""
+    ready = cond(_converged(name).status, "Ready")
+    assert (ready.status, ready.reason) == READY[name]
+    assert ready.message
+
+
+def test_ready_is_unknown_before_step_1_and_true_only_once_all_free_threaded_are_ready() -> None:
+    sim = Sim(make_spec(), n=4, lag=3)
+    res = sim.step()
+    assert res.status.phase in (Phase.PENDING, Phase.PROGRESSING)
+    assert cond(res.status, "Ready").status == "Unknown"
+    at_step(sim, 0)
+    sim.action = "promote-full"
+    res = sim.step()
+    assert res.status.phase == Phase.PROMOTED
+    # Promoted at once, but the free-threaded pods are not Ready yet: not Ready either.
+    assert sim.ft.ready < 4
+    assert (cond(res.status, "Ready").status, cond(res.status, "Ready").reason) == (
+        "Unknown",
+        "Promoting",
+    )
+    sim.until(lambda s: s.ft.ready == 4 and cond(s.status, "Available").status == "True")
+    sim.step()
+    assert cond(sim.status, "Ready").status == "True"
+    assert cond(sim.status, "Ready").reason == "Promoted"
+
+
+def test_current_step_counts_from_1_and_available_reads_ready_over_n() -> None:
+    sim = Sim(make_spec(), n=10, lag=2)
+    at_step(sim, 0)
+    assert sim.status.current_step == 1
+    pause_elapsed(sim, 301)
+    at_step(sim, 1)
+    assert sim.status.step_index == 1
+    assert sim.status.current_step == 2
+    r = sim.status.replicas
+    assert r.summary == f"{r.ready}/{r.target}" == "10/10"
+    wire = api.dump(sim.status)
+    assert wire["currentStep"] == 2
+    assert wire["replicas"]["summary"] == "10/10"
+
+
+def test_current_step_is_0_before_step_1() -> None:
+    sim = Sim(make_spec(paused=True), n=4)
+    st = sim.step().status
+    assert (st.phase, st.step_index, st.current_step) == (Phase.PENDING, None, 0)
+    assert cond(st, "Ready").status == "Unknown"
+    assert "currentStep" in api.dump(st)
 
 
 # ---------------------------------------------------------------------- event wording

@@ -18,7 +18,7 @@ SPEC = api.parse_spec(
     {
         "targetRef": {"name": "web"},
         "freeThreaded": {"image": "x:t"},
-        "steps": [{"weight": 50}, {"weight": 100}],
+        "steps": [{"weight": 50, "pause": {}}, {"weight": 100}],
     }
 )
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

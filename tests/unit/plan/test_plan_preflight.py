@@ -68,6 +68,8 @@ def test_dependency_gate_failure_blocks_or_warns(action: str, phase: Phase) -> N
         assert (c.status, c.reason) == ("False", "DependencyGate")
         assert "preflight failed" in c.message
         assert sim.ft.replicas == 0
+        ready = cond(res.status, "Ready")
+        assert (ready.status, ready.reason) == ("False", "DependencyGate")
         # Holds, and says so once.
         sim.run(3)
         assert sim.status.phase == Phase.FAILED

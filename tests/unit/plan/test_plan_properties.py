@@ -36,6 +36,7 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
+from planfixtures import NO_PAUSE, step_raw
 from simcluster import Sim
 
 from ftrollout.model import api
@@ -44,7 +45,7 @@ from ftrollout.plan import ACTIONS, Observation, PodGil, Result, plan
 from ftrollout.plan.preflight import gate_key
 from ftrollout.plan.twin import split
 
-PAUSES = (None, "0s", "10s", "1m", "5m")
+PAUSES = (None, NO_PAUSE, "0s", "10s", "1m", "5m")
 RESULT_PHASES = ("Successful", "Successful", "Failed", "Inconclusive")
 
 
@@ -59,10 +60,7 @@ def specs(draw: st.DrawFn) -> api.RolloutSpec:
     raw: dict[str, Any] = {
         "targetRef": {"name": "app"},
         "freeThreaded": {"image": "registry.example/app:2.0-py3.14t"},
-        "steps": [
-            {"weight": w, "pause": {} if d is None else {"duration": d}}
-            for w, d in draw(step_defs())
-        ],
+        "steps": [step_raw(w, d) for w, d in draw(step_defs())],
         "guardrails": {
             "gilFallback": {
                 "maxPods": draw(st.integers(0, 2)),
@@ -185,7 +183,7 @@ class RolloutMachine(RuleBasedStateMachine):
             and st_.step_started_at is not None
         ):
             step = sim.last_spec.steps[st_.step_index]
-            pause = step.pause.seconds
+            pause = None if step.waits_for_promote else step.hold_seconds
             std_d, ft_d = split(n, step.weight)
             reached = (
                 obs.target is not None

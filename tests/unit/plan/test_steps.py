@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from planfixtures import (
     DESIGN_STEPS,
+    NO_PAUSE,
     StepDef,
     at_step,
     cond,
@@ -84,6 +85,74 @@ def test_design_example_n10_counts_at_every_step() -> None:
     observed.append(sim.replicas)
     assert observed == [(9, 1), (5, 5), (0, 10)]
     assert sim.status.phase == Phase.PAUSED
+
+
+# ------------------------------------------- the three forms of a step's pause (Argo Rollouts)
+
+
+def test_step_without_pause_advances_as_soon_as_its_replicas_are_ready() -> None:
+    """No `pause` field: the step does not hold; the walk ends Promoted with no action."""
+    steps = ((10, NO_PAUSE), (50, NO_PAUSE), (100, NO_PAUSE))
+    sim = Sim(make_spec(steps), n=10, lag=2)
+    seen: list[tuple[int, int]] = []
+    for _ in range(60):
+        before = sim.replicas
+        res = step_checked(sim, 10, advance=0.0)  # no wall-clock time passes at all
+        if "StepReached" in sim.events(res):
+            seen.append(before)  # the split live when the step counted as reached
+        if res.status.phase == Phase.PROMOTED:
+            break
+    assert sim.status.phase == Phase.PROMOTED
+    assert sim.replicas == (0, 10)
+    assert seen == [(9, 1), (5, 5), (0, 10)]
+    assert "kubectl ftr promote" not in sim.status.message
+    assert sim.all_events().count("StepReached") == 3
+
+
+def test_step_without_pause_waits_for_a_successful_analysis_round() -> None:
+    steps = ((10, NO_PAUSE), (100, NO_PAUSE))
+    sim = at_step(Sim(make_spec(steps, metrics=("m0",)), n=10), 0)
+    sim.run(5, advance=600)
+    assert sim.status.step_index == 0
+    assert "waiting for a successful analysis round" in sim.status.message
+    sim.analysis_round("Successful")
+    res = sim.step()
+    assert res.status.step_index == 1
+
+
+def test_empty_pause_waits_for_a_promote_and_a_missing_pause_then_does_not() -> None:
+    """`pause: {}` holds until `kubectl ftr promote`; the next step (no pause) completes alone."""
+    sim = at_step(Sim(make_spec(((10, None), (100, NO_PAUSE))), n=4), 0)
+    sim.run(5, advance=3600)
+    assert sim.status.phase == Phase.PAUSED
+    assert sim.status.step_index == 0
+    assert "kubectl ftr promote" in sim.status.message
+    sim.action = "promote"
+    sim.step()
+    sim.until(lambda s: s.status.phase == Phase.PROMOTED, advance=0.0)
+    assert sim.replicas == (0, 4)
+
+
+def test_timed_pause_then_no_pause_completes_by_itself() -> None:
+    """The issue's example, `[{weight: 10, pause: {duration: 5m}}, {weight: 100}]`, completes."""
+    sim = at_step(Sim(make_spec(((10, "5m"), (100, NO_PAUSE))), n=4), 0)
+    sim.run(3)
+    assert sim.status.step_index == 0
+    assert sim.status.phase == Phase.PROGRESSING
+    pause_elapsed(sim, 301)
+    sim.until(lambda s: s.status.phase == Phase.PROMOTED)
+    assert sim.replicas == (0, 4)
+
+
+def test_resume_does_not_skip_a_step_without_pause_held_by_analysis() -> None:
+    """`resume` promotes only a step waiting for a promote (`pause: {}`), not a no-pause step."""
+    sim = at_step(Sim(make_spec(((10, NO_PAUSE), (100, None)), metrics=("m0",)), n=10), 0)
+    sim.run(3)
+    assert "waiting for a successful analysis round" in sim.status.message
+    sim.action = "resume"
+    res = sim.step()
+    assert res.status.step_index == 0
+    assert res.status.weight == 10
 
 
 def test_last_step_with_duration_promotes_by_itself() -> None:
