@@ -22,7 +22,7 @@ import yaml
 
 from ftrollout.cli import plugin, report
 from ftrollout.model import api
-from ftrollout.plan.metrics import TRACK_FREE_THREADED, TRACK_STANDARD
+from ftrollout.plan.metrics import TRACK_FREE_THREADED, TRACK_STANDARD, Samples, judge_samples
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 T0 = "2025-06-01T11:00:00Z"
@@ -1106,3 +1106,35 @@ def test_status_lists_the_pods(fake_api: FakeApi, capsys: Any) -> None:
     assert "GIL per pod needs the probe's metrics: pass --prometheus-url" in section
     code, out, _ = run(capsys, "status", "web", "--prometheus-url", "http://127.0.0.1:9")
     assert "GIL per pod: Prometheus at http://127.0.0.1:9 unusable" in " ".join(out.split())
+
+
+def test_analysis_table_shows_the_mann_whitney_numbers() -> None:
+    spec = api.RolloutSpec.model_validate(
+        {
+            "targetRef": {"name": "web"},
+            "freeThreaded": {"image": "registry.example/web:2.0-py3.14t"},
+            "steps": [{"weight": 100}],
+            "analysis": {
+                "metrics": [
+                    {
+                        "name": "p99",
+                        "query": "q",
+                        "compare": {"maxIncreasePercent": 2, "judge": "MannWhitney"},
+                    }
+                ]
+            },
+        }
+    )
+    metric = spec.analysis.metrics[0] if spec.analysis else None
+    assert metric is not None
+    ft = Samples(tuple(105.0 + i % 4 for i in range(12)))
+    std = Samples(tuple(100.0 + i % 4 for i in range(10)))
+    status = api.RolloutStatus(
+        analysis=api.AnalysisStatus(metrics=[judge_samples(metric, ft, std, "t")])
+    )
+    out = text_of(plugin.analysis_table(spec, status))
+    assert "106.5 (median of 12)" in out
+    assert "101 (median of 10)" in out
+    assert "≤ +2% vs standard (Mann-Whitney, 95%)" in out
+    assert "free-threaded +5.0% vs standard (95% CI" in out
+    assert "n=12/10" in out

@@ -239,7 +239,10 @@ def _check_text(metric: api.Metric | None) -> str:
             parts.append(f"≤ +{report.fmt_number(metric.compare.max_increase_percent)}%")
         if metric.compare.max_decrease_percent is not None:
             parts.append(f"≥ -{report.fmt_number(metric.compare.max_decrease_percent)}%")
-        return " and ".join(parts) + " vs standard"
+        text = " and ".join(parts) + " vs standard"
+        if metric.compare.judge == "MannWhitney":
+            text += f" (Mann-Whitney, {report.fmt_number(metric.compare.confidence * 100)}%)"
+        return text
     if metric.threshold is not None:
         parts = []
         if metric.threshold.min is not None:
@@ -253,6 +256,12 @@ def _check_text(metric: api.Metric | None) -> str:
 RESULT_STYLE = {"Successful": "green", "Failed": "red", "Inconclusive": "yellow"}
 
 
+def _value_text(value: float | None, samples: int | None) -> str:
+    """A track's value; for the MannWhitney judge its median over `samples` samples."""
+    shown = "-" if value is None else report.fmt_number(value)
+    return shown if samples is None else f"{shown} (median of {samples})"
+
+
 def analysis_table(spec: api.RolloutSpec | None, st: api.RolloutStatus) -> Table:
     table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
     for c in ("METRIC", "RESULT", "FREE-THREADED", "STANDARD", "CHECK", "MESSAGE"):
@@ -261,11 +270,12 @@ def analysis_table(spec: api.RolloutSpec | None, st: api.RolloutStatus) -> Table
     seen = set()
     for res in st.analysis.metrics:
         seen.add(res.name)
+        n = res.statistics
         table.add_row(
             res.name,
             Text(res.phase, style=RESULT_STYLE.get(res.phase, "")),
-            "-" if res.free_threaded is None else report.fmt_number(res.free_threaded),
-            "-" if res.standard is None else report.fmt_number(res.standard),
+            _value_text(res.free_threaded, None if n is None else n.free_threaded_samples),
+            _value_text(res.standard, None if n is None else n.standard_samples),
             _check_text(metrics.get(res.name)),
             res.message,
         )

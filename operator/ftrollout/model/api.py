@@ -259,6 +259,9 @@ class PrometheusSpec(Model):
     )
 
 
+Judge = Literal["Instant", "MannWhitney"]
+
+
 class CompareCheck(Model):
     max_increase_percent: float | None = Field(
         default=None,
@@ -272,6 +275,26 @@ class CompareCheck(Model):
         le=100,
         description="Fail when the free-threaded value is lower than the standard value by more "
         "than this percentage (throughput).",
+    )
+    judge: Judge = Field(
+        default="Instant",
+        description="Instant: one value per track, the percent change against the bounds. "
+        "MannWhitney: samples over the step (a range query per track from the step being "
+        "reached to now, one sample per analysis interval), the Mann-Whitney U test and the "
+        "Hodges-Lehmann shift relative to the standard median; Failed when the shift is "
+        "significant at `confidence` and its estimate is beyond a bound.",
+    )
+    confidence: float = Field(
+        default=0.95,
+        ge=0.5,
+        le=0.999,
+        description="MannWhitney: confidence level of the interval and the test (0.5..0.999).",
+    )
+    min_samples: int = Field(
+        default=8,
+        ge=3,
+        le=1000,
+        description="MannWhitney: fewer samples on either track make the round Inconclusive.",
     )
 
     @model_validator(mode="after")
@@ -693,6 +716,24 @@ class RaceStatus(Model):
     )
 
 
+class JudgeStatistics(Model):
+    free_threaded_samples: int = Field(description="Samples of the free-threaded track used.")
+    standard_samples: int = Field(description="Samples of the standard track used.")
+    effect_percent: float | None = Field(
+        default=None,
+        description="Hodges-Lehmann shift (median of pairwise differences) relative to the "
+        "standard median, in percent; unset when too few samples or the standard median is 0.",
+    )
+    low_percent: float | None = Field(
+        default=None, description="Lower end of the shift's confidence interval (%)."
+    )
+    high_percent: float | None = Field(
+        default=None, description="Upper end of the shift's confidence interval (%)."
+    )
+    p_value: float | None = Field(default=None, description="Two-sided Mann-Whitney p-value.")
+    confidence: float = Field(description="Confidence level of the interval.")
+
+
 class MetricResult(Model):
     name: str = Field(description="Metric name.")
     phase: Literal["Successful", "Failed", "Inconclusive"] = Field(
@@ -700,6 +741,11 @@ class MetricResult(Model):
     )
     free_threaded: float | None = Field(default=None, description="Free-threaded value.")
     standard: float | None = Field(default=None, description="Standard value (compare only).")
+    statistics: JudgeStatistics | None = Field(
+        default=None,
+        description="MannWhitney judge only: the numbers behind the result (then freeThreaded "
+        "and standard are the tracks' medians).",
+    )
     message: str = Field(default="", description="Why the round has this result.")
     time: Time = Field(description="When the round ran (RFC 3339).")
 

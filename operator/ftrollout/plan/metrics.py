@@ -10,9 +10,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from statistics import median
+from typing import Any, Literal
 
 from ftrollout.model import api
+from ftrollout.plan import stats
 
 TRACK_STANDARD = "standard"
 TRACK_FREE_THREADED = "free-threaded"
@@ -119,3 +121,130 @@ def judge(metric: api.Metric, ft: Value, std: Value | None, time: str) -> api.Me
     if c.max_decrease_percent is not None and -change > c.max_decrease_percent:
         return result("Failed", f"{detail} < -{_fmt(c.max_decrease_percent)}% allowed")
     return result("Successful", detail)
+
+
+@dataclass(frozen=True)
+class Samples:
+    """One track's samples over the step (a range query), or why there are none."""
+
+    values: tuple[float, ...] = ()
+    problem: str = ""
+    dropped: int = 0  # NaN or infinite samples left out
+
+
+def read_matrix(result: Sequence[dict[str, Any]] | Any) -> Samples:
+    """A PromQL range-query (matrix) result reduced to one series' values; NaN/Inf dropped."""
+    if not isinstance(result, list):
+        return Samples(problem=f"unexpected result {str(result)[:80]!r}")
+    if not result:
+        return Samples(problem="no series")
+    if len(result) > 1:
+        return Samples(problem=f"{len(result)} series, expected 1 (aggregate with sum/avg/max)")
+    raw = result[0].get("values")
+    if not isinstance(raw, list):
+        return Samples(problem="result has no range values")
+    values: list[float] = []
+    dropped = 0
+    for point in raw:
+        try:
+            v = float(point[1])
+        except (TypeError, ValueError, IndexError):
+            dropped += 1
+            continue
+        if math.isfinite(v):
+            values.append(v)
+        else:
+            dropped += 1
+    return Samples(tuple(values), dropped=dropped)
+
+
+def _pct(v: float) -> str:
+    return f"{v:+.1f}%"
+
+
+def judge_samples(metric: api.Metric, ft: Samples, std: Samples, time: str) -> api.MetricResult:
+    """The MannWhitney judge of one compare metric from both tracks' samples over the step.
+
+    The shift is the Hodges-Lehmann estimate (free-threaded minus standard) relative to the
+    standard median. Failed when the two-sided Mann-Whitney p-value is below 1 - confidence
+    (the tracks differ) and the estimate is beyond maxIncreasePercent or maxDecreasePercent;
+    the confidence interval is reported alongside. Fewer than minSamples usable samples on
+    either track is Inconclusive.
+    """
+    c = metric.compare
+    assert c is not None
+    # Outliers need no clipping: the test uses ranks and the estimate is a median, so one
+    # wild sample moves either by at most one rank's worth.
+    x, y = std.values, ft.values
+
+    def result(
+        phase: Literal["Successful", "Failed", "Inconclusive"],
+        message: str,
+        numbers: api.JudgeStatistics | None = None,
+    ) -> api.MetricResult:
+        return api.MetricResult(
+            name=metric.name,
+            phase=phase,
+            free_threaded=median(y) if y else None,
+            standard=median(x) if x else None,
+            statistics=numbers,
+            message=message,
+            time=time,
+        )
+
+    counts = api.JudgeStatistics(
+        free_threaded_samples=len(y), standard_samples=len(x), confidence=c.confidence
+    )
+    for track, s in (("free-threaded", ft), ("standard", std)):
+        if s.problem:
+            return result("Inconclusive", f"{track}: {s.problem}", counts)
+    if min(len(x), len(y)) < c.min_samples:
+        dropped = ft.dropped + std.dropped
+        note = f", {dropped} NaN/Inf dropped" if dropped else ""
+        return result(
+            "Inconclusive",
+            f"{len(y)} free-threaded / {len(x)} standard samples over the step{note}: "
+            f"need {c.min_samples} per track",
+            counts,
+        )
+    test = stats.mann_whitney(x, y)
+    shift = stats.hodges_lehmann(x, y, c.confidence)
+    base = median(x)
+    level = f"{c.confidence * 100:g}%"
+    if base == 0:
+        if shift.low == shift.high == 0:
+            numbers = counts.model_copy(
+                update={
+                    "effect_percent": 0.0,
+                    "low_percent": 0.0,
+                    "high_percent": 0.0,
+                    "p_value": test.p,
+                }
+            )
+            return result("Successful", "no shift (both tracks' medians are 0)", numbers)
+        numbers = counts.model_copy(update={"p_value": test.p})
+        return result(
+            "Inconclusive",
+            f"standard median is 0: a percent shift is undefined (shift {_fmt(shift.estimate)}, "
+            f"p={test.p:.2g}); use a threshold check for this metric",
+            numbers,
+        )
+    effect, low, high = (v / abs(base) * 100 for v in (shift.estimate, shift.low, shift.high))
+    numbers = counts.model_copy(
+        update={
+            "effect_percent": effect,
+            "low_percent": low,
+            "high_percent": high,
+            "p_value": test.p,
+        }
+    )
+    detail = (
+        f"free-threaded {_pct(effect)} vs standard ({level} CI {_pct(low)}..{_pct(high)}, "
+        f"p={test.p:.2g}, n={len(y)}/{len(x)})"
+    )
+    significant = test.p < 1 - c.confidence
+    if significant and c.max_increase_percent is not None and effect > c.max_increase_percent:
+        return result("Failed", f"{detail} > +{_fmt(c.max_increase_percent)}% allowed", numbers)
+    if significant and c.max_decrease_percent is not None and -effect > c.max_decrease_percent:
+        return result("Failed", f"{detail} < -{_fmt(c.max_decrease_percent)}% allowed", numbers)
+    return result("Successful", detail, numbers)

@@ -223,6 +223,7 @@ def _register_analysis(
             analysis=analysis,
             url=analysis.prometheus.address or state.default_prometheus,
             last_standard={v.name: v.value for v in result.status.analysis.last_standard},
+            step_started_at=result.status.step_started_at,
         )
     )
 

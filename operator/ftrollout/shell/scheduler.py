@@ -27,13 +27,16 @@ from urllib3.util.retry import Retry
 
 from ftrollout.model import api
 from ftrollout.model.durations import parse_duration
-from ftrollout.plan import AnalysisRound, rfc3339
+from ftrollout.plan import AnalysisRound, parse_time, rfc3339
 from ftrollout.plan.metrics import (
     TRACK_FREE_THREADED,
     TRACK_STANDARD,
+    Samples,
     Value,
     expand,
     judge,
+    judge_samples,
+    read_matrix,
     read_vector,
 )
 from ftrollout.shell.gillog import LOG_INTERVAL, LogScanner
@@ -104,6 +107,47 @@ class Prometheus:
             return [{"value": out}] if out is not None else []
         return out
 
+    async def query_range(
+        self, url: str, promql: str, start: datetime, end: datetime, step: float, seconds: float
+    ) -> Any:
+        """A range query (`/api/v1/query_range`): the MannWhitney judge's samples."""
+        self.queries += 1
+        client = self._client(url)
+
+        def run() -> Any:
+            return client.custom_query_range(
+                promql,
+                start,
+                end,
+                f"{step:g}s",
+                params={"timeout": f"{seconds:g}s"},
+                timeout=seconds,
+            )
+
+        loop = asyncio.get_running_loop()
+        try:
+            async with self.limits[url]:
+                out = await asyncio.wait_for(loop.run_in_executor(self.pool, run), seconds + 1)
+        except Exception as exc:
+            self.errors += 1
+            for hook in self.on_query:
+                hook(False)
+            text = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+            raise QueryError(f"prometheus {url}: {text}") from None
+        for hook in self.on_query:
+            hook(True)
+        return out
+
+
+# At most this many samples per track and round: the judge compares every pair (n^2), and
+# Prometheus refuses more than 11,000 points per series.
+MAX_SAMPLES = 240
+
+
+def sample_step(start: datetime, end: datetime, interval: float) -> float:
+    """The range query's resolution: one sample per analysis interval, coarser on long steps."""
+    return max(interval, (end - start).total_seconds() / MAX_SAMPLES)
+
 
 @dataclass
 class AnalysisTarget:
@@ -117,6 +161,8 @@ class AnalysisTarget:
     url: str | None
     # status.analysis.lastStandard: what a compare metric is judged against at 100 %.
     last_standard: dict[str, float] = field(default_factory=dict)
+    # status.stepStartedAt: where the MannWhitney judge's samples begin (None: not reached).
+    step_started_at: str | None = None
     due: float = 0.0
 
 
@@ -212,6 +258,21 @@ class Scheduler:
             except QueryError as exc:
                 return Value(None, str(exc))
 
+        async def samples(metric: api.Metric, track: str) -> Samples:
+            if not t.url:
+                return Samples(problem="no Prometheus address")
+            if t.step_started_at is None:
+                return Samples(problem="the step is not reached yet: nothing to sample")
+            q = expand(
+                metric.query, namespace=t.namespace, rollout=t.name, track=track, pods=pods[track]
+            )
+            start, end = parse_time(t.step_started_at), datetime.now(UTC)
+            step = sample_step(start, end, t.analysis.interval_seconds)
+            try:
+                return read_matrix(await self.prom.query_range(t.url, q, start, end, step, timeout))
+            except QueryError as exc:
+                return Samples(problem=str(exc))
+
         previous = {
             r.name: r for r in (self.state.analysis.get((t.namespace, t.name)) or _NO_ROUND).results
         }
@@ -233,6 +294,11 @@ class Scheduler:
                         else Value(None, "no standard pods and no earlier standard value")
                     )
                     return judge(metric, await value(metric, TRACK_FREE_THREADED), baseline, now)
+                if metric.compare.judge == "MannWhitney":
+                    ft_s, std_s = await asyncio.gather(
+                        samples(metric, TRACK_FREE_THREADED), samples(metric, TRACK_STANDARD)
+                    )
+                    return judge_samples(metric, ft_s, std_s, now)
                 ft, std = await asyncio.gather(
                     value(metric, TRACK_FREE_THREADED), value(metric, TRACK_STANDARD)
                 )

@@ -10,7 +10,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ftrollout.model import api
-from ftrollout.plan.metrics import NO_PODS, Value, expand, judge, pods_regex, read_vector
+from ftrollout.plan.metrics import (
+    NO_PODS,
+    Samples,
+    Value,
+    expand,
+    judge,
+    judge_samples,
+    pods_regex,
+    read_matrix,
+    read_vector,
+)
 
 T = "2026-01-01T00:00:00Z"
 
@@ -149,3 +159,123 @@ def test_compare_fails_exactly_beyond_the_allowed_increase(
     actual = (ft - base) / base * 100
     assert r.phase == ("Failed" if actual > limit else "Successful")
     assert not math.isnan(r.free_threaded or 0)
+
+
+# --- the MannWhitney judge
+
+
+def mw_metric(**compare: object) -> api.Metric:
+    return api.Metric.model_validate(
+        {
+            "name": "p99",
+            "query": "q",
+            "compare": {"maxIncreasePercent": 2, "judge": "MannWhitney", **compare},
+        }
+    )
+
+
+def series(center: float, n: int = 20, spread: float = 0.01) -> Samples:
+    """n evenly spread values around `center` (±spread relative): a deterministic sample."""
+    return Samples(tuple(center * (1 + spread * (2 * i / (n - 1) - 1)) for i in range(n)))
+
+
+def test_default_judge_is_instant() -> None:
+    m = api.Metric.model_validate(
+        {"name": "p99", "query": "q", "compare": {"maxIncreasePercent": 2}}
+    )
+    assert m.compare is not None
+    assert m.compare.judge == "Instant"
+
+
+def test_mann_whitney_fails_a_significant_shift_beyond_the_tolerance_with_numbers() -> None:
+    r = judge_samples(mw_metric(), series(105.0), series(100.0), "t")
+    assert r.phase == "Failed", r.message
+    s = r.statistics
+    assert s is not None
+    assert (s.free_threaded_samples, s.standard_samples) == (20, 20)
+    assert s.effect_percent == pytest.approx(5.0, abs=0.2)
+    assert s.low_percent is not None
+    assert s.high_percent is not None
+    assert s.low_percent < s.effect_percent < s.high_percent
+    assert s.p_value is not None
+    assert s.p_value < 0.05
+    assert "+5.0%" in r.message
+    assert "> +2% allowed" in r.message
+    assert "n=20/20" in r.message
+    assert r.free_threaded == pytest.approx(105.0)
+    assert r.standard == pytest.approx(100.0)
+
+
+def test_mann_whitney_passes_a_shift_within_the_tolerance() -> None:
+    r = judge_samples(mw_metric(), series(101.0), series(100.0), "t")
+    assert r.phase == "Successful", r.message
+
+
+def test_mann_whitney_passes_a_shift_beyond_the_tolerance_that_is_not_significant() -> None:
+    # ±30 % noise on 8 samples each: a 3 % estimate is not evidence of anything.
+    r = judge_samples(mw_metric(), series(103.0, 8, 0.3), series(100.0, 8, 0.3), "t")
+    assert r.statistics is not None
+    assert r.statistics.effect_percent is not None
+    assert r.statistics.effect_percent > 2
+    assert r.phase == "Successful", r.message
+
+
+def test_mann_whitney_fails_a_throughput_drop() -> None:
+    m = mw_metric(maxIncreasePercent=None, maxDecreasePercent=5)
+    assert judge_samples(m, series(90.0), series(100.0), "t").phase == "Failed"
+    assert judge_samples(m, series(110.0), series(100.0), "t").phase == "Successful"
+
+
+def test_mann_whitney_too_few_samples_is_inconclusive() -> None:
+    r = judge_samples(mw_metric(), Samples((1.0,) * 7, dropped=2), series(1.0), "t")
+    assert r.phase == "Inconclusive"
+    assert "7 free-threaded / 20 standard samples" in r.message
+    assert "2 NaN/Inf dropped" in r.message
+    assert "need 8 per track" in r.message
+    assert r.statistics is not None
+    assert r.statistics.effect_percent is None
+
+
+def test_mann_whitney_missing_series_is_inconclusive() -> None:
+    r = judge_samples(mw_metric(), series(1.0), Samples(problem="no series"), "t")
+    assert (r.phase, r.message) == ("Inconclusive", "standard: no series")
+
+
+def test_mann_whitney_zero_standard_median() -> None:
+    zeros = Samples((0.0,) * 10)
+    ok = judge_samples(mw_metric(), zeros, zeros, "t")
+    assert ok.phase == "Successful"
+    r = judge_samples(mw_metric(), series(1.0, 10), zeros, "t")
+    assert r.phase == "Inconclusive"
+    assert "standard median is 0" in r.message
+
+
+def test_one_wild_sample_does_not_fail_the_round() -> None:
+    ft = Samples((*series(100.0).values[:-1], 10_000.0))
+    r = judge_samples(mw_metric(), ft, series(100.0), "t")
+    assert r.phase == "Successful", r.message
+
+
+@pytest.mark.parametrize(
+    ("result", "values", "problem", "dropped"),
+    [
+        (
+            [{"metric": {}, "values": [[1, "1.5"], [2, "NaN"], [3, "+Inf"], [4, "2"]]}],
+            (1.5, 2.0),
+            "",
+            2,
+        ),
+        ([], (), "no series", 0),
+        (
+            [{"values": []}, {"values": []}],
+            (),
+            "2 series, expected 1 (aggregate with sum/avg/max)",
+            0,
+        ),
+        ([{"metric": {}}], (), "result has no range values", 0),
+        ("x", (), "unexpected result 'x'", 0),
+    ],
+)
+def test_read_matrix(result: object, values: tuple[float, ...], problem: str, dropped: int) -> None:
+    s = read_matrix(result)
+    assert (s.values, s.problem, s.dropped) == (values, problem, dropped)
