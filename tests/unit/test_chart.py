@@ -359,6 +359,7 @@ def test_values_become_operator_flags() -> None:
         render(
             "logFormat=plain",
             "prometheus.url=http://prom.monitoring:9090",
+            "prometheus.allowedAddresses={http://team-a.example:9090,*}",
             "qps=20",
             "burst=40",
             "verbose=true",
@@ -372,6 +373,8 @@ def test_values_become_operator_flags() -> None:
     for flag in (
         "--log-format=plain",
         "--prometheus-url=http://prom.monitoring:9090",
+        "--prometheus-allow=http://team-a.example:9090",
+        "--prometheus-allow=*",
         "--qps=20",
         "--burst=40",
         "--verbose",
@@ -401,6 +404,7 @@ def test_values_become_operator_flags() -> None:
         (["podSecurityContext.runAsNonRoot=false"], "runAsNonRoot"),
         (["watchNamespaces={Bad_NS}"], "/watchNamespaces/0"),
         (["prometheus.url=prometheus:9090"], "/prometheus/url"),
+        (["prometheus.allowedAddresses={http://u:p@prom:9090}"], "/prometheus/allowedAddresses/0"),
         (["statusRefreshSeconds=-1"], "/statusRefreshSeconds"),
         (["serviceMonitor.enabled=true", "metrics.service.enabled=false"], "metrics.service"),
     ],
