@@ -131,6 +131,17 @@ def run(args: argparse.Namespace) -> int:
         # Bad configuration is the admin's to fix: say which flag and stop, before any watch.
         logging.getLogger("ftrollout").error("configuration: %s", exc)
         return 2
+    if prom_config.insecure_skip_verify:
+        import urllib3
+
+        # Said once here rather than by urllib3 at every query.
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        logging.getLogger("ftrollout").warning(
+            "Prometheus TLS certificates are NOT verified (--prometheus-insecure-skip-verify)"
+        )
+    for url in prom_config.auth:
+        if url.startswith("http://"):
+            logging.getLogger("ftrollout").warning("credentials for %s are sent without TLS", url)
 
     kopf.configure(
         verbose=args.verbose,
