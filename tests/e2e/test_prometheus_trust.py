@@ -180,3 +180,30 @@ async def test_skipping_verification_is_an_explicit_opt_in(
     auth = f"--prometheus-basic-auth={prometheus.url}={basic_auth_dir(tmp_path)}"
     (series,) = await ask(config("--prometheus-insecure-skip-verify", auth), prometheus.url)
     assert series["value"][1] == "42"  # type: ignore[index]
+
+
+# ----------------------------------------------------------------------------- basic auth
+
+
+async def test_basic_auth_from_the_operators_files_and_a_rotated_password_is_picked_up(
+    prometheus: SecurePrometheus, tmp_path: Path
+) -> None:
+    creds = basic_auth_dir(tmp_path, password="not the password")
+    cfg = config(
+        f"--prometheus-ca-file={prometheus.ca}", f"--prometheus-basic-auth={prometheus.url}={creds}"
+    )
+    prom = Prometheus(workers=1, config=cfg)
+    with pytest.raises(QueryError) as exc:
+        await prom.query(prometheus.url, "vector(42)", 5.0)
+    assert str(exc.value) == f"prometheus {prometheus.url}: HTTP 401 Unauthorized"
+    (creds / "password").write_text(PASSWORD)  # the Secret rotated; same client, no restart
+    (series,) = await prom.query(prometheus.url, "vector(42)", 5.0)
+    assert series["value"][1] == "42"  # type: ignore[index]
+
+
+async def test_without_credentials_the_answer_is_401_and_nothing_more(
+    prometheus: SecurePrometheus,
+) -> None:
+    with pytest.raises(QueryError) as exc:
+        await ask(config(f"--prometheus-ca-file={prometheus.ca}"), prometheus.url)
+    assert str(exc.value) == f"prometheus {prometheus.url}: HTTP 401 Unauthorized"

@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prom_stub import Answer, PromStub, vector
 
 from ftrollout.model import api
+from ftrollout.shell.prometheus_config import from_args
+from ftrollout.shell.runner import add_arguments
 from ftrollout.shell.scheduler import AnalysisTarget, Prometheus, QueryError, Scheduler
 from ftrollout.shell.state import State
 
@@ -75,3 +79,31 @@ async def test_a_dead_address_is_a_short_reason_too() -> None:
     with pytest.raises(QueryError) as exc:
         await prom.query("http://127.0.0.1:9", "up", 2.0)  # discard port: nothing listens
     assert str(exc.value) == "prometheus http://127.0.0.1:9: connection failed"
+
+
+async def test_a_bearer_token_goes_to_its_own_address_only(
+    stubs: list[PromStub], tmp_path: Path
+) -> None:
+    own = stub(stubs, vector(({}, 1)))
+    team = stub(stubs, vector(({}, 1)))
+    token = tmp_path / "token"
+    token.write_text("s3cr3t\n")
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    cfg = from_args(
+        p.parse_args(
+            [
+                f"--prometheus-url={own.url}",
+                f"--prometheus-allow={team.url}",
+                f"--prometheus-bearer-token-file={token}",
+            ]
+        )
+    )
+    prom = Prometheus(workers=1, config=cfg)
+    await prom.query(own.url, "up", 2.0)
+    await prom.query(team.url, "up", 2.0)
+    assert own.headers[0].get("Authorization") == "Bearer s3cr3t"
+    assert "Authorization" not in team.headers[0]
+    token.write_text("r0tated")  # a rotated Secret is read at the next query
+    await prom.query(own.url, "up", 2.0)
+    assert own.headers[1].get("Authorization") == "Bearer r0tated"
