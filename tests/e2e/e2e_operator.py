@@ -56,6 +56,9 @@ class OperatorProcess:
     def start(self) -> None:
         env = self.cluster.env()
         env["PYTHONUNBUFFERED"] = "1"
+        # The tests' Prometheus servers listen on random local ports: the harness opts in to any
+        # address (the allow-list itself is proven by tests/unit and tests/integration).
+        env.setdefault("FTR_PROMETHEUS_ALLOW", "*")
         if self.kubeconfig is not None:
             env["KUBECONFIG"] = str(self.kubeconfig)
         cmd = [

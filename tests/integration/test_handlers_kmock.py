@@ -21,6 +21,7 @@ import kubernetes
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from ftrollout.plan.prometheus import parse_allow_list
 from ftrollout.shell import handlers, reconcile
 from ftrollout.shell.kube import Kube
 from ftrollout.shell.state import State
@@ -917,3 +918,67 @@ async def test_a_new_revision_replaces_the_twins_pods_only_once_standard_is_read
     containers = patch.data["spec"]["template"]["spec"]["containers"]
     assert containers[0]["image"] == "example/app:3.14t"
     assert patch.data["metadata"]["annotations"]["freethreaded.dev/revision"]
+
+
+# ------------------------------------------------------------------- Prometheus addresses
+
+
+def analysed_body(address: str) -> dict[str, Any]:
+    return rollout_body(
+        analysis={
+            "prometheus": {"address": address},
+            "metrics": [{"name": "errors", "query": "up", "threshold": {"max": 1}}],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [
+        ("http://evil.example:9090", "not in the operator's allow-list"),
+        ("http://prometheus.monitoring:9090/api/v1/admin/tsdb/snapshot#", "fragment"),
+        ("http://user:pw@prometheus.monitoring:9090", "user information"),
+    ],
+)
+async def test_an_address_outside_the_allow_list_fails_the_rollout_naming_the_field(
+    kmock: Any, address: str, why: str
+) -> None:
+    from ftrollout.shell.prometheus_config import PrometheusConfig
+    from ftrollout.shell.scheduler import Scheduler
+
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment()
+    kmock.objects[FTR, NS, "web"] = analysed_body(address)
+    shell = Shell(kmock)
+    own = "http://prometheus.monitoring:9090"
+    shell.state.prometheus = PrometheusConfig(own=own, allowed=parse_allow_list([], own))
+    shell.state.default_prometheus = own
+    shell.state.scheduler = Scheduler(shell.state)
+    await shell.reconcile()
+    reqs = writes(shell.new_requests())
+    assert not any("/deployments" in r.url.path for r in reqs)  # no twin, no scale
+    (status,) = [r for r in reqs if r.url.path.endswith("/status")]
+    st = status.data[0]["value"]
+    assert st["phase"] == "Failed"
+    progressing = {c["type"]: c for c in st["conditions"]}["Progressing"]
+    assert progressing["reason"] == "InvalidSpec"
+    assert progressing["message"].startswith("spec.analysis.prometheus.address: ")
+    assert why in progressing["message"]
+    assert event_reasons(reqs) == ["InvalidSpec"]
+    assert not shell.state.scheduler.targets  # never queried
+
+
+async def test_an_allowed_address_is_registered_normalised(kmock: Any) -> None:
+    from ftrollout.shell.prometheus_config import PrometheusConfig
+    from ftrollout.shell.scheduler import Scheduler
+
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment()
+    kmock.objects[FTR, NS, "web"] = analysed_body("http://Team-A.example:80/prometheus/")
+    shell = Shell(kmock)
+    shell.state.prometheus = PrometheusConfig(
+        allowed=parse_allow_list(["http://team-a.example/prometheus"], None)
+    )
+    shell.state.scheduler = Scheduler(shell.state)
+    await shell.reconcile()
+    assert shell.body()["status"]["phase"] in ("Progressing", "Pending")
+    (target,) = shell.state.scheduler.targets.values()
+    assert target.url == "http://team-a.example/prometheus"

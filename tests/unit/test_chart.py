@@ -460,6 +460,7 @@ def test_values_become_operator_flags() -> None:
         render(
             "logFormat=plain",
             "prometheus.url=http://prom.monitoring:9090",
+            "prometheus.allowedAddresses={http://team-a.example:9090,*}",
             "qps=20",
             "burst=40",
             "verbose=true",
@@ -473,6 +474,8 @@ def test_values_become_operator_flags() -> None:
     for flag in (
         "--log-format=plain",
         "--prometheus-url=http://prom.monitoring:9090",
+        "--prometheus-allow=http://team-a.example:9090",
+        "--prometheus-allow=*",
         "--qps=20",
         "--burst=40",
         "--verbose",
@@ -502,6 +505,7 @@ def test_values_become_operator_flags() -> None:
         (["podSecurityContext.runAsNonRoot=false"], "runAsNonRoot"),
         (["watchNamespaces={Bad_NS}"], "/watchNamespaces/0"),
         (["prometheus.url=prometheus:9090"], "/prometheus/url"),
+        (["prometheus.allowedAddresses={http://u:p@prom:9090}"], "/prometheus/allowedAddresses/0"),
         (["statusRefreshSeconds=-1"], "/statusRefreshSeconds"),
         (["serviceMonitor.enabled=true", "metrics.service.enabled=false"], "metrics.service"),
     ],
@@ -625,3 +629,56 @@ def test_notes_say_how_to_check_it_works() -> None:
         "kubectl get ftr -A",
     ):
         assert text in notes
+
+
+@needs_helm
+def test_prometheus_ca_and_credentials_are_mounted_files_and_flags_the_operator_accepts() -> None:
+    sets = (
+        "prometheus.url=https://prom.monitoring:9090",
+        "prometheus.tls.caSecret=prom-ca",
+        "prometheus.auth[0].secretName=prom-basic",
+        "prometheus.auth[0].type=basic",
+        "prometheus.auth[1].secretName=team-a-token",
+        "prometheus.auth[1].type=bearer",
+        "prometheus.auth[1].address=https://team-a.example:9090",
+    )
+    docs = render(*sets)
+    c = container(docs)
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert "--prometheus-ca-file=/etc/ftrollout/prometheus-ca/ca.crt" in c["args"]
+    assert (
+        "--prometheus-basic-auth=https://prom.monitoring:9090=/etc/ftrollout/prometheus-auth/0"
+        in c["args"]
+    )
+    assert (
+        "--prometheus-bearer-token-file=https://team-a.example:9090="
+        "/etc/ftrollout/prometheus-auth/1/token" in c["args"]
+    )
+    assert "--prometheus-insecure-skip-verify" not in c["args"]  # verified unless opted out
+    secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    assert secrets == {
+        "prometheus-ca": "prom-ca",
+        "prometheus-auth-0": "prom-basic",
+        "prometheus-auth-1": "team-a-token",
+    }
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert mounts["prometheus-auth-1"] == "/etc/ftrollout/prometheus-auth/1"
+    # The kubelet mounts them: no Role or ClusterRole of the chart mentions Secrets.
+    for role in of_kind(docs, "ClusterRole") + of_kind(docs, "Role"):
+        assert all("secrets" not in r.get("resources", []) for r in role["rules"])
+    # The flags parse; the files would be there in the pod.
+    import argparse
+
+    from ftrollout.shell.runner import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(c["args"])
+    assert args.prometheus_basic_auth
+    assert args.prometheus_bearer_token_file
+    insecure = container(render("prometheus.tls.insecureSkipVerify=true"))
+    assert "--prometheus-insecure-skip-verify" in insecure["args"]
+    proc = helm("template", "x", str(CHART), "--set", "prometheus.auth[0].secretName=s",
+                "--set", "prometheus.auth[0].type=basic")  # fmt: skip
+    assert proc.returncode != 0
+    assert "prometheus.auth[0]: no address and no prometheus.url" in proc.stderr

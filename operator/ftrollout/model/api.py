@@ -251,7 +251,9 @@ class PrometheusSpec(Model):
         default=None,
         pattern=r"^https?://",
         description="Prometheus base URL, e.g. http://prometheus.monitoring:9090. Default: the "
-        "operator's --prometheus-url (Helm value prometheus.url).",
+        "operator's --prometheus-url (Helm value prometheus.url). Any other address must be on "
+        "the operator's allow-list (Helm value prometheus.allowedAddresses); no user@, query "
+        "or fragment.",
     )
     timeout: QueryTimeout = Field(
         default="10s",

@@ -56,7 +56,7 @@ def read_vector(result: Sequence[dict[str, Any]] | Any) -> Value:
     if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
         raw = result[1]  # resultType scalar: [ts, "value"]
     elif not isinstance(result, list):
-        return Value(None, f"unexpected result {str(result)[:80]!r}")
+        return Value(None, "unexpected result type")
     elif not result:
         return Value(None, "no series")
     elif len(result) > 1:
@@ -69,7 +69,8 @@ def read_vector(result: Sequence[dict[str, Any]] | Any) -> Value:
     try:
         v = float(raw)
     except (TypeError, ValueError):
-        return Value(None, f"value {raw!r} is not a number")
+        # Not the value itself: the server chose it, and messages reach status and Events.
+        return Value(None, "value is not a number")
     if math.isnan(v):
         return Value(None, "value is NaN")
     if math.isinf(v):

@@ -15,6 +15,7 @@ from ftrollout.model import api
 from ftrollout.plan import FIELD_MANAGER, Observation, PodGil, Result, Workload, plan
 from ftrollout.plan import twin as workloads
 from ftrollout.plan.observe import DeploymentSummary, Key, annotation_written_at, revision_of
+from ftrollout.plan.prometheus import address_error, normalise
 from ftrollout.plan.types import Claim, Ownership
 from ftrollout.shell import status_writes
 from ftrollout.shell.gate_job import run_preflight
@@ -98,7 +99,10 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
     try:
         api.check_name(name)
         spec = api.parse_spec(body.get("spec"))
-        spec_error = None
+        spec_error = address_error(spec, state.prometheus.allowed)
+        if spec_error is not None:
+            # Never queried, not even once: the address itself is what is not allowed.
+            spec = None
     except api.SpecError as exc:
         spec, spec_error = None, exc
 
@@ -214,6 +218,7 @@ def _register_analysis(
     if result.status.phase not in ANALYSED_PHASES:
         state.scheduler.unregister(key)
         return
+    address = analysis.prometheus.address
     state.scheduler.register(
         AnalysisTarget(
             namespace=key[0],
@@ -221,7 +226,8 @@ def _register_analysis(
             target=spec.target_ref.name,
             twin=workloads.twin_name(spec.target_ref.name),
             analysis=analysis,
-            url=analysis.prometheus.address or state.default_prometheus,
+            # Allowed (checked above): normalised, so one address is one client and one trust.
+            url=normalise(address) if address else state.default_prometheus,
             last_standard={v.name: v.value for v in result.status.analysis.last_standard},
             step_started_at=result.status.step_started_at,
         )

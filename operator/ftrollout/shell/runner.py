@@ -11,6 +11,8 @@ from typing import Any
 
 import kopf
 
+from ftrollout.shell import prometheus_config
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     env = os.environ.get
@@ -45,6 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=env("FTR_PROMETHEUS_URL"),
         help="default Prometheus for rollouts that do not set spec.analysis.prometheus.address",
     )
+    prometheus_config.add_arguments(p)
     p.add_argument("--qps", type=float, default=float(env("FTR_QPS", "50")), help="API QPS limit")
     p.add_argument("--burst", type=int, default=int(env("FTR_BURST", "100")), help="API burst")
     p.add_argument(
@@ -119,9 +122,26 @@ def run(args: argparse.Namespace) -> int:
     from ftrollout.shell import handlers, metrics
     from ftrollout.shell.gillog import LogScanner
     from ftrollout.shell.kube import Kube
-    from ftrollout.shell.scheduler import Scheduler
+    from ftrollout.shell.scheduler import Prometheus, Scheduler
 
     tasks: list[asyncio.Task[None]] = []
+    try:
+        prom_config = prometheus_config.from_args(args)
+    except prometheus_config.ConfigError as exc:
+        # Bad configuration is the admin's to fix: say which flag and stop, before any watch.
+        logging.getLogger("ftrollout").error("configuration: %s", exc)
+        return 2
+    if prom_config.insecure_skip_verify:
+        import urllib3
+
+        # Said once here rather than by urllib3 at every query.
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        logging.getLogger("ftrollout").warning(
+            "Prometheus TLS certificates are NOT verified (--prometheus-insecure-skip-verify)"
+        )
+    for url in prom_config.auth:
+        if url.startswith("http://"):
+            logging.getLogger("ftrollout").warning("credentials for %s are sent without TLS", url)
 
     kopf.configure(
         verbose=args.verbose,
@@ -141,15 +161,19 @@ def run(args: argparse.Namespace) -> int:
         connect_timeout=args.connect_timeout,
         read_timeout=args.request_timeout,
     )
-    handlers.STATE.default_prometheus = args.prometheus_url
+    handlers.STATE.prometheus = prom_config
+    handlers.STATE.default_prometheus = prom_config.own
     handlers.STATE.status_refresh = max(0.0, args.status_refresh)
 
     @kopf.on.startup()
     async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(settings, args)
-        scheduler = Scheduler(handlers.STATE, logs=LogScanner(handlers.STATE))
-        if args.prometheus_url:
-            scheduler.default_url = args.prometheus_url
+        scheduler = Scheduler(
+            handlers.STATE,
+            prom=Prometheus(config=prom_config),
+            logs=LogScanner(handlers.STATE),
+        )
+        scheduler.default_url = prom_config.own
         handlers.STATE.scheduler = scheduler
         tasks.append(asyncio.create_task(scheduler.run()))
         if args.metrics_port:

@@ -39,7 +39,9 @@ from ftrollout.plan.metrics import (
     read_matrix,
     read_vector,
 )
+from ftrollout.plan.prometheus import series_for, trusted_namespaces
 from ftrollout.shell.gillog import LOG_INTERVAL, LogScanner
+from ftrollout.shell.prometheus_config import PrometheusConfig, session, short_reason
 from ftrollout.shell.state import GilReading, State
 
 log = logging.getLogger("ftrollout.shell.scheduler")
@@ -65,7 +67,8 @@ class QueryError(Exception):
 class Prometheus:
     """A thin, counting wrapper around prometheus-api-client (sync) run off the event loop."""
 
-    def __init__(self, workers: int = 8) -> None:
+    def __init__(self, workers: int = 8, config: PrometheusConfig | None = None) -> None:
+        self.config = config or PrometheusConfig()
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prom")
         self.clients: dict[str, PrometheusConnect] = {}
         self.limits: dict[str, asyncio.Semaphore] = {}
@@ -79,7 +82,9 @@ class Prometheus:
             # No client-side retries: the next interval is the retry, and a retry loop
             # against a dead server would only hold a worker longer.
             c = self.clients[url] = PrometheusConnect(
-                url=url, disable_ssl=True, retry=Retry(total=0, connect=0, read=0)
+                url=url,
+                session=session(self.config, url),
+                retry=Retry(total=0, connect=0, read=0),
             )
             self.limits[url] = asyncio.Semaphore(PER_URL_CONCURRENCY)
         return c
@@ -99,8 +104,9 @@ class Prometheus:
             self.errors += 1
             for hook in self.on_query:
                 hook(False)
-            text = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-            raise QueryError(f"prometheus {url}: {text}") from None
+            # Status code and a short reason only: the body is the server's to choose and
+            # would end up in status and Events.
+            raise QueryError(f"prometheus {url}: {short_reason(exc)}") from None
         for hook in self.on_query:
             hook(True)
         if not isinstance(out, list):
@@ -172,9 +178,9 @@ class Scheduler:
     prom: Prometheus = field(default_factory=Prometheus)
     targets: dict[tuple[str, str], AnalysisTarget] = field(default_factory=dict)
     default_url: str | None = None
-    # Prometheus URLs of rollouts whose analysis ended (e.g. Promoted): their pods' probe
-    # metrics are still watched there for a while, then the URL is forgotten.
-    recent_urls: dict[str, float] = field(default_factory=dict)
+    # (Prometheus URL, namespace) of rollouts whose analysis ended (e.g. Promoted): their pods'
+    # probe metrics are still watched there for a while, then the URL is forgotten.
+    recent_urls: dict[tuple[str, str], float] = field(default_factory=dict)
     running: set[tuple[str, str]] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     on_result: list[Callable[[str], None]] = field(default_factory=list)
@@ -189,7 +195,7 @@ class Scheduler:
     def register(self, t: AnalysisTarget) -> None:
         key = (t.namespace, t.name)
         if t.url:
-            self.recent_urls[t.url] = time.monotonic()
+            self.recent_urls[(t.url, t.namespace)] = time.monotonic()
         old = self.targets.get(key)
         if old is not None and old.analysis == t.analysis and old.url == t.url:
             t.due = old.due
@@ -315,25 +321,26 @@ class Scheduler:
         """Batched probe metrics for every free-threaded pod on every known Prometheus."""
 
         now = time.monotonic()
-        for url, seen in list(self.recent_urls.items()):
+        for pair, seen in list(self.recent_urls.items()):
             if now - seen > RECENT_URL_SECONDS:
-                del self.recent_urls[url]
-        urls = {t.url for t in self.targets.values() if t.url} | set(self.recent_urls)
-        if self.default_url:
-            urls.add(self.default_url)
+                del self.recent_urls[pair]
+        registered = {(t.url, t.namespace) for t in self.targets.values() if t.url}
+        # A series from a rollout's own Prometheus speaks only for that rollout's namespace:
+        # a hostile exporter behind one team's address cannot roll back another team's pods.
+        trust = trusted_namespaces(registered | set(self.recent_urls), self.default_url)
         changed: set[tuple[str, str]] = set()
         counted: set[tuple[str, str]] = set()
         complete = True
-        for url in urls:
+        for url, spaces in trust.items():
             try:
-                results = await asyncio.gather(
+                answers = await asyncio.gather(
                     *(self.prom.query(url, q, 10.0) for q in PROBE_QUERIES.values())
                 )
             except QueryError as exc:
                 log.warning("guardrail query failed: %s", exc)
                 complete = False
                 continue
-            gil_r, build_r, fallback_r, incidents_r = results
+            gil_r, build_r, fallback_r, incidents_r = (series_for(a, spaces) for a in answers)
             modules: dict[tuple[str, str], set[str]] = {}
             for s in fallback_r:
                 m = s.get("metric", {})

@@ -15,6 +15,7 @@ from ftrollout.plan import AnalysisRound
 from ftrollout.plan.observe import Key
 from ftrollout.shell import status_writes
 from ftrollout.shell.cache import Cache
+from ftrollout.shell.prometheus_config import PrometheusConfig
 
 
 @dataclass
@@ -53,7 +54,8 @@ class State:
     active: set[Key] = field(default_factory=set)  # rollouts in Progressing/Paused/Pending
     containers: dict[Key, str | None] = field(default_factory=dict)  # spec.freeThreaded.container
     scheduler: Any = None  # ftrollout.shell.scheduler.Scheduler, when analysis runs
-    default_prometheus: str | None = None
+    default_prometheus: str | None = None  # normalised --prometheus-url
+    prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
     reconciles: int = 0
     on_result: list[Any] = field(default_factory=list)  # hooks (metrics) called per result
 

@@ -1,0 +1,208 @@
+"""Which Prometheus the operator may talk to, and whose answers it believes. Pure.
+
+* Addresses: a rollout's `spec.analysis.prometheus.address` is parsed and normalised
+  (http/https, host, optional port, optional path prefix; no userinfo, query or fragment) and
+  must equal an entry of the operator's allow-list. A path or a trailing `?`/`#` would turn the
+  operator's queries into arbitrary GETs; userinfo would smuggle credentials the platform did
+  not configure.
+* Series: the batched guardrail query asks every registered Prometheus about every pod; a series
+  from address A counts only in the namespaces of the rollouts that registered A. The operator's
+  own Prometheus (`--prometheus-url`) is the platform's and counts everywhere.
+
+No `urllib` here (the planner does no I/O and imports no network module): the grammar below is
+deliberately narrower than RFC 3986, and anything outside it is refused rather than guessed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ftrollout.model import api
+
+FIELD_ADDRESS = "spec.analysis.prometheus.address"
+ALLOW_ANY = "*"
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+_SPLIT = re.compile(
+    r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>[^/?#]*)(?P<path>[^?#]*)"
+)
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOST = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
+_IPV6 = re.compile(r"^\[[0-9a-f:.]+\]$")
+_PORT = re.compile(r"^[0-9]{1,5}$")
+_SEGMENT = re.compile(r"^[A-Za-z0-9._~-]+$")
+
+
+class AddressError(ValueError):
+    """A Prometheus address that is malformed or not allowed; the text is for users."""
+
+
+def normalise(raw: str) -> str:
+    """The canonical form of a Prometheus base URL: `scheme://host[:port][/path]`.
+
+    Lower-case scheme and host, the scheme's default port dropped, no trailing slash. Raises
+    AddressError saying what is wrong (never echoing more than the offending part).
+    """
+    if not isinstance(raw, str) or not raw:
+        raise AddressError("empty address")
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in raw):
+        raise AddressError("whitespace or control characters are not allowed")
+    if "\\" in raw:
+        raise AddressError("backslashes are not allowed")
+    m = _SPLIT.match(raw)
+    if m is None:
+        raise AddressError("not an absolute URL (expected http://host[:port] or https://...)")
+    rest = raw[m.end() :]
+    if rest.startswith("?"):
+        raise AddressError("a query (?...) is not allowed")
+    if rest.startswith("#"):
+        raise AddressError("a fragment (#...) is not allowed")
+    scheme = m["scheme"].lower()
+    if scheme not in DEFAULT_PORTS:
+        raise AddressError(f"scheme {scheme[:16]!r} is not allowed: use http or https")
+    authority = m["authority"]
+    if "@" in authority:
+        raise AddressError(
+            "user information (user@host) is not allowed: credentials come from the "
+            "operator's configuration"
+        )
+    host, port = _host_port(authority.lower())
+    path = _path(m["path"])
+    shown_port = "" if port is None or port == DEFAULT_PORTS[scheme] else f":{port}"
+    return f"{scheme}://{host}{shown_port}{path}"
+
+
+def _host_port(authority: str) -> tuple[str, int | None]:
+    if not authority:
+        raise AddressError("no host")
+    if authority.startswith("["):
+        end = authority.find("]")
+        host, tail = authority[: end + 1], authority[end + 1 :]
+        if end < 0 or not _IPV6.match(host):
+            raise AddressError("malformed IPv6 host")
+    else:
+        host, sep, port_text = authority.partition(":")
+        tail = sep + port_text
+        if not _HOST.match(host) or len(host) > 253:
+            raise AddressError("malformed host name")
+    if not tail:
+        return host, None
+    if not tail.startswith(":") or not _PORT.match(tail[1:]):
+        raise AddressError("malformed port")
+    port = int(tail[1:])
+    if not 1 <= port <= 65535:
+        raise AddressError("port out of range 1..65535")
+    return host, port
+
+
+def _path(path: str) -> str:
+    """A path prefix (Prometheus behind a reverse proxy at /prometheus), plain segments only:
+    no percent-encoding, no dot segments, no empty segments."""
+    trimmed = path.rstrip("/")
+    if not trimmed:
+        return ""
+    segments = trimmed.split("/")[1:]
+    for seg in segments:
+        if not seg:
+            raise AddressError("empty path segment (//) is not allowed")
+        if seg in (".", ".."):
+            raise AddressError("dot segments (. or ..) are not allowed in the path")
+        if not _SEGMENT.match(seg):
+            raise AddressError(
+                "path may contain only letters, digits and . _ ~ - (no percent-encoding)"
+            )
+    return trimmed
+
+
+@dataclass(frozen=True)
+class AllowList:
+    """Normalised addresses a rollout may name; `any_address` is the explicit `*` opt-in."""
+
+    addresses: frozenset[str] = frozenset()
+    any_address: bool = False
+
+    def allows(self, normalised: str) -> bool:
+        return self.any_address or normalised in self.addresses
+
+
+def parse_allow_list(items: Iterable[str], own: str | None) -> AllowList:
+    """The allow-list from flags/env (each item may be a comma list); the operator's own URL is
+    always in it. Raises AddressError naming the bad entry."""
+    addresses: set[str] = set()
+    any_address = False
+    for item in items:
+        for entry in item.split(","):
+            entry = entry.strip()
+            if not entry:
+                continue
+            if entry == ALLOW_ANY:
+                any_address = True
+                continue
+            try:
+                addresses.add(normalise(entry))
+            except AddressError as exc:
+                raise AddressError(f"allow-list entry {entry[:80]!r}: {exc}") from None
+    if own:
+        addresses.add(normalise(own))
+    return AllowList(frozenset(addresses), any_address)
+
+
+def check_address(address: str, allowed: AllowList) -> str:
+    """The normalised address if the operator may query it; AddressError otherwise."""
+    url = normalise(address)
+    if not allowed.allows(url):
+        known = ", ".join(sorted(allowed.addresses)) or "none"
+        raise AddressError(
+            f"{url} is not in the operator's allow-list of Prometheus addresses "
+            f"(--prometheus-allow, chart value prometheus.allowedAddresses); allowed: {known}"
+        )
+    return url
+
+
+def address_error(spec: api.RolloutSpec, allowed: AllowList) -> api.SpecError | None:
+    """The spec error for a Prometheus address the operator must not use, if any."""
+    analysis = spec.analysis
+    if analysis is None or analysis.prometheus.address is None:
+        return None
+    try:
+        check_address(analysis.prometheus.address, allowed)
+    except AddressError as exc:
+        return api.SpecError(FIELD_ADDRESS, str(exc))
+    return None
+
+
+# ---------------------------------------------------------------- tenant isolation of series
+
+# None: every namespace (the operator's own Prometheus).
+Trust = frozenset[str] | None
+
+
+def trusted_namespaces(registered: Iterable[tuple[str, str]], own: str | None) -> dict[str, Trust]:
+    """For each Prometheus address, the namespaces whose pods its series may speak about.
+
+    `registered` holds (address, namespace) of every rollout that uses the address (also those
+    whose analysis ended recently and whose pods are still watched).
+    """
+    out: dict[str, set[str]] = {}
+    for url, namespace in registered:
+        out.setdefault(url, set()).add(namespace)
+    trust: dict[str, Trust] = {url: frozenset(spaces) for url, spaces in out.items()}
+    if own:
+        trust[own] = None
+    return trust
+
+
+def series_for(series: Sequence[Mapping[str, Any]], trust: Trust) -> list[Mapping[str, Any]]:
+    """The series of one answer that may count: those labelled with a trusted namespace."""
+    if trust is None:
+        return list(series)
+    out = []
+    for s in series:
+        labels = s.get("metric")
+        namespace = labels.get("namespace") if isinstance(labels, Mapping) else None
+        if isinstance(namespace, str) and namespace in trust:
+            out.append(s)
+    return out

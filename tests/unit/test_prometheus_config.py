@@ -1,0 +1,69 @@
+"""The operator's Prometheus flags: parsed once at start; a bad one stops the operator naming it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from ftrollout.shell import prometheus_config
+from ftrollout.shell.prometheus_config import ConfigError, from_args
+from ftrollout.shell.runner import add_arguments
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    return p.parse_args(list(argv))
+
+
+def test_by_default_only_the_operators_own_url_is_allowed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(prometheus_config.ENV_ALLOW, raising=False)
+    cfg = from_args(parse("--prometheus-url=http://Prom.monitoring:9090/"))
+    assert cfg.own == "http://prom.monitoring:9090"
+    assert cfg.allowed.addresses == {"http://prom.monitoring:9090"}
+    assert not cfg.allowed.any_address
+    assert cfg.verify("https://x") is True  # certificates verified by default
+
+
+def test_the_allow_list_comes_from_flags_and_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(prometheus_config.ENV_ALLOW, "http://a:9090,http://b:9090")
+    cfg = from_args(parse("--prometheus-allow=https://c.example:443/"))
+    assert cfg.allowed.addresses == {"http://a:9090", "http://b:9090", "https://c.example"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["--prometheus-url=http://u:p@prom:9090"], "--prometheus-url"),
+        (["--prometheus-allow=http://prom:9090?x=1"], "--prometheus-allow"),
+        (["--prometheus-ca-file=/nonexistent/ca.pem"], "--prometheus-ca-file"),
+        (["--prometheus-bearer-token-file=/nonexistent"], "--prometheus-bearer-token-file"),
+    ],
+)
+def test_a_bad_flag_is_named(argv: list[str], flag: str) -> None:
+    with pytest.raises(ConfigError, match=flag):
+        from_args(parse(*argv))
+
+
+def test_runner_refuses_to_start_on_bad_configuration() -> None:
+    from ftrollout.shell.runner import run
+
+    assert run(parse("--prometheus-allow=ftp://x")) == 2
+
+
+def test_credentials_without_an_address_go_to_the_operators_own_url_only(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t0k3n\n")
+    cfg = from_args(
+        parse("--prometheus-url=http://own:9090", f"--prometheus-bearer-token-file={token}")
+    )
+    assert set(cfg.auth) == {"http://own:9090"}
+    assert cfg.auth_for("http://team-a:9090") is None
+    with pytest.raises(ConfigError, match="no URL= and no --prometheus-url"):
+        from_args(parse(f"--prometheus-bearer-token-file={token}"))

@@ -1,0 +1,109 @@
+"""Prometheus I/O against a local stub: what a broken or hostile server can put in status
+(status code and a short reason only), redirects refused."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prom_stub import Answer, PromStub, vector
+
+from ftrollout.model import api
+from ftrollout.shell.prometheus_config import from_args
+from ftrollout.shell.runner import add_arguments
+from ftrollout.shell.scheduler import AnalysisTarget, Prometheus, QueryError, Scheduler
+from ftrollout.shell.state import State
+
+HOSTILE = b"<html>" + b"kubectl ftr promote --all; " * 400 + b"\nsecond line: Bearer s3cr3t</html>"
+
+
+@pytest.fixture
+def stubs() -> Iterator[list[PromStub]]:
+    made: list[PromStub] = []
+    yield made
+    for s in made:
+        s.close()
+
+
+def stub(stubs: list[PromStub], answer: Answer) -> PromStub:
+    s = PromStub(lambda _q: answer)
+    stubs.append(s)
+    return s
+
+
+def analysis() -> api.Analysis:
+    return api.Analysis.model_validate(
+        {"metrics": [{"name": "errors", "query": "errors", "threshold": {"max": 1}}]}
+    )
+
+
+async def one_round(url: str) -> api.MetricResult:
+    sched = Scheduler(State(), prom=Prometheus(workers=1))
+    t = AnalysisTarget("shop", "web", "web", "web-ft", analysis(), url)
+    (result,) = (await sched.analyse(t)).results
+    return result
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ((500, {"Content-Type": "text/html"}, HOSTILE), "HTTP 500 Internal Server Error"),
+        ((503, {}, HOSTILE), "HTTP 503 Service Unavailable"),
+        ((200, {"Content-Type": "application/json"}, HOSTILE), "not a Prometheus API response"),
+        ((302, {"Location": "http://169.254.169.254/latest/meta-data"}, b""), "redirect refused"),
+    ],
+)
+async def test_a_failed_query_reports_a_status_code_and_a_short_reason_only(
+    stubs: list[PromStub], answer: Answer, reason: str
+) -> None:
+    s = stub(stubs, answer)
+    result = await one_round(s.url)
+    assert result.phase == "Inconclusive"
+    assert result.message == f"free-threaded: prometheus {s.url}: {reason}"
+    assert "promote" not in result.message
+    assert "s3cr3t" not in result.message
+    assert len(s.queries) == 1  # no retry, no redirect followed
+
+
+async def test_a_value_chosen_by_the_server_is_not_echoed(stubs: list[PromStub]) -> None:
+    s = stub(stubs, vector(({}, "kubectl ftr promote --all " * 50)))
+    result = await one_round(s.url)
+    assert result.phase == "Inconclusive"
+    assert result.message == "free-threaded: value is not a number"
+
+
+async def test_a_dead_address_is_a_short_reason_too() -> None:
+    prom = Prometheus(workers=1)
+    with pytest.raises(QueryError) as exc:
+        await prom.query("http://127.0.0.1:9", "up", 2.0)  # discard port: nothing listens
+    assert str(exc.value) == "prometheus http://127.0.0.1:9: connection failed"
+
+
+async def test_a_bearer_token_goes_to_its_own_address_only(
+    stubs: list[PromStub], tmp_path: Path
+) -> None:
+    own = stub(stubs, vector(({}, 1)))
+    team = stub(stubs, vector(({}, 1)))
+    token = tmp_path / "token"
+    token.write_text("s3cr3t\n")
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    cfg = from_args(
+        p.parse_args(
+            [
+                f"--prometheus-url={own.url}",
+                f"--prometheus-allow={team.url}",
+                f"--prometheus-bearer-token-file={token}",
+            ]
+        )
+    )
+    prom = Prometheus(workers=1, config=cfg)
+    await prom.query(own.url, "up", 2.0)
+    await prom.query(team.url, "up", 2.0)
+    assert own.headers[0].get("Authorization") == "Bearer s3cr3t"
+    assert "Authorization" not in team.headers[0]
+    token.write_text("r0tated")  # a rotated Secret is read at the next query
+    await prom.query(own.url, "up", 2.0)
+    assert own.headers[1].get("Authorization") == "Bearer r0tated"
