@@ -50,7 +50,7 @@ def test_prometheus_scrapes_the_probe_and_names_the_fallback_module(
         assert float(gil[0]["value"][1]) == 1  # a standard build: the GIL is on
         build = prom.wait_for("python_freethreading_build", timeout=30)
         assert float(build[0]["value"][1]) == 0
-        info = prom.wait_for("python_info", timeout=30)
+        info = prom.wait_for("python_freethreading_runtime_info", timeout=30)
         assert info[0]["metric"]["implementation"] == "cpython"
     finally:
         app.communicate(input="", timeout=30)

@@ -225,8 +225,20 @@ def test_sitecustomize_serves_metrics_and_attributes_the_gil_warning(
     assert value(samples, "python_gil_fallback_total", module="gilwarn_mod") == 1
     assert value(samples, "python_freethreading_incidents_total") == 0
     version = ".".join(map(str, sys.version_info[:3]))
-    assert value(samples, "python_info", version=version, implementation="cpython") == 1
+    assert (
+        value(
+            samples, "python_freethreading_runtime_info", version=version, implementation="cpython"
+        )
+        == 1
+    )
     assert value(samples, "python_probe_processes") == 1
+    # An application that also exports prometheus_client's default collectors (python_info,
+    # process_*, python_gc_*) must not see the probe's families collide with them.
+    from prometheus_client import REGISTRY
+
+    defaults = {m.name for m in REGISTRY.collect()}
+    assert "python_info" in defaults
+    assert not {f.name for f in text_string_to_metric_families(body)} & defaults
 
     code, _, err = app.finish()
     assert code == 0
@@ -589,7 +601,7 @@ def test_probe_runs_on_other_interpreters(
     running.append(app)
     samples = scrape_until(port, lambda s: value(s, "python_probe_processes") == 2)
     assert value(samples, "python_gil_fallback_total", module="gilwarn_mod") == 1
-    info = samples["python_info"]
+    info = samples["python_freethreading_runtime_info"]
     (labels,) = info
     identity = json.loads(
         subprocess.run(

@@ -243,10 +243,12 @@ def render_metrics(snapshot: MetricsSnapshot) -> str:
         "SIGBUS, SIGFPE, SIGILL) plus incidents reported by the application via record_incident().",
     )
     lines.append(f"python_freethreading_incidents_total {snapshot.incidents}")
-    _family(lines, "python_info", "gauge", "Python runtime identity.")
+    _family(lines, "python_freethreading_runtime_info", "gauge", "Python runtime identity.")
     for version, implementation in snapshot.info:
         ver, impl = escape_label_value(version), escape_label_value(implementation)
-        lines.append(f'python_info{{version="{ver}",implementation="{impl}"}} 1')
+        lines.append(
+            f'python_freethreading_runtime_info{{version="{ver}",implementation="{impl}"}} 1'
+        )
     _family(
         lines,
         "python_probe_processes",
