@@ -94,9 +94,7 @@ def test_make_chart_packages_a_chart_that_lints(tmp_path: Path) -> None:
     assert "ftrollout/values.schema.json" in names
 
 
-# README.md joins the list once its "three faces" paragraph stops saying `pip install
-# 'ftrollout[...]'` (the text to paste is in the h10 notes; README is edited elsewhere).
-DOCS = ["docs/operations.md", "docs/kubectl-ftr.md", "charts/ftrollout/README.md",
+DOCS = ["README.md", "docs/operations.md", "docs/kubectl-ftr.md", "charts/ftrollout/README.md",
         "charts/ftrollout/templates/NOTES.txt", "Dockerfile"]  # fmt: skip
 
 
