@@ -2,8 +2,11 @@
 
 A Deployment named `<target>-ft` without a controller reference to this rollout is someone
 else's (their own Deployment, or the twin of another rollout): it is never scaled, re-templated
-or deleted. Of several rollouts on one target the first (oldest creationTimestamp, then name)
-rolls; the others are Failed naming it and touch nothing.
+or deleted. Of several rollouts on one target the one whose twin exists (the twin's controller)
+rolls; only while no twin exists the first (oldest creationTimestamp, then name) does. The
+others are Failed naming it and touch nothing. Age alone would hand the target to an older
+rollout whose targetRef is edited onto it mid-rollout: the active one would stop and the older
+one could not touch the other's twin, leaving the service with no guardrail at all.
 """
 
 from __future__ import annotations
@@ -22,13 +25,35 @@ def first_claim(claims: tuple[Claim, ...]) -> Claim | None:
     return min(claims, key=lambda c: (c.created == "", c.created, c.name))
 
 
+ROLLOUT_KIND = "FreeThreadedRollout"
+
+
+def twin_holder(obs: Observation) -> str | None:
+    """The rollout among the claims that controls the existing twin: it holds the target."""
+    own = obs.ownership
+    if own is None or obs.twin is None or own.twin_controller is None:
+        return None
+    kind, _, name = own.twin_controller[0].partition("/")
+    if kind != ROLLOUT_KIND or name not in {c.name for c in own.claims}:
+        return None
+    return name
+
+
 def conflict(obs: Observation) -> tuple[str, str] | None:
     """(reason, message) when this rollout must not touch the target or the twin."""
     own = obs.ownership
     if own is None:
         return None
+    holder = twin_holder(obs)
+    if holder is not None and holder != own.rollout:
+        return (
+            REASON_TARGET_CLAIMED,
+            f"the target is already rolled by FreeThreadedRollout {holder!r} (it controls the "
+            f"twin {own.twin!r}): this rollout touches nothing; delete it or point it at "
+            "another target",
+        )
     first = first_claim(tuple({c.name: c for c in own.claims}.values()))
-    if first is not None and first.name != own.rollout:
+    if holder is None and first is not None and first.name != own.rollout:
         return (
             REASON_TARGET_CLAIMED,
             f"the target is already rolled by FreeThreadedRollout {first.name!r} (the first to "

@@ -69,3 +69,38 @@ def test_a_second_rollout_on_the_target_is_failed_naming_the_first() -> None:
     res = sim.step(ownership=ownership(claims=claims[:1]))
     assert res.status.phase in (Phase.PENDING, Phase.PROGRESSING)
     assert res.status.replicas.target == sim.n
+
+
+OLDER = Claim("older", "2030-01-01T00:00:00Z")
+ACTIVE = Claim(ME, "2030-02-01T00:00:00Z")
+
+
+def test_the_rollout_that_owns_the_twin_keeps_rolling_when_an_older_one_joins() -> None:
+    """An older rollout whose targetRef is edited to this target does not take it over: the
+    rollout controlling the twin keeps its guardrails (here a crash storm rolls back)."""
+    sim = at_step(Sim(make_spec(((10, "1s"), (50, "1h"), (100, None)))), 1)
+    res = sim.step(ownership=ownership(claims=(ACTIVE,)))
+    assert res.status.phase == Phase.PROGRESSING
+    for i in range(4):  # budget 3
+        sim.incident(pod=f"web-ft-{i}")
+    res = sim.step(ownership=ownership(claims=(ACTIVE, OLDER)))
+    assert res.status.phase == Phase.ROLLED_BACK, res.status.message
+
+
+def test_the_newcomer_is_failed_naming_the_rollout_that_owns_the_twin() -> None:
+    """The other side: `older` sees the twin controlled by `web` and is the one Failed."""
+    fresh = Sim(make_spec(), n=5)
+    fresh.twin_exists = True
+    fresh.ft.replicas = fresh.ft.ready = 5
+    older = Ownership(
+        rollout="older",
+        uid="uid-older",
+        claims=(OLDER, ACTIVE),
+        twin="web-ft",
+        twin_controller=("FreeThreadedRollout/web", "uid-me"),
+    )
+    res = fresh.step(ownership=older)
+    assert res.status.phase == Phase.FAILED
+    assert "'web'" in res.status.message
+    assert fresh.events(res) == ["TargetClaimed"]
+    assert (res.target_replicas, res.twin_replicas) == (None, None)
