@@ -917,3 +917,51 @@ async def test_a_new_revision_replaces_the_twins_pods_only_once_standard_is_read
     containers = patch.data["spec"]["template"]["spec"]["containers"]
     assert containers[0]["image"] == "example/app:3.14t"
     assert patch.data["metadata"]["annotations"]["freethreaded.dev/revision"]
+
+
+def api_deployment() -> dict[str, Any]:
+    body = target_deployment(replicas=3, ready=3)
+    body["metadata"].update(name="api", uid="uid-api", labels={"app": "api"})
+    body["spec"]["selector"] = {"matchLabels": {"app": "api"}}
+    body["spec"]["template"]["metadata"]["labels"] = {"app": "api"}
+    return body
+
+
+async def test_retargeting_mid_step_fails_and_deletion_restores_the_held_target(
+    kmock: Any,
+) -> None:
+    """spec.targetRef edited at 5 + 5 (a CRD without the immutability rule): nothing is
+    touched on either Deployment, and deleting the rollout restores the target it split
+    (status.target), not the new one, before its twin goes."""
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment()
+    kmock.objects[FTR, NS, "web"] = rollout_body(
+        steps=[{"weight": 50, "pause": {"duration": "1h"}}, {"weight": 100}]
+    )
+    shell = Shell(kmock)
+    await shell.reconcile()
+    shell.watch_deployment("web-ft", replicas=5, readyReplicas=5)
+    await shell.reconcile()
+    shell.watch_deployment("web", replicas=5, readyReplicas=5)
+    await shell.reconcile()
+    assert kmock.objects[DEPLOYMENTS, NS, "web"]["spec"]["replicas"] == 5
+
+    kmock.objects[DEPLOYMENTS, NS, "api"] = api_deployment()
+    obj = copy.deepcopy(dict(kmock.objects[FTR, NS, "web"].raw))
+    obj["spec"]["targetRef"] = {"name": "api"}
+    obj["metadata"]["generation"] = 2
+    kmock.objects[FTR, NS, "web"] = obj
+    shell.new_requests()
+    for _ in range(3):
+        await shell.reconcile()
+    assert deployment_writes(shell.new_requests()) == []
+    status = shell.body()["status"]
+    assert status["phase"] == "Failed"
+    assert "spec.targetRef" in status["message"]
+
+    with pytest.raises(kopf.TemporaryError):  # waits for `web` to be Ready at N
+        await finalize(shell)
+    assert kmock.objects[DEPLOYMENTS, NS, "web"]["spec"]["replicas"] == N
+    assert kmock.objects[DEPLOYMENTS, NS, "api"]["spec"]["replicas"] == 3
+    assert deployment_writes(shell.new_requests()) == [
+        "PATCH /apis/apps/v1/namespaces/shop/deployments/web/scale"
+    ]

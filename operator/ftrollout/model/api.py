@@ -55,6 +55,11 @@ MSG_NAME_TOO_LONG = (
     f"must be no more than {MAX_NAME_LENGTH} characters: the name is a label value on the "
     "twin Deployment and the preflight Job"
 )
+MSG_TARGET_IMMUTABLE = (
+    "spec.targetRef cannot change once the rollout holds a target (status.target): the old "
+    "target would be left split with its twin unmanaged; delete this rollout (it restores the "
+    "target) and create another for the new Deployment"
+)
 
 
 def _cel(rule: str, message: str) -> JsonDict:
@@ -646,6 +651,12 @@ class RolloutStatus(Model):
     revision: str | None = Field(
         default=None, description="Hash of the target's pod template and spec.freeThreaded."
     )
+    target: str | None = Field(
+        default=None,
+        max_length=253,
+        description="The Deployment this rollout holds (its replicas may be split): "
+        "spec.targetRef.name may not move away from it.",
+    )
     phase: Phase | None = Field(
         default=None, description="Pending, Progressing, Paused, Promoted, RolledBack or Failed."
     )
@@ -718,7 +729,16 @@ def _wire_path(loc: tuple[int | str, ...], root: str) -> str:
 
 def root_rules() -> list[JsonDict]:
     """CEL rules at the root of the schema, the only place where metadata.name is visible."""
-    return [_cel(f"self.metadata.name.size() <= {MAX_NAME_LENGTH}", MSG_NAME_TOO_LONG)]
+    return [
+        _cel(f"self.metadata.name.size() <= {MAX_NAME_LENGTH}", MSG_NAME_TOO_LONG),
+        # At the root, where status is visible: a targetRef may still be corrected while the
+        # rollout has touched nothing (a typo: target not found), never once it holds one.
+        _cel(
+            "!has(oldSelf.status) || !has(oldSelf.status.target) || "
+            "self.spec.targetRef.name == oldSelf.status.target",
+            MSG_TARGET_IMMUTABLE,
+        ),
+    ]
 
 
 def check_name(name: str) -> None:

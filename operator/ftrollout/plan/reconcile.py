@@ -25,6 +25,8 @@ from ftrollout.plan.replicas import (
 from ftrollout.plan.steps import advance, steps_shortened
 from ftrollout.plan.types import FIELD_MANAGER, Event, Observation, Result, Workload, rfc3339
 
+REASON_TARGET_CHANGED = "TargetChanged"
+
 
 def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observation) -> Result:
     if spec is None or obs.spec_error is not None:
@@ -32,11 +34,25 @@ def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observati
     ctx = Ctx(spec=spec, obs=obs, st=status)
     now = rfc3339(obs.now)
 
+    held = ctx.st.target
+    if held is not None and held != spec.target_ref.name:
+        return not_ours(
+            ctx,
+            REASON_TARGET_CHANGED,
+            f"spec.targetRef changed from {held!r} to {spec.target_ref.name!r} while this "
+            f"rollout holds {held!r} (its replicas split, its twin running): neither is "
+            f"touched; set spec.targetRef.name back to {held!r}, or delete this rollout (it "
+            f"restores {held!r}) and create another for {spec.target_ref.name!r}",
+        )
     if obs.target is None or obs.revision is None:
         return target_missing(ctx)
     clash = conflict(obs)
     if clash is not None:
         return not_ours(ctx, *clash)
+
+    # From here on the target may be scaled: this is the one the rollout holds.
+    if held is None:
+        ctx.update(target=spec.target_ref.name)
 
     # First sight, or a new revision (target template or spec.freeThreaded changed).
     first_sight = ctx.st.revision is None or ctx.st.phase is None
@@ -104,6 +120,7 @@ def failed_for_spec_or_target(st: api.RolloutStatus) -> bool:
         "TargetNotFound",
         REASON_TWIN_NOT_OWNED,
         REASON_TARGET_CLAIMED,
+        REASON_TARGET_CHANGED,
     )
 
 

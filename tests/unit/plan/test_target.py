@@ -138,3 +138,37 @@ def test_a_promoted_rollout_stays_promoted_after_a_transient_failure() -> None:
     res = sim.step()
     assert res.status.phase == Phase.PENDING
     assert res.status.promoted_at is None
+
+
+def test_a_target_ref_edited_mid_rollout_fails_and_touches_neither_target() -> None:
+    """An old CRD without the immutability rule: the rollout keeps the target it split
+    (status.target) and refuses the new one, naming spec.targetRef; back to the old name, it
+    carries on from where it was."""
+    sim = at_step(Sim(make_spec()), 0)
+    assert sim.status.target == "app"
+    before = sim.status
+    sim.spec = sim.spec.model_copy(update={"target_ref": api.TargetRef(name="api")})
+    res = sim.step()
+    assert res.status.phase == Phase.FAILED
+    assert (res.target_replicas, res.twin_replicas) == (None, None)
+    c = cond(res.status, "Progressing")
+    assert (c.status, c.reason) == ("False", "TargetChanged")
+    assert "spec.targetRef" in c.message
+    assert "'app'" in c.message
+    assert res.status.replicas.target == before.replicas.target
+    assert res.status.step_index == before.step_index
+    sim.spec = sim.spec.model_copy(update={"target_ref": api.TargetRef(name="app")})
+    res = sim.step()
+    assert res.status.phase == Phase.PROGRESSING
+    assert res.status.step_index == before.step_index
+
+
+def test_a_target_ref_fixed_before_anything_was_split_is_taken() -> None:
+    """A typo (target not found) is not a held target: the corrected name is simply used."""
+    sim = Sim(make_spec())
+    sim.target_exists = False
+    sim.step()
+    assert sim.status.target is None
+    sim.target_exists = True
+    sim.spec = sim.spec.model_copy(update={"target_ref": api.TargetRef(name="api")})
+    assert sim.step().status.phase == Phase.PROGRESSING
