@@ -965,3 +965,31 @@ async def test_retargeting_mid_step_fails_and_deletion_restores_the_held_target(
     assert deployment_writes(shell.new_requests()) == [
         "PATCH /apis/apps/v1/namespaces/shop/deployments/web/scale"
     ]
+
+
+async def test_a_rollout_never_scales_another_rollouts_twin(kmock: Any) -> None:
+    """A targetRef naming another rollout's twin (`web-ft`, controlled by rollout `web`) is
+    refused: Failed naming that rollout, no `web-ft-ft` created, `web-ft` never scaled."""
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment()
+    kmock.objects[FTR, NS, "web"] = rollout_body(
+        steps=[{"weight": 50, "pause": {"duration": "1h"}}, {"weight": 100}]
+    )
+    shell = Shell(kmock)
+    await shell.reconcile()
+    shell.watch_deployment("web-ft", replicas=5, readyReplicas=5)
+    await shell.reconcile()
+    assert kmock.objects[DEPLOYMENTS, NS, "web-ft"]["metadata"]["ownerReferences"][0]["uid"] == (
+        "uid-ftr"
+    )
+
+    x = rollout_body(steps=[{"weight": 50, "pause": {"duration": "1h"}}, {"weight": 100}])
+    x["metadata"].update(name="x", uid="uid-x")
+    x["spec"]["targetRef"] = {"name": "web-ft"}
+    kmock.objects[FTR, NS, "x"] = x
+    shell.new_requests()
+    for _ in range(2):
+        await shell.reconcile(copy.deepcopy(dict(kmock.objects[FTR, NS, "x"].raw)))
+    assert deployment_writes(shell.new_requests()) == []
+    status = kmock.objects[FTR, NS, "x"]["status"]
+    assert status["phase"] == "Failed"
+    assert "FreeThreadedRollout 'web'" in status["message"]

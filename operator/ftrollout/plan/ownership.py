@@ -11,10 +11,11 @@ one could not touch the other's twin, leaving the service with no guardrail at a
 
 from __future__ import annotations
 
-from ftrollout.plan.types import Claim, Observation
+from ftrollout.plan.types import Claim, Observation, Ownership
 
 REASON_TWIN_NOT_OWNED = "TwinNotOwned"
 REASON_TARGET_CLAIMED = "TargetClaimed"
+REASON_TARGET_IS_A_TWIN = "TargetIsATwin"
 
 
 def first_claim(claims: tuple[Claim, ...]) -> Claim | None:
@@ -39,11 +40,31 @@ def twin_holder(obs: Observation) -> str | None:
     return name
 
 
+def target_twin_of(own: Ownership) -> str | None:
+    """The rollout whose twin the target is: its controller, or (an ownerReference removed by
+    hand) the rollout label a twin carries."""
+    if own.target_controller is not None:
+        kind, _, name = own.target_controller[0].partition("/")
+        if kind == ROLLOUT_KIND:
+            return name
+    if own.target_rollout_label is not None and own.target.endswith("-ft"):
+        return own.target_rollout_label
+    return None
+
+
 def conflict(obs: Observation) -> tuple[str, str] | None:
     """(reason, message) when this rollout must not touch the target or the twin."""
     own = obs.ownership
     if own is None:
         return None
+    twin_of = target_twin_of(own)
+    if twin_of is not None:
+        return (
+            REASON_TARGET_IS_A_TWIN,
+            f"the target {own.target!r} is the free-threaded twin of FreeThreadedRollout "
+            f"{twin_of!r}: it is scaled by that rollout only; this rollout touches nothing, "
+            "point spec.targetRef at the standard Deployment",
+        )
     holder = twin_holder(obs)
     if holder is not None and holder != own.rollout:
         return (

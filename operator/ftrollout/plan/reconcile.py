@@ -15,7 +15,12 @@ from ftrollout.plan.analysis import observe_analysis
 from ftrollout.plan.conditions import cond, progressing_condition, set_condition
 from ftrollout.plan.context import Ctx
 from ftrollout.plan.guardrails import observe_guardrails
-from ftrollout.plan.ownership import REASON_TARGET_CLAIMED, REASON_TWIN_NOT_OWNED, conflict
+from ftrollout.plan.ownership import (
+    REASON_TARGET_CLAIMED,
+    REASON_TARGET_IS_A_TWIN,
+    REASON_TWIN_NOT_OWNED,
+    conflict,
+)
 from ftrollout.plan.replicas import (
     desired_split,
     follow_external_scale,
@@ -120,6 +125,7 @@ def failed_for_spec_or_target(st: api.RolloutStatus) -> bool:
         "TargetNotFound",
         REASON_TWIN_NOT_OWNED,
         REASON_TARGET_CLAIMED,
+        REASON_TARGET_IS_A_TWIN,
         REASON_TARGET_CHANGED,
     )
 

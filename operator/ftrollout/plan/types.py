@@ -74,6 +74,11 @@ class Ownership:
     # The twin's controller ownerReference ("Kind/name", uid); None: no controller reference.
     # Only looked at when the twin exists (Observation.twin).
     twin_controller: tuple[str, str] | None = None
+    target: str = ""  # the target's name
+    # The target's controller ownerReference and rollout label: a target that is itself a
+    # rollout's twin is that rollout's free-threaded track, never a target.
+    target_controller: tuple[str, str] | None = None
+    target_rollout_label: str | None = None
 
 
 @dataclass(frozen=True)

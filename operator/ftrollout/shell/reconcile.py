@@ -142,7 +142,7 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         spec_error=spec_error,
         ownership=None
         if spec is None
-        else _ownership(state, meta, spec.target_ref.name, twin_name, twin),
+        else _ownership(state, meta, spec.target_ref.name, target, twin_name, twin),
         status_error=status_error,
         twin_owned=twin is not None and twin.rollout_label == name,
     )
@@ -180,7 +180,12 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
 
 
 def _ownership(
-    state: State, meta: Any, target: str, twin_name: str, twin: DeploymentSummary | None
+    state: State,
+    meta: Any,
+    target: str,
+    target_body: DeploymentSummary | None,
+    twin_name: str,
+    twin: DeploymentSummary | None,
 ) -> Ownership:
     me = Claim(meta["name"], str(meta.get("creationTimestamp") or ""))
     others = [c for c in state.cache.claims(meta["namespace"], target) if c.name != me.name]
@@ -190,6 +195,9 @@ def _ownership(
         claims=(me, *others),
         twin=twin_name,
         twin_controller=None if twin is None else twin.controller,
+        target=target,
+        target_controller=None if target_body is None else target_body.controller,
+        target_rollout_label=None if target_body is None else target_body.rollout_label,
     )
 
 

@@ -104,3 +104,31 @@ def test_the_newcomer_is_failed_naming_the_rollout_that_owns_the_twin() -> None:
     assert "'web'" in res.status.message
     assert fresh.events(res) == ["TargetClaimed"]
     assert (res.target_replicas, res.twin_replicas) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("controller", "label", "named"),
+    [
+        (("FreeThreadedRollout/other", "uid-other"), None, "'other'"),
+        (None, "other", "'other'"),  # the label alone (an ownerReference removed by hand)
+    ],
+)
+def test_a_target_that_is_another_rollouts_twin_is_refused(
+    controller: tuple[str, str] | None, label: str | None, named: str
+) -> None:
+    sim = Sim(make_spec())
+    own = Ownership(
+        rollout=ME,
+        uid="uid-me",
+        claims=(ACTIVE,),
+        twin="app-ft-ft",
+        target="app-ft",
+        target_controller=controller,
+        target_rollout_label=label,
+    )
+    res = sim.step(ownership=own)
+    assert res.status.phase == Phase.FAILED
+    assert named in res.status.message
+    assert sim.events(res) == ["TargetIsATwin"]
+    assert (res.target_replicas, res.twin_replicas) == (None, None)
+    assert res.status.target is None
