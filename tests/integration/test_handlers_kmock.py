@@ -446,7 +446,9 @@ async def test_rounds_that_only_bring_new_numbers_are_not_written_each_time(
     assert first["analysis"]["metrics"][0]["freeThreaded"] == 0.001
 
     for i, value in enumerate((0.002, 0.003, 0.004), start=1):
-        shell.state.analysis[NS, "web"] = round_of(f"2026-01-01T00:00:{i * 30:02d}Z", value)
+        shell.state.analysis[NS, "web"] = round_of(
+            f"2026-01-01T00:{i // 2:02d}:{i % 2 * 30:02d}Z", value
+        )
         await shell.reconcile()
         await shell.reconcile()  # a resync in between changes nothing either
     assert writes(shell.new_requests()) == []  # same result, new numbers: kept in memory

@@ -10,6 +10,7 @@ by the apiserver at admission) and once as a pydantic validator, with the same m
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from itertools import pairwise
 from typing import Annotated, Any, Literal
@@ -88,6 +89,19 @@ def _bounded(low: str, high: str) -> tuple[AfterValidator, WithJsonSchema]:
         "x-kubernetes-validations": [_cel(rule, message)],
     }
     return AfterValidator(check), WithJsonSchema(schema)
+
+
+def _check_time(value: str) -> str:
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not an RFC 3339 time: {value!r}") from None
+    return value
+
+
+# A time in status that the planner computes with: a hand-edited "yesterday" fails the parse
+# (StatusUnreadable, a fresh start from both tracks) instead of raising in every reconcile.
+Timestamp = Annotated[str, AfterValidator(_check_time)]
 
 
 # The bounds of every duration in the spec (README "Limits"): each keeps a typo (`0s`, `1000h`)
@@ -499,19 +513,25 @@ class Condition(Model):
 
 
 class ReplicaStatus(Model):
-    target: int = Field(default=0, description="N: the target's replicas when the revision began.")
-    standard: int = Field(default=0, description="Desired replicas of the standard track.")
-    free_threaded: int = Field(default=0, description="Desired replicas of the free-threaded twin.")
-    ready: int = Field(default=0, description="Ready replicas over both tracks.")
-    standard_ready: int = Field(default=0, description="Ready replicas of the standard track.")
-    free_threaded_ready: int = Field(default=0, description="Ready free-threaded replicas.")
+    target: int = Field(
+        default=0, ge=0, description="N: the target's replicas when the revision began."
+    )
+    standard: int = Field(default=0, ge=0, description="Desired replicas of the standard track.")
+    free_threaded: int = Field(
+        default=0, ge=0, description="Desired replicas of the free-threaded twin."
+    )
+    ready: int = Field(default=0, ge=0, description="Ready replicas over both tracks.")
+    standard_ready: int = Field(
+        default=0, ge=0, description="Ready replicas of the standard track."
+    )
+    free_threaded_ready: int = Field(default=0, ge=0, description="Ready free-threaded replicas.")
 
 
 class GilStatus(Model):
-    pods: int = Field(default=0, description="Free-threaded pods observed.")
-    disabled: int = Field(default=0, description="Pods running without the GIL.")
-    enabled: int = Field(default=0, description="Pods with the GIL on (fallback).")
-    unknown: int = Field(default=0, description="Pods whose GIL state is not known yet.")
+    pods: int = Field(default=0, ge=0, description="Free-threaded pods observed.")
+    disabled: int = Field(default=0, ge=0, description="Pods running without the GIL.")
+    enabled: int = Field(default=0, ge=0, description="Pods with the GIL on (fallback).")
+    unknown: int = Field(default=0, ge=0, description="Pods whose GIL state is not known yet.")
     fallback_modules: list[str] = Field(
         default_factory=list, description="Modules that re-enabled the GIL at import."
     )
@@ -537,12 +557,14 @@ class ProbeCounter(Model):
         "value above it is a new incident (a lower one is a lagging Prometheus replica or a "
         "restarted process).",
     )
-    time: str = Field(description="When the count last rose (RFC 3339).")
+    time: Timestamp = Field(description="When the count last rose (RFC 3339).")
 
 
 class RaceStatus(Model):
-    incidents: int = Field(default=0, description="Free-threaded incidents within the window.")
-    budget: int = Field(default=0, description="guardrails.raceBudget.maxIncidents.")
+    incidents: int = Field(
+        default=0, ge=0, description="Free-threaded incidents within the window."
+    )
+    budget: int = Field(default=0, ge=0, description="guardrails.raceBudget.maxIncidents.")
     window: str = Field(default="", description="guardrails.raceBudget.window.")
     summary: str = Field(default="-", description="incidents/budget for `kubectl get`.")
     recent: list[Incident] = Field(
@@ -550,7 +572,7 @@ class RaceStatus(Model):
         description="Incidents inside the window, oldest first (kept so the window survives "
         "an operator restart).",
     )
-    since: str | None = Field(
+    since: Timestamp | None = Field(
         default=None,
         description="When step 1 of this attempt started: earlier incidents belong to an "
         "earlier attempt or revision and are not counted.",
@@ -579,9 +601,9 @@ class StandardValue(Model):
 
 
 class AnalysisStatus(Model):
-    failed_rounds: int = Field(default=0, description="Failed rounds in this revision.")
-    inconclusive_rounds: int = Field(default=0, description="Inconclusive rounds in a row.")
-    last_round: str | None = Field(default=None, description="Time of the latest round.")
+    failed_rounds: int = Field(default=0, ge=0, description="Failed rounds in this revision.")
+    inconclusive_rounds: int = Field(default=0, ge=0, description="Inconclusive rounds in a row.")
+    last_round: Timestamp | None = Field(default=None, description="Time of the latest round.")
     metrics: list[MetricResult] = Field(
         default_factory=list, description="Latest result of every metric, with values."
     )
@@ -628,7 +650,7 @@ class PreflightStatus(Model):
 class RollbackStatus(Model):
     reason: RollbackReason = Field(description="Why the rollout rolled back.")
     message: str = Field(default="", description="The numbers that caused it.")
-    time: str = Field(description="When (RFC 3339).")
+    time: Timestamp = Field(description="When (RFC 3339).")
 
 
 class ActionRecord(Model):
@@ -660,9 +682,11 @@ class RolloutStatus(Model):
     phase: Phase | None = Field(
         default=None, description="Pending, Progressing, Paused, Promoted, RolledBack or Failed."
     )
-    step_index: int | None = Field(default=None, description="Index of the current step.")
-    weight: int | None = Field(default=None, description="Current free-threaded weight (%).")
-    step_started_at: str | None = Field(
+    step_index: int | None = Field(default=None, ge=0, description="Index of the current step.")
+    weight: int | None = Field(
+        default=None, ge=0, le=100, description="Current free-threaded weight (%)."
+    )
+    step_started_at: Timestamp | None = Field(
         default=None, description="When the current step's replicas became Ready."
     )
     replicas: ReplicaStatus = Field(default_factory=ReplicaStatus, description="Replica counts.")
@@ -677,7 +701,7 @@ class RolloutStatus(Model):
         default=None, description="Dependency gate result (the version contract)."
     )
     rollback: RollbackStatus | None = Field(default=None, description="Set after a rollback.")
-    promoted_at: str | None = Field(
+    promoted_at: Timestamp | None = Field(
         default=None, description="When this revision was promoted (all replicas free-threaded)."
     )
     last_action: ActionRecord | None = Field(
