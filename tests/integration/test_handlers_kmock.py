@@ -995,3 +995,46 @@ async def test_a_rollout_never_scales_another_rollouts_twin(kmock: Any) -> None:
     status = kmock.objects[FTR, NS, "x"]["status"]
     assert status["phase"] == "Failed"
     assert "FreeThreadedRollout 'web'" in status["message"]
+
+
+async def test_a_recreated_rollout_adopts_the_twin_and_keeps_n(kmock: Any) -> None:
+    """The rollout deleted after its finalizer was removed and created again (same name, new
+    uid) mid-step at 5 + 5: the twin made by the old one is adopted (its controller reference
+    rewritten, so garbage collection keeps it) and N stays 10."""
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment()
+    kmock.objects[FTR, NS, "web"] = rollout_body(
+        steps=[{"weight": 50, "pause": {"duration": "1h"}}, {"weight": 100}]
+    )
+    shell = Shell(kmock)
+    await shell.reconcile()
+    shell.watch_deployment("web-ft", replicas=5, readyReplicas=5)
+    await shell.reconcile()
+    shell.watch_deployment("web", replicas=5, readyReplicas=5)
+    await shell.reconcile()
+
+    web = copy.deepcopy(dict(kmock.objects[DEPLOYMENTS, NS, "web"].raw))
+    web["metadata"]["managedFields"] = [
+        {
+            "manager": "ftrollout",
+            "operation": "Update",
+            "subresource": "scale",
+            "time": "2026-01-01T00:00:00Z",
+            "fieldsV1": {"f:spec": {"f:replicas": {}}},
+        }
+    ]  # fmt: skip  (what the apiserver records of the operator's scale)
+    web["status"] = {"replicas": 5, "readyReplicas": 5}
+    kmock.objects[DEPLOYMENTS, NS, "web"] = web
+    again = copy.deepcopy(dict(kmock.objects[FTR, NS, "web"].raw))
+    again["metadata"]["uid"] = "uid-new"
+    again.pop("status", None)
+    kmock.objects[FTR, NS, "web"] = again
+    shell = Shell(kmock)  # a fresh cache
+    shell.watch_deployment("web")
+    shell.watch_deployment("web-ft", replicas=5, readyReplicas=5)
+    await shell.reconcile()
+    twin = kmock.objects[DEPLOYMENTS, NS, "web-ft"]
+    assert [r["uid"] for r in twin["metadata"]["ownerReferences"]] == ["uid-new"]
+    status = shell.body()["status"]
+    assert status["phase"] != "Failed", status["message"]
+    assert status["replicas"]["target"] == N
+    assert "TwinAdopted" in event_reasons(shell.new_requests())

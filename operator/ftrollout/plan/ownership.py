@@ -52,6 +52,21 @@ def target_twin_of(own: Ownership) -> str | None:
     return None
 
 
+def adoptable(obs: Observation) -> bool:
+    """The twin was made by an earlier rollout of this name, now gone (names are unique: a
+    different uid under the same name is a deleted object), or lost its ownerReference to an
+    orphaning delete, and still carries this rollout's label. It is adopted, as a Deployment
+    adopts its orphaned ReplicaSets: failing instead would let garbage collection remove the
+    free-threaded half of a split service, and the next first sight take N from the rest."""
+    own = obs.ownership
+    if own is None or obs.twin is None or not obs.twin_owned:
+        return False
+    if own.twin_controller is None:
+        return True
+    kind, _, name = own.twin_controller[0].partition("/")
+    return kind == ROLLOUT_KIND and name == own.rollout and own.twin_controller[1] != own.uid
+
+
 def conflict(obs: Observation) -> tuple[str, str] | None:
     """(reason, message) when this rollout must not touch the target or the twin."""
     own = obs.ownership
@@ -80,7 +95,11 @@ def conflict(obs: Observation) -> tuple[str, str] | None:
             f"the target is already rolled by FreeThreadedRollout {first.name!r} (the first to "
             "target it): this rollout touches nothing; delete it or point it at another target",
         )
-    if obs.twin is not None and (own.twin_controller is None or own.twin_controller[1] != own.uid):
+    if (
+        obs.twin is not None
+        and (own.twin_controller is None or own.twin_controller[1] != own.uid)
+        and not adoptable(obs)
+    ):
         holder = "no controller" if own.twin_controller is None else own.twin_controller[0]
         return (
             REASON_TWIN_NOT_OWNED,

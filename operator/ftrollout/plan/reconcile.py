@@ -19,6 +19,7 @@ from ftrollout.plan.ownership import (
     REASON_TARGET_CLAIMED,
     REASON_TARGET_IS_A_TWIN,
     REASON_TWIN_NOT_OWNED,
+    adoptable,
     conflict,
 )
 from ftrollout.plan.replicas import (
@@ -241,4 +242,5 @@ def finish(ctx: Ctx, touch_replicas: bool = True) -> Result:
         set_paused=ctx.set_paused,
         requeue_after=requeue,
         run_preflight=ctx.run_preflight,
+        adopt_twin=touch_replicas and adoptable(obs),
     )

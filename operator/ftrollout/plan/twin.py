@@ -122,16 +122,7 @@ def twin_manifest(
                 LABEL_TRACK: TRACK_FREE_THREADED,
             },
             "annotations": {ANNOTATION_REVISION: revision},
-            "ownerReferences": [
-                {
-                    "apiVersion": f"{api.GROUP}/{api.VERSION}",
-                    "kind": api.KIND,
-                    "name": rollout_name,
-                    "uid": rollout_uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "ownerReferences": [owner_reference(rollout_name, rollout_uid)],
         },
         "spec": twin_spec,
     }
@@ -213,3 +204,15 @@ def _probe_pythonpath(container: dict[str, Any]) -> list[dict[str, Any]]:
     own = entry.get("value") or ""
     env[at] = {"name": "PYTHONPATH", "value": f"{PROBE_MOUNT}:{own}" if own else PROBE_MOUNT}
     return env
+
+
+def owner_reference(rollout_name: str, rollout_uid: str) -> dict[str, Any]:
+    """The twin's controller reference: garbage collection removes it with the rollout."""
+    return {
+        "apiVersion": f"{api.GROUP}/{api.VERSION}",
+        "kind": api.KIND,
+        "name": rollout_name,
+        "uid": rollout_uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }

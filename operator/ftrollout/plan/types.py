@@ -122,6 +122,8 @@ class Result:
     set_paused: bool | None = None  # pause/resume actions flip spec.paused
     requeue_after: float | None = None  # seconds until the plan wants to look again
     run_preflight: bool = False
+    # Take over the twin an earlier rollout of this name left (plan.ownership.adoptable).
+    adopt_twin: bool = False
 
 
 def rfc3339(t: datetime) -> str:

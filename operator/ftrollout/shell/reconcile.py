@@ -14,7 +14,13 @@ from typing import Any
 from ftrollout.model import api
 from ftrollout.plan import FIELD_MANAGER, Observation, PodGil, Result, Workload, plan
 from ftrollout.plan import twin as workloads
-from ftrollout.plan.observe import DeploymentSummary, Key, annotation_written_at, revision_of
+from ftrollout.plan.observe import (
+    DeploymentSummary,
+    Key,
+    annotation_written_at,
+    revision_of,
+    summarize_deployment,
+)
 from ftrollout.plan.types import Claim, Ownership
 from ftrollout.shell import status_writes
 from ftrollout.shell.gate_job import run_preflight
@@ -147,6 +153,8 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         twin_owned=twin is not None and twin.rollout_label == name,
     )
     result = plan(spec, status, obs)
+    if result.adopt_twin and twin is not None:
+        twin = await _adopt(state, body, twin)
 
     if (
         spec is not None
@@ -177,6 +185,25 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
     for hook in state.on_result:
         hook(key, result, time.perf_counter() - started)
     return result.requeue_after
+
+
+async def _adopt(state: State, body: Any, twin: DeploymentSummary) -> DeploymentSummary:
+    meta = body["metadata"]
+    previous = "no controller" if twin.controller is None else twin.controller[0]
+    adopted = await state.kube.set_controller(
+        twin.namespace,
+        twin.name,
+        workloads.owner_reference(meta["name"], str(meta.get("uid") or "")),
+    )
+    message = (
+        f"adopted the twin {twin.name!r} left by an earlier rollout of this name (was "
+        f"{previous}): its free-threaded replicas count for N and it is no longer garbage"
+    )
+    log.info("%s/%s: %s", twin.namespace, meta["name"], message)
+    await state.kube.emit_event(body, "Normal", "TwinAdopted", message)
+    summary = summarize_deployment(adopted)
+    state.cache.wrote_deployment(summary)
+    return summary
 
 
 def _ownership(

@@ -41,15 +41,16 @@ def test_the_first_claim_is_the_oldest_then_by_name(claims: tuple[Claim, ...], f
 def test_a_twin_controlled_by_anything_else_fails_the_rollout_and_freezes_replicas(
     controller: tuple[str, str] | None,
 ) -> None:
+    # Without this rollout's label (a labelled twin of an earlier `web` is adopted: below).
     sim = at_step(Sim(make_spec()), 0)
     before = sim.replicas
-    res = sim.step(ownership=ownership(controller=controller))
+    res = sim.step(ownership=ownership(controller=controller), twin_owned=False)
     assert res.status.phase == Phase.FAILED
     assert (res.target_replicas, res.twin_replicas) == (None, None)
     assert sim.replicas == before
     assert "web-ft" in res.status.message
     assert sim.events(res) == ["TwinNotOwned"]
-    assert sim.events(sim.step(ownership=ownership(controller=controller))) == []  # once
+    assert sim.events(sim.step(ownership=ownership(controller=controller), twin_owned=False)) == []
     # Ours again (the foreign Deployment went and our twin is back): carried on from status.
     res = sim.step(ownership=ownership())
     assert res.status.phase == Phase.PROGRESSING
@@ -132,3 +133,48 @@ def test_a_target_that_is_another_rollouts_twin_is_refused(
     assert sim.events(res) == ["TargetIsATwin"]
     assert (res.target_replicas, res.twin_replicas) == (None, None)
     assert res.status.target is None
+
+
+@pytest.mark.parametrize(
+    "controller",
+    [
+        ("FreeThreadedRollout/web", "uid-old"),  # re-created after its finalizer was removed
+        None,  # deleted with --cascade=orphan: the ownerReference is gone, the label stays
+    ],
+)
+def test_a_recreated_rollout_adopts_its_predecessors_twin_and_keeps_n(
+    controller: tuple[str, str] | None,
+) -> None:
+    """A rollout of the same name (so the old one no longer exists) finds the twin it made,
+    labelled with its name: it adopts it (like a Deployment its orphaned ReplicaSets) and
+    counts it for N, instead of Failing and letting garbage collection halve the service."""
+    from datetime import UTC, datetime
+
+    from ftrollout.model import api
+    from ftrollout.plan import FIELD_MANAGER, Observation, Workload, plan
+
+    own = Ownership(
+        rollout=ME, uid="uid-new", claims=(Claim(ME, "2026-01-01T00:00:00Z"),),
+        twin="app-ft", twin_controller=controller,
+    )  # fmt: skip
+    obs = Observation(
+        now=datetime(2026, 1, 1, tzinfo=UTC), generation=1, revision="r",
+        target=Workload(5, 5, FIELD_MANAGER), twin=Workload(5, 5), ownership=own,
+        twin_owned=True,
+    )  # fmt: skip
+    res = plan(make_spec(), api.RolloutStatus(), obs)
+    assert res.status.phase != Phase.FAILED, res.status.message
+    assert res.adopt_twin
+    assert res.status.replicas.target == 10
+    assert res.target_replicas is not None
+    assert res.target_replicas >= 5
+
+
+def test_a_twin_of_another_name_or_without_the_label_is_never_adopted() -> None:
+    sim = Sim(make_spec())
+    sim.twin_exists = True
+    for controller, label in ((("FreeThreadedRollout/other", "uid-o"), True), (None, False)):
+        own = ownership(controller=controller)
+        res = sim.step(ownership=own, twin_owned=label)
+        assert res.status.phase == Phase.FAILED
+        assert not res.adopt_twin
