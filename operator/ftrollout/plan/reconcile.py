@@ -95,14 +95,21 @@ def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observati
 
 
 def first_sight_total(obs: Observation) -> int:
-    """N when status says nothing: both tracks once the operator has split the service.
+    """N when status says nothing: what the twin recorded, else both tracks once the operator
+    has split the service.
 
     A status lost mid-step (unreadable, edited away, a rollout re-created after its finalizer
-    was removed) at 5 + 5 must not halve the service to N = 5. The target's replicas last set
-    by the operator (managedFields) is what tells a split service from a first status write
-    that failed after the twin was created (10 + 1: N is still 10, the target untouched).
+    was removed) at 5 + 5 must not halve the service to N = 5, nor count the pods of a step
+    change in flight (9 + 5 asked at 10 -> 50 %: N is 10, not 14). The twin's annotation is
+    N as the operator last kept it; the target's own replicas only raise it (scaled by someone
+    since). A twin made before the annotation existed falls back to both tracks' replicas
+    when the target's replicas were last set by the operator (managedFields): that tells a
+    split service from a first status write that failed after the twin was created (10 + 1:
+    N is still 10, the target untouched).
     """
     assert obs.target is not None
+    if obs.twin is not None and obs.twin_owned and obs.twin_service_replicas:
+        return max(obs.twin_service_replicas, obs.target.replicas)
     split_by_us = obs.target.replicas_manager == FIELD_MANAGER
     if obs.twin is None or not obs.twin_owned or not split_by_us:
         return obs.target.replicas

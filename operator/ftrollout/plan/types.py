@@ -103,6 +103,8 @@ class Observation:
     status_error: str | None = None
     # The twin carries this rollout's label: it is this rollout's free-threaded track.
     twin_owned: bool = True
+    # N as recorded on the twin (annotation), for a first sight; None: not recorded.
+    twin_service_replicas: int | None = None
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,20 @@ class Kube:
             self.apps.patch_namespaced_deployment, meta["name"], meta["namespace"], patch
         )
 
+    async def annotate_deployment(
+        self, namespace: str, name: str, annotations: dict[str, str]
+    ) -> int:
+        """Merge annotations; returns the resourceVersion after it (0: unknown)."""
+        out = await self.call(
+            self.apps.patch_namespaced_deployment,
+            name,
+            namespace,
+            {"metadata": {"annotations": annotations}},
+            field_manager=FIELD_MANAGER,
+        )
+        body: dict[str, Any] = self.client.sanitize_for_serialization(out)
+        return resource_version(body.get("metadata") or {})
+
     async def set_controller(
         self, namespace: str, name: str, owner: dict[str, Any]
     ) -> dict[str, Any]:

@@ -151,6 +151,7 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         else _ownership(state, meta, spec.target_ref.name, target, twin_name, twin),
         status_error=status_error,
         twin_owned=twin is not None and twin.rollout_label == name,
+        twin_service_replicas=None if twin is None else twin.service_replicas,
     )
     result = plan(spec, status, obs)
     if result.adopt_twin and twin is not None:
@@ -292,6 +293,19 @@ async def _act(
             current.replicas,
             wanted,
         )
+    n = result.status.replicas.target
+    if (
+        twin is not None
+        and _owned(twin, body["metadata"])
+        and result.target_replicas is not None
+        and n > 0
+        and twin.service_replicas != n
+    ):
+        rv = await kube.annotate_deployment(
+            namespace, twin.name, {workloads.ANNOTATION_SERVICE_REPLICAS: str(n)}
+        )
+        latest = state.cache.deployment(namespace, twin.name) or twin  # after its scale
+        state.cache.wrote_deployment(replace(latest, service_replicas=n, resource_version=rv))
     new_status = api.dump(result.status)
     since_write = time.monotonic() - state.written_at.get(key, float("-inf"))
     if new_status == written:
