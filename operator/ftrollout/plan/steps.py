@@ -7,10 +7,20 @@ from ftrollout.model.durations import format_duration
 from ftrollout.plan.actions import promote_full_done, rollback
 from ftrollout.plan.analysis import analysis_ok_since, describe, inconclusive_since
 from ftrollout.plan.context import Ctx
-from ftrollout.plan.preflight import preflight_settled
+from ftrollout.plan.preflight import gate_key, preflight_settled
 from ftrollout.plan.replicas import held_by_guardrail
 from ftrollout.plan.twin import split
 from ftrollout.plan.types import Workload, parse_time
+
+
+def gate_outdated(ctx: Ctx) -> bool:
+    """dependencyGate.modules changed after step 1 started (the image is part of the revision,
+    the module list is not): the verdict in status is for another list."""
+    gate = ctx.spec.guardrails.dependency_gate
+    if gate is None or not gate.modules:
+        return False
+    pf = ctx.st.preflight
+    return pf is None or pf.checked != gate_key(ctx.spec.free_threaded.image, gate.modules)
 
 
 def steps_shortened(ctx: Ctx) -> None:
@@ -78,6 +88,8 @@ def advance(ctx: Ctx, now: str) -> None:
 
     if ctx.st.phase not in (Phase.PROGRESSING, Phase.PAUSED) or ctx.st.step_index is None:
         return
+    if ctx.st.phase == Phase.PROGRESSING and gate_outdated(ctx) and not preflight_settled(ctx):
+        return  # the step is held until the gate has judged the module list now asked for
     idx = ctx.st.step_index
     step = ctx.spec.steps[idx]
     if held_by_guardrail(ctx.st):
