@@ -447,7 +447,9 @@ async def test_rounds_that_only_bring_new_numbers_are_not_written_each_time(
     assert first["analysis"]["metrics"][0]["freeThreaded"] == 0.001
 
     for i, value in enumerate((0.002, 0.003, 0.004), start=1):
-        shell.state.analysis[NS, "web"] = round_of(f"2026-01-01T00:00:{i * 30:02d}Z", value)
+        shell.state.analysis[NS, "web"] = round_of(
+            f"2026-01-01T00:{i // 2:02d}:{i % 2 * 30:02d}Z", value
+        )
         await shell.reconcile()
         await shell.reconcile()  # a resync in between changes nothing either
     assert writes(shell.new_requests()) == []  # same result, new numbers: kept in memory
@@ -982,3 +984,116 @@ async def test_an_allowed_address_is_registered_normalised(kmock: Any) -> None:
     assert shell.body()["status"]["phase"] in ("Progressing", "Pending")
     (target,) = shell.state.scheduler.targets.values()
     assert target.url == "http://team-a.example/prometheus"
+
+
+def api_deployment() -> dict[str, Any]:
+    body = target_deployment(replicas=3, ready=3)
+    body["metadata"].update(name="api", uid="uid-api", labels={"app": "api"})
+    body["spec"]["selector"] = {"matchLabels": {"app": "api"}}
+    body["spec"]["template"]["metadata"]["labels"] = {"app": "api"}
+    return body
+
+
+async def test_retargeting_mid_step_fails_and_deletion_restores_the_held_target(
+    kmock: Any,
+) -> None:
+    """spec.targetRef edited at 5 + 5 (a CRD without the immutability rule): nothing is
+    touched on either Deployment, and deleting the rollout restores the target it split
+    (status.target), not the new one, before its twin goes."""
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment()
+    kmock.objects[FTR, NS, "web"] = rollout_body(
+        steps=[{"weight": 50, "pause": {"duration": "1h"}}, {"weight": 100}]
+    )
+    shell = Shell(kmock)
+    await shell.reconcile()
+    shell.watch_deployment("web-ft", replicas=5, readyReplicas=5)
+    await shell.reconcile()
+    shell.watch_deployment("web", replicas=5, readyReplicas=5)
+    await shell.reconcile()
+    assert kmock.objects[DEPLOYMENTS, NS, "web"]["spec"]["replicas"] == 5
+
+    kmock.objects[DEPLOYMENTS, NS, "api"] = api_deployment()
+    obj = copy.deepcopy(dict(kmock.objects[FTR, NS, "web"].raw))
+    obj["spec"]["targetRef"] = {"name": "api"}
+    obj["metadata"]["generation"] = 2
+    kmock.objects[FTR, NS, "web"] = obj
+    shell.new_requests()
+    for _ in range(3):
+        await shell.reconcile()
+    assert deployment_writes(shell.new_requests()) == []
+    status = shell.body()["status"]
+    assert status["phase"] == "Failed"
+    assert "spec.targetRef" in status["message"]
+
+    with pytest.raises(kopf.TemporaryError):  # waits for `web` to be Ready at N
+        await finalize(shell)
+    assert kmock.objects[DEPLOYMENTS, NS, "web"]["spec"]["replicas"] == N
+    assert kmock.objects[DEPLOYMENTS, NS, "api"]["spec"]["replicas"] == 3
+    assert deployment_writes(shell.new_requests()) == [
+        "PATCH /apis/apps/v1/namespaces/shop/deployments/web/scale"
+    ]
+
+
+async def test_a_rollout_never_scales_another_rollouts_twin(kmock: Any) -> None:
+    """A targetRef naming another rollout's twin (`web-ft`, controlled by rollout `web`) is
+    refused: Failed naming that rollout, no `web-ft-ft` created, `web-ft` never scaled."""
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment()
+    kmock.objects[FTR, NS, "web"] = rollout_body(
+        steps=[{"weight": 50, "pause": {"duration": "1h"}}, {"weight": 100}]
+    )
+    shell = Shell(kmock)
+    await shell.reconcile()
+    shell.watch_deployment("web-ft", replicas=5, readyReplicas=5)
+    await shell.reconcile()
+    assert kmock.objects[DEPLOYMENTS, NS, "web-ft"]["metadata"]["ownerReferences"][0]["uid"] == (
+        "uid-ftr"
+    )
+
+    x = rollout_body(steps=[{"weight": 50, "pause": {"duration": "1h"}}, {"weight": 100}])
+    x["metadata"].update(name="x", uid="uid-x")
+    x["spec"]["targetRef"] = {"name": "web-ft"}
+    kmock.objects[FTR, NS, "x"] = x
+    shell.new_requests()
+    for _ in range(2):
+        await shell.reconcile(copy.deepcopy(dict(kmock.objects[FTR, NS, "x"].raw)))
+    assert deployment_writes(shell.new_requests()) == []
+    status = kmock.objects[FTR, NS, "x"]["status"]
+    assert status["phase"] == "Failed"
+    assert "FreeThreadedRollout 'web'" in status["message"]
+
+
+async def test_a_recreated_rollout_adopts_the_twin_and_keeps_n(kmock: Any) -> None:
+    """The rollout deleted after its finalizer was removed and created again (same name, new
+    uid) mid-step at 5 + 5: the twin made by the old one is adopted (its controller reference
+    rewritten, so garbage collection keeps it) and N stays 10."""
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment()
+    kmock.objects[FTR, NS, "web"] = rollout_body(
+        steps=[{"weight": 50, "pause": {"duration": "1h"}}, {"weight": 100}]
+    )
+    shell = Shell(kmock)
+    await shell.reconcile()
+    shell.watch_deployment("web-ft", replicas=5, readyReplicas=5)
+    await shell.reconcile()
+    shell.watch_deployment("web", replicas=5, readyReplicas=5)
+    await shell.reconcile()
+
+    # N is read from the twin's annotation (the emulator keeps no managedFields).
+    annotations = kmock.objects[DEPLOYMENTS, NS, "web-ft"]["metadata"]["annotations"]
+    assert annotations["freethreaded.dev/service-replicas"] == str(N)
+    web = copy.deepcopy(dict(kmock.objects[DEPLOYMENTS, NS, "web"].raw))
+    web["status"] = {"replicas": 5, "readyReplicas": 5}
+    kmock.objects[DEPLOYMENTS, NS, "web"] = web
+    again = copy.deepcopy(dict(kmock.objects[FTR, NS, "web"].raw))
+    again["metadata"]["uid"] = "uid-new"
+    again.pop("status", None)
+    kmock.objects[FTR, NS, "web"] = again
+    shell = Shell(kmock)  # a fresh cache
+    shell.watch_deployment("web")
+    shell.watch_deployment("web-ft", replicas=5, readyReplicas=5)
+    await shell.reconcile()
+    twin = kmock.objects[DEPLOYMENTS, NS, "web-ft"]
+    assert [r["uid"] for r in twin["metadata"]["ownerReferences"]] == ["uid-new"]
+    status = shell.body()["status"]
+    assert status["phase"] != "Failed", status["message"]
+    assert status["replicas"]["target"] == N
+    assert "TwinAdopted" in event_reasons(shell.new_requests())

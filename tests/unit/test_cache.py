@@ -122,3 +122,28 @@ def test_own_write_is_kept_when_the_watch_version_is_unknown() -> None:
     d = cache.deployment(NS, "web-ft")
     assert d is not None
     assert d.replicas == 4
+
+
+def test_a_crash_without_finished_at_is_kept_once_with_the_time_first_seen() -> None:
+    """finishedAt is optional in the API: the crash still counts (stamped when first seen)
+    and the same termination seen again is not a second one."""
+    from ftrollout.plan.types import parse_time
+
+    pod = {
+        "metadata": {
+            "name": "web-ft-abc-1",
+            "namespace": NS,
+            "labels": {"pod-template-hash": "abc"},
+            "ownerReferences": [{"kind": "ReplicaSet", "name": "web-ft-abc", "controller": True}],
+        },
+        "status": {
+            "phase": "Running",
+            "containerStatuses": [{"name": "app", "lastState": {"terminated": {"exitCode": 139}}}],
+        },
+    }
+    cache = Cache()
+    cache.put_pod(pod)
+    cache.put_pod(pod)
+    (seen,) = cache.terminations_of(NS, "web-ft")
+    assert seen[0] == "web-ft-abc-1"
+    parse_time(seen[1].finished_at)  # a real time the planner can place in the window

@@ -158,8 +158,20 @@ def test_design_example_fits_the_schema_shape() -> None:
 def test_the_rollout_name_is_bounded_by_a_root_cel_rule_with_the_python_message() -> None:
     # CEL may only see metadata.name (and generateName) at the root of the schema.
     rules = root_schema()["x-kubernetes-validations"]
-    assert rules == [{"rule": "self.metadata.name.size() <= 63", "message": api.MSG_NAME_TOO_LONG}]
+    assert rules[0] == {
+        "rule": "self.metadata.name.size() <= 63",
+        "message": api.MSG_NAME_TOO_LONG,
+    }
     assert api.MAX_NAME_LENGTH == 63
+
+
+def test_the_held_target_is_immutable_by_a_root_transition_rule() -> None:
+    # Status is visible only at the root: a targetRef may be corrected until the rollout holds
+    # a target (status.target), never moved away from it after.
+    rules = root_schema()["x-kubernetes-validations"]
+    assert rules[1]["message"] == api.MSG_TARGET_IMMUTABLE
+    assert "oldSelf.status.target" in rules[1]["rule"]
+    assert "target" in root_schema()["properties"]["status"]["properties"]
 
 
 def schema_at(path: str) -> dict[str, Any]:

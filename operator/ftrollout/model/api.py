@@ -10,6 +10,7 @@ by the apiserver at admission) and once as a pydantic validator, with the same m
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from itertools import pairwise
 from typing import Annotated, Any, Literal
@@ -77,6 +78,11 @@ Quantity = Annotated[
     AfterValidator(_check_quantity),
     WithJsonSchema({"type": "string", "pattern": QUANTITY_PATTERN, "maxLength": 32}),
 ]
+MSG_TARGET_IMMUTABLE = (
+    "spec.targetRef cannot change once the rollout holds a target (status.target): the old "
+    "target would be left split with its twin unmanaged; delete this rollout (it restores the "
+    "target) and create another for the new Deployment"
+)
 
 
 def _cel(rule: str, message: str) -> JsonDict:
@@ -107,6 +113,23 @@ def _bounded(low: str, high: str) -> tuple[AfterValidator, WithJsonSchema]:
     return AfterValidator(check), WithJsonSchema(schema)
 
 
+def _check_time(value: str) -> str:
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not an RFC 3339 time: {value!r}") from None
+    return value
+
+
+# A time in status that the planner computes with: a hand-edited "yesterday" fails the parse
+# (StatusUnreadable, a fresh start from both tracks) instead of raising in every reconcile.
+Timestamp = Annotated[
+    str,
+    AfterValidator(_check_time),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+
+
 # The bounds of every duration in the spec (README "Limits"): each keeps a typo (`0s`, `1000h`)
 # from becoming a busy loop or a rollout that never moves.
 PauseDuration = Annotated[str, *_bounded("0s", "168h")]
@@ -118,6 +141,7 @@ ProgressDeadline = Annotated[str, *_bounded("10s", "24h")]
 
 # A point in time on the wire: RFC 3339 in UTC (`plan.types.rfc3339`, fractions when there are
 # any); `format: date-time` lets the apiserver reject anything else and tools read it as a time.
+# Not checked when read back: only the times the planner computes with are (`Timestamp`).
 Time = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 MAX_FAILURE_LIMIT = 100
 MAX_GIL_PODS = 1000
@@ -652,22 +676,28 @@ class Condition(Model):
 
 
 class ReplicaStatus(Model):
-    target: int = Field(default=0, description="N: the target's replicas when the revision began.")
-    standard: int = Field(default=0, description="Desired replicas of the standard track.")
-    free_threaded: int = Field(default=0, description="Desired replicas of the free-threaded twin.")
-    ready: int = Field(default=0, description="Ready replicas over both tracks.")
-    standard_ready: int = Field(default=0, description="Ready replicas of the standard track.")
-    free_threaded_ready: int = Field(default=0, description="Ready free-threaded replicas.")
+    target: int = Field(
+        default=0, ge=0, description="N: the target's replicas when the revision began."
+    )
+    standard: int = Field(default=0, ge=0, description="Desired replicas of the standard track.")
+    free_threaded: int = Field(
+        default=0, ge=0, description="Desired replicas of the free-threaded twin."
+    )
+    ready: int = Field(default=0, ge=0, description="Ready replicas over both tracks.")
+    standard_ready: int = Field(
+        default=0, ge=0, description="Ready replicas of the standard track."
+    )
+    free_threaded_ready: int = Field(default=0, ge=0, description="Ready free-threaded replicas.")
     summary: str = Field(
         default="-", description="Ready replicas over N, e.g. 10/10, for `kubectl get`."
     )
 
 
 class GilStatus(Model):
-    pods: int = Field(default=0, description="Free-threaded pods observed.")
-    disabled: int = Field(default=0, description="Pods running without the GIL.")
-    enabled: int = Field(default=0, description="Pods with the GIL on (fallback).")
-    unknown: int = Field(default=0, description="Pods whose GIL state is not known yet.")
+    pods: int = Field(default=0, ge=0, description="Free-threaded pods observed.")
+    disabled: int = Field(default=0, ge=0, description="Pods running without the GIL.")
+    enabled: int = Field(default=0, ge=0, description="Pods with the GIL on (fallback).")
+    unknown: int = Field(default=0, ge=0, description="Pods whose GIL state is not known yet.")
     fallback_modules: list[str] = Field(
         default_factory=list, description="Modules that re-enabled the GIL at import."
     )
@@ -693,12 +723,14 @@ class ProbeCounter(Model):
         "value above it is a new incident (a lower one is a lagging Prometheus replica or a "
         "restarted process).",
     )
-    time: Time = Field(description="When the count last rose (RFC 3339).")
+    time: Timestamp = Field(description="When the count last rose (RFC 3339).")
 
 
 class RaceStatus(Model):
-    incidents: int = Field(default=0, description="Free-threaded incidents within the window.")
-    budget: int = Field(default=0, description="guardrails.raceBudget.maxIncidents.")
+    incidents: int = Field(
+        default=0, ge=0, description="Free-threaded incidents within the window."
+    )
+    budget: int = Field(default=0, ge=0, description="guardrails.raceBudget.maxIncidents.")
     window: str = Field(default="", description="guardrails.raceBudget.window.")
     summary: str = Field(default="-", description="incidents/budget for `kubectl get`.")
     recent: list[Incident] = Field(
@@ -706,7 +738,7 @@ class RaceStatus(Model):
         description="Incidents inside the window, oldest first (kept so the window survives "
         "an operator restart).",
     )
-    since: Time | None = Field(
+    since: Timestamp | None = Field(
         default=None,
         description="When step 1 of this attempt started: earlier incidents belong to an "
         "earlier attempt or revision and are not counted.",
@@ -758,9 +790,9 @@ class StandardValue(Model):
 
 
 class AnalysisStatus(Model):
-    failed_rounds: int = Field(default=0, description="Failed rounds in this revision.")
-    inconclusive_rounds: int = Field(default=0, description="Inconclusive rounds in a row.")
-    last_round: Time | None = Field(default=None, description="Time of the latest round.")
+    failed_rounds: int = Field(default=0, ge=0, description="Failed rounds in this revision.")
+    inconclusive_rounds: int = Field(default=0, ge=0, description="Inconclusive rounds in a row.")
+    last_round: Timestamp | None = Field(default=None, description="Time of the latest round.")
     metrics: list[MetricResult] = Field(
         default_factory=list, description="Latest result of every metric, with values."
     )
@@ -807,7 +839,7 @@ class PreflightStatus(Model):
 class RollbackStatus(Model):
     reason: RollbackReason = Field(description="Why the rollout rolled back.")
     message: str = Field(default="", description="The numbers that caused it.")
-    time: Time = Field(description="When (RFC 3339).")
+    time: Timestamp = Field(description="When (RFC 3339).")
 
 
 class ActionRecord(Model):
@@ -830,11 +862,17 @@ class RolloutStatus(Model):
     revision: str | None = Field(
         default=None, description="Hash of the target's pod template and spec.freeThreaded."
     )
+    target: str | None = Field(
+        default=None,
+        max_length=253,
+        description="The Deployment this rollout holds (its replicas may be split): "
+        "spec.targetRef.name may not move away from it.",
+    )
     phase: Phase | None = Field(
         default=None, description="Pending, Progressing, Paused, Promoted, RolledBack or Failed."
     )
     step_index: int | None = Field(
-        default=None, description="Index of the current step in spec.steps, from 0."
+        default=None, ge=0, description="Index of the current step in spec.steps, from 0."
     )
     current_step: int = Field(
         default=0,
@@ -842,8 +880,10 @@ class RolloutStatus(Model):
         description="The current step counted from 1, as messages and `kubectl ftr` count "
         "(stepIndex + 1); 0 before step 1.",
     )
-    weight: int | None = Field(default=None, description="Current free-threaded weight (%).")
-    step_started_at: Time | None = Field(
+    weight: int | None = Field(
+        default=None, ge=0, le=100, description="Current free-threaded weight (%)."
+    )
+    step_started_at: Timestamp | None = Field(
         default=None, description="When the current step's replicas became Ready."
     )
     step_progress_since: str | None = Field(
@@ -863,7 +903,7 @@ class RolloutStatus(Model):
         default=None, description="Dependency gate result (the version contract)."
     )
     rollback: RollbackStatus | None = Field(default=None, description="Set after a rollback.")
-    promoted_at: Time | None = Field(
+    promoted_at: Timestamp | None = Field(
         default=None, description="When this revision was promoted (all replicas free-threaded)."
     )
     last_action: ActionRecord | None = Field(
@@ -916,7 +956,16 @@ def _wire_path(loc: tuple[int | str, ...], root: str) -> str:
 
 def root_rules() -> list[JsonDict]:
     """CEL rules at the root of the schema, the only place where metadata.name is visible."""
-    return [_cel(f"self.metadata.name.size() <= {MAX_NAME_LENGTH}", MSG_NAME_TOO_LONG)]
+    return [
+        _cel(f"self.metadata.name.size() <= {MAX_NAME_LENGTH}", MSG_NAME_TOO_LONG),
+        # At the root, where status is visible: a targetRef may still be corrected while the
+        # rollout has touched nothing (a typo: target not found), never once it holds one.
+        _cel(
+            "!has(oldSelf.status) || !has(oldSelf.status.target) || "
+            "self.spec.targetRef.name == oldSelf.status.target",
+            MSG_TARGET_IMMUTABLE,
+        ),
+    ]
 
 
 def check_name(name: str) -> None:

@@ -17,6 +17,14 @@ from ftrollout.plan.types import parse_time, rfc3339
 MAX_PROBE_COUNT = 2**53
 
 
+def readable_time(text: str) -> bool:
+    try:
+        parse_time(text)
+    except ValueError:
+        return False
+    return True
+
+
 def count_probe_incidents(
     baseline: Iterable[api.ProbeCounter],
     readings: Mapping[str, float],
@@ -120,8 +128,12 @@ def observe_guardrails(ctx: Ctx, now: str) -> None:
     # Race budget over a sliding window.
     budget = g.race_budget
     cutoff = ctx.obs.now.timestamp() - budget.window_seconds
-    known = {(i.pod, i.time) for i in ctx.st.races.recent}
-    merged = list(ctx.st.races.recent)
+    # An incident is known by (pod, time): one without a readable time can be neither placed in
+    # the window nor told from the next, so it is left out (the shell stamps a crash without
+    # finishedAt with the time it first saw it).
+    stored = [i for i in ctx.st.races.recent if readable_time(i.time)]
+    known = {(i.pod, i.time) for i in stored}
+    merged = list(stored)
     seen = set(known)
     # The baseline moves in every phase: counts reached while Pending are not this revision's.
     counters, probed = count_probe_incidents(
@@ -134,7 +146,9 @@ def observe_guardrails(ctx: Ctx, now: str) -> None:
     )
     # Pending, or Failed = blocked by the dependency gate before step 1: not this revision's.
     incoming = (
-        (*ctx.obs.incidents, *probed) if ctx.st.phase not in (Phase.PENDING, Phase.FAILED) else ()
+        tuple(i for i in (*ctx.obs.incidents, *probed) if readable_time(i.time))
+        if ctx.st.phase not in (Phase.PENDING, Phase.FAILED)
+        else ()
     )
     since = ctx.st.races.since
     if since is not None:  # the shell keeps crashes of an earlier attempt (retry) too

@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ftrollout.model import api
-from ftrollout.plan.twin import ANNOTATION_REVISION, LABEL_ROLLOUT, LABEL_TRACK
+from ftrollout.plan.twin import (
+    ANNOTATION_REVISION,
+    ANNOTATION_SERVICE_REPLICAS,
+    LABEL_ROLLOUT,
+    LABEL_TRACK,
+)
 
 RACE_EXIT_CODES = (139, 134)  # SIGSEGV, SIGABRT: what data races in C extensions end in
 # A pod's failure is quoted in status and events: a termination message may be a whole log tail.
@@ -39,6 +44,7 @@ class DeploymentSummary:
     resource_version: int = 0  # 0: unknown (etcd revisions; comparable since Kubernetes 1.35)
     # The controller ownerReference ("Kind/name", uid); None: no controller at all.
     controller: tuple[str, str] | None = None
+    service_replicas: int | None = None  # the twin's N annotation, when readable
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,17 @@ def summarize_deployment(body: Mapping[str, Any]) -> DeploymentSummary:
         replicas_manager=_replicas_manager(meta.get("managedFields") or []),
         resource_version=resource_version(meta),
         controller=controller_of(meta),
+        service_replicas=_count((meta.get("annotations") or {}).get(ANNOTATION_SERVICE_REPLICAS)),
     )
+
+
+def _count(text: Any) -> int | None:
+    """A non-negative count written by the operator; anything else (a hand edit) is unknown."""
+    try:
+        value = int(str(text))
+    except ValueError:
+        return None
+    return value if value >= 0 else None
 
 
 def controller_of(meta: Mapping[str, Any]) -> tuple[str, str] | None:

@@ -15,7 +15,13 @@ from ftrollout.plan.analysis import observe_analysis
 from ftrollout.plan.conditions import cond, progressing_condition, set_condition, summarise
 from ftrollout.plan.context import Ctx
 from ftrollout.plan.guardrails import observe_guardrails
-from ftrollout.plan.ownership import REASON_TARGET_CLAIMED, REASON_TWIN_NOT_OWNED, conflict
+from ftrollout.plan.ownership import (
+    REASON_TARGET_CLAIMED,
+    REASON_TARGET_IS_A_TWIN,
+    REASON_TWIN_NOT_OWNED,
+    adoptable,
+    conflict,
+)
 from ftrollout.plan.progress import progress_deadline
 from ftrollout.plan.replicas import (
     desired_split,
@@ -26,6 +32,8 @@ from ftrollout.plan.replicas import (
 from ftrollout.plan.steps import advance, steps_shortened
 from ftrollout.plan.types import FIELD_MANAGER, Event, Observation, Result, Workload, rfc3339
 
+REASON_TARGET_CHANGED = "TargetChanged"
+
 
 def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observation) -> Result:
     if spec is None or obs.spec_error is not None:
@@ -33,11 +41,25 @@ def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observati
     ctx = Ctx(spec=spec, obs=obs, st=status)
     now = rfc3339(obs.now)
 
+    held = ctx.st.target
+    if held is not None and held != spec.target_ref.name:
+        return not_ours(
+            ctx,
+            REASON_TARGET_CHANGED,
+            f"spec.targetRef changed from {held!r} to {spec.target_ref.name!r} while this "
+            f"rollout holds {held!r} (its replicas split, its twin running): neither is "
+            f"touched; set spec.targetRef.name back to {held!r}, or delete this rollout (it "
+            f"restores {held!r}) and create another for {spec.target_ref.name!r}",
+        )
     if obs.target is None or obs.revision is None:
         return target_missing(ctx)
     clash = conflict(obs)
     if clash is not None:
         return not_ours(ctx, *clash)
+
+    # From here on the target may be scaled: this is the one the rollout holds.
+    if held is None:
+        ctx.update(target=spec.target_ref.name)
 
     # First sight, or a new revision (target template or spec.freeThreaded changed).
     first_sight = ctx.st.revision is None or ctx.st.phase is None
@@ -75,14 +97,21 @@ def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observati
 
 
 def first_sight_total(obs: Observation) -> int:
-    """N when status says nothing: both tracks once the operator has split the service.
+    """N when status says nothing: what the twin recorded, else both tracks once the operator
+    has split the service.
 
     A status lost mid-step (unreadable, edited away, a rollout re-created after its finalizer
-    was removed) at 5 + 5 must not halve the service to N = 5. The target's replicas last set
-    by the operator (managedFields) is what tells a split service from a first status write
-    that failed after the twin was created (10 + 1: N is still 10, the target untouched).
+    was removed) at 5 + 5 must not halve the service to N = 5, nor count the pods of a step
+    change in flight (9 + 5 asked at 10 -> 50 %: N is 10, not 14). The twin's annotation is
+    N as the operator last kept it; the target's own replicas only raise it (scaled by someone
+    since). A twin made before the annotation existed falls back to both tracks' replicas
+    when the target's replicas were last set by the operator (managedFields): that tells a
+    split service from a first status write that failed after the twin was created (10 + 1:
+    N is still 10, the target untouched).
     """
     assert obs.target is not None
+    if obs.twin is not None and obs.twin_owned and obs.twin_service_replicas:
+        return max(obs.twin_service_replicas, obs.target.replicas)
     split_by_us = obs.target.replicas_manager == FIELD_MANAGER
     if obs.twin is None or not obs.twin_owned or not split_by_us:
         return obs.target.replicas
@@ -106,6 +135,8 @@ def failed_for_spec_or_target(st: api.RolloutStatus) -> bool:
         "TargetNotFound",
         REASON_TWIN_NOT_OWNED,
         REASON_TARGET_CLAIMED,
+        REASON_TARGET_IS_A_TWIN,
+        REASON_TARGET_CHANGED,
     )
 
 
@@ -222,4 +253,5 @@ def finish(ctx: Ctx, touch_replicas: bool = True) -> Result:
         set_paused=ctx.set_paused,
         requeue_after=requeue,
         run_preflight=ctx.run_preflight,
+        adopt_twin=touch_replicas and adoptable(obs),
     )

@@ -8,6 +8,7 @@ the operator, whatever order the pods become Ready in.
 
 from __future__ import annotations
 
+from ftrollout.model import api
 from ftrollout.model.api import Phase
 from ftrollout.plan.context import Ctx
 from ftrollout.plan.twin import split, twin_name
@@ -21,7 +22,16 @@ def desired_split(ctx: Ctx) -> tuple[int, int]:
         return 0, n
     if phase in (Phase.ROLLED_BACK, Phase.PENDING, Phase.FAILED) or ctx.st.step_index is None:
         return n, 0
+    if held_by_guardrail(ctx.st) and ctx.st.weight is not None:
+        # A hold for crashes or GIL fallback holds the share in force: an edit of spec.steps
+        # applies on resume, not while free-threaded pods are under suspicion.
+        return split(n, ctx.st.weight)
     return split(n, ctx.spec.steps[ctx.st.step_index].weight)
+
+
+def held_by_guardrail(st: api.RolloutStatus) -> bool:
+    """Paused by a guardrail or an inconclusive analysis (their message says `paused (...)`)."""
+    return st.phase == Phase.PAUSED and st.message.startswith("paused (")
 
 
 def standard_to_write(ctx: Ctx) -> int:

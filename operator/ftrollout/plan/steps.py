@@ -7,9 +7,20 @@ from ftrollout.model.durations import format_duration
 from ftrollout.plan.actions import promote_full_done, rollback
 from ftrollout.plan.analysis import analysis_ok_since, describe, inconclusive_since
 from ftrollout.plan.context import Ctx
-from ftrollout.plan.preflight import preflight_settled
+from ftrollout.plan.preflight import gate_key, preflight_settled
+from ftrollout.plan.replicas import held_by_guardrail
 from ftrollout.plan.twin import split
 from ftrollout.plan.types import Workload, parse_time
+
+
+def gate_outdated(ctx: Ctx) -> bool:
+    """dependencyGate.modules changed after step 1 started (the image is part of the revision,
+    the module list is not): the verdict in status is for another list."""
+    gate = ctx.spec.guardrails.dependency_gate
+    if gate is None or not gate.modules:
+        return False
+    pf = ctx.st.preflight
+    return pf is None or pf.checked != gate_key(ctx.spec.free_threaded.image, gate.modules)
 
 
 def steps_shortened(ctx: Ctx) -> None:
@@ -27,7 +38,9 @@ def steps_shortened(ctx: Ctx) -> None:
     current = ctx.st.weight or 0
     weights = [s.weight for s in ctx.spec.steps]
     nxt = next((i for i, w in enumerate(weights) if w >= current), total - 1)
-    if ctx.st.phase in (Phase.PROGRESSING, Phase.PAUSED):
+    if held_by_guardrail(ctx.st):
+        ctx.update(step_index=nxt)  # the weight in force stays until resumed
+    elif ctx.st.phase in (Phase.PROGRESSING, Phase.PAUSED):
         ctx.update(step_index=nxt, weight=weights[nxt], step_started_at=None)
         if ctx.st.phase == Phase.PROGRESSING or ctx.st.message.startswith("paused by spec"):
             ctx.update(
@@ -75,8 +88,16 @@ def advance(ctx: Ctx, now: str) -> None:
 
     if ctx.st.phase not in (Phase.PROGRESSING, Phase.PAUSED) or ctx.st.step_index is None:
         return
+    if ctx.st.phase == Phase.PROGRESSING and gate_outdated(ctx) and not preflight_settled(ctx):
+        return  # the step is held until the gate has judged the module list now asked for
     idx = ctx.st.step_index
     step = ctx.spec.steps[idx]
+    if held_by_guardrail(ctx.st):
+        # The held share stays (replicas.desired_split): an edited step applies on resume.
+        if ctx.st.weight is not None:
+            step = step.model_copy(update={"weight": ctx.st.weight})
+    elif ctx.st.weight != step.weight:  # spec.steps edited: the step's weight now in force
+        ctx.update(weight=step.weight, step_started_at=None)
     std_d, ft_d = split(n, step.weight)
     reached = twin.ready >= ft_d and twin.replicas == ft_d and obs.target.replicas == std_d
     total = len(ctx.spec.steps)

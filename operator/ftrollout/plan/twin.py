@@ -19,6 +19,10 @@ TRACK_FREE_THREADED = "free-threaded"
 TRACK_STANDARD = "standard"
 ANNOTATION_REVISION = f"{api.GROUP}/revision"
 ANNOTATION_ACTION = f"{api.GROUP}/action"
+# N on the twin itself: a status lost mid-step (unreadable, a re-created rollout) cannot tell
+# the pods of a step change in flight (9 standard + 5 free-threaded asked at 10 -> 50 %) from
+# the service's size; the twin, made and kept by the operator, remembers it.
+ANNOTATION_SERVICE_REPLICAS = f"{api.GROUP}/service-replicas"
 
 
 def twin_name(target: str) -> str:
@@ -75,6 +79,7 @@ def twin_manifest(
     revision: str,
     replicas: int,
     probe_configmap: str | None = None,
+    service_replicas: int | None = None,
 ) -> dict[str, Any]:
     """The twin Deployment for a target Deployment (as read from the apiserver)."""
     tmeta = target["metadata"]
@@ -121,17 +126,13 @@ def twin_manifest(
                 LABEL_ROLLOUT: rollout_name,
                 LABEL_TRACK: TRACK_FREE_THREADED,
             },
-            "annotations": {ANNOTATION_REVISION: revision},
-            "ownerReferences": [
-                {
-                    "apiVersion": f"{api.GROUP}/{api.VERSION}",
-                    "kind": api.KIND,
-                    "name": rollout_name,
-                    "uid": rollout_uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "annotations": {
+                ANNOTATION_REVISION: revision,
+                **(
+                    {ANNOTATION_SERVICE_REPLICAS: str(service_replicas)} if service_replicas else {}
+                ),
+            },
+            "ownerReferences": [owner_reference(rollout_name, rollout_uid)],
         },
         "spec": twin_spec,
     }
@@ -213,3 +214,15 @@ def _probe_pythonpath(container: dict[str, Any]) -> list[dict[str, Any]]:
     own = entry.get("value") or ""
     env[at] = {"name": "PYTHONPATH", "value": f"{PROBE_MOUNT}:{own}" if own else PROBE_MOUNT}
     return env
+
+
+def owner_reference(rollout_name: str, rollout_uid: str) -> dict[str, Any]:
+    """The twin's controller reference: garbage collection removes it with the rollout."""
+    return {
+        "apiVersion": f"{api.GROUP}/{api.VERSION}",
+        "kind": api.KIND,
+        "name": rollout_name,
+        "uid": rollout_uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }

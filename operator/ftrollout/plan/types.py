@@ -75,6 +75,11 @@ class Ownership:
     # The twin's controller ownerReference ("Kind/name", uid); None: no controller reference.
     # Only looked at when the twin exists (Observation.twin).
     twin_controller: tuple[str, str] | None = None
+    target: str = ""  # the target's name
+    # The target's controller ownerReference and rollout label: a target that is itself a
+    # rollout's twin is that rollout's free-threaded track, never a target.
+    target_controller: tuple[str, str] | None = None
+    target_rollout_label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,8 @@ class Observation:
     status_error: str | None = None
     # The twin carries this rollout's label: it is this rollout's free-threaded track.
     twin_owned: bool = True
+    # N as recorded on the twin (annotation), for a first sight; None: not recorded.
+    twin_service_replicas: int | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,8 @@ class Result:
     set_paused: bool | None = None  # pause/resume actions flip spec.paused
     requeue_after: float | None = None  # seconds until the plan wants to look again
     run_preflight: bool = False
+    # Take over the twin an earlier rollout of this name left (plan.ownership.adoptable).
+    adopt_twin: bool = False
 
 
 def rfc3339(t: datetime) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from ftrollout.plan.observe import (
@@ -18,7 +19,7 @@ from ftrollout.plan.observe import (
     summarize_deployment,
     summarize_pod,
 )
-from ftrollout.plan.types import Claim
+from ftrollout.plan.types import Claim, rfc3339
 
 MAX_TERMINATIONS = 200  # per deployment: more than any race budget worth having
 MAX_DELETED = 1024  # deleted Deployment uids remembered (far more than writes in flight)
@@ -137,6 +138,11 @@ class Cache:
             if p.terminations:
                 seen = self.terminations.setdefault((p.namespace, p.deployment), {})
                 for t in p.terminations:
+                    if not t.finished_at:
+                        # finishedAt is optional: the time first seen keeps one identity.
+                        if (p.name, "") not in seen:
+                            seen[(p.name, "")] = replace(t, finished_at=rfc3339(datetime.now(UTC)))
+                        continue
                     seen[(p.name, t.finished_at)] = t
                 if len(seen) > MAX_TERMINATIONS:
                     for k in sorted(seen, key=lambda k: k[1])[: len(seen) - MAX_TERMINATIONS]:

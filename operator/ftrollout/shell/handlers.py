@@ -164,7 +164,9 @@ async def rollout_deleted(
     rollout controls: anything else named like it is left as it is, and the target with it)."""
     namespace = namespace or ""
     status = api.parse_status(body.get("status"))
-    target_name = ((body.get("spec") or {}).get("targetRef") or {}).get("name")
+    # The target the rollout holds (status.target), not a targetRef edited since: that one was
+    # never split.
+    target_name = status.target or ((body.get("spec") or {}).get("targetRef") or {}).get("name")
     if not isinstance(target_name, str):
         return
     kube = STATE.kube

@@ -138,6 +138,44 @@ class Kube:
             self.apps.patch_namespaced_deployment, meta["name"], meta["namespace"], patch
         )
 
+    async def annotate_deployment(
+        self, namespace: str, name: str, annotations: dict[str, str]
+    ) -> int:
+        """Merge annotations; returns the resourceVersion after it (0: unknown)."""
+        out = await self.call(
+            self.apps.patch_namespaced_deployment,
+            name,
+            namespace,
+            {"metadata": {"annotations": annotations}},
+            field_manager=FIELD_MANAGER,
+        )
+        body: dict[str, Any] = self.client.sanitize_for_serialization(out)
+        return resource_version(body.get("metadata") or {})
+
+    async def set_controller(
+        self, namespace: str, name: str, owner: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Make `owner` the Deployment's only controller reference (other, non-controller
+        references stay); conditional on the version read (409 if it changed since)."""
+        current = await self.get_deployment(namespace, name)
+        meta = (current or {}).get("metadata") or {}
+        refs = [r for r in meta.get("ownerReferences") or [] if not r.get("controller")]
+        patch = {
+            "metadata": {
+                "resourceVersion": meta.get("resourceVersion"),
+                "ownerReferences": [*refs, owner],
+            }
+        }
+        out = await self.call(
+            self.apps.patch_namespaced_deployment,
+            name,
+            namespace,
+            patch,
+            field_manager=FIELD_MANAGER,
+        )
+        body: dict[str, Any] = self.client.sanitize_for_serialization(out)
+        return body
+
     async def delete_deployment(self, namespace: str, name: str) -> None:
         try:
             await self.call(self.apps.delete_namespaced_deployment, name, namespace)

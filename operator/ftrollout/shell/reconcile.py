@@ -14,7 +14,13 @@ from typing import Any
 from ftrollout.model import api
 from ftrollout.plan import FIELD_MANAGER, Observation, PodGil, Result, Workload, plan
 from ftrollout.plan import twin as workloads
-from ftrollout.plan.observe import DeploymentSummary, Key, annotation_written_at, revision_of
+from ftrollout.plan.observe import (
+    DeploymentSummary,
+    Key,
+    annotation_written_at,
+    revision_of,
+    summarize_deployment,
+)
 from ftrollout.plan.prometheus import address_error, normalise
 from ftrollout.plan.types import Claim, Ownership
 from ftrollout.shell import status_writes
@@ -147,11 +153,14 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         spec_error=spec_error,
         ownership=None
         if spec is None
-        else _ownership(state, meta, spec.target_ref.name, twin_name, twin),
+        else _ownership(state, meta, spec.target_ref.name, target, twin_name, twin),
         status_error=status_error,
         twin_owned=twin is not None and twin.rollout_label == name,
+        twin_service_replicas=None if twin is None else twin.service_replicas,
     )
     result = plan(spec, status, obs)
+    if result.adopt_twin and twin is not None:
+        twin = await _adopt(state, body, twin)
 
     if (
         spec is not None
@@ -184,8 +193,32 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
     return result.requeue_after
 
 
+async def _adopt(state: State, body: Any, twin: DeploymentSummary) -> DeploymentSummary:
+    meta = body["metadata"]
+    previous = "no controller" if twin.controller is None else twin.controller[0]
+    adopted = await state.kube.set_controller(
+        twin.namespace,
+        twin.name,
+        workloads.owner_reference(meta["name"], str(meta.get("uid") or "")),
+    )
+    message = (
+        f"adopted the twin {twin.name!r} left by an earlier rollout of this name (was "
+        f"{previous}): its free-threaded replicas count for N and it is no longer garbage"
+    )
+    log.info("%s/%s: %s", twin.namespace, meta["name"], message)
+    await state.kube.emit_event(body, "Normal", "TwinAdopted", message)
+    summary = summarize_deployment(adopted)
+    state.cache.wrote_deployment(summary)
+    return summary
+
+
 def _ownership(
-    state: State, meta: Any, target: str, twin_name: str, twin: DeploymentSummary | None
+    state: State,
+    meta: Any,
+    target: str,
+    target_body: DeploymentSummary | None,
+    twin_name: str,
+    twin: DeploymentSummary | None,
 ) -> Ownership:
     me = Claim(meta["name"], str(meta.get("creationTimestamp") or ""))
     others = [c for c in state.cache.claims(meta["namespace"], target) if c.name != me.name]
@@ -195,6 +228,9 @@ def _ownership(
         claims=(me, *others),
         twin=twin_name,
         twin_controller=None if twin is None else twin.controller,
+        target=target,
+        target_controller=None if target_body is None else target_body.controller,
+        target_rollout_label=None if target_body is None else target_body.rollout_label,
     )
 
 
@@ -265,6 +301,19 @@ async def _act(
             current.replicas,
             wanted,
         )
+    n = result.status.replicas.target
+    if (
+        twin is not None
+        and _owned(twin, body["metadata"])
+        and result.target_replicas is not None
+        and n > 0
+        and twin.service_replicas != n
+    ):
+        rv = await kube.annotate_deployment(
+            namespace, twin.name, {workloads.ANNOTATION_SERVICE_REPLICAS: str(n)}
+        )
+        latest = state.cache.deployment(namespace, twin.name) or twin  # after its scale
+        state.cache.wrote_deployment(replace(latest, service_replicas=n, resource_version=rv))
     new_status = api.dump(result.status)
     since_write = time.monotonic() - state.written_at.get(key, float("-inf"))
     if new_status == written:

@@ -45,6 +45,7 @@ async def ensure_twin(
         revision=revision,
         replicas=result.twin_replicas or 0,
         probe_configmap=PROBE_CONFIGMAP if spec.free_threaded.probe.enabled else None,
+        service_replicas=result.status.replicas.target,
     )
     if spec.free_threaded.probe.enabled:
         await ensure_probe_configmap(state, namespace)

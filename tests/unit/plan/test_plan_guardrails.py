@@ -450,3 +450,37 @@ def test_probe_incidents_survive_an_operator_restart_through_status() -> None:
         restarted.step(probe_counts=((pod, 1.0),), pods=sim.ft_pods())
     assert restarted.status.races.incidents == 1
     assert restarted.status.phase == Phase.PROGRESSING
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        ((100, None),),  # trimmed below the current step
+        ((10, "1s"), (90, "1h"), (100, None)),  # the held step's weight edited
+    ],
+)
+def test_a_guardrail_hold_keeps_the_free_threaded_share_when_steps_are_edited(
+    steps: tuple[tuple[int, str | None], ...],
+) -> None:
+    """A hold (race budget, action Pause) keeps the weight in force (status.weight): an edit of
+    spec.steps applies once the rollout is resumed, not while it is held for crashes."""
+    races = {"maxIncidents": 0, "window": "1h", "action": "Pause"}
+    sim = at_step(Sim(make_spec(((10, "1s"), (50, "1h"), (100, None)), races=races)), 1)
+    sim.incident()
+    sim.step()
+    assert sim.status.phase == Phase.PAUSED
+    assert "RaceBudget" in sim.status.message
+    before = (sim.std.replicas, sim.ft.replicas)
+    sim.spec = make_spec(steps, races=races)
+    for _ in range(10):
+        sim.step()
+    assert sim.status.phase == Phase.PAUSED
+    assert (sim.std.replicas, sim.ft.replicas) == before
+    assert sim.status.weight == 50
+    pause_elapsed(sim, 3700)  # the crash leaves the window: a resume is not held again
+    sim.incidents = ()
+    sim.action = "resume"
+    for _ in range(10):
+        sim.step()
+    assert sim.status.weight == sim.spec.steps[sim.status.step_index or 0].weight
+    assert sim.ft.replicas > before[1]

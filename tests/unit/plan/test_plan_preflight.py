@@ -138,3 +138,35 @@ def test_retry_after_a_gate_failure_runs_the_preflight_again() -> None:
     assert res.status.phase == Phase.PENDING
     res = sim.step(preflight=keyed("Passed", spec, attempt=1))
     assert res.status.phase == Phase.PROGRESSING
+
+
+def _gated(modules: list[str]) -> api.RolloutSpec:
+    raw = api.dump(make_spec(((10, "1s"), (50, "1s"), (100, "1s"))))
+    raw["guardrails"]["dependencyGate"] = {"modules": modules, "action": "Block"}
+    return api.parse_spec(raw)
+
+
+def _passed(modules: list[str], phase: str = "Passed") -> api.PreflightStatus:
+    image = "registry.example/app:2.0-py3.14t"
+    return api.PreflightStatus(
+        phase=phase, image=image, checked=gate_key(image, modules),  # type: ignore[arg-type]
+        free_threading_build=True, message="ok", time="2026-01-01T00:00:00Z",
+    )  # fmt: skip
+
+
+def test_a_module_added_mid_rollout_is_checked_before_more_free_threaded_pods() -> None:
+    """dependencyGate.modules edited once step 1 started: the step is held and the gate runs
+    for the new list; a failed verdict (Block) takes the rollout back to standard."""
+    sim = Sim(_gated(["numpy"]), n=10)
+    at_step(sim, 0, preflight=_passed(["numpy"]))
+    sim.spec = _gated(["numpy", "lxml"])
+    ran = False
+    for _ in range(30):
+        res = sim.step(5.0, preflight=_passed(["numpy"]))
+        ran = ran or res.run_preflight
+    assert ran
+    assert sim.status.weight == 10
+    for _ in range(5):
+        sim.step(5.0, preflight=_passed(["numpy", "lxml"], "Failed"))
+    assert sim.status.phase == Phase.FAILED
+    assert sim.ft.replicas == 0

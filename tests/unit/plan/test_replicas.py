@@ -450,3 +450,35 @@ def test_parse_status_reports_what_it_could_not_read() -> None:
         api.RolloutStatus(phase=Phase.PAUSED),
         None,
     )
+
+
+def _first_sight_n(target: Workload, twin: Workload, recorded: int | None) -> int:
+    spec = make_spec()
+    obs = Observation(
+        now=Sim(spec).now, generation=1, revision="rev1", target=target, twin=twin,
+        status_error="analysis.lastStandard: Extra inputs are not permitted",
+        twin_service_replicas=recorded,
+    )  # fmt: skip
+    return plan(spec, api.RolloutStatus(), obs).status.replicas.target
+
+
+@pytest.mark.parametrize(
+    ("target", "twin", "n"),
+    [
+        # 10 % reached (9 + 1), the next step asked for 5 free-threaded, 3 Ready so far.
+        (Workload(9, 9, FIELD_MANAGER), Workload(5, 3), 10),
+        # Rolling back from 5 + 5: standard asked back to 10, the twin not lowered yet.
+        (Workload(10, 7, FIELD_MANAGER), Workload(5, 5), 10),
+        # Scaled by someone else to 14 since the twin recorded 10: the larger one.
+        (Workload(14, 14, "kubectl"), Workload(0, 0), 14),
+    ],
+)
+def test_first_sight_takes_n_recorded_on_the_twin_not_pods_in_flight(
+    target: Workload, twin: Workload, n: int
+) -> None:
+    assert _first_sight_n(target, twin, recorded=10) == n
+
+
+def test_first_sight_with_a_twin_of_an_older_version_counts_both_tracks() -> None:
+    """No annotation (a twin made before it existed): both tracks, as before."""
+    assert _first_sight_n(Workload(5, 5, FIELD_MANAGER), Workload(5, 5), recorded=None) == 10

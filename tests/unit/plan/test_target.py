@@ -9,6 +9,7 @@ from simcluster import Sim
 from ftrollout.model import api
 from ftrollout.model.api import Phase
 from ftrollout.plan import plan
+from ftrollout.plan.types import FIELD_MANAGER, Workload
 
 # ---------------------------------------------------------------------- target / spec errors
 
@@ -138,3 +139,85 @@ def test_a_promoted_rollout_stays_promoted_after_a_transient_failure() -> None:
     res = sim.step()
     assert res.status.phase == Phase.PENDING
     assert res.status.promoted_at is None
+
+
+def test_a_target_ref_edited_mid_rollout_fails_and_touches_neither_target() -> None:
+    """An old CRD without the immutability rule: the rollout keeps the target it split
+    (status.target) and refuses the new one, naming spec.targetRef; back to the old name, it
+    carries on from where it was."""
+    sim = at_step(Sim(make_spec()), 0)
+    assert sim.status.target == "app"
+    before = sim.status
+    sim.spec = sim.spec.model_copy(update={"target_ref": api.TargetRef(name="api")})
+    res = sim.step()
+    assert res.status.phase == Phase.FAILED
+    assert (res.target_replicas, res.twin_replicas) == (None, None)
+    c = cond(res.status, "Progressing")
+    assert (c.status, c.reason) == ("False", "TargetChanged")
+    assert "spec.targetRef" in c.message
+    assert "'app'" in c.message
+    assert res.status.replicas.target == before.replicas.target
+    assert res.status.step_index == before.step_index
+    sim.spec = sim.spec.model_copy(update={"target_ref": api.TargetRef(name="app")})
+    res = sim.step()
+    assert res.status.phase == Phase.PROGRESSING
+    assert res.status.step_index == before.step_index
+
+
+def test_a_target_ref_fixed_before_anything_was_split_is_taken() -> None:
+    """A typo (target not found) is not a held target: the corrected name is simply used."""
+    sim = Sim(make_spec())
+    sim.target_exists = False
+    sim.step()
+    assert sim.status.target is None
+    sim.target_exists = True
+    sim.spec = sim.spec.model_copy(update={"target_ref": api.TargetRef(name="api")})
+    assert sim.step().status.phase == Phase.PROGRESSING
+
+
+# --------------------------------------------------------------------- odd stored status
+
+
+def _mid_step() -> Sim:
+    return at_step(Sim(make_spec(((10, "1h"), (50, "1h"), (100, None)))), 0)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"stepIndex": -7},  # a hand edit (kubectl edit --subresource=status)
+        {"stepStartedAt": "yesterday"},
+        {"weight": 400},
+        {"promotedAt": "soon"},
+        {"replicas": {"target": -3}},
+        {"races": {"since": "then"}},
+        {"analysis": {"lastRound": "x"}},
+    ],
+)
+def test_a_parseable_but_odd_status_is_reported_unreadable_never_raised(
+    edit: dict[str, object],
+) -> None:
+    sim = _mid_step()
+    raw = {**api.dump(sim.status), **edit}
+    status, err = api.parse_status_checked(raw)
+    assert err is not None
+    split = Workload(sim.std.replicas, sim.std.ready, FIELD_MANAGER)  # split by the operator
+    obs = sim.observe(status_error=err, target=split)
+    res = plan(sim.spec, status, obs)
+    assert cond(res.status, "StatusReadable").status == "False"
+    assert res.status.replicas.target == sim.n  # N from both tracks, never a negative one
+    assert res.target_replicas is not None
+    assert res.target_replicas >= 0
+
+
+def test_incidents_with_an_unreadable_time_are_skipped_not_raised() -> None:
+    """finishedAt is optional in the API (the shell stamps the time it first saw the crash);
+    a stored incident edited to nonsense is dropped."""
+    sim = _mid_step()
+    odd = api.Incident(pod="app-ft-1", exit_code=139, time="")
+    raw = api.dump(sim.status)
+    raw["races"]["recent"] = [{"pod": "app-ft-2", "exitCode": 139, "time": "never"}]
+    status = api.parse_status(raw)
+    res = plan(sim.spec, status, sim.observe(incidents=(odd,)))
+    assert res.status.phase == Phase.PROGRESSING
+    assert res.status.races.incidents == 0
