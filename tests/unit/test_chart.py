@@ -535,6 +535,7 @@ def test_monitoring_objects_are_optional_and_use_real_metric_names() -> None:
         "FreeThreadedRolloutOperatorDown",
         "FreeThreadedRolloutFailed",
         "FreeThreadedRolloutPrometheusErrors",
+        "FreeThreadedRolloutGILAfterPromotion",
     } <= set(alerts)
     # The alerts query metrics the operator really exports, by labels those metrics carry
     # under their own names (no `namespace`: a ServiceMonitor without honorLabels would turn it
@@ -560,7 +561,16 @@ def test_monitoring_objects_are_optional_and_use_real_metric_names() -> None:
         if names:
             assert by <= labels, (alert["alert"], by - labels)
             assert templated <= by or not by, (alert["alert"], templated - by)
-    assert {"ftrollout_rollout_info", "ftrollout_prometheus_query_errors_total"} <= used
+    assert {
+        "ftrollout_rollout_info",
+        "ftrollout_prometheus_query_errors_total",
+        "ftrollout_rollout_gil_enabled_pods",
+    } <= used
+    # After promotion a GIL fallback only alerts: the alert is for Promoted rollouts.
+    gil_after = alerts["FreeThreadedRolloutGILAfterPromotion"]["expr"]
+    assert "ftrollout_rollout_gil_enabled_pods" in gil_after
+    assert 'phase="Promoted"' in gil_after
+    assert "on (rollout_namespace, rollout)" in gil_after
     assert 'job="ftrollout-metrics"' in alerts["FreeThreadedRolloutOperatorDown"]["expr"]
     # Alert templates survive Helm's own templating.
     summary = alerts["FreeThreadedRolloutRolledBack"]["annotations"]["summary"]

@@ -104,11 +104,13 @@ def test_available_column_shows_ready_over_n() -> None:
 TIME_FIELDS = [
     "status.stepStartedAt",
     "status.promotedAt",
+    "status.bakeUntil",
     "status.races.since",
     "status.races.recent.[].time",
     "status.races.probeCounters.[].time",
     "status.analysis.lastRound",
     "status.analysis.metrics.[].time",
+    "status.analysis.lastComparison.time",
     "status.preflight.time",
     "status.rollback.time",
     "status.lastAction.time",

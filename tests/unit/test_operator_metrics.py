@@ -104,3 +104,14 @@ def test_no_operator_metric_has_a_label_a_service_monitor_renames() -> None:
     for collector in vars(metrics).values():
         labelnames = set(getattr(collector, "_labelnames", ()))
         assert not labelnames & TARGET_LABELS, collector
+
+
+def test_gil_enabled_pods_per_rollout_follows_status_and_goes_with_the_rollout() -> None:
+    ids = {"rollout_namespace": "shop", "rollout": "web"}
+    gil = api.GilStatus(pods=10, disabled=8, enabled=2)
+    metrics.observe_result(KEY, result(api.Phase.PROMOTED, 1, 100, gil=gil), 0.01)
+    assert sample("ftrollout_rollout_gil_enabled_pods", **ids) == 2
+    metrics.observe_result(KEY, result(api.Phase.PROMOTED, 1, 100), 0.01)
+    assert sample("ftrollout_rollout_gil_enabled_pods", **ids) == 0
+    metrics.forget(KEY)
+    assert sample("ftrollout_rollout_gil_enabled_pods", **ids) is None

@@ -632,6 +632,80 @@ def test_report_with_an_unreachable_prometheus(fake_api: FakeApi, capsys: Any) -
     assert "n/a (Prometheus at http://127.0.0.1:9 unreachable" in " ".join(out.split())
 
 
+def promoted_sample() -> dict[str, Any]:
+    """Promoted a while ago: the latest round compared free-threaded pods with the standard
+    value kept from 50 %; the last round that measured both tracks is kept with its time."""
+    kept_at = "2025-06-01T11:40:00Z"
+    return sample(
+        phase="Promoted",
+        weight=100,
+        promotedAt="2025-06-01T11:45:00Z",
+        replicas={"target": 10, "freeThreaded": 10, "ready": 10, "freeThreadedReady": 10},
+        analysis={
+            "lastRound": "2025-06-01T11:44:00Z",
+            "metrics": [
+                {
+                    "name": "p99-latency",
+                    "phase": "Successful",
+                    "freeThreaded": 0.2,
+                    "standard": 0.1,
+                    "message": "against the kept standard value",
+                    "time": "2025-06-01T11:44:00Z",
+                }
+            ],
+            "lastStandard": [{"name": "p99-latency", "value": 0.1}],
+            "lastComparison": {
+                "time": kept_at,
+                "weight": 50,
+                "metrics": [
+                    {"name": "p99-latency", "freeThreaded": 0.121, "standard": 0.11},
+                    {"name": "throughput-per-core", "freeThreaded": 150.0, "standard": 120.0},
+                ],
+            },
+        },
+    )
+
+
+def test_report_on_a_promoted_rollout_shows_the_kept_comparison_with_its_time(
+    fake_api: FakeApi, capsys: Any
+) -> None:
+    fake_api.rollouts[("shop", "web")] = promoted_sample()
+    # Only free-threaded pods are left: Prometheus has nothing to compare now.
+    fake_api.pods = [
+        {
+            "metadata": {
+                "name": "web-ft-h-1",
+                "namespace": "shop",
+                "labels": {"pod-template-hash": "h"},
+                "ownerReferences": [{"kind": "ReplicaSet", "name": "web-ft-h"}],
+            },
+            "status": {"phase": "Running"},
+        }
+    ]
+    code, out, err = run(capsys, "report", "web", "--prometheus-url", "http://127.0.0.1:9")
+    assert code == 0, err
+    text = " ".join(out.split())
+    assert "phase Promoted" in text
+    assert "+10.0 %" in text  # p99 from the kept comparison, not +100 % against a kept value
+    assert "+25.0 %" in text  # throughput
+    assert "last measured on both tracks at 2025-06-01T11:40:00Z (at 50% free-threaded)" in text
+    code, out, _ = run(capsys, "report", "web", "-o", "json", "--prometheus-url", "http://x:9")
+    data = {k["key"]: k for k in json.loads(out)}
+    assert data["p99"]["value"] == pytest.approx(10.0)
+    assert "2025-06-01T11:40:00Z" in data["p99"]["detail"]
+    assert data["rss"]["value"] is None
+    assert "no running standard pods to compare" in data["rss"]["text"]
+    assert "kept from 2025-06-01T11:40:00Z has no analysis metric" in data["rss"]["text"]
+
+
+def test_a_comparison_kept_during_the_bake_says_so() -> None:
+    obj = promoted_sample()
+    obj["status"]["analysis"]["lastComparison"]["bake"] = True
+    spec, status = spec_status(obj)
+    kpis = {k.key: k for k in report.compute(spec, status, None, "no Prometheus")}
+    assert "during the bake, against the standard replicas kept warm" in kpis["p99"].detail
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -3,6 +3,7 @@ operator restart (it is kept in status, not only in the scheduler's memory)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from ftrollout.model import api
@@ -54,6 +55,27 @@ async def test_at_100_percent_after_a_restart_the_standard_value_comes_from_stat
     assert result.phase == "Successful", result.message
     assert result.standard == 10.0
     assert all("standard" not in q for q in prom.queries)  # no standard pods to ask about
+    # Not a comparison of both tracks: the report keeps the last one that was.
+    assert rnd.standard_measured is False
     prom.value = 13.0  # 30 % worse than the kept standard value
     (result,) = (await sched.analyse(target)).results
     assert result.phase == "Failed"
+
+
+async def test_a_round_with_standard_pods_says_it_measured_both_tracks() -> None:
+    state = State()
+    state.cache.pods_of = lambda ns, deployment: (  # type: ignore[method-assign]
+        [SimpleNamespace(name=f"{deployment}-h-1")]
+    )
+    sched = Scheduler(state, prom=FakeProm(10.0))  # type: ignore[arg-type]
+    target = AnalysisTarget(
+        namespace="shop",
+        name="web",
+        target="web",
+        twin="web-ft",
+        analysis=compare_analysis(),
+        url="http://prometheus:9090",
+    )
+    rnd = await sched.analyse(target)
+    assert rnd.standard_measured is True
+    assert rnd.results[0].standard == 10.0

@@ -4,7 +4,9 @@ DESIGN.md lists six: throughput per core delta, p99 delta, RSS delta, share of t
 GIL off, free-threaded incident rate and the fraction of gated dependencies verified. The first
 three compare the free-threaded track with the standard one; they come from the rollout's own
 analysis results when a metric measures them, otherwise from Prometheus queries (I/O lives in
-the plugin; this module only turns numbers into KPIs). The last three come from status.
+the plugin; this module only turns numbers into KPIs). Once no standard pod is left (after
+promotion) they come from the last comparison of both tracks kept in status, with its time.
+The last three come from status.
 
 A KPI that cannot be computed says why ("n/a (no Prometheus: ...)"); it is never guessed.
 """
@@ -123,6 +125,36 @@ def from_analysis(status: api.RolloutStatus, key: str) -> TrackValues | None:
     return None
 
 
+def latest_round_compared(status: api.RolloutStatus) -> bool:
+    """Whether the latest analysis round measured running pods of both tracks. Without a kept
+    comparison (an older operator's status) the latest round is taken as it is."""
+    kept = status.analysis.last_comparison
+    return kept is None or kept.time == status.analysis.last_round
+
+
+def from_comparison(status: api.RolloutStatus, key: str) -> TrackValues | None:
+    """The kept comparison of both tracks (`status.analysis.lastComparison`), with its time:
+    after promotion no standard pod is left to measure, and this is what a team reads."""
+    kept = status.analysis.last_comparison
+    if kept is None:
+        return None
+    pattern = ANALYSIS_NAME_PATTERNS[key]
+    when = (
+        "during the bake, against the standard replicas kept warm"
+        if kept.bake
+        else f"at {kept.weight}% free-threaded"
+    )
+    for m in kept.metrics:
+        if pattern.search(m.name):
+            return TrackValues(
+                m.free_threaded,
+                m.standard,
+                source=f"analysis metric {m.name}, last measured on both tracks at "
+                f"{kept.time} ({when})",
+            )
+    return None
+
+
 def delta_kpi(key: str, values: TrackValues | None, why_missing: str) -> Kpi:
     if values is None:
         return na(key, why_missing)
@@ -223,11 +255,26 @@ def compute(
     """All six KPIs. `prometheus` maps throughput/p99/rss to measured values (None: no
     Prometheus, `prometheus_why` says why)."""
     out: list[Kpi] = []
+    compared = latest_round_compared(status)
     for key in ("throughput", "p99", "rss"):
-        values = from_analysis(status, key)
+        # The latest round when it measured both tracks, then Prometheus now (both tracks
+        # running), then the last comparison kept in status (no standard pod left).
+        values = from_analysis(status, key) if compared else None
         if values is None and prometheus is not None:
-            values = prometheus.get(key)
-        out.append(delta_kpi(key, values, prometheus_why))
+            live = prometheus.get(key)
+            if live is not None and live.free_threaded is not None and live.standard is not None:
+                values = live
+            else:
+                values = from_comparison(status, key) or live
+        elif values is None:
+            values = from_comparison(status, key)
+        why = prometheus_why
+        if values is None and status.analysis.last_comparison is not None:
+            why += (
+                f"; the comparison kept from {status.analysis.last_comparison.time} has no "
+                "analysis metric for it"
+            )
+        out.append(delta_kpi(key, values, why))
     out.append(gil_off_share(status))
     out.append(incident_rate(status))
     out.append(deps_verified(spec, status))

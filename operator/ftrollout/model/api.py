@@ -138,6 +138,7 @@ QueryTimeout = Annotated[str, *_bounded("1s", "5m")]
 RaceWindow = Annotated[str, *_bounded("1m", "24h")]
 GateTimeout = Annotated[str, *_bounded("10s", "1h")]
 ProgressDeadline = Annotated[str, *_bounded("10s", "24h")]
+BakeDuration = Annotated[str, *_bounded("1m", "168h")]
 
 # A point in time on the wire: RFC 3339 in UTC (`plan.types.rfc3339`, fractions when there are
 # any); `format: date-time` lets the apiserver reject anything else and tools read it as a time.
@@ -146,6 +147,10 @@ Time = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 MAX_FAILURE_LIMIT = 100
 MAX_GIL_PODS = 1000
 MAX_INCIDENTS = 1000
+MAX_WARM_STANDARD = 1000
+MSG_WARM_NEEDS_BAKE = (
+    "standardReplicas needs a bake: standard replicas are only kept warm during the bake"
+)
 
 
 class Model(BaseModel):
@@ -588,6 +593,46 @@ class Guardrails(Model):
     )
 
 
+class PostPromotion(Model):
+    bake: BakeDuration | None = Field(
+        default=None,
+        description="How long after promotion the guardrails keep their action (1m..168h): a GIL "
+        "fallback or a race budget breach in this time rolls back (standard back to N first) "
+        "when the guardrail's action is Rollback. After the bake (and without one, from "
+        "promotion) a breach only alerts: the PostPromotion condition, a Warning Event and "
+        "the ftrollout_rollout_gil_enabled_pods metric. Omit: no bake.",
+    )
+    standard_replicas: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_WARM_STANDARD,
+        description="Standard replicas kept running during the last step and the bake, on top "
+        "of the N free-threaded ones (0..1000): a rollback during the bake starts from warm "
+        "pods, and analysis still compares both tracks. Released when the bake ends.",
+    )
+
+    @model_validator(mode="after")
+    def _warm_needs_bake(self) -> PostPromotion:
+        if self.standard_replicas and self.bake is None:
+            raise ValueError(MSG_WARM_NEEDS_BAKE)
+        return self
+
+    @property
+    def bake_seconds(self) -> float | None:
+        return None if self.bake is None else parse_duration(self.bake)
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "!has(self.standardReplicas) || self.standardReplicas == 0 || has(self.bake)",
+                    MSG_WARM_NEEDS_BAKE,
+                )
+            ]
+        }
+    )
+
+
 def _steps_rules() -> dict[str, Any]:
     return {
         "x-kubernetes-validations": [
@@ -626,6 +671,12 @@ class RolloutSpec(Model):
         "(ProgressDeadline), quoting why the pods are not Ready (CrashLoopBackOff with the last "
         "termination message, ImagePullBackOff...). Pods that flap Ready do not restart the "
         "clock; spec.paused stops it and a resume starts it again.",
+    )
+
+    post_promotion: PostPromotion = Field(
+        default_factory=PostPromotion,
+        description="After promotion: a bake during which guardrails still roll back, and "
+        "standard replicas kept warm during it.",
     )
 
     @property
@@ -789,6 +840,25 @@ class StandardValue(Model):
     value: float = Field(description="Its last value measured on the standard track.")
 
 
+class ComparedValue(Model):
+    name: str = Field(description="Metric name (a compare metric).")
+    free_threaded: float = Field(description="Free-threaded value.")
+    standard: float = Field(description="Standard value, measured on running standard pods.")
+
+
+class Comparison(Model):
+    time: Time = Field(description="When the round that measured both tracks ran (RFC 3339).")
+    weight: int = Field(description="Free-threaded weight (%) when it was measured.")
+    bake: bool = Field(
+        default=False,
+        description="Measured during the post-promotion bake, against the standard replicas "
+        "kept warm.",
+    )
+    metrics: list[ComparedValue] = Field(
+        default_factory=list, description="Both tracks' values of every compare metric."
+    )
+
+
 class AnalysisStatus(Model):
     failed_rounds: int = Field(default=0, ge=0, description="Failed rounds in this revision.")
     inconclusive_rounds: int = Field(default=0, ge=0, description="Inconclusive rounds in a row.")
@@ -800,6 +870,12 @@ class AnalysisStatus(Model):
         default_factory=list,
         description="Per compare metric, the last standard value of this revision: at 100 % "
         "there are no standard pods left and the free-threaded value is compared with it.",
+    )
+    last_comparison: Comparison | None = Field(
+        default=None,
+        description="The last round of this revision that measured running pods of both "
+        "tracks (a step below 100 %, or the bake with standard replicas kept warm): what "
+        "`kubectl ftr report` shows once no standard pod is left.",
     )
 
 
@@ -905,6 +981,11 @@ class RolloutStatus(Model):
     rollback: RollbackStatus | None = Field(default=None, description="Set after a rollback.")
     promoted_at: Timestamp | None = Field(
         default=None, description="When this revision was promoted (all replicas free-threaded)."
+    )
+    bake_until: Time | None = Field(
+        default=None,
+        description="End of the post-promotion bake (promotedAt + spec.postPromotion.bake): "
+        "until then guardrails keep their action; afterwards they alert.",
     )
     last_action: ActionRecord | None = Field(
         default=None,

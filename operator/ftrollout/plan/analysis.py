@@ -5,9 +5,10 @@ from __future__ import annotations
 from ftrollout.model import api
 from ftrollout.model.api import Phase, RollbackReason
 from ftrollout.plan.actions import rollback
+from ftrollout.plan.bake import baking
 from ftrollout.plan.conditions import cond
 from ftrollout.plan.context import Ctx
-from ftrollout.plan.types import parse_time
+from ftrollout.plan.types import AnalysisRound, parse_time
 
 
 def observe_analysis(ctx: Ctx, now: str) -> None:
@@ -22,14 +23,11 @@ def observe_analysis(ctx: Ctx, now: str) -> None:
         # revision's pods: mark it seen so it never counts for this one.
         st = st.model_copy(update={"last_round": rnd.time})
         ctx.update(analysis=st)
+    in_bake = baking(ctx)
     if (
         rnd is not None
         and rnd.time != st.last_round
-        and ctx.st.phase
-        in (
-            Phase.PROGRESSING,
-            Phase.PAUSED,
-        )
+        and (ctx.st.phase in (Phase.PROGRESSING, Phase.PAUSED) or in_bake)
     ):
         failed = [r for r in rnd.results if r.phase == "Failed"]
         inconclusive = [r for r in rnd.results if r.phase == "Inconclusive"]
@@ -41,9 +39,15 @@ def observe_analysis(ctx: Ctx, now: str) -> None:
             last_round=rnd.time,
             metrics=list(rnd.results),
             last_standard=last_standard(st.last_standard, rnd.results, analysis),
+            last_comparison=comparison(ctx, rnd) or st.last_comparison,
         )
         ctx.update(analysis=st)
-        if failed:
+        if failed and in_bake:
+            # Rounds during the bake are kept for the report; promotion is not undone by them.
+            ctx.event(
+                "Warning", "AnalysisFailed", f"round failed during the bake: {describe(failed)}"
+            )
+        elif failed:
             detail = describe(failed)
             ctx.event(
                 "Warning",
@@ -85,6 +89,23 @@ def observe_analysis(ctx: Ctx, now: str) -> None:
         cond(ctx, "AnalysisHealthy", "Unknown", "Inconclusive", f"no usable data: {bad}")
     else:
         cond(ctx, "AnalysisHealthy", "True", "MetricsSuccessful", "all metrics successful")
+
+
+def comparison(ctx: Ctx, rnd: AnalysisRound) -> api.Comparison | None:
+    """The round as a comparison of both tracks, when it measured running standard pods."""
+    if not rnd.standard_measured:
+        return None
+    values = [
+        api.ComparedValue(name=r.name, free_threaded=r.free_threaded, standard=r.standard)
+        for r in rnd.results
+        if r.free_threaded is not None and r.standard is not None
+    ]
+    if not values:
+        return None
+    promoted = ctx.st.phase == Phase.PROMOTED
+    return api.Comparison(
+        time=rnd.time, weight=100 if promoted else ctx.st.weight or 0, bake=promoted, metrics=values
+    )
 
 
 def last_standard(

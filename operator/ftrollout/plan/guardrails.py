@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from ftrollout.model import api
 from ftrollout.model.api import Phase, RollbackReason
 from ftrollout.plan.actions import rollback
+from ftrollout.plan.bake import guard_acts
 from ftrollout.plan.conditions import cond
 from ftrollout.plan.context import Ctx
 from ftrollout.plan.types import parse_time, rfc3339
@@ -72,7 +73,7 @@ def count_probe_incidents(
 def observe_guardrails(ctx: Ctx, now: str) -> None:
     # While Pending (before step 1 of this revision) free-threaded pods, if any, are left over
     # from the previous revision or attempt: they are shown but neither acted on nor counted.
-    active = ctx.st.phase in (Phase.PROGRESSING, Phase.PAUSED)
+    # Once promoted they act only during the bake; afterwards `bake.post_promotion` alerts.
     g = ctx.spec.guardrails
 
     # GIL / mode integrity: only running pods of this revision (a terminating pod or one of the
@@ -116,7 +117,7 @@ def observe_guardrails(ctx: Ctx, now: str) -> None:
             f"all {len(pods)} free-threaded pods run without the GIL",
         )
     cond(ctx, "ModeIntegrity", *integrity)
-    if active and len(enabled) > g.gil_fallback.max_pods:
+    if guard_acts(ctx, g.gil_fallback.action) and len(enabled) > g.gil_fallback.max_pods:
         msg = (
             f"{len(enabled)} free-threaded pod(s) run with the GIL on (maxPods "
             f"{g.gil_fallback.max_pods})"
@@ -190,7 +191,7 @@ def observe_guardrails(ctx: Ctx, now: str) -> None:
             "BudgetExceeded",
             f"{len(recent)} incidents in {budget.window} (budget {budget.max_incidents})",
         )
-        if active:
+        if guard_acts(ctx, budget.action):
             codes = sorted({str(i.exit_code) for i in recent if i.exit_code is not None})
             msg = (
                 f"{len(recent)} free-threaded incidents in {budget.window} exceed the budget of "

@@ -12,6 +12,7 @@ from ftrollout.model import api
 from ftrollout.model.api import Phase
 from ftrollout.plan.actions import handle_action, ignore_request, start_revision
 from ftrollout.plan.analysis import observe_analysis
+from ftrollout.plan.bake import post_promotion
 from ftrollout.plan.conditions import cond, progressing_condition, set_condition, summarise
 from ftrollout.plan.context import Ctx
 from ftrollout.plan.guardrails import observe_guardrails
@@ -93,6 +94,7 @@ def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observati
     observe_analysis(ctx, now)
     advance(ctx, now)
     progress_deadline(ctx, status)
+    post_promotion(ctx)
     return finish(ctx)
 
 

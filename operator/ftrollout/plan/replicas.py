@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ftrollout.model import api
 from ftrollout.model.api import Phase
+from ftrollout.plan.bake import warm_standard
 from ftrollout.plan.context import Ctx
 from ftrollout.plan.twin import split, twin_name
 from ftrollout.plan.types import FIELD_MANAGER, Workload
@@ -19,14 +20,17 @@ def desired_split(ctx: Ctx) -> tuple[int, int]:
     n = ctx.st.replicas.target
     phase = ctx.st.phase
     if phase == Phase.PROMOTED:
-        return 0, n
+        return warm_standard(ctx, 100), n
     if phase in (Phase.ROLLED_BACK, Phase.PENDING, Phase.FAILED) or ctx.st.step_index is None:
         return n, 0
     if held_by_guardrail(ctx.st) and ctx.st.weight is not None:
         # A hold for crashes or GIL fallback holds the share in force: an edit of spec.steps
         # applies on resume, not while free-threaded pods are under suspicion.
-        return split(n, ctx.st.weight)
-    return split(n, ctx.spec.steps[ctx.st.step_index].weight)
+        weight = ctx.st.weight
+    else:
+        weight = ctx.spec.steps[ctx.st.step_index].weight
+    std, ft = split(n, weight)
+    return max(std, warm_standard(ctx, weight)), ft
 
 
 def held_by_guardrail(st: api.RolloutStatus) -> bool:
@@ -41,7 +45,8 @@ def standard_to_write(ctx: Ctx) -> int:
     it was lowered (a crash loop, a failing readiness probe, a guardrail that only pauses): it
     is raised to N - ready free-threaded, and lowered again as they come back. This is the
     same bound that holds it up while the twin scales up, so the two never pull apart. A
-    promoted rollout keeps the standard track at 0: the twin's own Deployment replaces pods.
+    promoted rollout keeps the standard track at 0 (or the replicas kept warm during the
+    bake): the twin's own Deployment replaces pods.
     """
     assert ctx.obs.target is not None
     std_d, _ = desired_split(ctx)

@@ -6,6 +6,7 @@ from ftrollout.model.api import OnInconclusive, Phase, RollbackReason
 from ftrollout.model.durations import format_duration
 from ftrollout.plan.actions import promote_full_done, rollback
 from ftrollout.plan.analysis import analysis_ok_since, describe, inconclusive_since
+from ftrollout.plan.bake import warm_standard
 from ftrollout.plan.context import Ctx
 from ftrollout.plan.preflight import gate_key, preflight_settled
 from ftrollout.plan.replicas import held_by_guardrail
@@ -99,6 +100,7 @@ def advance(ctx: Ctx, now: str) -> None:
     elif ctx.st.weight != step.weight:  # spec.steps edited: the step's weight now in force
         ctx.update(weight=step.weight, step_started_at=None)
     std_d, ft_d = split(n, step.weight)
+    std_d = max(std_d, warm_standard(ctx, step.weight))
     reached = twin.ready >= ft_d and twin.replicas == ft_d and obs.target.replicas == std_d
     total = len(ctx.spec.steps)
     if not reached:

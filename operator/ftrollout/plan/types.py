@@ -54,6 +54,9 @@ class AnalysisRound:
 
     time: str
     results: tuple[api.MetricResult, ...]
+    # The round queried running standard pods (not only the standard value kept from an
+    # earlier round): its compare results are a real comparison of both tracks.
+    standard_measured: bool = False
 
 
 @dataclass(frozen=True)

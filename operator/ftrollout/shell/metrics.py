@@ -41,6 +41,12 @@ ROLLOUT_STEP = Gauge(
     "Current step, counted from 1 as in messages (0: no step reached yet)",
     ROLLOUT_LABELS,
 )
+ROLLOUT_GIL_ENABLED = Gauge(
+    "ftrollout_rollout_gil_enabled_pods",
+    "Free-threaded pods of the current revision running with the GIL on (status.gil.enabled); "
+    "after promotion (and its bake) a breach only alerts, through this",
+    ROLLOUT_LABELS,
+)
 ROLLBACKS = Counter(
     "ftrollout_rollbacks_total", "Rollbacks performed, by reason", [*ROLLOUT_LABELS, "reason"]
 )
@@ -95,6 +101,7 @@ def observe_result(key: Key, result: Result, seconds: float) -> None:
         _phases[key] = phase
     ROLLOUT_WEIGHT.labels(*key).set(st.weight or 0)
     ROLLOUT_STEP.labels(*key).set(0 if st.step_index is None else st.step_index + 1)
+    ROLLOUT_GIL_ENABLED.labels(*key).set(st.gil.enabled)
     for ev in result.events:
         if ev.reason == "RolledBack" and st.rollback is not None:
             reason = st.rollback.reason.value
@@ -116,6 +123,7 @@ def forget(key: Key) -> None:
         ROLLOUT_INFO.remove(*key, old)
         ROLLOUT_WEIGHT.remove(*key)
         ROLLOUT_STEP.remove(*key)
+        ROLLOUT_GIL_ENABLED.remove(*key)
     for reason in _rollback_reasons.pop(key, set()):
         ROLLBACKS.remove(*key, reason)
 

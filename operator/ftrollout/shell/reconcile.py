@@ -22,7 +22,7 @@ from ftrollout.plan.observe import (
     summarize_deployment,
 )
 from ftrollout.plan.prometheus import address_error, normalise
-from ftrollout.plan.types import Claim, Ownership
+from ftrollout.plan.types import Claim, Ownership, parse_time
 from ftrollout.shell import status_writes
 from ftrollout.shell.gate_job import run_preflight
 from ftrollout.shell.state import GilReading, State
@@ -181,7 +181,12 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
 
     await _act(state, body, key, written, target, twin, result, logger)
     _register_analysis(state, key, spec, result)
-    if result.status.phase in (api.Phase.PROGRESSING, api.Phase.PAUSED, api.Phase.PENDING):
+    # Pod logs are read for GIL warnings until the bake ends; after it only the probe tells.
+    if result.status.phase in (
+        api.Phase.PROGRESSING,
+        api.Phase.PAUSED,
+        api.Phase.PENDING,
+    ) or _baking(result.status):
         state.active.add(key)
         state.containers[key] = spec.free_threaded.container if spec is not None else None
     else:
@@ -210,6 +215,13 @@ async def _adopt(state: State, body: Any, twin: DeploymentSummary) -> Deployment
     summary = summarize_deployment(adopted)
     state.cache.wrote_deployment(summary)
     return summary
+
+
+def _baking(status: api.RolloutStatus) -> bool:
+    """Promoted and within the bake: analysis and log reading go on (see plan.bake)."""
+    if status.phase != api.Phase.PROMOTED or status.bake_until is None:
+        return False
+    return datetime.now(UTC) < parse_time(status.bake_until)
 
 
 def _ownership(
@@ -251,10 +263,13 @@ def _register_analysis(
     if spec is None or analysis is None or not analysis.metrics:
         state.scheduler.unregister(key)
         return
-    if result.status.phase not in ANALYSED_PHASES:
+    address = analysis.prometheus.address
+    url = normalise(address) if address else state.default_prometheus
+    if result.status.phase == api.Phase.PROMOTED and url:
+        state.scheduler.watch(url, key[0])
+    if result.status.phase not in ANALYSED_PHASES and not _baking(result.status):
         state.scheduler.unregister(key)
         return
-    address = analysis.prometheus.address
     state.scheduler.register(
         AnalysisTarget(
             namespace=key[0],
@@ -263,7 +278,7 @@ def _register_analysis(
             twin=workloads.twin_name(spec.target_ref.name),
             analysis=analysis,
             # Allowed (checked above): normalised, so one address is one client and one trust.
-            url=normalise(address) if address else state.default_prometheus,
+            url=url,
             last_standard={v.name: v.value for v in result.status.analysis.last_standard},
             step_started_at=result.status.step_started_at,
         )

@@ -203,6 +203,11 @@ class Scheduler:
             t.due = time.monotonic() + _spread(key, t.analysis.interval_seconds)
         self.targets[key] = t
 
+    def watch(self, url: str, namespace: str) -> None:
+        """Keep reading the probe metrics of `namespace` from `url` (a promoted rollout's own
+        Prometheus: the guardrails alert after promotion); refreshed by every reconcile."""
+        self.recent_urls[(url, namespace)] = time.monotonic()
+
     def unregister(self, key: tuple[str, str]) -> None:
         self.targets.pop(key, None)
 
@@ -315,7 +320,9 @@ class Scheduler:
         for hook in self.on_result:
             for r in results:
                 hook(r.phase)
-        return AnalysisRound(time=now, results=tuple(results))
+        return AnalysisRound(
+            time=now, results=tuple(results), standard_measured=bool(pods[TRACK_STANDARD])
+        )
 
     async def guard_round(self) -> None:
         """Batched probe metrics for every free-threaded pod on every known Prometheus."""
