@@ -14,6 +14,7 @@ from typing import Any
 
 from ftrollout.model import api
 from ftrollout.plan.twin import ANNOTATION_REVISION, LABEL_ROLLOUT, LABEL_TRACK
+from ftrollout.plan.types import FIELD_MANAGER
 
 RACE_EXIT_CODES = (139, 134)  # SIGSEGV, SIGABRT: what data races in C extensions end in
 # A pod's failure is quoted in status and events: a termination message may be a whole log tail.
@@ -116,12 +117,22 @@ def resource_version(meta: Mapping[str, Any]) -> int:
 
 
 def _replicas_manager(managed: list[Mapping[str, Any]]) -> str | None:
-    """Who last set spec.replicas: the newest managedFields entry that owns it."""
+    """Who last set spec.replicas: the operator while it still owns the field, else the newest
+    managedFields entry that owns it.
+
+    The apiserver lets managers co-own a field only while they agree on its value: anyone who
+    changes it takes it from the operator. So a GitOps tool re-applying the live value (Argo CD's
+    `RespectIgnoreDifferences`) leaves the operator a co-owner of its own value, which is not a
+    scale. The newest entry cannot say so: an update through the scale subresource, as the
+    operator's, carries no time, so any timed Apply entry looks newer.
+    """
     owners = [
         (str(m.get("time") or ""), str(m.get("manager") or ""))
         for m in managed
         if "f:replicas" in ((m.get("fieldsV1") or {}).get("f:spec") or {})
     ]
+    if any(manager == FIELD_MANAGER for _, manager in owners):
+        return FIELD_MANAGER
     return max(owners)[1] if owners else None
 
 
