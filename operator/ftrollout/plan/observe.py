@@ -40,6 +40,7 @@ class DeploymentSummary:
     resource_version: int = 0  # 0: unknown (etcd revisions; comparable since Kubernetes 1.35)
     # The controller ownerReference ("Kind/name", uid); None: no controller at all.
     controller: tuple[str, str] | None = None
+    label_selector: str = ""  # spec.selector as a label-selector string (`label_selector`)
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,26 @@ def summarize_deployment(body: Mapping[str, Any]) -> DeploymentSummary:
         replicas_manager=_replicas_manager(meta.get("managedFields") or []),
         resource_version=resource_version(meta),
         controller=controller_of(meta),
+        label_selector=label_selector(spec.get("selector") or {}),
     )
+
+
+def label_selector(selector: Mapping[str, Any]) -> str:
+    """A LabelSelector as the string `kubectl get -l` and an HPA's scale status take.
+
+    The twin's pods carry the target's template labels plus the track label, so the target's
+    selector matches the pods of both tracks.
+    """
+    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e.get("key", ""), e.get("operator", ""), e.get("values") or []
+        if op in ("In", "NotIn"):
+            parts.append(f"{key} {op.lower()} ({','.join(values)})")
+        elif op == "Exists":
+            parts.append(key)
+        elif op == "DoesNotExist":
+            parts.append(f"!{key}")
+    return ",".join(parts)
 
 
 def controller_of(meta: Mapping[str, Any]) -> tuple[str, str] | None:

@@ -76,6 +76,25 @@ def follow_external_scale(ctx: Ctx) -> None:
         take_new_total(ctx, twin.replicas, "twin")
 
 
+def follow_rollout_scale(ctx: Ctx, total: int) -> None:
+    """spec.replicas set (by an HPA through the rollout's scale subresource, or by hand): the
+    total of both tracks, in every phase, split per step like any N.
+
+    The target's replicas are then the operator's alone: a scale of the target Deployment is
+    undone, so an HPA must point at the rollout, never at the target (Argo Rollouts' design).
+    """
+    last = ctx.st.replicas.target
+    if total == last:
+        return
+    ctx.event(
+        "Normal",
+        "RolloutScaled",
+        f"spec.replicas of the rollout set to {total}: total replicas {last} -> {total}, split "
+        "recomputed",
+    )
+    ctx.update(replicas=ctx.st.replicas.model_copy(update={"target": total}))
+
+
 def _scaled_by_someone_else(ctx: Ctx, live: Workload, last_written: int, would_write: int) -> bool:
     if live.replicas == ctx.st.replicas.target:
         return False  # the same total: nothing to follow

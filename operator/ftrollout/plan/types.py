@@ -99,6 +99,9 @@ class Observation:
     status_error: str | None = None
     # The twin carries this rollout's label: it is this rollout's free-threaded track.
     twin_owned: bool = True
+    # The target's spec.selector as a label-selector string (status.selector, the scale
+    # subresource's); None: not known.
+    target_selector: str | None = None
 
 
 @dataclass(frozen=True)
