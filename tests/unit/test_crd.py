@@ -66,7 +66,8 @@ def test_names_printer_columns_and_subresource() -> None:
     assert names["shortNames"] == ["ftr"]
     assert names["categories"]
     version = crd["spec"]["versions"][0]
-    assert version["subresources"] == {"status": {}}
+    assert version["subresources"]["status"] == {}
+    assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.replicas"
     columns = [
         c["name"].upper() for c in version["additionalPrinterColumns"] if not c.get("priority")
     ]

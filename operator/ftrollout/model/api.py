@@ -664,6 +664,14 @@ class RolloutSpec(Model):
     paused: bool = Field(
         default=False, description="Hold the rollout at its current step (no scaling)."
     )
+    replicas: int | None = Field(
+        default=None,
+        ge=0,
+        description="Total replicas of both tracks, split per step. Set it (or let an HPA "
+        "scale the rollout through its scale subresource) to autoscale a target: the total "
+        "then comes from here, not from the target Deployment, whose replicas the operator "
+        "writes. Unset: the target's replicas when the rollout began.",
+    )
     progress_deadline: ProgressDeadline = Field(
         default="10m",
         description="How long each step may take, from when it starts scaling, until all its "
@@ -968,6 +976,11 @@ class RolloutStatus(Model):
         "spec.progressDeadline counts from it.",
     )
     replicas: ReplicaStatus = Field(default_factory=ReplicaStatus, description="Replica counts.")
+    selector: str | None = Field(
+        default=None,
+        description="Label selector of both tracks' pods (the target's spec.selector), for "
+        "the scale subresource: an HPA on the rollout averages over all its pods.",
+    )
     gil: GilStatus = Field(
         default_factory=GilStatus, description="GIL state of free-threaded pods."
     )

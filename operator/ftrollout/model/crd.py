@@ -182,7 +182,16 @@ def build_crd() -> dict[str, Any]:
                     "name": api.VERSION,
                     "served": True,
                     "storage": True,
-                    "subresources": {"status": {}},
+                    # The scale subresource lets an HPA (or `kubectl scale ftr/NAME`) set
+                    # the total the operator splits, as Argo Rollouts' Rollout does.
+                    "subresources": {
+                        "status": {},
+                        "scale": {
+                            "specReplicasPath": ".spec.replicas",
+                            "statusReplicasPath": ".status.replicas.target",
+                            "labelSelectorPath": ".status.selector",
+                        },
+                    },
                     "additionalPrinterColumns": _printer_columns(),
                     "schema": {"openAPIV3Schema": root},
                 }

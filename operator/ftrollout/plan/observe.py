@@ -19,6 +19,7 @@ from ftrollout.plan.twin import (
     LABEL_ROLLOUT,
     LABEL_TRACK,
 )
+from ftrollout.plan.types import FIELD_MANAGER
 
 RACE_EXIT_CODES = (139, 134)  # SIGSEGV, SIGABRT: what data races in C extensions end in
 # A pod's failure is quoted in status and events: a termination message may be a whole log tail.
@@ -45,6 +46,7 @@ class DeploymentSummary:
     # The controller ownerReference ("Kind/name", uid); None: no controller at all.
     controller: tuple[str, str] | None = None
     service_replicas: int | None = None  # the twin's N annotation, when readable
+    label_selector: str = ""  # spec.selector as a label-selector string (`label_selector`)
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ def summarize_deployment(body: Mapping[str, Any]) -> DeploymentSummary:
         resource_version=resource_version(meta),
         controller=controller_of(meta),
         service_replicas=_count((meta.get("annotations") or {}).get(ANNOTATION_SERVICE_REPLICAS)),
+        label_selector=label_selector(spec.get("selector") or {}),
     )
 
 
@@ -115,6 +118,24 @@ def _count(text: Any) -> int | None:
     except ValueError:
         return None
     return value if value >= 0 else None
+
+
+def label_selector(selector: Mapping[str, Any]) -> str:
+    """A LabelSelector as the string `kubectl get -l` and an HPA's scale status take.
+
+    The twin's pods carry the target's template labels plus the track label, so the target's
+    selector matches the pods of both tracks.
+    """
+    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e.get("key", ""), e.get("operator", ""), e.get("values") or []
+        if op in ("In", "NotIn"):
+            parts.append(f"{key} {op.lower()} ({','.join(values)})")
+        elif op == "Exists":
+            parts.append(key)
+        elif op == "DoesNotExist":
+            parts.append(f"!{key}")
+    return ",".join(parts)
 
 
 def controller_of(meta: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -132,12 +153,22 @@ def resource_version(meta: Mapping[str, Any]) -> int:
 
 
 def _replicas_manager(managed: list[Mapping[str, Any]]) -> str | None:
-    """Who last set spec.replicas: the newest managedFields entry that owns it."""
+    """Who last set spec.replicas: the operator while it still owns the field, else the newest
+    managedFields entry that owns it.
+
+    The apiserver lets managers co-own a field only while they agree on its value: anyone who
+    changes it takes it from the operator. So a GitOps tool re-applying the live value (Argo CD's
+    `RespectIgnoreDifferences`) leaves the operator a co-owner of its own value, which is not a
+    scale. The newest entry cannot say so: an update through the scale subresource, as the
+    operator's, carries no time, so any timed Apply entry looks newer.
+    """
     owners = [
         (str(m.get("time") or ""), str(m.get("manager") or ""))
         for m in managed
         if "f:replicas" in ((m.get("fieldsV1") or {}).get("f:spec") or {})
     ]
+    if any(manager == FIELD_MANAGER for _, manager in owners):
+        return FIELD_MANAGER
     return max(owners)[1] if owners else None
 
 

@@ -27,6 +27,7 @@ from ftrollout.plan.progress import progress_deadline
 from ftrollout.plan.replicas import (
     desired_split,
     follow_external_scale,
+    follow_rollout_scale,
     standard_to_write,
     twin_to_write,
 )
@@ -65,7 +66,8 @@ def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observati
     # First sight, or a new revision (target template or spec.freeThreaded changed).
     first_sight = ctx.st.revision is None or ctx.st.phase is None
     if first_sight:
-        start_revision(ctx, n=first_sight_total(obs), first=True)
+        n = spec.replicas if spec.replicas is not None else first_sight_total(obs)
+        start_revision(ctx, n=n, first=True)
         if obs.status_error is not None:
             status_unreadable(ctx, obs.status_error)
     elif ctx.st.revision != obs.revision:
@@ -87,8 +89,12 @@ def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observati
             ctx.update(phase=Phase.PROGRESSING if ctx.st.step_index is not None else Phase.PENDING)
 
     steps_shortened(ctx)
-    if not first_sight:
+    if spec.replicas is not None:
+        follow_rollout_scale(ctx, spec.replicas)
+    elif not first_sight:
         follow_external_scale(ctx)
+    if obs.target_selector is not None:
+        ctx.update(selector=obs.target_selector)
     handle_action(ctx)
     observe_guardrails(ctx, now)
     observe_analysis(ctx, now)

@@ -83,11 +83,31 @@ def follow_external_scale(ctx: Ctx) -> None:
     ):
         take_new_total(ctx, target.replicas, "target")
         return
+    _warn_of_a_reapplied_total(ctx, target)
     twin = ctx.obs.twin
     if ctx.st.phase != Phase.PROMOTED or twin is None or twin.replicas == 0:
         return
     if _scaled_by_someone_else(ctx, twin, ctx.st.replicas.free_threaded, twin_to_write(ctx)):
         take_new_total(ctx, twin.replicas, "twin")
+
+
+def follow_rollout_scale(ctx: Ctx, total: int) -> None:
+    """spec.replicas set (by an HPA through the rollout's scale subresource, or by hand): the
+    total of both tracks, in every phase, split per step like any N.
+
+    The target's replicas are then the operator's alone: a scale of the target Deployment is
+    undone, so an HPA must point at the rollout, never at the target (Argo Rollouts' design).
+    """
+    last = ctx.st.replicas.target
+    if total == last:
+        return
+    ctx.event(
+        "Normal",
+        "RolloutScaled",
+        f"spec.replicas of the rollout set to {total}: total replicas {last} -> {total}, split "
+        "recomputed",
+    )
+    ctx.update(replicas=ctx.st.replicas.model_copy(update={"target": total}))
 
 
 def _scaled_by_someone_else(ctx: Ctx, live: Workload, last_written: int, would_write: int) -> bool:
@@ -102,6 +122,28 @@ def _scaled_by_someone_else(ctx: Ctx, live: Workload, last_written: int, would_w
     # would write now is one of its own writes in flight, not someone else's.
     lo, hi = sorted((last_written, would_write))
     return not lo <= live.replicas <= hi
+
+
+def _warn_of_a_reapplied_total(ctx: Ctx, target: Workload) -> None:
+    """The total set back on a split target by someone else: a GitOps copy holding spec.replicas.
+
+    It is the total, not a new one, so the operator writes its split again (the surplus pods
+    cost no capacity); but every re-apply starts and stops pods, and the tool will do it again.
+    Each one is reported with the manager's name and the fix, so the fight is visible.
+    """
+    manager = target.replicas_manager
+    if manager in (None, FIELD_MANAGER) or target.replicas != ctx.st.replicas.target:
+        return
+    if target.replicas == standard_to_write(ctx):
+        return  # nothing to undo: the target is the whole service in this phase
+    ctx.event(
+        "Warning",
+        "ReplicasReapplied",
+        f"spec.replicas of {ctx.spec.target_ref.name} set back to {target.replicas} by field "
+        f"manager {manager} while the operator splits it: written again. If {manager} re-applies "
+        "a Git copy, leave spec.replicas out of it (Flux, kustomize) or ignore /spec/replicas "
+        "(Argo CD ignoreDifferences)",
+    )
 
 
 def twin_to_write(ctx: Ctx) -> int:

@@ -109,6 +109,9 @@ class Observation:
     twin_owned: bool = True
     # N as recorded on the twin (annotation), for a first sight; None: not recorded.
     twin_service_replicas: int | None = None
+    # The target's spec.selector as a label-selector string (status.selector, the scale
+    # subresource's); None: not known.
+    target_selector: str | None = None
 
 
 @dataclass(frozen=True)

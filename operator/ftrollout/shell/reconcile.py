@@ -148,6 +148,7 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         probe_counts=_probe_counts(state, namespace, twin_name) if twin_name else (),
         analysis=state.analysis.get(key),
         action=action,
+        target_selector=None if target is None else target.label_selector,
         action_written_at=annotation_written_at(meta, workloads.ANNOTATION_ACTION),
         preflight=state.preflight.get(key),
         spec_error=spec_error,

@@ -83,6 +83,8 @@ def test_replicas_manager_is_read_from_managed_fields() -> None:
         "spec": {"replicas": 5, "template": {}},
     }  # fmt: skip
     assert summarize_deployment(body).replicas_manager == FIELD_MANAGER
+    # `kubectl scale` to another value takes the field from the operator's entry.
+    del body["metadata"]["managedFields"][1]  # type: ignore[index]
     body["metadata"]["managedFields"].append(  # type: ignore[index]
         {
             "manager": "kubectl",
@@ -198,3 +200,74 @@ def test_the_twin_scaled_by_hand_mid_step_is_still_undone() -> None:
     res = sim.step()
     assert res.status.replicas.target == 10
     assert res.twin_replicas == 5
+
+
+# ------------------------------------------------- GitOps re-applies (issue 18, item 2)
+
+
+def _gitops_body(replicas: int, owners: list[dict[str, object]]) -> dict[str, object]:
+    return {
+        "metadata": {"name": "web", "namespace": "ns", "managedFields": owners},
+        "spec": {"replicas": replicas, "template": {}},
+        "status": {"readyReplicas": replicas},
+    }
+
+
+# As the apiserver records them: an Update through the scale subresource carries no time; an
+# Apply does.
+OURS_VIA_SCALE = {
+    "manager": FIELD_MANAGER,
+    "operation": "Update",
+    "subresource": "scale",
+    "fieldsV1": {"f:spec": {"f:replicas": {}}},
+}
+GITOPS_APPLY = {
+    "manager": "gitops",
+    "operation": "Apply",
+    "time": "2026-01-01T00:07:00Z",
+    "fieldsV1": {"f:spec": {"f:replicas": {}, "f:template": {}}},
+}
+
+
+def test_a_re_apply_of_the_value_the_operator_wrote_keeps_it_the_operators() -> None:
+    """Argo CD with `RespectIgnoreDifferences` (or any applier that copies the live value)
+    re-applies spec.replicas = what the operator wrote: the apiserver makes both managers co-own
+    it (only equal values can be shared). That is not a scale: taken as one, N shrank with every
+    re-apply (10 -> 5 -> 3 ...)."""
+    body = _gitops_body(5, [OURS_VIA_SCALE, GITOPS_APPLY])
+    target = summarize_deployment(body)
+    assert target.replicas_manager == FIELD_MANAGER
+    st = mid_step_status()
+    obs = Observation(
+        now=NOW,
+        generation=1,
+        revision="r",
+        target=Workload(target.replicas, target.ready, target.replicas_manager),
+        twin=Workload(5, 5),
+    )
+    res = plan(SPEC, st, obs)
+    assert res.status.replicas.target == 10
+    assert "TargetScaled" not in [e.reason for e in res.events]
+
+
+def test_a_forced_re_apply_of_the_old_total_is_undone_with_a_warning_naming_the_manager() -> None:
+    """A Git copy holding spec.replicas: 10 re-applied with --force-conflicts at 5 + 5 sets the
+    target back to 10 (the total: not a new N). The operator writes its split again (capacity
+    never drops: the extra pods are surplus), and says who fights it and what to change."""
+    st = mid_step_status()
+    obs = Observation(
+        now=NOW,
+        generation=1,
+        revision="r",
+        target=Workload(10, 5, "gitops"),
+        twin=Workload(5, 5),
+    )
+    res = plan(SPEC, st, obs)
+    assert res.status.replicas.target == 10
+    assert res.target_replicas == 5
+    warnings = [e for e in res.events if e.reason == "ReplicasReapplied"]
+    assert len(warnings) == 1
+    assert warnings[0].type == "Warning"
+    assert "gitops" in warnings[0].message
+    assert "spec.replicas" in warnings[0].message
+    assert "TargetScaled" not in [e.reason for e in res.events]
