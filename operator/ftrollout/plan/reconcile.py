@@ -23,6 +23,7 @@ from ftrollout.plan.replicas import (
     standard_to_write,
     twin_to_write,
 )
+from ftrollout.plan.routing import plan_routes
 from ftrollout.plan.steps import advance, steps_shortened
 from ftrollout.plan.types import FIELD_MANAGER, Event, Observation, Result, Workload, rfc3339
 
@@ -71,6 +72,7 @@ def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observati
     observe_analysis(ctx, now)
     advance(ctx, now)
     progress_deadline(ctx, status)
+    ctx.route_writes = plan_routes(ctx)
     return finish(ctx)
 
 
@@ -222,4 +224,5 @@ def finish(ctx: Ctx, touch_replicas: bool = True) -> Result:
         set_paused=ctx.set_paused,
         requeue_after=requeue,
         run_preflight=ctx.run_preflight,
+        route_writes=tuple(ctx.route_writes),
     )

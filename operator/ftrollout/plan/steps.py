@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from ftrollout.model.api import OnInconclusive, Phase, RollbackReason
 from ftrollout.model.durations import format_duration
+from ftrollout.plan import routing
 from ftrollout.plan.actions import promote_full_done, rollback
 from ftrollout.plan.analysis import analysis_ok_since, describe, inconclusive_since
 from ftrollout.plan.context import Ctx
 from ftrollout.plan.preflight import preflight_settled
-from ftrollout.plan.twin import split
+from ftrollout.plan.replicas import step_split
 from ftrollout.plan.types import Workload, parse_time
 
 
@@ -58,6 +59,10 @@ def advance(ctx: Ctx, now: str) -> None:
         if ctx.spec.paused:
             ctx.update(message="paused by spec.paused before step 1")
             return
+        why = routing.problem(ctx)
+        if why is not None:
+            ctx.update(message=f"waiting for traffic routing before step 1: {why}")
+            return
         if obs.target.ready >= n and obs.target.replicas >= n:
             first = ctx.spec.steps[0]
             ctx.update(
@@ -77,8 +82,13 @@ def advance(ctx: Ctx, now: str) -> None:
         return
     idx = ctx.st.step_index
     step = ctx.spec.steps[idx]
-    std_d, ft_d = split(n, step.weight)
-    reached = twin.ready >= ft_d and twin.replicas == ft_d and obs.target.replicas == std_d
+    std_d, ft_d = step_split(ctx, step.weight)
+    reached = (
+        twin.ready >= ft_d
+        and twin.replicas == ft_d
+        and obs.target.replicas == std_d
+        and routing.reached(ctx, step.weight)
+    )
     total = len(ctx.spec.steps)
     if not reached:
         if not ctx.spec.paused and ctx.st.phase == Phase.PROGRESSING:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from ftrollout.model import api
 
@@ -78,6 +78,14 @@ class Ownership:
 
 
 @dataclass(frozen=True)
+class RouteObservation:
+    """One HTTPRoute as read: its spec, or None when it does not exist."""
+
+    name: str
+    spec: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
 class Observation:
     now: datetime
     generation: int
@@ -99,6 +107,10 @@ class Observation:
     status_error: str | None = None
     # The twin carries this rollout's label: it is this rollout's free-threaded track.
     twin_owned: bool = True
+    # HTTPRoutes named by spec.trafficRouting or status.trafficRouting, as read (spec None:
+    # not found); routing_error: what the shell found wrong (the stable Service...).
+    routes: tuple[RouteObservation, ...] = ()
+    routing_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +130,8 @@ class Result:
     set_paused: bool | None = None  # pause/resume actions flip spec.paused
     requeue_after: float | None = None  # seconds until the plan wants to look again
     run_preflight: bool = False
+    # HTTPRoute specs to write (name, spec), after the status that records them.
+    route_writes: tuple[tuple[str, dict[str, Any]], ...] = ()
 
 
 def rfc3339(t: datetime) -> str:
