@@ -553,6 +553,40 @@ def ensure_prometheus(log: Log = _default_log) -> Path:
     return found
 
 
+GATEWAY_API_VERSION = "v1.2.1"
+
+
+def gateway_api_crds(version: str = GATEWAY_API_VERSION, log: Log = _default_log) -> Path:
+    """The Gateway API standard-channel CRDs (`config/crd/standard/*.yaml` of the gateway-api
+    Go module), fetched once through the Go module cache and kept in the ftrollout cache."""
+    dest = cache_dir() / f"gateway-api-{version}" / "crd-standard"
+    if dest.is_dir() and any(dest.glob("*.yaml")):
+        return dest
+    go = find_go()
+    if go is None:
+        raise NotBuiltError("Go is needed to fetch the Gateway API CRDs (sigs.k8s.io/gateway-api)")
+    log(f"==> fetching Gateway API {version} CRDs (Go module sigs.k8s.io/gateway-api)")
+    proc = subprocess.run(
+        [str(go), "mod", "download", "-json", f"sigs.k8s.io/gateway-api@{version}"],
+        env=_go_env(go),
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=cache_dir() if cache_dir().is_dir() else None,
+    )
+    if proc.returncode != 0:
+        raise BuildError("gateway-api", "go mod download failed", proc.stderr[-2000:])
+    source = Path(json.loads(proc.stdout)["Dir"]) / "config" / "crd" / "standard"
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in sorted(source.glob("*.yaml")):
+        shutil.copyfile(f, tmp / f.name)
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return dest
+
+
 def ensure_kubectl(log: Log = _default_log) -> Path:
     found = find_kubectl()
     if found:

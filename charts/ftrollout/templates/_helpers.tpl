@@ -116,4 +116,16 @@ operator calls; each rule names its user. Cluster-scoped extras live in rbac.yam
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["create"]
+# Traffic routing (spec.trafficRouting.gatewayAPI): the stable Service is read (ports,
+# selector); the free-threaded Service <target>-ft is created, kept in line and deleted. RBAC
+# cannot limit these to owned Services (names follow targets): the operator patches and deletes
+# only a Service whose controller is its rollout.
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "create", "patch", "delete"]
+# The HTTPRoutes a rollout names: read, and their rules' backendRefs patched (with the
+# resourceVersion read, so a concurrent edit is never overwritten). Read per reconcile: no watch.
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["get", "patch"]
 {{- end }}

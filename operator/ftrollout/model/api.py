@@ -633,6 +633,148 @@ class PostPromotion(Model):
     )
 
 
+# ------------------------------------------------------------------ traffic routing
+
+MAX_ROUTES = 8
+MAX_MATCHES = 8
+MAX_HEADERS = 16
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+\-.^_\x60|~]+$"
+MSG_ROUTES_UNIQUE = "HTTPRoute names must be unique"
+MSG_HEADERS_UNIQUE = "header names must be unique within a match (case-insensitive)"
+MSG_PATH_SLASH = "an Exact or PathPrefix path must start with /"
+MSG_STABLE_IS_FT = (
+    "must not be the free-threaded Service the operator creates (<targetRef.name>-ft)"
+)
+
+
+class PathMatch(Model):
+    """Gateway API HTTPPathMatch."""
+
+    type: Literal["Exact", "PathPrefix", "RegularExpression"] = Field(
+        default="PathPrefix", description="Exact, PathPrefix or RegularExpression."
+    )
+    value: str = Field(default="/", min_length=1, max_length=1024, description="The path.")
+
+    @model_validator(mode="after")
+    def _slash(self) -> PathMatch:
+        if self.type != "RegularExpression" and not self.value.startswith("/"):
+            raise ValueError(MSG_PATH_SLASH)
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "self.type == 'RegularExpression' || self.value.startsWith('/')",
+                    MSG_PATH_SLASH,
+                )
+            ]
+        }
+    )
+
+
+class HeaderMatch(Model):
+    """Gateway API HTTPHeaderMatch."""
+
+    type: Literal["Exact", "RegularExpression"] = Field(
+        default="Exact", description="Exact or RegularExpression."
+    )
+    name: str = Field(
+        min_length=1, max_length=256, pattern=HEADER_NAME, description="HTTP header name."
+    )
+    value: str = Field(min_length=1, max_length=4096, description="Value to match.")
+
+
+HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
+
+
+class RouteMatch(Model):
+    """A subset of Gateway API HTTPRouteMatch: path, method, headers (all must match)."""
+
+    path: PathMatch | None = Field(default=None, description="Path to match.")
+    method: HttpMethod | None = Field(default=None, description="HTTP method to match.")
+    headers: list[HeaderMatch] = Field(
+        default_factory=list,
+        max_length=MAX_HEADERS,
+        description="Headers that must all match.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "self.all(h, self.filter(i, i.name.lowerAscii() == h.name.lowerAscii())"
+                    ".size() == 1)",
+                    MSG_HEADERS_UNIQUE,
+                )
+            ]
+        },
+    )
+
+    @model_validator(mode="after")
+    def _unique_headers(self) -> RouteMatch:
+        names = [h.name.lower() for h in self.headers]
+        if len(names) != len(set(names)):
+            raise ValueError(MSG_HEADERS_UNIQUE)
+        return self
+
+
+class RouteRef(Model):
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Name of an HTTPRoute (gateway.networking.k8s.io/v1) in this namespace.",
+    )
+
+
+class GatewayAPIRouting(Model):
+    http_routes: list[RouteRef] = Field(
+        alias="httpRoutes",
+        min_length=1,
+        max_length=MAX_ROUTES,
+        description="HTTPRoutes whose rules send traffic to the stable Service (1..8).",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "self.all(r, self.filter(s, s.name == r.name).size() == 1)",
+                    MSG_ROUTES_UNIQUE,
+                )
+            ]
+        },
+    )
+    stable_service: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=DNS_LABEL,
+        description="The user's Service that the routes send to and that selects only the "
+        "standard pods. The operator creates <targetRef.name>-ft with the same ports, "
+        "selecting only the free-threaded pods.",
+    )
+    matches: list[RouteMatch] = Field(
+        default_factory=list,
+        max_length=MAX_MATCHES,
+        description="Optional. Empty: every rule that routes to the stable Service is split "
+        "(free-threaded weight w, stable 100 - w). Set: the operator adds one rule, first, "
+        "with these matches (Gateway API HTTPRouteMatch: path, method, headers) that splits "
+        "only the matching requests; every other request stays on the standard pods.",
+    )
+
+    @model_validator(mode="after")
+    def _unique_routes(self) -> GatewayAPIRouting:
+        names = [r.name for r in self.http_routes]
+        if len(names) != len(set(names)):
+            raise ValueError(MSG_ROUTES_UNIQUE)
+        return self
+
+
+class TrafficRouting(Model):
+    gateway_api: GatewayAPIRouting | None = Field(
+        default=None,
+        alias="gatewayAPI",
+        description="Split traffic by HTTPRoute backend weights (Gateway API).",
+    )
+
+
 def _steps_rules() -> dict[str, Any]:
     return {
         "x-kubernetes-validations": [
@@ -686,10 +828,34 @@ class RolloutSpec(Model):
         description="After promotion: a bake during which guardrails still roll back, and "
         "standard replicas kept warm during it.",
     )
+    traffic_routing: TrafficRouting | None = Field(
+        default=None,
+        description="Route traffic by weight with Gateway API instead of by replica share: "
+        "exact weights below 1/N and, with matches, only chosen requests free-threaded.",
+    )
 
     @property
     def progress_deadline_seconds(self) -> float:
         return parse_duration(self.progress_deadline)
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "!has(self.trafficRouting) || !has(self.trafficRouting.gatewayAPI) || "
+                    "self.trafficRouting.gatewayAPI.stableService != self.targetRef.name + '-ft'",
+                    f"trafficRouting.gatewayAPI.stableService: {MSG_STABLE_IS_FT}",
+                )
+            ]
+        }
+    )
+
+    @model_validator(mode="after")
+    def _stable_not_ft(self) -> RolloutSpec:
+        routing = self.traffic_routing.gateway_api if self.traffic_routing else None
+        if routing is not None and routing.stable_service == f"{self.target_ref.name}-ft":
+            raise ValueError(f"trafficRouting.gatewayAPI.stableService: {MSG_STABLE_IS_FT}")
+        return self
 
     @model_validator(mode="after")
     def _steps(self) -> RolloutSpec:
@@ -939,6 +1105,38 @@ class ActionRecord(Model):
     time: Time = Field(description="When the operator applied it (RFC 3339).")
 
 
+class RuleRecord(Model):
+    rule: str = Field(
+        description="Fingerprint of the rule without its backendRefs (which rule it is)."
+    )
+    added: bool = Field(
+        default=False, description="The operator added this rule (spec matches): removed on undo."
+    )
+    backend_refs: str = Field(
+        default="",
+        description="The user's backendRefs of a changed rule, as JSON: restored exactly on undo.",
+    )
+
+
+class RouteRecord(Model):
+    name: str = Field(description="HTTPRoute name.")
+    rules: list[RuleRecord] = Field(
+        default_factory=list, description="Rules the operator changed or added, in route order."
+    )
+
+
+class TrafficRoutingStatus(Model):
+    weight: int = Field(
+        default=0, description="Free-threaded weight last set on the routes (%); 0: restored."
+    )
+    service: str = Field(default="", description="The free-threaded Service (<target>-ft).")
+    routes: list[RouteRecord] = Field(
+        default_factory=list,
+        description="What the operator changed per HTTPRoute, so that every edit is idempotent "
+        "and undone exactly.",
+    )
+
+
 class RolloutStatus(Model):
     observed_generation: int | None = Field(
         default=None, description="metadata.generation last acted on."
@@ -999,6 +1197,9 @@ class RolloutStatus(Model):
         default=None,
         description="End of the post-promotion bake (promotedAt + spec.postPromotion.bake): "
         "until then guardrails keep their action; afterwards they alert.",
+    )
+    traffic_routing: TrafficRoutingStatus | None = Field(
+        default=None, description="Gateway API routes changed by the operator."
     )
     last_action: ActionRecord | None = Field(
         default=None,

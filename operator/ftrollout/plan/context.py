@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ftrollout.model import api
 from ftrollout.plan.types import Event, EventType, Observation
@@ -19,6 +20,7 @@ class Ctx:
     requeue: list[float] = field(default_factory=list)
     set_paused: bool | None = None
     run_preflight: bool = False
+    route_writes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     def event(self, type_: EventType, reason: str, message: str) -> None:
         self.events.append(Event(type_, reason, message))

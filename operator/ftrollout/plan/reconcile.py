@@ -31,6 +31,7 @@ from ftrollout.plan.replicas import (
     standard_to_write,
     twin_to_write,
 )
+from ftrollout.plan.routing import plan_routes
 from ftrollout.plan.steps import advance, steps_shortened
 from ftrollout.plan.types import FIELD_MANAGER, Event, Observation, Result, Workload, rfc3339
 
@@ -101,6 +102,7 @@ def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observati
     advance(ctx, now)
     progress_deadline(ctx, status)
     post_promotion(ctx)
+    ctx.route_writes = plan_routes(ctx)
     return finish(ctx)
 
 
@@ -262,4 +264,5 @@ def finish(ctx: Ctx, touch_replicas: bool = True) -> Result:
         requeue_after=requeue,
         run_preflight=ctx.run_preflight,
         adopt_twin=touch_replicas and adoptable(obs),
+        route_writes=tuple(ctx.route_writes),
     )

@@ -4,12 +4,16 @@ Capacity rule (DESIGN "Traffic split"): with N the target's replicas when the re
 the standard track is only lowered to `N - ready free-threaded`, and the free-threaded track is
 only lowered to `N - ready standard`. Ready capacity therefore never drops below N because of
 the operator, whatever order the pods become Ready in.
+
+With traffic routing (`plan.routing`) each track also keeps the replicas for the traffic the
+routes send it as observed, and the standard track stays at N until promotion.
 """
 
 from __future__ import annotations
 
 from ftrollout.model import api
 from ftrollout.model.api import Phase
+from ftrollout.plan import routing
 from ftrollout.plan.bake import warm_standard
 from ftrollout.plan.context import Ctx
 from ftrollout.plan.twin import split, twin_name
@@ -29,7 +33,18 @@ def desired_split(ctx: Ctx) -> tuple[int, int]:
         weight = ctx.st.weight
     else:
         weight = ctx.spec.steps[ctx.st.step_index].weight
+    return step_split(ctx, weight)
+
+
+def step_split(ctx: Ctx, weight: int) -> tuple[int, int]:
+    """(standard, free-threaded) replicas of a step. With traffic routing the standard track
+    stays at N until promotion: the route, not the replica share, decides what it serves, and
+    a request share is not a pod share (with matches, the standard pods serve all the rest).
+    Warm standard replicas of a post-promotion bake are kept from the last step on."""
+    n = ctx.st.replicas.target
     std, ft = split(n, weight)
+    if routing.gateway(ctx) is not None:
+        std = n
     return max(std, warm_standard(ctx, weight)), ft
 
 
@@ -52,9 +67,11 @@ def standard_to_write(ctx: Ctx) -> int:
     std_d, _ = desired_split(ctx)
     twin_ready = ctx.obs.twin.ready if ctx.obs.twin is not None else 0
     n = ctx.st.replicas.target
+    # With routing, also whatever the routes still send to the standard track (as observed).
+    floor, _ = routing.capacity_floor(ctx)
     if ctx.st.phase == Phase.PROMOTED:
-        return max(std_d, min(ctx.obs.target.replicas, n - twin_ready))
-    return max(std_d, n - twin_ready)
+        return max(std_d, min(ctx.obs.target.replicas, n - twin_ready), floor)
+    return max(std_d, n - twin_ready, floor)
 
 
 def follow_external_scale(ctx: Ctx) -> None:
@@ -151,7 +168,10 @@ def twin_to_write(ctx: Ctx) -> int:
     assert ctx.obs.target is not None
     _, ft_d = desired_split(ctx)
     twin = ctx.obs.twin or Workload(0, 0)
-    return max(ft_d, min(twin.replicas, ctx.st.replicas.target - ctx.obs.target.ready))
+    # With routing, also whatever the routes still send to it: a rollback restores the route
+    # before the free-threaded pods go.
+    _, floor = routing.capacity_floor(ctx)
+    return max(ft_d, min(twin.replicas, ctx.st.replicas.target - ctx.obs.target.ready), floor)
 
 
 def take_new_total(ctx: Ctx, new_n: int, track: str) -> None:

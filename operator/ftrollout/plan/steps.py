@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from ftrollout.model.api import OnInconclusive, Phase, RollbackReason
 from ftrollout.model.durations import format_duration
+from ftrollout.plan import routing
 from ftrollout.plan.actions import promote_full_done, rollback
 from ftrollout.plan.analysis import analysis_ok_since, describe, inconclusive_since
-from ftrollout.plan.bake import warm_standard
 from ftrollout.plan.context import Ctx
 from ftrollout.plan.preflight import gate_key, preflight_settled
-from ftrollout.plan.replicas import held_by_guardrail
-from ftrollout.plan.twin import split
+from ftrollout.plan.replicas import held_by_guardrail, step_split
 from ftrollout.plan.types import Workload, parse_time
 
 
@@ -72,6 +71,10 @@ def advance(ctx: Ctx, now: str) -> None:
         if ctx.spec.paused:
             ctx.update(message="paused by spec.paused before step 1")
             return
+        why = routing.problem(ctx)
+        if why is not None:
+            ctx.update(message=f"waiting for traffic routing before step 1: {why}")
+            return
         if obs.target.ready >= n and obs.target.replicas >= n:
             first = ctx.spec.steps[0]
             ctx.update(
@@ -99,9 +102,13 @@ def advance(ctx: Ctx, now: str) -> None:
             step = step.model_copy(update={"weight": ctx.st.weight})
     elif ctx.st.weight != step.weight:  # spec.steps edited: the step's weight now in force
         ctx.update(weight=step.weight, step_started_at=None)
-    std_d, ft_d = split(n, step.weight)
-    std_d = max(std_d, warm_standard(ctx, step.weight))
-    reached = twin.ready >= ft_d and twin.replicas == ft_d and obs.target.replicas == std_d
+    std_d, ft_d = step_split(ctx, step.weight)
+    reached = (
+        twin.ready >= ft_d
+        and twin.replicas == ft_d
+        and obs.target.replicas == std_d
+        and routing.reached(ctx, step.weight)
+    )
     total = len(ctx.spec.steps)
     if not reached:
         if not ctx.spec.paused and ctx.st.phase == Phase.PROGRESSING:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from ftrollout.model import api
 
@@ -86,6 +86,14 @@ class Ownership:
 
 
 @dataclass(frozen=True)
+class RouteObservation:
+    """One HTTPRoute as read: its spec, or None when it does not exist."""
+
+    name: str
+    spec: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
 class Observation:
     now: datetime
     generation: int
@@ -112,6 +120,10 @@ class Observation:
     # The target's spec.selector as a label-selector string (status.selector, the scale
     # subresource's); None: not known.
     target_selector: str | None = None
+    # HTTPRoutes named by spec.trafficRouting or status.trafficRouting, as read (spec None:
+    # not found); routing_error: what the shell found wrong (the stable Service...).
+    routes: tuple[RouteObservation, ...] = ()
+    routing_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +145,8 @@ class Result:
     run_preflight: bool = False
     # Take over the twin an earlier rollout of this name left (plan.ownership.adoptable).
     adopt_twin: bool = False
+    # HTTPRoute specs to write (name, spec), after the status that records them.
+    route_writes: tuple[tuple[str, dict[str, Any]], ...] = ()
 
 
 def rfc3339(t: datetime) -> str:

@@ -16,10 +16,12 @@ from typing import Any
 import kopf
 
 from ftrollout.model import api
+from ftrollout.plan import routing
 from ftrollout.plan import twin as workloads
 from ftrollout.plan.observe import DeploymentSummary, Key, controller_of
 from ftrollout.shell import metrics
 from ftrollout.shell.reconcile import Logger, reconcile
+from ftrollout.shell.routing import restore_routes
 from ftrollout.shell.state import State
 
 log = logging.getLogger("ftrollout")
@@ -199,6 +201,12 @@ async def rollout_deleted(
                 f"deleting: waiting for {n} Ready standard replicas on {target_name} "
                 f"({ready} now); the free-threaded twin stays until then",
             )
+    # Standard pods Ready: the routes go back to them before the free-threaded pods go.
+    await restore_routes(STATE, body)
+    if (body.get("spec") or {}).get("trafficRouting"):
+        service = await kube.get_service(namespace, routing.ft_service_name(target_name))
+        if service is not None and _controls(body, service):
+            await kube.delete_service(namespace, routing.ft_service_name(target_name))
     if twin is not None:
         await kube.delete_deployment(namespace, twin_name)
     log.info("%s: deleted: target %s back at %d, twin removed", namespace, target_name, n)

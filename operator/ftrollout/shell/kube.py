@@ -30,6 +30,9 @@ T = TypeVar("T")
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 30.0
 
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+GATEWAY_VERSION = "v1"
+
 
 class TokenBucket:
     def __init__(self, qps: float, burst: int) -> None:
@@ -222,6 +225,73 @@ class Kube:
             api.PLURAL,
             name,
             patch,
+        )
+
+    # ------------------------------------------------------- traffic routing (Gateway API)
+    async def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            obj = await self.call(self.core.read_namespaced_service, name, namespace, write=False)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        out: dict[str, Any] = self.client.sanitize_for_serialization(obj)
+        return out
+
+    async def create_service(self, manifest: dict[str, Any]) -> None:
+        ns = manifest["metadata"]["namespace"]
+        await self.call(
+            self.core.create_namespaced_service, ns, manifest, field_manager=FIELD_MANAGER
+        )
+
+    async def patch_service(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        await self.call(
+            self.core.patch_namespaced_service,
+            name,
+            namespace,
+            patch,
+            field_manager=FIELD_MANAGER,
+        )
+
+    async def delete_service(self, namespace: str, name: str) -> None:
+        try:
+            await self.call(self.core.delete_namespaced_service, name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def get_httproute(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The HTTPRoute, or None when it (or the Gateway API CRD) does not exist."""
+        try:
+            obj = await self.call(
+                self.custom.get_namespaced_custom_object,
+                GATEWAY_GROUP,
+                GATEWAY_VERSION,
+                namespace,
+                "httproutes",
+                name,
+                write=False,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj if isinstance(obj, dict) else None
+
+    async def patch_httproute_rules(
+        self, namespace: str, name: str, resource_version: str, rules: list[dict[str, Any]]
+    ) -> None:
+        """Replace spec.rules, only if the route is still at `resource_version` (409 if a user
+        edited it since it was read: the next reconcile starts again from their edit)."""
+        await self.call(
+            self.custom.patch_namespaced_custom_object,
+            GATEWAY_GROUP,
+            GATEWAY_VERSION,
+            namespace,
+            "httproutes",
+            name,
+            {"metadata": {"resourceVersion": resource_version}, "spec": {"rules": rules}},
+            _content_type="application/merge-patch+json",
         )
 
     # --------------------------------------------------------------------- events

@@ -25,6 +25,7 @@ from ftrollout.plan.prometheus import address_error, normalise
 from ftrollout.plan.types import Claim, Ownership, parse_time
 from ftrollout.shell import status_writes
 from ftrollout.shell.gate_job import run_preflight
+from ftrollout.shell.routing import Routes, observe_routes, write_routes
 from ftrollout.shell.state import GilReading, State
 from ftrollout.shell.twin import TwinReplaced, ensure_twin, twin_selector
 
@@ -125,6 +126,10 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         if target is not None and target.deleting:
             target = None
 
+    routes = Routes()
+    if spec is not None:
+        routes = await observe_routes(state, body, spec, status)
+
     stale_twin = (
         twin is not None
         and target is not None
@@ -158,6 +163,8 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         status_error=status_error,
         twin_owned=twin is not None and twin.rollout_label == name,
         twin_service_replicas=None if twin is None else twin.service_replicas,
+        routes=routes.observed,
+        routing_error=routes.error,
     )
     result = plan(spec, status, obs)
     if result.adopt_twin and twin is not None:
@@ -181,6 +188,9 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
             result = plan(spec, status, obs)
 
     await _act(state, body, key, written, target, twin, result, logger)
+    # After the status that records them: a crash in between leaves a record, never an edit
+    # without one.
+    await write_routes(state, namespace, name, result.route_writes, routes.versions)
     _register_analysis(state, key, spec, result)
     # Pod logs are read for GIL warnings until the bake ends; after it only the probe tells.
     if result.status.phase in (

@@ -1,0 +1,432 @@
+"""Traffic routing with Gateway API: HTTPRoute edits that are idempotent and undone exactly.
+
+Two layers, both pure:
+
+- Route edits (`apply`, `restore`, `route_weight`): an HTTPRoute `spec` as observed, what the
+  operator recorded earlier (`status.trafficRouting.routes[].rules`) -> the new spec and the new
+  record. `apply` always starts from `restore` (the user's route, rebuilt from the record), so
+  applying twice gives the same route, restoring gives the user's route back byte for byte, and
+  rules the user added meanwhile are kept (they carry no free-threaded backend, so nothing
+  touches them). A rule is told apart from the user's by its backendRef to the operator's
+  free-threaded Service; it is matched to its record by a fingerprint of the rule without its
+  backendRefs, then by order (a user who edited the rule's matches in place).
+
+- The weight (`desired_weight`) and what it means for replicas (`capacity_floor`): the weight
+  sent to the routes is the share of free-threaded capacity that is Ready, never more than the
+  step's weight; promotion is 100 and anything else (rollback, pending, failed, routing removed
+  from the spec) restores the routes. Each track keeps the replicas for the traffic the routes
+  send it *as observed*: the free-threaded track is not lowered while the route still sends to
+  it (so a rollback restores the route first, then scales down), and the standard track is not
+  lowered while it still receives traffic (so a promotion moves the route to 100 first).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ftrollout.model import api
+from ftrollout.model.api import Phase
+from ftrollout.plan.conditions import cond
+from ftrollout.plan.context import Ctx
+from ftrollout.plan.twin import twin_name
+
+Rule = dict[str, Any]
+Ref = dict[str, Any]
+
+REASON_ROUTING_ERROR = "RoutingError"
+CONDITION = "TrafficRouted"
+
+
+class RoutingError(ValueError):
+    """A route the operator cannot split (it has no rule sending to the stable Service)."""
+
+
+@dataclass(frozen=True)
+class Services:
+    """The two Services the routes send to, in the routes' namespace."""
+
+    stable: str
+    free_threaded: str
+
+
+def ft_service_name(target: str) -> str:
+    """The operator-owned Service selecting the free-threaded pods (named like the twin)."""
+    return twin_name(target)
+
+
+# -------------------------------------------------------------------------- route edits
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def fingerprint(rule: Rule) -> str:
+    """Which rule this is, whatever its backendRefs (the part the operator changes)."""
+    rest = {k: v for k, v in rule.items() if k != "backendRefs"}
+    return hashlib.sha256(_canonical(rest).encode()).hexdigest()[:16]
+
+
+def _is_service(ref: Ref, name: str) -> bool:
+    # A backendRef with a namespace is another namespace's Service (a ReferenceGrant): not ours.
+    return (
+        ref.get("name") == name
+        and ref.get("kind", "Service") == "Service"
+        and ref.get("group", "") in ("", "core")
+        and "namespace" not in ref
+    )
+
+
+def _has_ft(rule: Rule, svc: Services) -> bool:
+    return any(_is_service(r, svc.free_threaded) for r in rule.get("backendRefs") or [])
+
+
+def _has_stable(rule: Rule, svc: Services) -> bool:
+    return any(_is_service(r, svc.stable) for r in rule.get("backendRefs") or [])
+
+
+def restore(
+    spec: dict[str, Any],
+    records: list[api.RuleRecord],
+    svc: Services,
+    matches: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The route as the user had it: added rules removed, changed rules' backendRefs back.
+
+    `matches` (the spec's) recognises the added rule when the record is missing.
+    """
+    added_matches = [_with_defaults(m) for m in matches or []]
+    rules: list[Rule] = list(spec.get("rules") or [])
+    ours = [i for i, rule in enumerate(rules) if _has_ft(rule, svc)]
+    if not ours:
+        return spec
+    unused = list(range(len(records)))
+    assigned: dict[int, api.RuleRecord] = {}
+    for i in ours:  # the same rule: same fingerprint
+        fp = fingerprint(rules[i])
+        j = next((j for j in unused if records[j].rule == fp), None)
+        if j is not None:
+            unused.remove(j)
+            assigned[i] = records[j]
+    for i in ours:  # a rule edited in place (its matches, filters): by order
+        if i not in assigned and unused:
+            assigned[i] = records[unused.pop(0)]
+    out: list[Rule] = []
+    for i, rule in enumerate(rules):
+        if i not in ours:
+            out.append(rule)
+            continue
+        record = assigned.get(i)
+        if record is not None and record.added:
+            continue
+        if record is not None:
+            out.append({**rule, "backendRefs": json.loads(record.backend_refs)})
+            continue
+        # No record (the status was lost): the rule the operator adds goes; elsewhere the
+        # free-threaded backend is taken out and the rest kept.
+        if added_matches and rule.get("matches") == added_matches:
+            continue
+        refs = [r for r in rule.get("backendRefs") or [] if not _is_service(r, svc.free_threaded)]
+        if refs:
+            out.append({**rule, "backendRefs": _unzero(refs)})
+    new = dict(spec)
+    new["rules"] = out
+    return new
+
+
+def _unzero(refs: list[Ref]) -> list[Ref]:
+    """A lone backend left at weight 0 (a promoted split) would get no traffic at all."""
+    if len(refs) == 1 and refs[0].get("weight") == 0:
+        return [{k: v for k, v in refs[0].items() if k != "weight"}]
+    return refs
+
+
+def _split_refs(refs: list[Ref], svc: Services, weight: int) -> list[Ref]:
+    """backendRefs with each stable backend split: stable 100 - w, free-threaded w.
+
+    Alone, the stable backend gets exactly 100 - w and the free-threaded one w. Beside other
+    backends, every weight is scaled by 100 and the stable share is divided between the two,
+    so the other backends keep their share of the rule exactly.
+    """
+    if len(refs) == 1:
+        (stable,) = refs
+        return [{**stable, "weight": 100 - weight}, _ft_ref(stable, svc, weight)]
+    out: list[Ref] = []
+    for ref in refs:
+        own = int(ref.get("weight", 1))
+        if _is_service(ref, svc.stable):
+            out.append({**ref, "weight": own * (100 - weight)})
+            out.append(_ft_ref(ref, svc, own * weight))
+        else:
+            out.append({**ref, "weight": own * 100})
+    return out
+
+
+def _ft_ref(stable: Ref, svc: Services, weight: int) -> Ref:
+    # Same port and per-backend filters as the stable backend: the free-threaded Service has
+    # the stable Service's ports.
+    return {**copy.deepcopy(stable), "name": svc.free_threaded, "weight": weight}
+
+
+def _with_defaults(match: dict[str, Any]) -> dict[str, Any]:
+    """A match as the apiserver stores it (Gateway API's defaults filled in): the added rule's
+    fingerprint is then the same before and after the write."""
+    out = {k: v for k, v in match.items() if v not in ([], None)}
+    out.setdefault("path", {"type": "PathPrefix", "value": "/"})
+    return out
+
+
+def apply(
+    spec: dict[str, Any],
+    records: list[api.RuleRecord],
+    svc: Services,
+    weight: int,
+    matches: list[dict[str, Any]],
+) -> tuple[dict[str, Any], list[api.RuleRecord]]:
+    """The route with free-threaded weight `weight` (0 restores it), and the new record.
+
+    Raises RoutingError when no rule of the route sends to the stable Service.
+    """
+    base = restore(spec, records, svc, matches)
+    if weight <= 0:
+        return base, []
+    rules: list[Rule] = list(base.get("rules") or [])
+    stable = next(
+        (r for rule in rules for r in rule.get("backendRefs") or [] if _is_service(r, svc.stable)),
+        None,
+    )
+    if stable is None:
+        raise RoutingError(f"no rule sends to the stable Service {svc.stable!r}")
+    new = dict(base)
+    if matches:
+        template = {k: v for k, v in stable.items() if k not in ("weight", "filters")}
+        added: Rule = {
+            "matches": [_with_defaults(m) for m in matches],
+            "backendRefs": _split_refs([template], svc, weight),
+        }
+        new["rules"] = [added, *rules]
+        return new, [api.RuleRecord(rule=fingerprint(added), added=True)]
+    out: list[Rule] = []
+    made: list[api.RuleRecord] = []
+    for rule in rules:
+        refs = rule.get("backendRefs") or []
+        if not _has_stable(rule, svc):
+            out.append(rule)
+            continue
+        made.append(api.RuleRecord(rule=fingerprint(rule), backend_refs=_canonical(refs)))
+        out.append({**rule, "backendRefs": _split_refs(refs, svc, weight)})
+    new["rules"] = out
+    return new, made
+
+
+def rule_weights(spec: dict[str, Any] | None, svc: Services) -> list[int]:
+    """Free-threaded weight (%) of every rule with the free-threaded backend."""
+    out = []
+    for rule in (spec or {}).get("rules") or []:
+        if not _has_ft(rule, svc):
+            continue
+        refs = rule.get("backendRefs") or []
+        ft = sum(int(r.get("weight", 1)) for r in refs if _is_service(r, svc.free_threaded))
+        st = sum(int(r.get("weight", 1)) for r in refs if _is_service(r, svc.stable))
+        if ft + st:  # a rule whose stable backend the user set to weight 0 carries nothing
+            out.append(round(100 * ft / (ft + st)))
+    return out
+
+
+# ------------------------------------------------------------------------ the planner
+
+
+def gateway(ctx: Ctx) -> api.GatewayAPIRouting | None:
+    routing = ctx.spec.traffic_routing
+    return routing.gateway_api if routing is not None else None
+
+
+def services(ctx: Ctx) -> Services:
+    gw = gateway(ctx)
+    ft = ft_service_name(ctx.spec.target_ref.name)
+    return Services(stable=gw.stable_service if gw is not None else "", free_threaded=ft)
+
+
+def routing_on(ctx: Ctx) -> bool:
+    """Routing decides the split (spec), or routes still carry the operator's edits (status)."""
+    return gateway(ctx) is not None or _recorded(ctx.st)
+
+
+def _recorded(st: api.RolloutStatus) -> bool:
+    return st.traffic_routing is not None and bool(st.traffic_routing.routes)
+
+
+def observed_weights(ctx: Ctx) -> list[int]:
+    """Free-threaded weight of every managed rule as observed; [0] when none."""
+    svc = services(ctx)
+    out = [w for r in ctx.obs.routes for w in rule_weights(r.spec, svc)]
+    return out or [0]
+
+
+def capacity_floor(ctx: Ctx) -> tuple[int, int]:
+    """(standard, free-threaded) replicas each track keeps for the traffic it receives now.
+
+    From the routes as observed, every rule that sends to either Service counted: a rule left
+    on the stable Service alone (all rules but the added one with matches, a rule the user
+    added, a route restored) means the standard track still takes a full share.
+    """
+    if not routing_on(ctx):
+        return 0, 0
+    n = ctx.st.replicas.target
+    svc = services(ctx)
+    shares = [s for r in ctx.obs.routes for s in _rule_shares(r.spec, svc)]
+    if any(r.spec is None for r in ctx.obs.routes):
+        shares.append(0)
+    low, high = (min(shares), max(shares)) if shares else (0, 0)
+    return math.ceil(n * (100 - low) / 100), math.ceil(n * high / 100)
+
+
+def _rule_shares(spec: dict[str, Any] | None, svc: Services) -> list[int]:
+    stable_only = [
+        0
+        for rule in (spec or {}).get("rules") or []
+        if _has_stable(rule, svc) and not _has_ft(rule, svc)
+    ]
+    return rule_weights(spec, svc) + stable_only
+
+
+def target_weight(ctx: Ctx) -> int:
+    """The weight the phase and step ask for, before readiness."""
+    if gateway(ctx) is None:
+        return 0
+    phase = ctx.st.phase
+    if phase == Phase.PROMOTED:
+        return 100
+    if phase in (Phase.PROGRESSING, Phase.PAUSED) and ctx.st.step_index is not None:
+        return ctx.spec.steps[ctx.st.step_index].weight
+    return 0
+
+
+def desired_weight(ctx: Ctx) -> int:
+    """Traffic moves only to Ready pods: min(step weight, 100 * Ready free-threaded / N)."""
+    n = ctx.st.replicas.target
+    ready = ctx.obs.twin.ready if ctx.obs.twin is not None else 0
+    if n <= 0:
+        return 0
+    return min(target_weight(ctx), math.floor(100 * ready / n))
+
+
+def _current(ctx: Ctx) -> int:
+    st = ctx.st.traffic_routing
+    return st.weight if st is not None else 0
+
+
+def problem(ctx: Ctx) -> str | None:
+    """Why the routes cannot be split now (None: they can)."""
+    gw = gateway(ctx)
+    if gw is None:
+        return None
+    if ctx.obs.routing_error is not None:
+        return ctx.obs.routing_error
+    seen = {r.name: r.spec for r in ctx.obs.routes}
+    svc = services(ctx)
+    for ref in gw.http_routes:
+        spec = seen.get(ref.name)
+        if spec is None:
+            return f"HTTPRoute {ref.name!r} not found in this namespace"
+        try:
+            apply(spec, _records_of(ctx.st, ref.name), svc, 1, [])
+        except RoutingError as exc:
+            return f"HTTPRoute {ref.name!r}: {exc}"
+    return None
+
+
+def _records_of(st: api.RolloutStatus, route: str) -> list[api.RuleRecord]:
+    if st.traffic_routing is None:
+        return []
+    return next((list(r.rules) for r in st.traffic_routing.routes if r.name == route), [])
+
+
+def route_names(spec: api.RolloutSpec | None, st: api.RolloutStatus) -> list[str]:
+    """Routes to read: those in the spec and those the status says carry the operator's edits."""
+    names = []
+    if spec is not None and spec.traffic_routing is not None:
+        gw = spec.traffic_routing.gateway_api
+        names = [r.name for r in gw.http_routes] if gw is not None else []
+    if st.traffic_routing is not None:
+        names += [r.name for r in st.traffic_routing.routes if r.name not in names]
+    return names
+
+
+def reached(ctx: Ctx, weight: int) -> bool:
+    """Every managed route carries the step's weight (routing off: always)."""
+    if gateway(ctx) is None:
+        return True
+    return observed_weights(ctx) == [weight] * len(observed_weights(ctx)) and all(
+        r.spec is not None for r in ctx.obs.routes
+    )
+
+
+def plan_routes(ctx: Ctx) -> list[tuple[str, dict[str, Any]]]:
+    """The route writes of this reconcile, and status.trafficRouting to go with them.
+
+    Routes the spec no longer names are restored and forgotten. Nothing is written to a route
+    that cannot be split (the condition says why); restoring is always allowed.
+    """
+    if not routing_on(ctx):
+        return []
+    gw = gateway(ctx)
+    svc = services(ctx)
+    weight = desired_weight(ctx)
+    why = problem(ctx)
+    wanted = {r.name for r in gw.http_routes} if gw is not None else set()
+    # Promoted: the standard track goes to 0, so every rule moves, not only the matching ones.
+    promoted = ctx.st.phase == Phase.PROMOTED
+    matches = [api.dump(m) for m in gw.matches] if gw is not None and not promoted else []
+    writes: list[tuple[str, dict[str, Any]]] = []
+    kept: list[api.RouteRecord] = []
+    for seen in ctx.obs.routes:
+        records = _records_of(ctx.st, seen.name)
+        if seen.spec is None:
+            if records and seen.name in wanted:
+                kept.append(api.RouteRecord(name=seen.name, rules=records))
+            continue
+        w = weight if seen.name in wanted and why is None else 0
+        if why is not None and seen.name in wanted and weight > 0:
+            # Hold what is there: an error never moves traffic, in either direction.
+            if records:
+                kept.append(api.RouteRecord(name=seen.name, rules=records))
+            continue
+        try:
+            new, made = apply(seen.spec, records, svc, w, matches)
+        except RoutingError:
+            new, made = restore(seen.spec, records, svc, matches), []
+        changed = new != seen.spec
+        if changed:
+            writes.append((seen.name, new))
+        # The status is written before the route: a restore keeps its record until the route
+        # is seen restored, so a failed route write can still be undone exactly.
+        rules = made or (records if changed else [])
+        if rules:
+            kept.append(api.RouteRecord(name=seen.name, rules=rules))
+    if why is not None:
+        _condition(ctx, "False", REASON_ROUTING_ERROR, why)
+    elif gw is not None:
+        _condition(ctx, "True", "WeightSet", f"free-threaded weight {weight}% on the routes")
+    if writes:
+        ctx.requeue.append(1.0)  # the next look reads the routes back
+    if gw is None and not kept:
+        ctx.update(traffic_routing=None)
+    else:
+        ctx.update(
+            traffic_routing=api.TrafficRoutingStatus(
+                weight=weight if why is None else _current(ctx),
+                service=svc.free_threaded,
+                routes=kept,
+            )
+        )
+    return writes
+
+
+def _condition(ctx: Ctx, status: str, reason: str, message: str) -> None:
+    cond(ctx, CONDITION, status, reason, message)

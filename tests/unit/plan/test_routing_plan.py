@@ -1,0 +1,247 @@
+"""The planner with traffic routing: what the route and both tracks look like, in order.
+
+Traffic moves only to Ready free-threaded pods; a rollback restores the route before the
+free-threaded pods go; promotion moves the route to 100 before the standard pods go; the
+standard track stays at N until promotion; ready capacity never drops below N.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from planfixtures import DESIGN_STEPS, cond, make_spec, pause_elapsed
+from simcluster import Sim
+
+from ftrollout.model import api
+from ftrollout.plan import Observation, Result
+from ftrollout.plan.routing import Services, rule_weights
+from ftrollout.plan.types import RouteObservation
+
+SVC = Services(stable="app", free_threaded="app-ft")
+USER_ROUTE: dict[str, Any] = {
+    "parentRefs": [{"name": "gw"}],
+    "rules": [
+        {
+            "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+            "backendRefs": [{"name": "app", "port": 8080}],
+        }
+    ],
+}
+
+
+def routed_spec(matches: list[dict[str, Any]] | None = None, **kw: Any) -> api.RolloutSpec:
+    raw = api.dump(make_spec(**kw))
+    raw["trafficRouting"] = {
+        "gatewayAPI": {
+            "httpRoutes": [{"name": "web"}],
+            "stableService": "app",
+            "matches": matches or [],
+        }
+    }
+    return api.parse_spec(raw)
+
+
+@dataclass
+class RoutedSim(Sim):
+    route: dict[str, Any] | None = field(default_factory=lambda: copy.deepcopy(USER_ROUTE))
+    route_writes: int = 0
+    fail_route_writes: bool = False
+    # (route weights, ft ready, std ready) after every applied result
+    trace: list[tuple[list[int], int, int]] = field(default_factory=list)
+
+    def observe(self, **extra: object) -> Observation:
+        extra.setdefault("routes", (RouteObservation("web", copy.deepcopy(self.route)),))
+        return super().observe(**extra)
+
+    def apply(self, res: Result) -> None:
+        super().apply(res)
+        for name, spec in res.route_writes:
+            assert name == "web"
+            if not self.fail_route_writes:
+                self.route = copy.deepcopy(spec)
+                self.route_writes += 1
+        self.trace.append((self.weights, self.ft.ready, self.std.ready))
+
+    @property
+    def weights(self) -> list[int]:
+        return rule_weights(self.route, SVC) or [0]
+
+
+def check_invariants(sim: RoutedSim, n: int = 10) -> None:
+    for weights, ft_ready, std_ready in sim.trace:
+        # Traffic only to Ready pods, and each track has what its traffic needs.
+        assert ft_ready >= math.ceil(n * max(weights) / 100), sim.trace
+        assert std_ready >= math.ceil(n * (100 - min(weights)) / 100), sim.trace
+        assert ft_ready + std_ready >= n
+
+
+def run_to(sim: RoutedSim, idx: int) -> None:
+    for _ in range(100):
+        sim.step(1.0)
+        if sim.status.step_index == idx and sim.status.step_started_at is not None:
+            return
+    raise AssertionError(sim.status.message)
+
+
+def test_the_route_follows_the_steps_and_standard_stays_at_n() -> None:
+    sim = RoutedSim(routed_spec(), lag=2)
+    run_to(sim, 0)
+    assert sim.weights == [10]
+    assert (sim.std.replicas, sim.ft.replicas) == (10, 1)  # not lowered to 9
+    pause_elapsed(sim, 300)
+    run_to(sim, 1)
+    assert sim.weights == [50]
+    assert (sim.std.replicas, sim.ft.replicas) == (10, 5)
+    st = sim.status.traffic_routing
+    assert st is not None
+    assert st.weight == 50
+    assert st.service == "app-ft"
+    assert cond(sim.status, "TrafficRouted").status == "True"
+    check_invariants(sim)
+
+
+def test_weight_rises_only_with_ready_free_threaded_pods() -> None:
+    sim = RoutedSim(routed_spec(steps=((50, "5m"), (100, None))), lag=3)
+    seen: list[tuple[int, int]] = []
+    for _ in range(12):
+        sim.step(1.0)
+        seen.append((sim.weights[0], sim.ft.ready))
+    # 0 until a pod is Ready, then 10 % per Ready pod up to the step's 50 %.
+    assert all(w <= 10 * ready for w, ready in seen)
+    assert seen[-1] == (50, 5)
+    check_invariants(sim)
+
+
+def test_rollback_restores_the_route_first_then_scales_down() -> None:
+    sim = RoutedSim(routed_spec())
+    run_to(sim, 0)
+    pause_elapsed(sim, 300)
+    run_to(sim, 1)
+    sim.action = "rollback"
+    sim.step(1.0)
+    assert sim.route == USER_ROUTE  # restored exactly, in the same reconcile
+    assert sim.ft.replicas == 5  # the free-threaded pods stay until the route is seen restored
+    sim.step(1.0)
+    assert sim.ft.replicas == 0
+    assert sim.status.phase == api.Phase.ROLLED_BACK
+    assert sim.status.traffic_routing is not None
+    assert sim.status.traffic_routing.routes == []
+    check_invariants(sim)
+
+
+def test_a_failed_route_write_holds_the_free_threaded_pods() -> None:
+    sim = RoutedSim(routed_spec())
+    run_to(sim, 0)
+    sim.fail_route_writes = True
+    sim.action = "rollback"
+    for _ in range(5):
+        sim.step(1.0)
+    assert sim.weights == [10]
+    assert sim.ft.replicas == 1  # still taking 10 % of requests: not scaled away
+    # Its record is kept until the route is seen restored.
+    st = sim.status.traffic_routing
+    assert st is not None
+    assert st.routes
+    sim.fail_route_writes = False
+    sim.run(3)
+    assert sim.route == USER_ROUTE
+    assert sim.ft.replicas == 0
+
+
+def test_promotion_moves_the_route_to_100_before_the_standard_track_goes() -> None:
+    sim = RoutedSim(routed_spec(steps=((10, None), (100, None))), lag=2)
+    run_to(sim, 0)
+    sim.action = "promote-full"
+    for _ in range(20):
+        sim.step(1.0)
+    assert sim.status.phase == api.Phase.PROMOTED
+    assert sim.weights == [100]
+    assert (sim.std.replicas, sim.ft.replicas) == (0, 10)
+    check_invariants(sim)
+
+
+def test_matches_route_only_matching_requests_then_everything_at_promotion() -> None:
+    matches = [{"path": {"type": "PathPrefix", "value": "/catalog"}, "method": "GET"}]
+    sim = RoutedSim(routed_spec(matches=matches, steps=((25, None), (100, None))))
+    run_to(sim, 0)
+    assert sim.route is not None
+    rules = sim.route["rules"]
+    assert len(rules) == 2
+    assert rules[0]["matches"] == matches
+    assert rules[1] == USER_ROUTE["rules"][0]
+    sim.run(3)
+    assert len(sim.route["rules"]) == 2  # never duplicated
+    sim.action = "promote-full"
+    for _ in range(20):
+        sim.step(1.0)
+    assert sim.status.phase == api.Phase.PROMOTED
+    assert sim.route["rules"] == [
+        {
+            "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+            "backendRefs": [
+                {"name": "app", "port": 8080, "weight": 0},
+                {"name": "app-ft", "port": 8080, "weight": 100},
+            ],
+        }
+    ]
+    check_invariants(sim)
+
+
+def test_a_user_rule_added_mid_rollout_is_kept_and_split() -> None:
+    sim = RoutedSim(routed_spec())
+    run_to(sim, 0)
+    assert sim.route is not None
+    new_rule = {"matches": [{"path": {"type": "Exact", "value": "/new"}}], "backendRefs": [
+        {"name": "app", "port": 8080}
+    ]}  # fmt: skip
+    sim.route["rules"].append(copy.deepcopy(new_rule))
+    sim.run(2)
+    assert sim.route["rules"][1]["backendRefs"][1] == {"name": "app-ft", "port": 8080, "weight": 10}
+    sim.action = "rollback"
+    sim.run(2)
+    assert sim.route == {**USER_ROUTE, "rules": [*USER_ROUTE["rules"], new_rule]}
+
+
+def test_a_missing_route_holds_the_rollout_before_step_1_with_a_condition() -> None:
+    sim = RoutedSim(routed_spec(), route=None)
+    sim.run(3)
+    assert sim.status.phase == api.Phase.PENDING
+    assert sim.ft.replicas == 0
+    c = cond(sim.status, "TrafficRouted")
+    assert c.status == "False"
+    assert "'web' not found" in c.message
+    assert "waiting for traffic routing" in sim.status.message
+    sim.route = copy.deepcopy(USER_ROUTE)
+    run_to(sim, 0)
+    assert sim.weights == [10]
+
+
+def test_a_shell_routing_error_never_moves_traffic() -> None:
+    sim = RoutedSim(routed_spec())
+    run_to(sim, 0)
+    before = copy.deepcopy(sim.route)
+    pause_elapsed(sim, 300)
+    for _ in range(5):
+        sim.step(1.0, routing_error="Service 'app' selects the free-threaded pods too")
+    assert sim.route == before
+    assert cond(sim.status, "TrafficRouted").reason == "RoutingError"
+
+
+def test_routing_removed_from_the_spec_restores_the_route() -> None:
+    sim = RoutedSim(routed_spec())
+    run_to(sim, 0)
+    sim.spec = make_spec(DESIGN_STEPS)
+    sim.run(3)
+    assert sim.route == USER_ROUTE
+    assert sim.status.traffic_routing is None
+
+
+def test_without_routing_nothing_changes() -> None:
+    sim = RoutedSim(make_spec(), route=None)
+    run_to(sim, 0)
+    assert (sim.std.replicas, sim.ft.replicas) == (9, 1)
+    assert sim.status.traffic_routing is None
+    assert all(not r.route_writes for r in sim.history)
