@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ftrollout.model import api
 from ftrollout.model.api import Phase
+from ftrollout.plan import baseline
 from ftrollout.plan.actions import handle_action, ignore_request, start_revision
 from ftrollout.plan.analysis import observe_analysis
 from ftrollout.plan.conditions import cond, progressing_condition, set_condition, summarise
@@ -35,7 +36,7 @@ def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observati
 
     if obs.target is None or obs.revision is None:
         return target_missing(ctx)
-    clash = conflict(obs)
+    clash = conflict(obs) or baseline.conflict(ctx)
     if clash is not None:
         return not_ours(ctx, *clash)
 
@@ -106,6 +107,7 @@ def failed_for_spec_or_target(st: api.RolloutStatus) -> bool:
         "TargetNotFound",
         REASON_TWIN_NOT_OWNED,
         REASON_TARGET_CLAIMED,
+        baseline.REASON_BASELINE_NOT_OWNED,
     )
 
 
@@ -179,6 +181,7 @@ def finish(ctx: Ctx, touch_replicas: bool = True) -> Result:
     obs = ctx.obs
     target_set: int | None = None
     twin_set: int | None = None
+    baseline_set: int | None = None
     st = ctx.st
     # Failed here means blocked by the dependency gate (spec/target failures return early or
     # recover first): like a rollback, standard back to N, free-threaded down as it is Ready.
@@ -188,6 +191,8 @@ def finish(ctx: Ctx, touch_replicas: bool = True) -> Result:
         twin = obs.twin or Workload(0, 0)
         target_set = standard_to_write(ctx)
         twin_set = twin_to_write(ctx)
+        # Extra capacity, sized apart: neither track above reads it.
+        baseline_set = baseline.baseline_replicas(ctx)
         st = st.model_copy(
             update={
                 "replicas": st.replicas.model_copy(
@@ -222,4 +227,5 @@ def finish(ctx: Ctx, touch_replicas: bool = True) -> Result:
         set_paused=ctx.set_paused,
         requeue_after=requeue,
         run_preflight=ctx.run_preflight,
+        baseline_replicas=baseline_set,
     )

@@ -75,6 +75,9 @@ class Ownership:
     # The twin's controller ownerReference ("Kind/name", uid); None: no controller reference.
     # Only looked at when the twin exists (Observation.twin).
     twin_controller: tuple[str, str] | None = None
+    # The same for the Deployment named like the fresh baseline (plan.baseline); only looked
+    # at when it exists (Observation.baseline).
+    baseline_controller: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,8 @@ class Observation:
     status_error: str | None = None
     # The twin carries this rollout's label: it is this rollout's free-threaded track.
     twin_owned: bool = True
+    # The Deployment named like the fresh baseline, when there is one (whoever owns it).
+    baseline: Workload | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,8 @@ class Result:
     set_paused: bool | None = None  # pause/resume actions flip spec.paused
     requeue_after: float | None = None  # seconds until the plan wants to look again
     run_preflight: bool = False
+    # The fresh baseline's replicas (plan.baseline): 0 removes it; None: leave it alone.
+    baseline_replicas: int | None = None
 
 
 def rfc3339(t: datetime) -> str:
