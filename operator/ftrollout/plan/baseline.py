@@ -16,6 +16,7 @@ track and rollout labels, so it matches neither the target's pods nor the twin's
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from ftrollout.model import api
@@ -51,6 +52,23 @@ def baseline_replicas(ctx: Ctx) -> int:
     return ft
 
 
+def _selector(selector: dict[str, Any], rollout: str) -> dict[str, Any]:
+    out = copy.deepcopy(selector)
+    out["matchLabels"] = {
+        **(out.get("matchLabels") or {}),
+        LABEL_TRACK: TRACK_BASELINE,
+        LABEL_ROLLOUT: rollout,
+    }
+    return out
+
+
+def selector_of(target_selector: str, rollout: str) -> str:
+    """Canonical JSON of the baseline's selector for the target's (canonical JSON, as
+    plan.observe summarises a Deployment): a difference means the baseline must be rebuilt."""
+    selector = _selector(json.loads(target_selector or "{}"), rollout)
+    return json.dumps(selector, sort_keys=True, separators=(",", ":"))
+
+
 def baseline_manifest(
     *,
     rollout_name: str,
@@ -68,12 +86,7 @@ def baseline_manifest(
     labels[LABEL_TRACK] = TRACK_BASELINE
     template.setdefault("metadata", {})["labels"] = labels
 
-    selector = copy.deepcopy(tspec.get("selector") or {})
-    match_labels = dict(selector.get("matchLabels") or {})
-    match_labels[LABEL_TRACK] = TRACK_BASELINE
-    match_labels[LABEL_ROLLOUT] = rollout_name
-    selector["matchLabels"] = match_labels
-
+    selector = _selector(tspec.get("selector") or {}, rollout_name)
     spec: dict[str, Any] = {"replicas": replicas, "selector": selector, "template": template}
     for key in ("strategy", "minReadySeconds", "progressDeadlineSeconds", "revisionHistoryLimit"):
         if key in tspec:

@@ -13,11 +13,13 @@ from typing import Any
 
 from ftrollout.model import api
 from ftrollout.plan import FIELD_MANAGER, Observation, PodGil, Result, Workload, plan
+from ftrollout.plan import baseline as plan_baseline
 from ftrollout.plan import twin as workloads
 from ftrollout.plan.observe import DeploymentSummary, Key, annotation_written_at, revision_of
 from ftrollout.plan.prometheus import address_error, normalise
 from ftrollout.plan.types import Claim, Ownership
 from ftrollout.shell import status_writes
+from ftrollout.shell.baseline import ensure_baseline
 from ftrollout.shell.gate_job import run_preflight
 from ftrollout.shell.state import GilReading, State
 from ftrollout.shell.twin import TwinReplaced, ensure_twin, twin_selector
@@ -108,12 +110,19 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
 
     target: DeploymentSummary | None = None
     twin: DeploymentSummary | None = None
+    baseline: DeploymentSummary | None = None
     revision = None
     twin_name = ""
     if spec is not None:
         twin_name = workloads.twin_name(spec.target_ref.name)
         target = await _deployment(state, namespace, spec.target_ref.name)
         twin = await _deployment(state, namespace, twin_name)
+        # The watch's view only: most rollouts have no baseline most of the time, and a GET
+        # per reconcile for one that is not there would cost more than it tells. The shell
+        # reads it before creating one (shell.baseline).
+        baseline = state.cache.deployment(
+            namespace, plan_baseline.baseline_name(spec.target_ref.name)
+        )
         if target is not None:
             revision = revision_of(target.template_hash, spec.free_threaded)
         if target is not None and target.deleting:
@@ -147,9 +156,12 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         spec_error=spec_error,
         ownership=None
         if spec is None
-        else _ownership(state, meta, spec.target_ref.name, twin_name, twin),
+        else _ownership(state, meta, spec.target_ref.name, twin_name, twin, baseline),
         status_error=status_error,
         twin_owned=twin is not None and twin.rollout_label == name,
+        baseline=None
+        if baseline is None
+        else Workload(baseline.replicas, baseline.ready, baseline.replicas_manager),
     )
     result = plan(spec, status, obs)
 
@@ -171,6 +183,12 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
             result = plan(spec, status, obs)
 
     await _act(state, body, key, written, target, twin, result, logger)
+    if spec is not None and target is not None:
+        # After the status write: the baseline is extra capacity, and a failure to write it
+        # must not hold back the tracks' replicas or the status.
+        await ensure_baseline(
+            state, body, target, baseline, result.baseline_replicas, result.status.revision or ""
+        )
     _register_analysis(state, key, spec, result)
     if result.status.phase in (api.Phase.PROGRESSING, api.Phase.PAUSED, api.Phase.PENDING):
         state.active.add(key)
@@ -185,7 +203,12 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
 
 
 def _ownership(
-    state: State, meta: Any, target: str, twin_name: str, twin: DeploymentSummary | None
+    state: State,
+    meta: Any,
+    target: str,
+    twin_name: str,
+    twin: DeploymentSummary | None,
+    baseline: DeploymentSummary | None,
 ) -> Ownership:
     me = Claim(meta["name"], str(meta.get("creationTimestamp") or ""))
     others = [c for c in state.cache.claims(meta["namespace"], target) if c.name != me.name]
@@ -195,6 +218,7 @@ def _ownership(
         claims=(me, *others),
         twin=twin_name,
         twin_controller=None if twin is None else twin.controller,
+        baseline_controller=None if baseline is None else baseline.controller,
     )
 
 
@@ -225,6 +249,9 @@ def _register_analysis(
             name=key[1],
             target=spec.target_ref.name,
             twin=workloads.twin_name(spec.target_ref.name),
+            baseline=plan_baseline.baseline_name(spec.target_ref.name)
+            if analysis.baseline_enabled
+            else None,
             analysis=analysis,
             # Allowed (checked above): normalised, so one address is one client and one trust.
             url=normalise(address) if address else state.default_prometheus,
