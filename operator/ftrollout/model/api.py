@@ -385,8 +385,9 @@ class Metric(Model):
         min_length=1,
         max_length=4096,
         description="PromQL returning one series. Variables: {{namespace}}, {{rollout}}, "
-        "{{track}} (standard | free-threaded) and {{pods}} (escaped regex alternation of the "
-        "track's pod names).",
+        "{{track}} (standard | free-threaded | baseline: the compare side is `baseline` when "
+        "spec.analysis.baseline is on) and {{pods}} (escaped regex alternation of the track's "
+        "pod names).",
     )
     compare: CompareCheck | None = Field(
         default=None,
@@ -418,7 +419,24 @@ class OnInconclusive(StrEnum):
     ROLLBACK = "Rollback"
 
 
+class BaselineSpec(Model):
+    enabled: bool = Field(
+        default=True,
+        description="Run a fresh standard-image Deployment <target>-baseline of the twin's size "
+        "at every step (created with the twin's first step, removed at promotion, rollback and "
+        "deletion); compare metrics then measure the free-threaded pods against it (same age, "
+        "same traffic share) instead of the long-running standard pods. Extra capacity: the "
+        "standard track is sized as without it.",
+    )
+
+
 class Analysis(Model):
+    baseline: BaselineSpec | None = Field(
+        default=None,
+        description="Fresh baseline for compare metrics: `baseline: {}` turns it on. The "
+        "query variables {{track}} and {{pods}} of the compare side then name `baseline` and "
+        "the baseline's pods.",
+    )
     prometheus: PrometheusSpec = Field(
         default_factory=PrometheusSpec, description="Where and how to query Prometheus."
     )
@@ -461,6 +479,10 @@ class Analysis(Model):
     @property
     def interval_seconds(self) -> float:
         return parse_duration(self.interval)
+
+    @property
+    def baseline_enabled(self) -> bool:
+        return self.baseline is not None and self.baseline.enabled
 
 
 class GuardAction(StrEnum):

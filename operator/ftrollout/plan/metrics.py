@@ -18,6 +18,7 @@ from ftrollout.plan import stats
 
 TRACK_STANDARD = "standard"
 TRACK_FREE_THREADED = "free-threaded"
+TRACK_BASELINE = "baseline"  # plan.baseline's pods: the compare side when the rollout runs one
 # A regex that matches no pod name: a track without pods must yield "no series", not "all".
 NO_PODS = "ftrollout-no-pods-in-track"
 
@@ -32,6 +33,20 @@ def pods_regex(pods: Iterable[str]) -> str:
     if not names:
         return NO_PODS
     return "|".join(n.replace(".", "\\\\.") for n in names)
+
+
+def comparison_side(
+    standard_pods: Iterable[str], baseline_pods: Iterable[str] | None
+) -> tuple[str, tuple[str, ...]]:
+    """({{track}}, pods) of the side a compare metric measures the free-threaded pods against.
+
+    With a fresh baseline (`baseline_pods` not None) that is the baseline, also while it has
+    no pods yet (its queries then find no series: Inconclusive): falling back to the warm
+    standard pods would bring back the bias the baseline is there to remove.
+    """
+    if baseline_pods is not None:
+        return TRACK_BASELINE, tuple(sorted(baseline_pods))
+    return TRACK_STANDARD, tuple(sorted(standard_pods))
 
 
 def expand(query: str, *, namespace: str, rollout: str, track: str, pods: Iterable[str]) -> str:
@@ -82,8 +97,18 @@ def _fmt(v: float) -> str:
     return f"{v:.6g}"
 
 
-def judge(metric: api.Metric, ft: Value, std: Value | None, time: str) -> api.MetricResult:
-    """Judge one metric's round from its free-threaded (and, for compare, standard) value."""
+def judge(
+    metric: api.Metric,
+    ft: Value,
+    std: Value | None,
+    time: str,
+    against: str = TRACK_STANDARD,
+) -> api.MetricResult:
+    """Judge one metric's round from its free-threaded (and, for compare, standard) value.
+
+    `against` names the compare side in messages: `standard`, or `baseline` with a fresh
+    baseline (its value is still reported as `standard`, the compare side's field).
+    """
 
     def result(phase: str, message: str) -> api.MetricResult:
         return api.MetricResult.model_validate(
@@ -108,15 +133,15 @@ def judge(metric: api.Metric, ft: Value, std: Value | None, time: str) -> api.Me
         return result("Successful", f"free-threaded {_fmt(ft.value)} within threshold")
     assert metric.compare is not None
     if std is None or std.value is None:
-        return result("Inconclusive", f"standard: {std.problem if std else 'not queried'}")
+        return result("Inconclusive", f"{against}: {std.problem if std else 'not queried'}")
     c = metric.compare
     base, cur = std.value, ft.value
     if base == 0:
         change = 0.0 if cur == 0 else math.copysign(math.inf, cur)
     else:
         change = (cur - base) / abs(base) * 100
-    shown = "n/a (standard is 0)" if math.isinf(change) else f"{change:+.1f}%"
-    detail = f"free-threaded {_fmt(cur)} vs standard {_fmt(base)} ({shown})"
+    shown = f"n/a ({against} is 0)" if math.isinf(change) else f"{change:+.1f}%"
+    detail = f"free-threaded {_fmt(cur)} vs {against} {_fmt(base)} ({shown})"
     if c.max_increase_percent is not None and change > c.max_increase_percent:
         return result("Failed", f"{detail} > +{_fmt(c.max_increase_percent)}% allowed")
     if c.max_decrease_percent is not None and -change > c.max_decrease_percent:
@@ -163,7 +188,9 @@ def _pct(v: float) -> str:
     return f"{v:+.1f}%"
 
 
-def judge_samples(metric: api.Metric, ft: Samples, std: Samples, time: str) -> api.MetricResult:
+def judge_samples(
+    metric: api.Metric, ft: Samples, std: Samples, time: str, against: str = TRACK_STANDARD
+) -> api.MetricResult:
     """The MannWhitney judge of one compare metric from both tracks' samples over the step.
 
     The shift is the Hodges-Lehmann estimate (free-threaded minus standard) relative to the
@@ -196,7 +223,7 @@ def judge_samples(metric: api.Metric, ft: Samples, std: Samples, time: str) -> a
     counts = api.JudgeStatistics(
         free_threaded_samples=len(y), standard_samples=len(x), confidence=c.confidence
     )
-    for track, s in (("free-threaded", ft), ("standard", std)):
+    for track, s in (("free-threaded", ft), (against, std)):
         if s.problem:
             return result("Inconclusive", f"{track}: {s.problem}", counts)
     if min(len(x), len(y)) < c.min_samples:
@@ -204,7 +231,7 @@ def judge_samples(metric: api.Metric, ft: Samples, std: Samples, time: str) -> a
         note = f", {dropped} NaN/Inf dropped" if dropped else ""
         return result(
             "Inconclusive",
-            f"{len(y)} free-threaded / {len(x)} standard samples over the step{note}: "
+            f"{len(y)} free-threaded / {len(x)} {against} samples over the step{note}: "
             f"need {c.min_samples} per track",
             counts,
         )
@@ -226,7 +253,7 @@ def judge_samples(metric: api.Metric, ft: Samples, std: Samples, time: str) -> a
         numbers = counts.model_copy(update={"p_value": test.p})
         return result(
             "Inconclusive",
-            f"standard median is 0: a percent shift is undefined (shift {_fmt(shift.estimate)}, "
+            f"{against} median is 0: a percent shift is undefined (shift {_fmt(shift.estimate)}, "
             f"p={test.p:.2g}); use a threshold check for this metric",
             numbers,
         )
@@ -240,7 +267,7 @@ def judge_samples(metric: api.Metric, ft: Samples, std: Samples, time: str) -> a
         }
     )
     detail = (
-        f"free-threaded {_pct(effect)} vs standard ({level} CI {_pct(low)}..{_pct(high)}, "
+        f"free-threaded {_pct(effect)} vs {against} ({level} CI {_pct(low)}..{_pct(high)}, "
         f"p={test.p:.2g}, n={len(y)}/{len(x)})"
     )
     significant = test.p < 1 - c.confidence

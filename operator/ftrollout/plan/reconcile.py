@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ftrollout.model import api
 from ftrollout.model.api import Phase
+from ftrollout.plan import baseline
 from ftrollout.plan.actions import handle_action, ignore_request, start_revision
 from ftrollout.plan.analysis import observe_analysis
 from ftrollout.plan.bake import post_promotion
@@ -56,7 +57,7 @@ def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observati
         )
     if obs.target is None or obs.revision is None:
         return target_missing(ctx)
-    clash = conflict(obs)
+    clash = conflict(obs) or baseline.conflict(ctx)
     if clash is not None:
         return not_ours(ctx, *clash)
 
@@ -147,6 +148,7 @@ def failed_for_spec_or_target(st: api.RolloutStatus) -> bool:
         REASON_TARGET_CLAIMED,
         REASON_TARGET_IS_A_TWIN,
         REASON_TARGET_CHANGED,
+        baseline.REASON_BASELINE_NOT_OWNED,
     )
 
 
@@ -220,6 +222,7 @@ def finish(ctx: Ctx, touch_replicas: bool = True) -> Result:
     obs = ctx.obs
     target_set: int | None = None
     twin_set: int | None = None
+    baseline_set: int | None = None
     st = ctx.st
     # Failed here means blocked by the dependency gate (spec/target failures return early or
     # recover first): like a rollback, standard back to N, free-threaded down as it is Ready.
@@ -229,6 +232,8 @@ def finish(ctx: Ctx, touch_replicas: bool = True) -> Result:
         twin = obs.twin or Workload(0, 0)
         target_set = standard_to_write(ctx)
         twin_set = twin_to_write(ctx)
+        # Extra capacity, sized apart: neither track above reads it.
+        baseline_set = baseline.baseline_replicas(ctx)
         st = st.model_copy(
             update={
                 "replicas": st.replicas.model_copy(
@@ -265,4 +270,5 @@ def finish(ctx: Ctx, touch_replicas: bool = True) -> Result:
         run_preflight=ctx.run_preflight,
         adopt_twin=touch_replicas and adoptable(obs),
         route_writes=tuple(ctx.route_writes),
+        baseline_replicas=baseline_set,
     )

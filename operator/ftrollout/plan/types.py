@@ -83,6 +83,9 @@ class Ownership:
     # rollout's twin is that rollout's free-threaded track, never a target.
     target_controller: tuple[str, str] | None = None
     target_rollout_label: str | None = None
+    # The same for the Deployment named like the fresh baseline (plan.baseline); only looked
+    # at when it exists (Observation.baseline).
+    baseline_controller: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,8 @@ class Observation:
     # not found); routing_error: what the shell found wrong (the stable Service...).
     routes: tuple[RouteObservation, ...] = ()
     routing_error: str | None = None
+    # The Deployment named like the fresh baseline, when there is one (whoever owns it).
+    baseline: Workload | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,8 @@ class Result:
     adopt_twin: bool = False
     # HTTPRoute specs to write (name, spec), after the status that records them.
     route_writes: tuple[tuple[str, dict[str, Any]], ...] = ()
+    # The fresh baseline's replicas (plan.baseline): 0 removes it; None: leave it alone.
+    baseline_replicas: int | None = None
 
 
 def rfc3339(t: datetime) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 import kopf
 
 from ftrollout.model import api
+from ftrollout.plan import baseline as plan_baseline
 from ftrollout.plan import routing
 from ftrollout.plan import twin as workloads
 from ftrollout.plan.observe import DeploymentSummary, Key, controller_of
@@ -172,6 +173,7 @@ async def rollout_deleted(
     if not isinstance(target_name, str):
         return
     kube = STATE.kube
+    await _delete_baseline(body, namespace, target_name)
     twin_name = workloads.twin_name(target_name)
     twin = await kube.get_deployment(namespace, twin_name)
     if twin is not None and not _controls(body, twin):
@@ -210,6 +212,17 @@ async def rollout_deleted(
     if twin is not None:
         await kube.delete_deployment(namespace, twin_name)
     log.info("%s: deleted: target %s back at %d, twin removed", namespace, target_name, n)
+
+
+async def _delete_baseline(body: kopf.Body, namespace: str, target_name: str) -> None:
+    """The fresh baseline goes first: it is extra capacity, so nothing waits for it, and only
+    one this rollout controls (garbage collection through its ownerReference is the backstop)."""
+    name = plan_baseline.baseline_name(target_name)
+    baseline = await STATE.kube.get_deployment(namespace, name)
+    if baseline is None or not _controls(body, baseline):
+        return
+    await STATE.kube.delete_deployment(namespace, name)
+    log.info("%s: deleting: baseline %s removed", namespace, name)
 
 
 def _controls(rollout: kopf.Body, deployment: dict[str, Any]) -> bool:

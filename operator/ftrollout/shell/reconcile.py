@@ -13,6 +13,7 @@ from typing import Any
 
 from ftrollout.model import api
 from ftrollout.plan import FIELD_MANAGER, Observation, PodGil, Result, Workload, plan
+from ftrollout.plan import baseline as plan_baseline
 from ftrollout.plan import twin as workloads
 from ftrollout.plan.observe import (
     DeploymentSummary,
@@ -24,6 +25,7 @@ from ftrollout.plan.observe import (
 from ftrollout.plan.prometheus import address_error, normalise
 from ftrollout.plan.types import Claim, Ownership, parse_time
 from ftrollout.shell import status_writes
+from ftrollout.shell.baseline import ensure_baseline
 from ftrollout.shell.gate_job import run_preflight
 from ftrollout.shell.routing import Routes, observe_routes, write_routes
 from ftrollout.shell.state import GilReading, State
@@ -115,12 +117,19 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
 
     target: DeploymentSummary | None = None
     twin: DeploymentSummary | None = None
+    baseline: DeploymentSummary | None = None
     revision = None
     twin_name = ""
     if spec is not None:
         twin_name = workloads.twin_name(spec.target_ref.name)
         target = await _deployment(state, namespace, spec.target_ref.name)
         twin = await _deployment(state, namespace, twin_name)
+        # The watch's view only: most rollouts have no baseline most of the time, and a GET
+        # per reconcile for one that is not there would cost more than it tells. The shell
+        # reads it before creating one (shell.baseline).
+        baseline = state.cache.deployment(
+            namespace, plan_baseline.baseline_name(spec.target_ref.name)
+        )
         if target is not None:
             revision = revision_of(target.template_hash, spec.free_threaded)
         if target is not None and target.deleting:
@@ -159,12 +168,15 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         spec_error=spec_error,
         ownership=None
         if spec is None
-        else _ownership(state, meta, spec.target_ref.name, target, twin_name, twin),
+        else _ownership(state, meta, spec.target_ref.name, target, twin_name, twin, baseline),
         status_error=status_error,
         twin_owned=twin is not None and twin.rollout_label == name,
         twin_service_replicas=None if twin is None else twin.service_replicas,
         routes=routes.observed,
         routing_error=routes.error,
+        baseline=None
+        if baseline is None
+        else Workload(baseline.replicas, baseline.ready, baseline.replicas_manager),
     )
     result = plan(spec, status, obs)
     if result.adopt_twin and twin is not None:
@@ -191,6 +203,12 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
     # After the status that records them: a crash in between leaves a record, never an edit
     # without one.
     await write_routes(state, namespace, name, result.route_writes, routes.versions)
+    if spec is not None and target is not None:
+        # After the status write: the baseline is extra capacity, and a failure to write it
+        # must not hold back the tracks' replicas or the status.
+        await ensure_baseline(
+            state, body, target, baseline, result.baseline_replicas, result.status.revision or ""
+        )
     _register_analysis(state, key, spec, result)
     # Pod logs are read for GIL warnings until the bake ends; after it only the probe tells.
     if result.status.phase in (
@@ -242,6 +260,7 @@ def _ownership(
     target_body: DeploymentSummary | None,
     twin_name: str,
     twin: DeploymentSummary | None,
+    baseline: DeploymentSummary | None,
 ) -> Ownership:
     me = Claim(meta["name"], str(meta.get("creationTimestamp") or ""))
     others = [c for c in state.cache.claims(meta["namespace"], target) if c.name != me.name]
@@ -254,6 +273,7 @@ def _ownership(
         target=target,
         target_controller=None if target_body is None else target_body.controller,
         target_rollout_label=None if target_body is None else target_body.rollout_label,
+        baseline_controller=None if baseline is None else baseline.controller,
     )
 
 
@@ -287,6 +307,9 @@ def _register_analysis(
             name=key[1],
             target=spec.target_ref.name,
             twin=workloads.twin_name(spec.target_ref.name),
+            baseline=plan_baseline.baseline_name(spec.target_ref.name)
+            if analysis.baseline_enabled
+            else None,
             analysis=analysis,
             # Allowed (checked above): normalised, so one address is one client and one trust.
             url=url,

@@ -33,6 +33,7 @@ from ftrollout.plan.metrics import (
     TRACK_STANDARD,
     Samples,
     Value,
+    comparison_side,
     expand,
     judge,
     judge_samples,
@@ -169,6 +170,9 @@ class AnalysisTarget:
     last_standard: dict[str, float] = field(default_factory=dict)
     # status.stepStartedAt: where the MannWhitney judge's samples begin (None: not reached).
     step_started_at: str | None = None
+    # The fresh baseline's Deployment name (spec.analysis.baseline on); None: compare metrics
+    # measure against the standard track.
+    baseline: str | None = None
     due: float = 0.0
 
 
@@ -247,6 +251,13 @@ class Scheduler:
             TRACK_FREE_THREADED: [p.name for p in cache.pods_of(t.namespace, t.twin)],
             TRACK_STANDARD: [p.name for p in cache.pods_of(t.namespace, t.target)],
         }
+        side, side_pods = comparison_side(
+            pods[TRACK_STANDARD],
+            None
+            if t.baseline is None
+            else [p.name for p in cache.pods_of(t.namespace, t.baseline)],
+        )
+        pods[side] = list(side_pods)
         timeout = parse_duration(t.analysis.prometheus.timeout)
         now = rfc3339(datetime.now(UTC))
 
@@ -290,7 +301,7 @@ class Scheduler:
 
         async def one(metric: api.Metric) -> api.MetricResult:
             if metric.compare is not None:
-                if not pods[TRACK_STANDARD]:
+                if side == TRACK_STANDARD and not pods[TRACK_STANDARD]:
                     # At 100 % there are no standard pods left: compare with the last standard
                     # value measured in this revision rather than never deciding.
                     # From status first: this process may have started after the last
@@ -307,13 +318,13 @@ class Scheduler:
                     return judge(metric, await value(metric, TRACK_FREE_THREADED), baseline, now)
                 if metric.compare.judge == "MannWhitney":
                     ft_s, std_s = await asyncio.gather(
-                        samples(metric, TRACK_FREE_THREADED), samples(metric, TRACK_STANDARD)
+                        samples(metric, TRACK_FREE_THREADED), samples(metric, side)
                     )
-                    return judge_samples(metric, ft_s, std_s, now)
+                    return judge_samples(metric, ft_s, std_s, now, against=side)
                 ft, std = await asyncio.gather(
-                    value(metric, TRACK_FREE_THREADED), value(metric, TRACK_STANDARD)
+                    value(metric, TRACK_FREE_THREADED), value(metric, side)
                 )
-                return judge(metric, ft, std, now)
+                return judge(metric, ft, std, now, against=side)
             return judge(metric, await value(metric, TRACK_FREE_THREADED), None, now)
 
         results = await asyncio.gather(*(one(m) for m in t.analysis.metrics))

@@ -279,3 +279,21 @@ def test_one_wild_sample_does_not_fail_the_round() -> None:
 def test_read_matrix(result: object, values: tuple[float, ...], problem: str, dropped: int) -> None:
     s = read_matrix(result)
     assert (s.values, s.problem, s.dropped) == (values, problem, dropped)
+
+
+# ---------------------------------------------------------------------- fresh baseline
+
+
+def test_comparison_side_names_the_baseline_and_its_pods_when_there_is_one() -> None:
+    from ftrollout.plan.metrics import NO_PODS, comparison_side, expand
+
+    q = 'p99{track="{{track}}", pod=~"{{pods}}"}'
+    for baseline, track, pods in (
+        (None, "standard", "web-a|web-b"),
+        (["web-baseline-2", "web-baseline-1"], "baseline", "web-baseline-1|web-baseline-2"),
+        ([], "baseline", NO_PODS),  # not Ready yet: no series, never the warm standard pods
+    ):
+        side, side_pods = comparison_side(["web-b", "web-a"], baseline)
+        assert side == track
+        out = expand(q, namespace="shop", rollout="web", track=side, pods=side_pods)
+        assert out == f'p99{{track="{track}", pod=~"{pods}"}}'

@@ -1,0 +1,216 @@
+"""The fresh baseline's writes (shell/baseline.py, the finalizer) against KMock: created with
+the twin and owned by the rollout, scaled with the twin's step, deleted at promotion, rollback
+and deletion; a `<target>-baseline` that is someone else's is never touched."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from test_handlers_kmock import (
+    DEPLOYMENTS,
+    FTR,
+    NS,
+    Emulator,
+    Shell,
+    annotate,
+    deployment_writes,
+    event_reasons,
+    finalize,
+    rollout_body,
+    status_writes_of,
+    summary,
+    target_deployment,
+    writes,
+)
+
+pytestmark = [pytest.mark.timeout(30), pytest.mark.kmock(cls=Emulator)]
+
+BASELINE = "web-baseline"
+BASELINE_PATH = f"/apis/apps/v1/namespaces/{NS}/deployments/{BASELINE}"
+STEPS = [
+    {"weight": 10, "pause": {"duration": "1h"}},
+    {"weight": 50, "pause": {"duration": "1h"}},
+    {"weight": 100},
+]
+
+
+def with_baseline(kmock: Any, baseline: dict[str, Any] | None = None) -> Shell:
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment()
+    kmock.objects[FTR, NS, "web"] = rollout_body(
+        analysis={"baseline": {} if baseline is None else baseline}, steps=STEPS
+    )
+    return Shell(kmock)
+
+
+async def at_step(shell: Shell, ft: int, std: int) -> None:
+    """The twin's pods of the current step Ready, then the standard track lowered and Ready."""
+    shell.watch_deployment("web-ft", replicas=ft, readyReplicas=ft)
+    await shell.reconcile()
+    shell.watch_deployment("web", replicas=std, readyReplicas=std)
+    await shell.reconcile()
+    await shell.reconcile()
+
+
+def baseline_writes(reqs: list[Any]) -> list[str]:
+    return [p for p in summary(writes(reqs)) if BASELINE in p or p.endswith("/deployments")]
+
+
+def create_of(reqs: list[Any], name: str) -> dict[str, Any]:
+    (body,) = [
+        r.data
+        for r in writes(reqs)
+        if r.url.path.endswith("/deployments") and r.data["metadata"]["name"] == name
+    ]
+    return dict(body)
+
+
+async def test_created_with_the_twin_owned_by_the_rollout(kmock: Any) -> None:
+    shell = with_baseline(kmock)
+    await shell.reconcile()
+    reqs = shell.new_requests()
+    twin, baseline = create_of(reqs, "web-ft"), create_of(reqs, BASELINE)
+    assert twin["spec"]["replicas"] == baseline["spec"]["replicas"] == 1
+    owner = baseline["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
+        "FreeThreadedRollout",
+        "web",
+        "uid-ftr",
+        True,
+    )
+    template = baseline["spec"]["template"]
+    images = {c["name"]: c["image"] for c in template["spec"]["containers"]}
+    assert images == {"app": "example/app:3.13", "sidecar": "example/proxy:1"}  # standard
+    assert template["metadata"]["labels"] == {
+        "app": "web",  # the Service's labels: it takes the twin's share of traffic
+        "freethreaded.dev/rollout": "web",
+        "freethreaded.dev/track": "baseline",
+    }
+    assert baseline["spec"]["selector"]["matchLabels"] == template["metadata"]["labels"]
+    # The status write comes before the baseline: it is extra, nothing waits for it.
+    order = [
+        r.data["metadata"]["name"] if r.url.path.endswith("/deployments") else r.url.path
+        for r in writes(reqs)
+        if r.url.path.endswith(("/deployments", "/status"))
+    ]
+    assert order == [
+        "web-ft",
+        f"/apis/freethreaded.dev/v1alpha1/namespaces/{NS}/freethreadedrollouts/web/status",
+        BASELINE,
+    ]
+    assert kmock.objects[DEPLOYMENTS, NS, BASELINE]["spec"]["replicas"] == 1
+    # Nothing new: nothing written, the standard track sized as without a baseline.
+    await at_step(shell, 1, 9)
+    assert kmock.objects[DEPLOYMENTS, NS, "web"]["spec"]["replicas"] == 9
+    shell.new_requests()
+    await shell.reconcile()
+    assert writes(shell.new_requests()) == []
+
+
+async def test_scaled_with_the_step_then_deleted_at_promotion(kmock: Any) -> None:
+    shell = with_baseline(kmock)
+    await shell.reconcile()
+    await at_step(shell, 1, 9)
+    shell.new_requests()
+    annotate(kmock, "promote")
+    await shell.reconcile()
+    reqs = shell.new_requests()
+    assert shell.body()["status"]["stepIndex"] == 1
+    scales = [r.data for r in writes(reqs) if r.url.path == f"{BASELINE_PATH}/scale"]
+    assert scales == [{"spec": {"replicas": 5}}]
+    assert (
+        scales[0]["spec"]["replicas"]
+        == kmock.objects[DEPLOYMENTS, NS, "web-ft"]["spec"]["replicas"]
+    )
+    await at_step(shell, 5, 5)
+    shell.new_requests()
+    annotate(kmock, "promote-full")
+    obj = copy.deepcopy(dict(kmock.objects[FTR, NS, "web"].raw))
+    obj["metadata"]["resourceVersion"] = "300"  # a new write of the rollout
+    kmock.objects[FTR, NS, "web"] = obj
+    await shell.reconcile()
+    await at_step(shell, 10, 0)
+    assert shell.body()["status"]["phase"] == "Promoted", shell.body()["status"]["message"]
+    reqs = shell.new_requests()
+    assert f"DELETE {BASELINE_PATH}" in summary(writes(reqs))
+    assert (DEPLOYMENTS, NS, BASELINE) not in kmock.objects
+    for _ in range(2):
+        await shell.reconcile()
+    assert baseline_writes(shell.new_requests()) == []  # not created again
+    # Someone's own `web-baseline` after promotion: the rollout needs none and leaves it be.
+    kmock.objects[DEPLOYMENTS, NS, BASELINE] = foreign_baseline()
+    shell.watch_deployment(BASELINE)
+    await shell.reconcile()
+    assert baseline_writes(shell.new_requests()) == []
+    assert shell.body()["status"]["phase"] == "Promoted"
+
+
+async def test_deleted_at_rollback(kmock: Any) -> None:
+    shell = with_baseline(kmock)
+    await shell.reconcile()
+    await at_step(shell, 1, 9)
+    shell.new_requests()
+    annotate(kmock, "rollback")
+    await shell.reconcile()
+    assert shell.body()["status"]["phase"] == "RolledBack"
+    assert f"DELETE {BASELINE_PATH}" in summary(writes(shell.new_requests()))
+    assert (DEPLOYMENTS, NS, BASELINE) not in kmock.objects
+
+
+async def test_deleted_first_by_the_finalizer(kmock: Any) -> None:
+    shell = with_baseline(kmock)
+    await shell.reconcile()
+    await at_step(shell, 1, 9)
+    shell.new_requests()
+    with pytest.raises(Exception, match="Ready standard replicas"):
+        await finalize(shell)  # waits for the standard track; the baseline is gone already
+    reqs = writes(shell.new_requests())
+    assert summary(reqs)[0] == f"DELETE {BASELINE_PATH}"
+    assert (DEPLOYMENTS, NS, BASELINE) not in kmock.objects
+
+
+async def test_turned_off_mid_rollout_it_is_deleted(kmock: Any) -> None:
+    shell = with_baseline(kmock)
+    await shell.reconcile()
+    await at_step(shell, 1, 9)
+    obj = copy.deepcopy(dict(kmock.objects[FTR, NS, "web"].raw))
+    obj["spec"]["analysis"]["baseline"] = {"enabled": False}
+    kmock.objects[FTR, NS, "web"] = obj
+    shell.new_requests()
+    await shell.reconcile()
+    assert f"DELETE {BASELINE_PATH}" in summary(writes(shell.new_requests()))
+    assert shell.body()["status"]["phase"] == "Progressing"
+
+
+def foreign_baseline() -> dict[str, Any]:
+    body = target_deployment(replicas=2, ready=2)
+    body["metadata"].update(name=BASELINE, uid="uid-theirs", labels={"app": "report"})
+    body["spec"]["selector"] = {"matchLabels": {"app": "report"}}
+    body["spec"]["template"]["metadata"]["labels"] = {"app": "report"}
+    return body
+
+
+@pytest.mark.parametrize("watched", [True, False])
+async def test_a_foreign_baseline_is_never_touched(kmock: Any, watched: bool) -> None:
+    """Seen by the watch: the rollout fails naming it. Not yet seen: the read before creating
+    finds it, nothing is created, and the next reconcile fails the rollout the same way."""
+    shell = with_baseline(kmock)
+    kmock.objects[DEPLOYMENTS, NS, BASELINE] = foreign_baseline()
+    if watched:
+        shell.watch_deployment(BASELINE)
+    for _ in range(3):
+        await shell.reconcile()
+    reqs = shell.new_requests()
+    assert [p for p in deployment_writes(reqs) if BASELINE in p] == []
+    assert not any(
+        r.url.path.endswith("/deployments") and r.data["metadata"]["name"] == BASELINE
+        for r in writes(reqs)
+    )
+    assert status_writes_of(reqs)[-1]["phase"] == "Failed"
+    assert "BaselineNotOwned" in event_reasons(reqs)
+    assert kmock.objects[DEPLOYMENTS, NS, BASELINE]["spec"]["replicas"] == 2
+
+    await finalize(shell)
+    assert [p for p in deployment_writes(shell.new_requests()) if BASELINE in p] == []
+    assert kmock.objects[DEPLOYMENTS, NS, BASELINE]["metadata"]["uid"] == "uid-theirs"
