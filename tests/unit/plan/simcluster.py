@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from ftrollout.model import api
 from ftrollout.plan import AnalysisRound, Observation, PodGil, Result, Workload, plan, rfc3339
+from ftrollout.plan.types import Ownership
 
 
 @dataclass
@@ -60,6 +61,10 @@ class Sim:
     incidents: tuple[api.Incident, ...] = ()
     analysis: AnalysisRound | None = None
     preflight: api.PreflightStatus | None = None
+    # Who controls the Deployment named like the twin and who else claims the target (None: not
+    # checked), and whether that Deployment carries this rollout's label.
+    ownership: Ownership | None = None
+    twin_owned: bool = True
     # Writes the shell would have made: (kind, value) for every replica count that differs
     # from what is live, plus one per emitted event.
     writes: list[tuple[str, int]] = field(default_factory=list)
@@ -102,6 +107,8 @@ class Sim:
             "analysis": self.analysis,
             "spec_error": self.spec_error,
             "preflight": self.preflight,
+            "ownership": self.ownership,
+            "twin_owned": self.twin_owned,
         }
         kwargs.update(extra)
         return Observation(**kwargs)  # type: ignore[arg-type]

@@ -18,12 +18,20 @@ every reconcile it checks what users rely on:
 - Promoted is reached only from the last step (reached) or through `promote-full`;
 - a second reconcile on the same observation changes nothing and emits nothing;
 - a user's request seen twice (its removal failed, the operator restarted) is applied once;
+- while the Deployment named like the twin is someone else's (no controller, another rollout,
+  another controller; with or without this rollout's label) no replica count, baseline, route
+  or preflight Job is written and nothing is adopted; once it is gone (or ours again) the
+  rollout carries on;
+- another rollout on the same target never stops the one that holds the twin (or, with no
+  twin, the older one): its every decision is the one it makes alone, guardrails included;
+  the other side (no twin, an older rollout claims the target) touches nothing;
 - and at the end, from any state, a healthy world plus the documented actions reach Promoted
   (no dead ends).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,16 +45,35 @@ from hypothesis.stateful import (
     rule,
 )
 from planfixtures import NO_PAUSE, step_raw
-from simcluster import Sim
+from simcluster import Sim, Track
 
 from ftrollout.model import api
 from ftrollout.model.api import Phase
 from ftrollout.plan import ACTIONS, Observation, PodGil, Result, plan
+from ftrollout.plan.ownership import REASON_TARGET_CLAIMED, REASON_TWIN_NOT_OWNED
 from ftrollout.plan.preflight import gate_key
 from ftrollout.plan.twin import split
+from ftrollout.plan.types import Claim, Ownership
 
 PAUSES = (None, NO_PAUSE, "0s", "10s", "1m", "5m")
 RESULT_PHASES = ("Successful", "Successful", "Failed", "Inconclusive")
+
+# This rollout (Sim's clock starts 2026-01-01) and others that may target the same Deployment.
+ME = Claim("canary", "2026-01-01T00:00:00Z")
+UID = "uid-canary"
+OURS = ("FreeThreadedRollout/canary", UID)
+EARLIER = Claim("early", "2025-06-01T00:00:00Z")
+LATER = Claim("late", "2026-03-01T00:00:00Z")
+# Someone else's Deployment named like the twin: (controller ownerReference, carries this
+# rollout's label). None of them may be adopted.
+FOREIGN: tuple[tuple[tuple[str, str] | None, bool], ...] = (
+    (None, False),  # made by hand or by a tool that sets no ownerReference
+    (("FreeThreadedRollout/other", "uid-other"), False),  # another rollout's twin
+    (("FreeThreadedRollout/other", "uid-other"), True),  # ... even with our label
+    (("FreeThreadedRollout/canary", "uid-old"), False),  # an earlier `canary`, not labelled
+    (("Application/app", "uid-argo"), True),  # a non-rollout controller
+    (("Application/app", "uid-argo"), False),
+)
 
 
 @st.composite
@@ -119,6 +146,21 @@ def _preflight(sim: Sim, phase: str) -> api.PreflightStatus:
     )
 
 
+def _touches_nothing(res: Result) -> bool:
+    return (
+        res.target_replicas is None
+        and res.twin_replicas is None
+        and res.baseline_replicas is None
+        and not res.adopt_twin
+        and not res.route_writes
+        and not res.run_preflight
+    )
+
+
+def _reason(status: api.RolloutStatus) -> str | None:
+    return next((c.reason for c in status.conditions if c.type == "Progressing"), None)
+
+
 def _diff(a: api.RolloutStatus, b: api.RolloutStatus) -> str:
     wa, wb = api.dump(a), api.dump(b)
     keys = sorted(k for k in set(wa) | set(wb) if wa.get(k) != wb.get(k))
@@ -132,6 +174,11 @@ class RolloutMachine(RuleBasedStateMachine):
     disrupted: bool  # someone other than the operator removed capacity
     was_rolled_back: bool
     revisions: int
+    # The Deployment named like the twin is someone else's: (controller, labelled); and whether
+    # it is this rollout's former twin (its ownerReference edited) rather than another object.
+    foreign: tuple[tuple[str, str] | None, bool] | None
+    foreign_was_ours: bool
+    rivals: tuple[Claim, ...]  # other rollouts targeting the same Deployment
 
     @initialize(
         spec=specs(),
@@ -143,7 +190,60 @@ class RolloutMachine(RuleBasedStateMachine):
         self.disrupted = False
         self.was_rolled_back = False
         self.revisions = 1
+        self.foreign = None
+        self.foreign_was_ours = False
+        self.rivals = ()
+        self.own()
         self.sim.step()
+
+    def own(self) -> None:
+        """What the shell reports of ownership, from the model's state."""
+        controller, labelled = self.foreign if self.foreign is not None else (OURS, True)
+        self.sim.ownership = Ownership(
+            rollout=ME.name,
+            uid=UID,
+            claims=(ME, *self.rivals),
+            twin="app-ft",
+            twin_controller=controller,
+            target="app",
+        )
+        self.sim.twin_owned = labelled
+
+    def check_ownership(self, sim: Sim, obs: Observation, res: Result) -> None:
+        st_ = res.status
+        usable = obs.target is not None and obs.spec_error is None
+        if self.foreign is not None:
+            # Someone else's Deployment: nothing is scaled, created, adopted or routed.
+            assert obs.twin is not None
+            assert _touches_nothing(res), f"touched a foreign twin {self.foreign}: {res}"
+            assert st_.phase == Phase.FAILED
+            if usable:
+                assert _reason(st_) in (REASON_TWIN_NOT_OWNED, REASON_TARGET_CLAIMED), st_.message
+                if _reason(st_) == REASON_TWIN_NOT_OWNED:
+                    assert "'app-ft'" in st_.message  # names the object in the way
+            return
+        if not self.rivals:
+            return
+        older = any(c.created < ME.created for c in self.rivals)
+        if obs.twin is None and older:
+            # No twin to hold: the older rollout rolls the target, this one keeps out.
+            assert _touches_nothing(res), f"newer rollout touched the target: {res}"
+            assert st_.phase == Phase.FAILED
+            if usable:
+                assert _reason(st_) == REASON_TARGET_CLAIMED
+                assert f"{EARLIER.name!r}" in st_.message
+            return
+        # This rollout holds the target (its twin, or first to claim it): the others change
+        # nothing it decides, so its guardrails still act.
+        own = obs.ownership
+        assert own is not None
+        alone = plan(
+            sim.last_spec, sim.last_status, replace(obs, ownership=replace(own, claims=(ME,)))
+        )
+        assert res == alone, (
+            f"the holder decided otherwise because of {self.rivals}: {res} != {alone}"
+        )
+        assert _reason(st_) != REASON_TARGET_CLAIMED, st_.message
 
     # ------------------------------------------------------------------ checks per reconcile
 
@@ -152,6 +252,7 @@ class RolloutMachine(RuleBasedStateMachine):
         prev = sim.last_status
         n = st_.replicas.target
         assert st_.phase in set(Phase)
+        self.check_ownership(sim, obs, res)
 
         # Capacity: the operator never removes Ready capacity below N.
         before = (obs.target.ready if obs.target else 0) + (obs.twin.ready if obs.twin else 0)
@@ -419,9 +520,72 @@ class RolloutMachine(RuleBasedStateMachine):
     @rule()
     def twin_deleted_by_hand(self) -> None:
         self.disrupted = True
+        self.foreign = None  # whoever's it was, the name is free again
+        self.own()
         self.sim.delete_twin()
         self.sim.pods = ()
         self.sim.incidents = ()
+        self.sim.step()
+
+    @rule(foreign=st.sampled_from(FOREIGN), replaced=st.booleans(), k=st.integers(0, 30))
+    def foreign_controller_on_the_twin(
+        self, foreign: tuple[tuple[str, str] | None, bool], replaced: bool, k: int
+    ) -> None:
+        """The Deployment named like the twin is someone else's: this rollout's twin had its
+        ownerReference edited, or was replaced by (or, with no twin yet, there appears) another
+        Deployment with k Ready pods of its own."""
+        sim = self.sim
+        if replaced or not sim.twin_exists:
+            if sim.twin_exists and sim.ft.ready:
+                self.disrupted = True  # our free-threaded pods went with our twin
+            sim.twin_exists = True
+            sim.ft = Track(k, k)
+            sim.pods = ()
+            sim.incidents = ()
+            self.foreign_was_ours = False
+        elif self.foreign is None:
+            self.foreign_was_ours = True
+        self.foreign = foreign
+        self.own()
+        before = sim.replicas
+        sim.step()
+        assert sim.replicas == before
+
+    @precondition(lambda self: self.foreign is not None)
+    @rule(deleted=st.booleans())
+    def foreign_twin_goes(self, deleted: bool) -> None:
+        """The conflict is removed: the foreign Deployment deleted, or (this rollout's former
+        twin) its ownerReference put back. The rollout carries on from its status."""
+        sim = self.sim
+        if deleted or not self.foreign_was_ours:
+            self.disrupted = True  # its pods go
+            sim.delete_twin()
+            sim.pods = ()
+            sim.incidents = ()
+        self.foreign = None
+        self.own()
+        older = any(c.created < ME.created for c in self.rivals)
+        blocked = not sim.target_exists or sim.spec_error is not None
+        res = sim.step()
+        if not blocked and not (older and not sim.twin_exists):
+            assert res.target_replicas is not None, res.status.message
+            assert _reason(res.status) not in (REASON_TWIN_NOT_OWNED, REASON_TARGET_CLAIMED)
+
+    @rule(older=st.booleans())
+    def another_rollout_claims_the_target(self, older: bool) -> None:
+        """A second rollout is created on the same target (or an existing one has its
+        targetRef edited onto it): newer, or older than this one."""
+        rival = EARLIER if older else LATER
+        if rival not in self.rivals:
+            self.rivals = (*self.rivals, rival)
+        self.own()
+        self.sim.step()
+
+    @precondition(lambda self: bool(self.rivals))
+    @rule()
+    def the_other_rollouts_are_deleted(self) -> None:
+        self.rivals = ()
+        self.own()
         self.sim.step()
 
     @rule()
@@ -484,6 +648,12 @@ class RolloutMachine(RuleBasedStateMachine):
         # A healthy world: target back, spec valid, no GIL, no crashes, good analysis.
         sim.target_exists = True
         sim.spec_error = None
+        if self.foreign is not None and not self.foreign_was_ours:
+            self.disrupted = True  # someone deletes their Deployment, its pods go
+            sim.delete_twin()
+        self.foreign = None
+        self.rivals = ()
+        self.own()
         sim.pods = ()
         sim.incidents = ()
         # Pods Ready `lag` reconciles of 400 s each after a scale-up are slow, not failing: the
