@@ -107,3 +107,23 @@ async def test_a_bearer_token_goes_to_its_own_address_only(
     token.write_text("r0tated")  # a rotated Secret is read at the next query
     await prom.query(own.url, "up", 2.0)
     assert own.headers[1].get("Authorization") == "Bearer r0tated"
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ((500, {"Content-Type": "text/html"}, HOSTILE), "HTTP 500 Internal Server Error"),
+        ((200, {"Content-Type": "application/json"}, HOSTILE), "not a Prometheus API response"),
+    ],
+)
+async def test_a_failed_range_query_reports_a_short_reason_only(
+    stubs: list[PromStub], answer: Answer, reason: str
+) -> None:
+    """The MannWhitney judge's range queries go through the same rule as instant queries."""
+    from datetime import UTC, datetime, timedelta
+
+    s = stub(stubs, answer)
+    end = datetime.now(UTC)
+    with pytest.raises(QueryError) as exc:
+        await Prometheus(workers=1).query_range(s.url, "up", end - timedelta(minutes=1), end, 5, 2)
+    assert str(exc.value) == f"prometheus {s.url}: {reason}"

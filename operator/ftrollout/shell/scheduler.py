@@ -91,25 +91,14 @@ class Prometheus:
         return c
 
     async def query(self, url: str, promql: str, seconds: float) -> list[dict[str, Any]]:
-        self.queries += 1
         client = self._client(url)
-
-        def run() -> Any:
-            return client.custom_query(promql, params={"timeout": f"{seconds:g}s"}, timeout=seconds)
-
-        loop = asyncio.get_running_loop()
-        try:
-            async with self.limits[url]:
-                out = await asyncio.wait_for(loop.run_in_executor(self.pool, run), seconds + 1)
-        except Exception as exc:
-            self.errors += 1
-            for hook in self.on_query:
-                hook(False)
-            # Status code and a short reason only: the body is the server's to choose and
-            # would end up in status and Events.
-            raise QueryError(f"prometheus {url}: {short_reason(exc)}") from None
-        for hook in self.on_query:
-            hook(True)
+        out = await self._run(
+            url,
+            seconds,
+            lambda: client.custom_query(
+                promql, params={"timeout": f"{seconds:g}s"}, timeout=seconds
+            ),
+        )
         if not isinstance(out, list):
             return [{"value": out}] if out is not None else []
         return out
@@ -118,29 +107,34 @@ class Prometheus:
         self, url: str, promql: str, start: datetime, end: datetime, step: float, seconds: float
     ) -> Any:
         """A range query (`/api/v1/query_range`): the MannWhitney judge's samples."""
-        self.queries += 1
         client = self._client(url)
-
-        def run() -> Any:
-            return client.custom_query_range(
+        return await self._run(
+            url,
+            seconds,
+            lambda: client.custom_query_range(
                 promql,
                 start,
                 end,
                 f"{step:g}s",
                 params={"timeout": f"{seconds:g}s"},
                 timeout=seconds,
-            )
+            ),
+        )
 
+    async def _run(self, url: str, seconds: float, call: Callable[[], Any]) -> Any:
+        """One query in the pool, bounded per address and in time, counted for the metrics."""
+        self.queries += 1
         loop = asyncio.get_running_loop()
         try:
             async with self.limits[url]:
-                out = await asyncio.wait_for(loop.run_in_executor(self.pool, run), seconds + 1)
+                out = await asyncio.wait_for(loop.run_in_executor(self.pool, call), seconds + 1)
         except Exception as exc:
             self.errors += 1
             for hook in self.on_query:
                 hook(False)
-            text = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-            raise QueryError(f"prometheus {url}: {text}") from None
+            # Status code and a short reason only: the body is the server's to choose and
+            # would end up in status and Events.
+            raise QueryError(f"prometheus {url}: {short_reason(exc)}") from None
         for hook in self.on_query:
             hook(True)
         return out
