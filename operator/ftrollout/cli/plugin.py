@@ -842,29 +842,7 @@ def operator_version(cluster: Cluster) -> str:
     return "; ".join(sorted(found))
 
 
-def set_action(cluster: Cluster, namespace: str, name: str, action: str) -> None:
-    what = f'freethreadedrollout "{name}"'
-    get_rollout(cluster, namespace, name)  # a clear "not found" before any write
-    _call(
-        cluster,
-        what,
-        namespace,
-        cluster.custom.patch_namespaced_custom_object,
-        api.GROUP,
-        api.VERSION,
-        namespace,
-        api.PLURAL,
-        name,
-        {"metadata": {"annotations": {ANNOTATION_ACTION: action}}},
-    )
-
-
-def set_image(cluster: Cluster, namespace: str, name: str, image: str) -> str | None:
-    """Patch spec.freeThreaded.image; the previous image, None when it was already that."""
-    obj = get_rollout(cluster, namespace, name)
-    old = str(((obj.get("spec") or {}).get("freeThreaded") or {}).get("image") or "")
-    if old == image:
-        return None
+def _patch_rollout(cluster: Cluster, namespace: str, name: str, patch: dict[str, Any]) -> None:
     _call(
         cluster,
         f'freethreadedrollout "{name}"',
@@ -875,8 +853,24 @@ def set_image(cluster: Cluster, namespace: str, name: str, image: str) -> str | 
         namespace,
         api.PLURAL,
         name,
-        {"spec": {"freeThreaded": {"image": image}}},
+        patch,
     )
+
+
+def set_action(cluster: Cluster, namespace: str, name: str, action: str) -> None:
+    get_rollout(cluster, namespace, name)  # a clear "not found" before any write
+    _patch_rollout(
+        cluster, namespace, name, {"metadata": {"annotations": {ANNOTATION_ACTION: action}}}
+    )
+
+
+def set_image(cluster: Cluster, namespace: str, name: str, image: str) -> str | None:
+    """Patch spec.freeThreaded.image; the previous image, None when it was already that."""
+    obj = get_rollout(cluster, namespace, name)
+    old = str(((obj.get("spec") or {}).get("freeThreaded") or {}).get("image") or "")
+    if old == image:
+        return None
+    _patch_rollout(cluster, namespace, name, {"spec": {"freeThreaded": {"image": image}}})
     return old
 
 

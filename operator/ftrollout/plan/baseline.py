@@ -23,7 +23,7 @@ from ftrollout.model import api
 from ftrollout.model.api import Phase
 from ftrollout.plan.context import Ctx
 from ftrollout.plan.replicas import desired_split
-from ftrollout.plan.twin import ANNOTATION_REVISION, LABEL_ROLLOUT, LABEL_TRACK
+from ftrollout.plan.twin import ANNOTATION_REVISION, LABEL_ROLLOUT, LABEL_TRACK, owner_reference
 
 TRACK_BASELINE = "baseline"
 REASON_BASELINE_NOT_OWNED = "BaselineNotOwned"
@@ -103,16 +103,7 @@ def baseline_manifest(
                 LABEL_TRACK: TRACK_BASELINE,
             },
             "annotations": {ANNOTATION_REVISION: revision},
-            "ownerReferences": [
-                {
-                    "apiVersion": f"{api.GROUP}/{api.VERSION}",
-                    "kind": api.KIND,
-                    "name": rollout_name,
-                    "uid": rollout_uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "ownerReferences": [owner_reference(rollout_name, rollout_uid)],
         },
         "spec": spec,
     }

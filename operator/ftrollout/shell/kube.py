@@ -97,17 +97,19 @@ class Kube:
         return await loop.run_in_executor(self.pool, lambda: fn(*args, **kw))
 
     # ---------------------------------------------------------------- deployments
-    async def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def _read(self, fn: Any, *args: Any) -> dict[str, Any] | None:
+        """A GET as plain JSON-like data; None when the object does not exist (404)."""
         try:
-            obj = await self.call(
-                self.apps.read_namespaced_deployment, name, namespace, write=False
-            )
+            obj = await self.call(fn, *args, write=False)
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
         out: dict[str, Any] = self.client.sanitize_for_serialization(obj)
         return out
+
+    async def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._read(self.apps.read_namespaced_deployment, name, namespace)
 
     async def scale_deployment(self, namespace: str, name: str, replicas: int) -> int:
         """Set spec.replicas; returns the Deployment's resourceVersion after it (0: unknown)."""
@@ -229,14 +231,7 @@ class Kube:
 
     # ------------------------------------------------------- traffic routing (Gateway API)
     async def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            obj = await self.call(self.core.read_namespaced_service, name, namespace, write=False)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        out: dict[str, Any] = self.client.sanitize_for_serialization(obj)
-        return out
+        return await self._read(self.core.read_namespaced_service, name, namespace)
 
     async def create_service(self, manifest: dict[str, Any]) -> None:
         ns = manifest["metadata"]["namespace"]
@@ -262,21 +257,14 @@ class Kube:
 
     async def get_httproute(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The HTTPRoute, or None when it (or the Gateway API CRD) does not exist."""
-        try:
-            obj = await self.call(
-                self.custom.get_namespaced_custom_object,
-                GATEWAY_GROUP,
-                GATEWAY_VERSION,
-                namespace,
-                "httproutes",
-                name,
-                write=False,
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return obj if isinstance(obj, dict) else None
+        return await self._read(
+            self.custom.get_namespaced_custom_object,
+            GATEWAY_GROUP,
+            GATEWAY_VERSION,
+            namespace,
+            "httproutes",
+            name,
+        )
 
     async def patch_httproute_rules(
         self, namespace: str, name: str, resource_version: str, rules: list[dict[str, Any]]
@@ -327,14 +315,7 @@ class Kube:
 
     # ---------------------------------------------------------- preflight / probe
     async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            obj = await self.call(self.batch.read_namespaced_job, name, namespace, write=False)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        out: dict[str, Any] = self.client.sanitize_for_serialization(obj)
-        return out
+        return await self._read(self.batch.read_namespaced_job, name, namespace)
 
     async def create_job(self, manifest: dict[str, Any]) -> None:
         ns = manifest["metadata"]["namespace"]
