@@ -196,13 +196,17 @@ def trusted_namespaces(registered: Iterable[tuple[str, str]], own: str | None) -
 
 
 def series_for(series: Sequence[Mapping[str, Any]], trust: Trust) -> list[Mapping[str, Any]]:
-    """The series of one answer that may count: those labelled with a trusted namespace."""
-    if trust is None:
-        return list(series)
+    """The series of one answer that may count: well-formed (an object whose labels are all
+    strings) and, from a team's address, labelled with a trusted namespace. Anything else is
+    dropped rather than raised on: one malformed answer must not stop the guardrail round of
+    every namespace."""
+    if not isinstance(series, list):
+        return []
     out = []
     for s in series:
-        labels = s.get("metric")
-        namespace = labels.get("namespace") if isinstance(labels, Mapping) else None
-        if isinstance(namespace, str) and namespace in trust:
+        labels = s.get("metric", {}) if isinstance(s, Mapping) else None
+        if not isinstance(labels, Mapping) or not all(isinstance(v, str) for v in labels.values()):
+            continue
+        if trust is None or labels.get("namespace") in trust:
             out.append(s)
     return out

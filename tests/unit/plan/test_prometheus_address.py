@@ -198,3 +198,23 @@ def test_hostile_label_values_do_not_match_by_accident() -> None:
     trust = trusted_namespaces([("http://team-a:9090", "a")], None)
     hostile = [series(["a"]), series({"a": 1}), series("a "), series(""), {"metric": "a"}]
     assert series_for(hostile, trust["http://team-a:9090"]) == []
+
+
+@pytest.mark.parametrize("trust", [None, frozenset({"team-a"})])
+def test_malformed_series_never_count_and_never_raise(trust: frozenset[str] | None) -> None:
+    """A Prometheus (even the operator's own) answering series that are not objects, or with
+    labels that are not strings, must not stop the guardrail round for every namespace."""
+    good = {
+        "metric": {"namespace": "team-a", "pod": "web-ft-1-a", "module": "m"},
+        "value": [0, "1"],
+    }
+    answer = [
+        "x",
+        {"metric": "x"},
+        {"metric": {"namespace": "team-a", "pod": ["x"]}},
+        {"metric": {"namespace": ["team-a"], "pod": "p"}},
+        {"metric": {"namespace": "team-a", "pod": "p", "module": {"a": 1}}},
+        good,
+    ]
+    assert series_for(answer, trust) == [good]
+    assert series_for("not a list", trust) == []  # type: ignore[arg-type]
