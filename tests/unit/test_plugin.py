@@ -1212,3 +1212,19 @@ def test_analysis_table_shows_the_mann_whitney_numbers() -> None:
     assert "≤ +2% vs standard (Mann-Whitney, 95%)" in out
     assert "free-threaded +5.0% vs standard (95% CI" in out
     assert "n=12/10" in out
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("kind: List\nitems: 5\n", "items: not a list"),
+        ("&a {kind: List, items: [*a]}\n", "a List that contains itself"),
+    ],
+)
+def test_lint_reports_odd_lists_instead_of_crashing(
+    tmp_path: Path, capsys: Any, text: str, problem: str
+) -> None:
+    f = tmp_path / "x.yaml"
+    f.write_text(text)
+    assert plugin.main(["lint", "-f", str(f)]) == plugin.EXIT_ERROR
+    assert problem in capsys.readouterr().err

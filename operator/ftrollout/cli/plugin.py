@@ -1331,14 +1331,25 @@ def lint_documents(text: str) -> list[tuple[str, str | None]]:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
         return [("", f"not YAML: {' '.join(str(exc).split())}")]
+    return _lint_objects(docs, set())
+
+
+def _lint_objects(docs: list[Any], within: set[int]) -> list[tuple[str, str | None]]:
+    """Lint parsed objects; `within`: the Lists being read (a YAML anchor can make a List
+    contain itself)."""
     out: list[tuple[str, str | None]] = []
     for n, doc in enumerate(docs, 1):
         if not isinstance(doc, dict):
             out.append((f"document {n}", "not a Kubernetes object (a mapping)"))
             continue
         if doc.get("kind") == "List":
-            nested = yaml.safe_dump_all(doc.get("items") or [])
-            out.extend(lint_documents(nested))
+            items = doc.get("items") or []
+            if id(doc) in within:
+                out.append((f"document {n}", "a List that contains itself"))
+            elif not isinstance(items, list):
+                out.append((f"document {n}", "items: not a list"))
+            else:
+                out.extend(_lint_objects(items, within | {id(doc)}))
             continue
         if doc.get("kind") != api.KIND:
             continue
