@@ -95,8 +95,10 @@ def follow_external_scale(ctx: Ctx) -> None:
         return
     promoted_at_zero = ctx.st.phase == Phase.PROMOTED and target.replicas == 0
     last_std = ctx.st.replicas.standard
-    if not promoted_at_zero and _scaled_by_someone_else(
-        ctx, target, last_std, standard_to_write(ctx)
+    if (
+        not promoted_at_zero
+        and not _stale_copy(ctx, target)
+        and _scaled_by_someone_else(ctx, target, last_std, standard_to_write(ctx))
     ):
         take_new_total(ctx, target.replicas, "target")
         return
@@ -125,6 +127,17 @@ def follow_rollout_scale(ctx: Ctx, total: int) -> None:
         "recomputed",
     )
     ctx.update(replicas=ctx.st.replicas.model_copy(update={"target": total}))
+
+
+def _stale_copy(ctx: Ctx, target: Workload) -> bool:
+    """A value the operator itself wrote to the target a moment ago, set again by another
+    manager: a tool that copies the live value (Argo CD's RespectIgnoreDifferences) read it
+    before the operator's next write and applied it after. Not a scale: the split is written
+    again; after promotion too, where the copy lands on a target the operator has set to 0. (A
+    person who scales to exactly one of those values within a couple of minutes of the
+    operator's write is undone; any other value is taken.)"""
+    manager = target.replicas_manager
+    return manager not in (None, FIELD_MANAGER) and target.replicas in ctx.obs.own_target_writes
 
 
 def _scaled_by_someone_else(ctx: Ctx, live: Workload, last_written: int, would_write: int) -> bool:

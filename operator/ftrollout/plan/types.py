@@ -129,6 +129,9 @@ class Observation:
     routing_error: str | None = None
     # The Deployment named like the fresh baseline, when there is one (whoever owns it).
     baseline: Workload | None = None
+    # Values the operator itself wrote to the target's spec.replicas lately (shell.state): one
+    # of them set again by another manager is a stale copy re-applied, not a scale.
+    own_target_writes: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -163,6 +163,7 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         analysis=state.analysis.get(key),
         action=action,
         target_selector=None if target is None else target.label_selector,
+        own_target_writes=state.own_target_writes(key, time.monotonic()),
         action_written_at=annotation_written_at(meta, workloads.ANNOTATION_ACTION),
         preflight=state.preflight.get(key),
         spec_error=spec_error,
@@ -341,6 +342,8 @@ async def _act(
         state.cache.wrote_deployment(
             replace(current, replicas=wanted, replicas_manager=FIELD_MANAGER, resource_version=rv)
         )
+        if track == "target":
+            state.wrote_target(key, wanted, time.monotonic())
         log.info(
             "%s/%s: scaled %s %s %d -> %d",
             namespace,

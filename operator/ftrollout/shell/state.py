@@ -17,6 +17,10 @@ from ftrollout.shell import status_writes
 from ftrollout.shell.cache import Cache
 from ftrollout.shell.prometheus_config import PrometheusConfig
 
+# How long a value the operator wrote to a target is remembered as its own (State.target_writes):
+# longer than a GitOps tool takes from reading the live object to applying it.
+OWN_WRITES_SECONDS = 120.0
+
 
 @dataclass
 class GilReading:
@@ -56,8 +60,20 @@ class State:
     scheduler: Any = None  # ftrollout.shell.scheduler.Scheduler, when analysis runs
     default_prometheus: str | None = None  # normalised --prometheus-url
     prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
+    # (monotonic time, value) of the operator's own writes of each target's spec.replicas, for
+    # the last OWN_WRITES_SECONDS: a re-applier that copies the live value may apply one of them
+    # after the operator has moved on (a stale copy), which is not a scale (plan.replicas).
+    target_writes: dict[Key, list[tuple[float, int]]] = field(default_factory=dict)
     reconciles: int = 0
     on_result: list[Any] = field(default_factory=list)  # hooks (metrics) called per result
+
+    def wrote_target(self, key: Key, value: int, now: float) -> None:
+        kept = [w for w in self.target_writes.get(key, []) if now - w[0] < OWN_WRITES_SECONDS]
+        self.target_writes[key] = [*kept, (now, value)]
+
+    def own_target_writes(self, key: Key, now: float) -> tuple[int, ...]:
+        writes = self.target_writes.get(key, [])
+        return tuple(v for t, v in writes if now - t < OWN_WRITES_SECONDS)
 
     def poke(self, namespace: str, names: set[str] | str) -> None:
         for name in {names} if isinstance(names, str) else names:

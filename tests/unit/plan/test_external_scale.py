@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from planfixtures import StepDef, at_step, make_spec
+from planfixtures import NO_PAUSE, StepDef, at_step, make_spec
 from simcluster import Sim
 
 from ftrollout.model import api
@@ -271,3 +271,51 @@ def test_a_forced_re_apply_of_the_old_total_is_undone_with_a_warning_naming_the_
     assert "gitops" in warnings[0].message
     assert "spec.replicas" in warnings[0].message
     assert "TargetScaled" not in [e.reason for e in res.events]
+
+
+def test_a_stale_copy_of_an_earlier_write_by_a_live_copying_applier_is_not_a_scale() -> None:
+    """The applier read the live value (8, written by the operator on the way from 10 to 5) and
+    applied it after the operator had written 5: the target shows 8, set by `gitops`. Taken for
+    a scale (CI, Dec 2026), N became 8 and the service lost two replicas for good."""
+    st = mid_step_status()
+    obs = Observation(
+        now=NOW,
+        generation=1,
+        revision="r",
+        target=Workload(8, 5, "gitops"),
+        twin=Workload(5, 5),
+        own_target_writes=(9, 8, 5),
+    )
+    res = plan(SPEC, st, obs)
+    assert res.status.replicas.target == 10
+    assert res.target_replicas == 5  # the split written again
+    assert "TargetScaled" not in [e.reason for e in res.events]
+
+
+def test_a_scale_to_a_value_the_operator_never_wrote_is_still_a_new_total() -> None:
+    st = mid_step_status()
+    obs = Observation(
+        now=NOW,
+        generation=1,
+        revision="r",
+        target=Workload(7, 5, "kubectl"),
+        twin=Workload(5, 5),
+        own_target_writes=(9, 8, 5),
+    )
+    res = plan(SPEC, st, obs)
+    assert res.status.replicas.target == 7
+    assert "TargetScaled" in [e.reason for e in res.events]
+
+
+def test_a_stale_copy_landing_after_promotion_is_not_a_new_total() -> None:
+    """After promotion the target is at 0 and a scale of it is the new total: but a copy of the
+    operator's last split, applied a moment late, is not."""
+    sim = Sim(make_spec(steps=((50, "1s"), (100, NO_PAUSE))), n=10)
+    sim.until(lambda s: s.status.phase == Phase.PROMOTED and s.replicas == (0, 10))
+    res = sim.step(target=Workload(5, 5, "gitops"), own_target_writes=(5, 0))
+    assert res.status.replicas.target == 10
+    assert res.target_replicas == 0
+    assert "TargetScaled" not in sim.events(res)
+    # Without the operator's own write of 5 it is a scale: the new total.
+    res = sim.step(target=Workload(5, 5, "kubectl"))
+    assert res.status.replicas.target == 5
