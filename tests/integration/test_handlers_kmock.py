@@ -389,6 +389,11 @@ async def test_an_action_annotation_is_acted_on_once(shell: Shell) -> None:
     assert len(clear) == 1
     assert clear[0].data == {"metadata": {"annotations": {"freethreaded.dev/action": None}}}
     assert [r.data["spec"]["replicas"] for r in reqs if r.url.path.endswith("/web/scale")] == [10]
+    # The Event answering the request names it: `kubectl ftr rollback --wait` reads it there.
+    answers = [r.data for r in reqs if r.url.path.endswith("/events")]
+    assert [(e["reason"], e["metadata"].get("annotations")) for e in answers] == [
+        ("RolledBack", {"freethreaded.dev/action": "rollback"})
+    ]
     # The same body again (the watch has not delivered the annotation's removal yet).
     await shell.reconcile(body)
     again = writes(shell.new_requests())

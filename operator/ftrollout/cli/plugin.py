@@ -65,7 +65,17 @@ EXIT_ROLLED_BACK = 3
 EXIT_FAILED = 4
 EXIT_TIMEOUT = 5
 EXIT_ACTION_IGNORED = 6
-EXIT_CODES = (0, EXIT_ERROR, 2, EXIT_ROLLED_BACK, EXIT_FAILED, EXIT_TIMEOUT, EXIT_ACTION_IGNORED)
+EXIT_ACTION_REPLACED = 7
+EXIT_CODES = (
+    0,
+    EXIT_ERROR,
+    2,
+    EXIT_ROLLED_BACK,
+    EXIT_FAILED,
+    EXIT_TIMEOUT,
+    EXIT_ACTION_IGNORED,
+    EXIT_ACTION_REPLACED,
+)
 IGNORED_REASONS = ("ActionIgnored", "UnknownAction")
 
 
@@ -783,8 +793,11 @@ def list_rollouts(cluster: Cluster, namespace: str | None) -> list[dict[str, Any
     return items
 
 
-def list_events(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
-    """Events of the rollout; an empty list when they may not be read (status still shows)."""
+def list_events(
+    cluster: Cluster, namespace: str, name: str, required: bool = False
+) -> list[dict[str, Any]]:
+    """Events of the rollout. Unless `required`, an empty list when they may not be read (the
+    status view still shows); an action's --wait cannot do without them."""
     try:
         resp = _call(
             cluster,
@@ -796,6 +809,8 @@ def list_events(cluster: Cluster, namespace: str, name: str) -> list[dict[str, A
             _preload_content=False,
         )
     except PluginError:
+        if required:
+            raise
         return []
     items: list[dict[str, Any]] = _json(resp).get("items") or []
     return items
@@ -1170,54 +1185,74 @@ def cmd_status(cluster: Cluster, args: argparse.Namespace) -> int:
     return 0
 
 
-def _event_key(ev: Mapping[str, Any]) -> str:
-    meta = _meta(ev)
-    return str(
-        meta.get("uid")
-        or meta.get("name")
-        or (ev.get("reason"), ev.get("message"), _event_time(ev))
-    )
+def _action_of(obj: Mapping[str, Any]) -> str | None:
+    value = (_meta(obj).get("annotations") or {}).get(ANNOTATION_ACTION)
+    return None if value is None else str(value)
 
 
-def _action_consumed(obj: Mapping[str, Any], action: str) -> bool:
-    """The operator has handled the request: it removes the annotation once it acted."""
-    annotations = _meta(obj).get("annotations") or {}
-    return annotations.get(ANNOTATION_ACTION) != action
+def answers(ev: Mapping[str, Any], request: str) -> bool:
+    """Whether the operator recorded `ev` for this request (it annotates the Event with it)."""
+    return _action_of(ev) == request
 
 
 def await_action(
     cluster: Cluster,
     ns: str,
     name: str,
-    action: str,
-    seen: set[str],
+    request: str,
     interval: float,
     timeout: float,
 ) -> list[dict[str, Any]]:
-    """Wait until the operator consumed the action; the Events it recorded meanwhile.
+    """Wait until `request` is off the rollout; the Events the operator recorded for it.
 
-    An ignored action is an error (exit 6) with the operator's reason. Events that existed
-    before the request (`seen`) do not count: no clock of this machine is compared with the
-    cluster's."""
-    verb = action.partition("@")[0]  # the request id is for the operator, not for people
+    The operator records its Events (each annotated with the request it answers) before it
+    removes the annotation, so once ours is gone or replaced the Events say what became of it:
+    applied (returned), ignored (exit 6), or none at all: replaced by another request before
+    the operator read ours (exit 7). An Event list that cannot be read is an error, never a
+    success."""
+    verb = request.partition("@")[0]  # the request id is for the operator, not for people
+    what = f"freethreadedrollout {ns}/{name}"
     deadline = time.monotonic() + timeout
-    while not _action_consumed(get_rollout(cluster, ns, name), action):
+    while True:
+        obj = get_rollout(cluster, ns, name)
+        current = _action_of(obj)
+        if current != request:
+            break
         if time.monotonic() >= deadline:
             raise PluginError(
-                f"freethreadedrollout {ns}/{name}: the operator did not act on {verb!r} within "
-                f"{timeout:g}s (is it running? the annotation {ANNOTATION_ACTION} is still set)",
+                f"{what}: the operator did not act on {verb!r} within {timeout:g}s (is it "
+                f"running? the annotation {ANNOTATION_ACTION} is still set)",
                 EXIT_TIMEOUT,
             )
         time.sleep(interval)
-    new = [ev for ev in list_events(cluster, ns, name) if _event_key(ev) not in seen]
-    new.sort(key=_event_time)
-    for ev in new:
+    try:
+        events = list_events(cluster, ns, name, required=True)
+    except PluginError as exc:
+        raise PluginError(
+            f"{what}: {verb} was taken off the rollout, but its outcome is unknown: cannot read "
+            f"its Events ({exc})"
+        ) from None
+    mine = sorted((ev for ev in events if answers(ev, request)), key=_event_time)
+    for ev in mine:
         if ev.get("reason") in IGNORED_REASONS:
             raise PluginError(
-                f"freethreadedrollout {ns}/{name}: {verb} ignored: {ev.get('message', '')}",
-                EXIT_ACTION_IGNORED,
+                f"{what}: {verb} ignored: {ev.get('message', '')}", EXIT_ACTION_IGNORED
             )
-    return new
+    if mine:
+        return mine
+    last = _status(obj).last_action
+    if last is not None and last.value == request:
+        # Taken by the operator, but its Event was not recorded (Events are best effort).
+        raise PluginError(
+            f"{what}: the operator took {verb}, but recorded no Event saying whether it applied "
+            "it: see `kubectl ftr status`"
+        )
+    by = f"by {current!r}" if current is not None else "(the annotation was removed)"
+    raise PluginError(
+        f"{what}: {verb} was not applied: another request replaced it {by} before the operator "
+        "read it",
+        EXIT_ACTION_REPLACED,
+    )
 
 
 def cmd_action(cluster: Cluster, args: argparse.Namespace) -> int:
@@ -1225,10 +1260,21 @@ def cmd_action(cluster: Cluster, args: argparse.Namespace) -> int:
     action = args.command
     if action == "promote" and args.full:
         action = "promote-full"
-    seen = {_event_key(ev) for ev in list_events(cluster, ns, args.name)} if args.wait else set()
+    if args.wait:
+        # The outcome is in the Events: without them --wait could only guess, so say so before
+        # requesting anything.
+        try:
+            list_events(cluster, ns, args.name, required=True)
+        except PluginError as exc:
+            raise PluginError(
+                f"--wait reads the operator's Events to tell an applied action from an ignored "
+                f"one, and they cannot be read ({exc}); nothing was requested. Drop --wait or "
+                "get list on events in this namespace"
+            ) from None
     # `verb@<id>`: the id makes this one request, applied once even if the operator sees the
-    # annotation again (its removal failed, the operator restarted), and a second
-    # `kubectl ftr promote` a new request even within the same second.
+    # annotation again (its removal failed, the operator restarted), a second
+    # `kubectl ftr promote` a new request even within the same second, and the operator's
+    # Events for it tell --wait what became of it.
     request = f"{action}@{request_id()}"
     set_action(cluster, ns, args.name, request)
     done = {
@@ -1243,7 +1289,7 @@ def cmd_action(cluster: Cluster, args: argparse.Namespace) -> int:
     if args.wait:
         sys.stdout.flush()
         timeout = 120.0 if args.timeout is None else args.timeout
-        for ev in await_action(cluster, ns, args.name, request, seen, args.interval, timeout):
+        for ev in await_action(cluster, ns, args.name, request, args.interval, timeout):
             print(f"{ev.get('type', '')} {ev.get('reason', '')}: {ev.get('message', '')}")
     return 0
 
@@ -1563,8 +1609,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--wait",
             action="store_true",
-            help=f"wait until the operator acted; exit {EXIT_ACTION_IGNORED} if it ignored the "
-            f"action, {EXIT_TIMEOUT} if it did not act within --timeout",
+            help=f"wait until the operator acted (needs list on events); exit "
+            f"{EXIT_ACTION_IGNORED} if it ignored the action, {EXIT_ACTION_REPLACED} if another "
+            f"request replaced it first, {EXIT_TIMEOUT} if it did not act within --timeout",
         )
         p.add_argument("--timeout", type=_duration, default=None, help="with --wait (default 2m)")
         p.add_argument("--interval", type=_duration, default=1.0, help=argparse.SUPPRESS)

@@ -12,6 +12,8 @@ when the annotation was written.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ftrollout.model import api
 from ftrollout.model.api import Phase, RollbackReason
 from ftrollout.plan.context import Ctx
@@ -20,7 +22,7 @@ from ftrollout.plan.types import ACTIONS, Event, Observation, rfc3339
 
 
 def action_ignored(action: str, why: str) -> Event:
-    return Event("Warning", "ActionIgnored", f"action {action!r} ignored: {why}")
+    return Event("Warning", "ActionIgnored", f"action {action!r} ignored: {why}", action=action)
 
 
 def start_revision(ctx: Ctx, n: int, first: bool) -> None:
@@ -94,6 +96,13 @@ def handle_action(ctx: Ctx) -> None:
     if same_request(ctx.st.last_action, value, ctx.obs.action_written_at):
         return  # applied already; the shell removes the annotation again
     ctx.update(last_action=record(ctx.obs))
+    first = len(ctx.events)
+    _apply(ctx, value)
+    # Every Event of this request names it (the shell puts it in an annotation of the Event).
+    ctx.events[first:] = [replace(e, action=value) for e in ctx.events[first:]]
+
+
+def _apply(ctx: Ctx, value: str) -> None:
     action = verb_of(value)
     st = ctx.st
     if action not in ACTIONS:

@@ -284,12 +284,25 @@ class Kube:
 
     # --------------------------------------------------------------------- events
     async def emit_event(
-        self, rollout: dict[str, Any], type_: str, reason: str, message: str
+        self,
+        rollout: dict[str, Any],
+        type_: str,
+        reason: str,
+        message: str,
+        action: str | None = None,
     ) -> None:
+        """`action`: the freethreaded.dev/action request the Event answers, kept in the same
+        annotation on the Event (`kubectl ftr <action> --wait` looks for its own request)."""
         meta = rollout["metadata"]
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event_meta: dict[str, Any] = {
+            "generateName": f"{meta['name']}.",
+            "namespace": meta["namespace"],
+        }
+        if action is not None:
+            event_meta["annotations"] = {f"{api.GROUP}/action": action}
         body = {
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "metadata": event_meta,
             "involvedObject": {
                 "apiVersion": f"{api.GROUP}/{api.VERSION}",
                 "kind": api.KIND,

@@ -388,7 +388,7 @@ async def _act(
         state.written_at[key] = time.monotonic()
     for ev in result.events:
         log.info("%s/%s: %s: %s", namespace, name, ev.reason, ev.message)
-        await kube.emit_event(body, ev.type, ev.reason, ev.message)
+        await kube.emit_event(body, ev.type, ev.reason, ev.message, ev.action)
     patch: dict[str, Any] = {}
     if result.clear_action:
         patch["metadata"] = {"annotations": {workloads.ANNOTATION_ACTION: None}}
