@@ -832,6 +832,78 @@ def test_status_wait_with_json_keeps_stdout_for_the_object(fake_api: FakeApi, ca
     assert "shop/web Promoted" in err
 
 
+def _ready(status: str, reason: str, message: str) -> dict[str, Any]:
+    return {
+        "type": "Ready",
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": T0,
+    }
+
+
+def baking_sample(ready: dict[str, Any]) -> dict[str, Any]:
+    return sample(
+        phase="Promoted",
+        weight=100,
+        stepIndex=2,
+        message="promoted: all 10 replicas free-threaded",
+        bakeUntil="2025-06-01T13:00:00Z",
+        conditions=[ready],
+    )
+
+
+BAKING = _ready(
+    "Unknown",
+    "Baking",
+    "promoted; baking until 2025-06-01T13:00:00Z: a guardrail breach still rolls back",
+)
+
+
+def test_status_wait_succeeds_only_when_the_bake_is_over(fake_api: FakeApi, capsys: Any) -> None:
+    """Promoted while baking is not the end: a guardrail can still roll back (review of #21)."""
+    fake_api.states = [
+        baking_sample(BAKING),
+        baking_sample(BAKING),
+        baking_sample(_ready("True", "Promoted", "promoted: all 10 replicas free-threaded")),
+    ]
+    code, out, err = run(capsys, "status", "web", "--wait", "--interval", "10ms")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0].endswith(
+        "promoted: all 10 replicas free-threaded; not Ready yet (Baking): promoted; baking until "
+        "2025-06-01T13:00:00Z: a guardrail breach still rolls back"
+    )
+    assert "not Ready" not in lines[1]
+    assert lines[2] == "freethreadedrollout shop/web promoted"
+
+
+def test_status_wait_times_out_during_the_bake_and_says_so(fake_api: FakeApi, capsys: Any) -> None:
+    fake_api.states = [baking_sample(BAKING)]
+    code, _, err = run(
+        capsys, "status", "web", "--wait", "--timeout", "100ms", "--interval", "20ms"
+    )
+    assert code == plugin.EXIT_TIMEOUT
+    assert err == (
+        "error: timed out after 0.1s: freethreadedrollout shop/web promoted but not Ready yet "
+        "(Baking): promoted; baking until 2025-06-01T13:00:00Z: a guardrail breach still rolls "
+        "back\n"
+    )
+
+
+def test_status_wait_and_watch_keep_going_while_free_threaded_pods_become_ready(
+    fake_api: FakeApi, capsys: Any
+) -> None:
+    promoting = _ready("Unknown", "Promoting", "promoted; 7/10 free-threaded replicas Ready")
+    fake_api.states = [baking_sample(promoting), baking_sample(promoting)]
+    code, _, _ = run(capsys, "status", "web", "--wait", "--timeout", "100ms", "--interval", "20ms")
+    assert code == plugin.EXIT_TIMEOUT
+    fake_api.states = [baking_sample(promoting)]
+    code, out, _ = run(capsys, "status", "web", "-w", "--timeout", "100ms", "--interval", "20ms")
+    assert code == 0
+    assert "Promoting" in out
+
+
 def _operator(fake: FakeApi, events: list[dict[str, Any]]) -> Callable[[dict[str, Any]], None]:
     """What the operator does with an action: record Events naming the request, then remove
     the annotation."""

@@ -46,7 +46,6 @@ from ftrollout.plan.metrics import TRACK_FREE_THREADED, TRACK_STANDARD, expand, 
 
 ANNOTATION_ACTION = f"{api.GROUP}/action"
 ACTIONS = ("promote", "pause", "resume", "rollback", "retry")
-TERMINAL_PHASES = ("Promoted", "RolledBack", "Failed")
 PHASE_STYLE = {
     "Pending": "cyan",
     "Progressing": "blue",
@@ -571,22 +570,43 @@ def progress_line(obj: Mapping[str, Any]) -> str:
     )
     if st.races.window:
         line += f" races {st.races.summary}"
-    return line + (f": {st.message}" if st.message else "")
+    line += f": {st.message}" if st.message else ""
+    not_ready = _promoted_not_ready(st)
+    if not_ready is not None:
+        line += f"; not Ready yet ({not_ready.reason}): {not_ready.message}"
+    return line
+
+
+def _ready(st: api.RolloutStatus) -> api.Condition | None:
+    return next((c for c in st.conditions if c.type == "Ready"), None)
+
+
+def _promoted_not_ready(st: api.RolloutStatus) -> api.Condition | None:
+    """The Ready condition of a Promoted rollout that has not reached its goal yet (baking,
+    free-threaded pods still becoming Ready); None otherwise."""
+    ready = _ready(st)
+    if st.phase != api.Phase.PROMOTED or ready is None or ready.status == "True":
+        return None
+    return ready
 
 
 def wait_outcome(obj: Mapping[str, Any]) -> int | None:
     """The exit code of `status --wait` once the rollout ended; None while it has not.
 
-    A phase counts only once the operator has seen the current spec: right after `set image`
-    the status still holds the previous revision's Promoted."""
+    Success is the goal the `Ready` condition describes (kstatus, Flux, `kubectl wait`):
+    Promoted, every free-threaded replica Ready, and the bake over, since a guardrail can still
+    roll back while baking. A phase counts only once the operator has seen the current spec:
+    right after `set image` the status still holds the previous revision's Promoted."""
     meta = _meta(obj)
     raw = obj.get("status") or {}
     generation = meta.get("generation")
     if generation is not None and (raw.get("observedGeneration") or 0) < generation:
         return None
-    phase = _status(obj).phase
+    st = _status(obj)
+    phase = st.phase
     if phase == api.Phase.PROMOTED:
-        return 0
+        # No Ready condition at all: an operator from before it; its Promoted is the end.
+        return None if _promoted_not_ready(st) is not None else 0
     if phase == api.Phase.ROLLED_BACK:
         return EXIT_ROLLED_BACK
     if phase == api.Phase.FAILED:
@@ -606,6 +626,9 @@ def outcome_message(obj: Mapping[str, Any], code: int) -> str:
         return f"{what} rolled back: {st.message}"
     if code == EXIT_FAILED:
         return f"{what} failed: {st.message}"
+    not_ready = _promoted_not_ready(st)
+    if not_ready is not None:
+        return f"{what} promoted but not Ready yet ({not_ready.reason}): {not_ready.message}"
     phase = st.phase.value if st.phase is not None else "Pending"
     return f"{what} still {phase}" + (f": {st.message}" if st.message else "")
 
@@ -1173,13 +1196,13 @@ def cmd_status(cluster: Cluster, args: argparse.Namespace) -> int:
 
     def render() -> RenderableType:
         obj = get_rollout(cluster, ns, args.name)
-        state["phase"] = (obj.get("status") or {}).get("phase")
+        state["done"] = wait_outcome(obj) is not None
         now = datetime.now(UTC)
         rows, note = status_pods(cluster, args, ns, obj, now)
         return status_view(obj, list_events(cluster, ns, args.name), now, rows, note)
 
     if args.watch:
-        _watch(render, lambda: state.get("phase") in TERMINAL_PHASES, args.interval, args.timeout)
+        _watch(render, lambda: bool(state.get("done")), args.interval, args.timeout)
         return 0
     show(render())
     return 0
@@ -1582,8 +1605,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--wait",
         action="store_true",
-        help="print a line per change until the rollout ends; exit 0 Promoted, "
-        f"{EXIT_ROLLED_BACK} RolledBack, {EXIT_FAILED} Failed, {EXIT_TIMEOUT} --timeout",
+        help="print a line per change until the rollout ends; exit 0 Promoted and Ready (all "
+        f"free-threaded replicas Ready, the bake over), {EXIT_ROLLED_BACK} RolledBack, "
+        f"{EXIT_FAILED} Failed, {EXIT_TIMEOUT} --timeout",
     )
     output_flag(p)
     p.add_argument(

@@ -622,7 +622,8 @@ class PostPromotion(Model):
         "fallback or a race budget breach in this time rolls back (standard back to N first) "
         "when the guardrail's action is Rollback. After the bake (and without one, from "
         "promotion) a breach only alerts: the PostPromotion condition, a Warning Event and "
-        "the ftrollout_rollout_gil_enabled_pods metric. Omit: no bake.",
+        "the ftrollout_rollout_gil_enabled_pods metric. While baking the Ready condition is "
+        "Unknown (reason Baking) and `kubectl ftr status --wait` keeps waiting. Omit: no bake.",
     )
     standard_replicas: int = Field(
         default=0,
