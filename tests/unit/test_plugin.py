@@ -1074,6 +1074,65 @@ def test_action_taken_without_an_event_is_not_a_success(
     assert "the operator took resume, but recorded no Event" in err
 
 
+# ------------------------------------------------------------------------- lint: nulls (#21)
+
+NULL_PAUSE = (
+    "apiVersion: freethreaded.dev/v1alpha1\nkind: FreeThreadedRollout\nmetadata: {name: x}\n"
+    "spec:\n  targetRef: {name: w}\n  freeThreaded: {image: x}\n  steps:\n"
+    "  - weight: 50\n    pause:\n  - weight: 100\n"
+)
+
+
+def test_lint_flags_a_null_pause_that_silently_means_no_hold(tmp_path: Path, capsys: Any) -> None:
+    """`pause:` (YAML null) reaches the operator as no `pause` field at all (the API server
+    drops nulls): no hold, while a user who wrote it likely meant a manual gate. lint says
+    valid, as the cluster would accept it, with a warning naming the step and the fix."""
+    f = tmp_path / "r.yaml"
+    f.write_text(NULL_PAUSE)
+    code, out, err = run(capsys, "lint", "-f", str(f))
+    assert code == 0
+    assert out == f"{f}: x: valid (1 warning)\n"
+    assert err == (
+        f"warning: {f}: x: spec.steps[0].pause: null is read as no pause field (the API "
+        "server drops nulls): step 1 does not hold; write `pause: {}` to wait for "
+        "`kubectl ftr promote`\n"
+    )
+
+
+def test_lint_strict_fails_on_a_warning(tmp_path: Path, capsys: Any) -> None:
+    f = tmp_path / "r.yaml"
+    f.write_text(NULL_PAUSE)
+    code, out, err = run(capsys, "lint", "--strict", "-f", str(f))
+    assert code == plugin.EXIT_ERROR
+    assert out == ""
+    assert err.startswith(f"warning: {f}: x: spec.steps[0].pause: null")
+    assert err.endswith(f"error: {f}: x: 1 warning (--strict)\n")
+
+
+def test_lint_names_a_null_duration_and_other_nulls(tmp_path: Path, capsys: Any) -> None:
+    f = tmp_path / "r.yaml"
+    f.write_text(NULL_PAUSE.replace("    pause:\n", "    pause: {duration: }\n") + "  paused:\n")
+    code, out, err = run(capsys, "lint", "-f", str(f))
+    assert code == 0
+    assert out == f"{f}: x: valid (2 warnings)\n"
+    assert err.splitlines() == [
+        f"warning: {f}: x: spec.steps[0].pause.duration: null is read as no duration: step 1 "
+        "waits for `kubectl ftr promote`, as `pause: {}` does; give a duration to hold for it",
+        f"warning: {f}: x: spec.paused: null is read as the field left out (the API server "
+        "drops nulls before validation)",
+    ]
+
+
+def test_lint_of_a_null_spec_field_that_is_required_reports_it_missing(
+    tmp_path: Path, capsys: Any
+) -> None:
+    f = tmp_path / "r.yaml"
+    f.write_text(NULL_PAUSE.replace("  freeThreaded: {image: x}\n", "  freeThreaded:\n"))
+    code, _, err = run(capsys, "lint", "-f", str(f))
+    assert code == plugin.EXIT_ERROR
+    assert "invalid spec: spec.freeThreaded: Field required" in err
+
+
 # ------------------------------------------------------------------------------- -o json|yaml
 
 

@@ -6,7 +6,7 @@
         [--wait [--timeout D]]
     kubectl ftr set image NAME IMAGE
     kubectl ftr report NAME [--prometheus-url URL] [-o json]
-    kubectl ftr lint -f FILE | version [--client] | completion bash|zsh|kubectl
+    kubectl ftr lint -f FILE [--strict] | version [--client] | completion bash|zsh|kubectl
 
 kubectl does not hand its own global flags to plugins, so --kubeconfig, --context and
 -n/--namespace are accepted here anywhere on the line (KUBECONFIG is honoured as usual). Actions
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import sys
 import time
@@ -1389,34 +1390,67 @@ def cmd_set_image(cluster: Cluster, args: argparse.Namespace) -> int:
     return 0
 
 
-def lint_documents(text: str) -> list[tuple[str, str | None]]:
-    """(rollout, problem or None) for each FreeThreadedRollout in a YAML stream.
+@dataclass(frozen=True)
+class Linted:
+    """One rollout (or document) of a file: its problem, if any, and warnings about what is
+    valid but likely not meant (a null that the API server drops)."""
+
+    label: str
+    problem: str | None
+    warnings: tuple[str, ...] = ()
+
+
+_STEP_FIELD = re.compile(r"^spec\.steps\[(\d+)\]\.(pause|pause\.duration)$")
+
+
+def null_warning(path: str) -> str:
+    """What a dropped null means, in the words of the field."""
+    m = _STEP_FIELD.match(path)
+    if m is not None:
+        step = int(m.group(1)) + 1
+        if m.group(2) == "pause":
+            return (
+                f"{path}: null is read as no pause field (the API server drops nulls): step "
+                f"{step} does not hold; write `pause: {{}}` to wait for `kubectl ftr promote`"
+            )
+        return (
+            f"{path}: null is read as no duration: step {step} waits for `kubectl ftr "
+            "promote`, as `pause: {}` does; give a duration to hold for it"
+        )
+    return (
+        f"{path}: null is read as the field left out (the API server drops nulls before validation)"
+    )
+
+
+def lint_documents(text: str) -> list[Linted]:
+    """Each FreeThreadedRollout in a YAML stream, checked.
 
     The spec goes through the operator's own models (`api.parse_spec`), so a problem reads as
-    the operator's `invalid spec: <field>: <message>` status would."""
+    the operator's `invalid spec: <field>: <message>` status would; a null reads as the field
+    left out, as the API server reads it, with a warning naming it."""
     import yaml
 
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
-        return [("", f"not YAML: {' '.join(str(exc).split())}")]
+        return [Linted("", f"not YAML: {' '.join(str(exc).split())}")]
     return _lint_objects(docs, set())
 
 
-def _lint_objects(docs: list[Any], within: set[int]) -> list[tuple[str, str | None]]:
+def _lint_objects(docs: list[Any], within: set[int]) -> list[Linted]:
     """Lint parsed objects; `within`: the Lists being read (a YAML anchor can make a List
     contain itself)."""
-    out: list[tuple[str, str | None]] = []
+    out: list[Linted] = []
     for n, doc in enumerate(docs, 1):
         if not isinstance(doc, dict):
-            out.append((f"document {n}", "not a Kubernetes object (a mapping)"))
+            out.append(Linted(f"document {n}", "not a Kubernetes object (a mapping)"))
             continue
         if doc.get("kind") == "List":
             items = doc.get("items") or []
             if id(doc) in within:
-                out.append((f"document {n}", "a List that contains itself"))
+                out.append(Linted(f"document {n}", "a List that contains itself"))
             elif not isinstance(items, list):
-                out.append((f"document {n}", "items: not a list"))
+                out.append(Linted(f"document {n}", "items: not a list"))
             else:
                 out.extend(_lint_objects(items, within | {id(doc)}))
             continue
@@ -1428,16 +1462,22 @@ def _lint_objects(docs: list[Any], within: set[int]) -> list[tuple[str, str | No
             label = f"{meta['namespace']}/{label}"
         expected = f"{api.GROUP}/{api.VERSION}"
         if doc.get("apiVersion") != expected:
-            out.append((label, f"apiVersion: {doc.get('apiVersion')!r} is not {expected}"))
-        elif not meta.get("name") and not meta.get("generateName"):
-            out.append((label, "metadata.name: required"))
-        else:
-            try:
-                api.parse_spec(doc.get("spec"))
-                out.append((label, None))
-            except api.SpecError as exc:
-                out.append((label, f"invalid spec: {exc}"))
+            out.append(Linted(label, f"apiVersion: {doc.get('apiVersion')!r} is not {expected}"))
+            continue
+        if not meta.get("name") and not meta.get("generateName"):
+            out.append(Linted(label, "metadata.name: required"))
+            continue
+        warnings = tuple(null_warning(p) for p in api.drop_nulls(doc.get("spec"))[1])
+        try:
+            api.parse_spec(doc.get("spec"))
+            out.append(Linted(label, None, warnings))
+        except api.SpecError as exc:
+            out.append(Linted(label, f"invalid spec: {exc}", warnings))
     return out
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def cmd_lint(args: argparse.Namespace) -> int:
@@ -1455,13 +1495,21 @@ def cmd_lint(args: argparse.Namespace) -> int:
         if not results:
             print(f"error: {path}: no {api.KIND} in it", file=sys.stderr)
             bad += 1
-        for label, problem in results:
-            where = f"{path}: {label}" if label else path
-            if problem is None:
-                print(f"{where}: valid")
-            else:
-                print(f"error: {where}: {problem}", file=sys.stderr)
+        for r in results:
+            where = f"{path}: {r.label}" if r.label else path
+            for w in r.warnings:
+                print(f"warning: {where}: {w}", file=sys.stderr)
+            if r.problem is not None:
+                print(f"error: {where}: {r.problem}", file=sys.stderr)
                 bad += 1
+            elif r.warnings and args.strict:
+                print(f"error: {where}: {_plural(len(r.warnings), 'warning')} (--strict)",
+                      file=sys.stderr)  # fmt: skip
+                bad += 1
+            elif r.warnings:
+                print(f"{where}: valid ({_plural(len(r.warnings), 'warning')})")
+            else:
+                print(f"{where}: valid")
     return EXIT_ERROR if bad else 0
 
 
@@ -1678,6 +1726,11 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         metavar="FILE",
         help="a YAML file (several documents are fine; - for stdin); repeatable",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail (exit 1) on warnings too: a null field that reads as left out",
     )
     p.set_defaults(local=cmd_lint)
 
