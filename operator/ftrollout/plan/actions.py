@@ -4,8 +4,10 @@ promote, promote-full, pause, resume, rollback, retry; a new revision and a retr
 steps again from 0 (`start_revision`).
 
 Each request is applied once: status.lastAction records it until the annotation is seen gone.
-The shell removes the annotation after the status write; if that removal fails or the operator
-dies in between, the request is seen again and only removed. A request is its value (`kubectl
+The shell records the Events (each naming the request it answers) and then removes the
+annotation, only while it still holds that request: one written over it meanwhile stays, for
+the next reconcile. If that removal fails or the operator dies in between, the request is seen
+again and only removed. A request is its value (`kubectl
 ftr` writes `promote@<unique id>`) and, for a plain value (`kubectl annotate ...=promote`),
 when the annotation was written.
 """
