@@ -15,10 +15,13 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import attrs
+import jsonpatch
 import kmock as km
 import kopf
 import kubernetes
 import pytest
+from kmock._internal.k8s import KubernetesError
 from kubernetes.client.exceptions import ApiException
 
 from ftrollout.plan.prometheus import parse_allow_list
@@ -34,7 +37,8 @@ LOG = logging.getLogger("test.kmock")
 
 
 class Emulator(km.KubernetesEmulator):  # type: ignore[misc]
-    """KMock's emulator, plus `metadata.generateName` (Events are created that way)."""
+    """KMock's emulator, plus `metadata.generateName` (Events are created that way) and the
+    API server's 422 for a JSON patch whose `test` fails (KMock says 500)."""
 
     generated = 0
 
@@ -45,7 +49,16 @@ class Emulator(km.KubernetesEmulator):  # type: ignore[misc]
             if not meta.get("name") and meta.get("generateName"):
                 Emulator.generated += 1
                 meta["name"] = f"{meta['generateName']}{Emulator.generated:05d}"
-        return await super()._handle(request)
+        try:
+            return await super()._handle(request)
+        except jsonpatch.JsonPatchTestFailed as exc:
+            raise PatchTestFailed(message=str(exc)) from None
+
+
+@attrs.frozen
+class PatchTestFailed(KubernetesError):  # type: ignore[misc]
+    status: int = 422
+    reason: str = "Invalid"
 
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.kmock(cls=Emulator)]
@@ -129,6 +142,12 @@ class Shell:
         obj.setdefault("metadata", {}).setdefault("namespace", NS)
         obj["status"] = {**(obj.get("status") or {}), **status}
         self.state.cache.put_deployment(obj)
+
+
+def clear_request(value: str) -> list[dict[str, Any]]:
+    """The removal of the action annotation: only while it still holds the request acted on."""
+    path = "/metadata/annotations/freethreaded.dev~1action"
+    return [{"op": "test", "path": path, "value": value}, {"op": "remove", "path": path}]
 
 
 def writes(reqs: list[Any]) -> list[Any]:
@@ -387,8 +406,13 @@ async def test_an_action_annotation_is_acted_on_once(shell: Shell) -> None:
     reqs = writes(shell.new_requests())
     clear = [r for r in reqs if r.url.path.endswith("/freethreadedrollouts/web")]
     assert len(clear) == 1
-    assert clear[0].data == {"metadata": {"annotations": {"freethreaded.dev/action": None}}}
+    assert clear[0].data == clear_request("rollback")
     assert [r.data["spec"]["replicas"] for r in reqs if r.url.path.endswith("/web/scale")] == [10]
+    # The Event answering the request names it: `kubectl ftr rollback --wait` reads it there.
+    answers = [r.data for r in reqs if r.url.path.endswith("/events")]
+    assert [(e["reason"], e["metadata"].get("annotations")) for e in answers] == [
+        ("RolledBack", {"freethreaded.dev/action": "rollback"})
+    ]
     # The same body again (the watch has not delivered the annotation's removal yet).
     await shell.reconcile(body)
     again = writes(shell.new_requests())
@@ -752,15 +776,15 @@ def annotate(kmock: Any, value: str) -> None:
 
 
 def fail_next_clear(shell: Shell) -> None:
-    """The next metadata patch of the rollout (the annotation's removal) fails with a 500 and
-    changes nothing (KMock would apply the patch before answering with a canned error)."""
-    real = shell.state.kube.patch_rollout
+    """The next removal of the action annotation fails with a 500 and changes nothing (KMock
+    would apply the patch before answering with a canned error)."""
+    real = shell.state.kube.remove_rollout_annotation
 
-    async def once(*args: Any, **kw: Any) -> None:
-        shell.state.kube.patch_rollout = real
+    async def once(*args: Any, **kw: Any) -> bool:
+        shell.state.kube.remove_rollout_annotation = real  # type: ignore[method-assign]
         raise ApiException(status=500, reason="Internal Server Error")
 
-    shell.state.kube.patch_rollout = once
+    shell.state.kube.remove_rollout_annotation = once  # type: ignore[method-assign]
 
 
 @pytest.mark.parametrize("value", ["promote", "promote@20300101T000000Z-1a2b"])
@@ -798,8 +822,39 @@ async def test_a_promote_seen_again_after_an_operator_restart_is_not_applied_aga
     reqs = restarted.new_requests()
     assert "StepPromoted" not in event_reasons(reqs)
     assert [r.data for r in writes(reqs) if r.url.path.endswith("/freethreadedrollouts/web")] == [
-        {"metadata": {"annotations": {"freethreaded.dev/action": None}}}
+        clear_request("promote")
     ]
+
+
+async def test_a_request_written_while_the_operator_acts_on_another_is_not_dropped(
+    kmock: Any,
+) -> None:
+    """Another user's request lands between the operator's read of ours and its removal of
+    the annotation: the removal must not take theirs with it (it was never applied)."""
+    shell = await at_first_step(
+        kmock, "1h", {"weight": 50, "pause": {"duration": "1h"}}, {"weight": 70}
+    )
+    ours, theirs = "promote@20300101T000000Z-aaaaaa", "pause@20300101T000001Z-bbbbbb"
+    annotate(kmock, ours)
+    real = shell.state.kube.emit_event
+
+    async def meanwhile(*args: Any, **kw: Any) -> None:
+        await real(*args, **kw)
+        annotate(kmock, theirs)  # after the operator read ours, before it removes it
+        obj = copy.deepcopy(dict(kmock.objects[FTR, NS, "web"].raw))
+        obj["metadata"]["resourceVersion"] = "9001"  # a write: the API server's new version
+        kmock.objects[FTR, NS, "web"] = obj
+
+    shell.state.kube.emit_event = meanwhile  # type: ignore[method-assign]
+    await shell.reconcile()
+    shell.state.kube.emit_event = real  # type: ignore[method-assign]
+    assert shell.body()["status"]["stepIndex"] == 1  # ours applied
+    assert shell.body()["metadata"]["annotations"]["freethreaded.dev/action"] == theirs
+    shell.new_requests()
+    await shell.reconcile()  # the watch delivers theirs: applied, then removed
+    assert "PauseRequested" in event_reasons(shell.new_requests())
+    assert shell.body()["spec"]["paused"] is True
+    assert "freethreaded.dev/action" not in (shell.body()["metadata"].get("annotations") or {})
 
 
 # ------------------------------------------------------------- an unreadable status (#16)

@@ -237,3 +237,48 @@ def test_a_target_other_than_an_apps_v1_deployment_is_refused_naming_the_field(
     err = error_of(spec(targetRef={"name": "checkout", **ref}))
     assert (err.field, err.message) == (field, message)
     assert "apps/v1 Deployment" in message
+
+
+# ------------------------------------------------------- nulls: the API server's rule (#21)
+
+
+def test_a_null_is_read_as_the_field_left_out_as_the_api_server_does() -> None:
+    """The CRD has no nullable field, so the API server drops a null before validation: the
+    operator only ever sees the field missing. The models read a null the same way, so `lint`
+    and the operator agree with the cluster (`paused: null` used to be refused offline)."""
+    raw = spec(
+        paused=None,
+        steps=[
+            {"weight": 10, "pause": None},  # no hold: the step advances by itself
+            {"weight": 50, "pause": {"duration": None}},  # `pause: {}`: waits for a promote
+            {"weight": 100},
+        ],
+    )
+    s = api.parse_spec(raw)
+    assert s.paused is False
+    assert s.steps[0].pause is None
+    assert not s.steps[0].waits_for_promote
+    assert s.steps[0].hold_seconds == 0
+    assert s.steps[1].waits_for_promote
+    assert api.parse_spec(raw) == api.parse_spec(api.drop_nulls(raw)[0])
+
+
+def test_drop_nulls_names_every_null_it_drops_with_its_wire_path() -> None:
+    raw = {
+        "paused": None,
+        "steps": [{"weight": 10, "pause": None}, {"weight": 100, "pause": {"duration": None}}],
+        "analysis": {"metrics": [{"name": "m", "query": "q", "threshold": {"max": None}}]},
+    }
+    pruned, dropped = api.drop_nulls(raw, "spec")
+    assert dropped == [
+        "spec.paused",
+        "spec.steps[0].pause",
+        "spec.steps[1].pause.duration",
+        "spec.analysis.metrics[0].threshold.max",
+    ]
+    assert pruned == {
+        "steps": [{"weight": 10}, {"weight": 100, "pause": {}}],
+        "analysis": {"metrics": [{"name": "m", "query": "q", "threshold": {}}]},
+    }
+    assert raw["paused"] is None  # the input is left as it was
+    assert api.drop_nulls(None, "spec") == (None, [])

@@ -25,6 +25,7 @@ from ftrollout.model import api
 from ftrollout.plan.metrics import TRACK_FREE_THREADED, TRACK_STANDARD, Samples, judge_samples
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
+ACTION = plugin.ANNOTATION_ACTION
 T0 = "2025-06-01T11:00:00Z"
 
 
@@ -412,6 +413,8 @@ class FakeApi:
         self.states: list[dict[str, Any]] = []
         # Stands in for the operator: called with each PATCH body after it is recorded.
         self.on_patch: Callable[[dict[str, Any]], None] | None = None
+        # A narrow RBAC role: may get and patch rollouts, not list events.
+        self.events_forbidden = False
 
 
 def _status_body(code: int, reason: str, message: str, name: str | None = None) -> dict[str, Any]:
@@ -474,6 +477,9 @@ def make_handler(fake: FakeApi) -> type[BaseHTTPRequestHandler]:
                     return self.send(404, _status_body(404, "NotFound", "not found", last))
                 return self.send(200, obj)
             if last == "events":
+                if fake.events_forbidden:
+                    msg = 'events is forbidden: User "dev" cannot list resource "events"'
+                    return self.send(403, _status_body(403, "Forbidden", msg))
                 return self.send(200, {"kind": "EventList", "items": fake.events, "metadata": {}})
             if last == "deployments":
                 return self.send(
@@ -826,11 +832,87 @@ def test_status_wait_with_json_keeps_stdout_for_the_object(fake_api: FakeApi, ca
     assert "shop/web Promoted" in err
 
 
+def _ready(status: str, reason: str, message: str) -> dict[str, Any]:
+    return {
+        "type": "Ready",
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": T0,
+    }
+
+
+def baking_sample(ready: dict[str, Any]) -> dict[str, Any]:
+    return sample(
+        phase="Promoted",
+        weight=100,
+        stepIndex=2,
+        message="promoted: all 10 replicas free-threaded",
+        bakeUntil="2025-06-01T13:00:00Z",
+        conditions=[ready],
+    )
+
+
+BAKING = _ready(
+    "Unknown",
+    "Baking",
+    "promoted; baking until 2025-06-01T13:00:00Z: a guardrail breach still rolls back",
+)
+
+
+def test_status_wait_succeeds_only_when_the_bake_is_over(fake_api: FakeApi, capsys: Any) -> None:
+    """Promoted while baking is not the end: a guardrail can still roll back (review of #21)."""
+    fake_api.states = [
+        baking_sample(BAKING),
+        baking_sample(BAKING),
+        baking_sample(_ready("True", "Promoted", "promoted: all 10 replicas free-threaded")),
+    ]
+    code, out, err = run(capsys, "status", "web", "--wait", "--interval", "10ms")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0].endswith(
+        "promoted: all 10 replicas free-threaded; not Ready yet (Baking): promoted; baking until "
+        "2025-06-01T13:00:00Z: a guardrail breach still rolls back"
+    )
+    assert "not Ready" not in lines[1]
+    assert lines[2] == "freethreadedrollout shop/web promoted"
+
+
+def test_status_wait_times_out_during_the_bake_and_says_so(fake_api: FakeApi, capsys: Any) -> None:
+    fake_api.states = [baking_sample(BAKING)]
+    code, _, err = run(
+        capsys, "status", "web", "--wait", "--timeout", "100ms", "--interval", "20ms"
+    )
+    assert code == plugin.EXIT_TIMEOUT
+    assert err == (
+        "error: timed out after 0.1s: freethreadedrollout shop/web promoted but not Ready yet "
+        "(Baking): promoted; baking until 2025-06-01T13:00:00Z: a guardrail breach still rolls "
+        "back\n"
+    )
+
+
+def test_status_wait_and_watch_keep_going_while_free_threaded_pods_become_ready(
+    fake_api: FakeApi, capsys: Any
+) -> None:
+    promoting = _ready("Unknown", "Promoting", "promoted; 7/10 free-threaded replicas Ready")
+    fake_api.states = [baking_sample(promoting), baking_sample(promoting)]
+    code, _, _ = run(capsys, "status", "web", "--wait", "--timeout", "100ms", "--interval", "20ms")
+    assert code == plugin.EXIT_TIMEOUT
+    fake_api.states = [baking_sample(promoting)]
+    code, out, _ = run(capsys, "status", "web", "-w", "--timeout", "100ms", "--interval", "20ms")
+    assert code == 0
+    assert "Promoting" in out
+
+
 def _operator(fake: FakeApi, events: list[dict[str, Any]]) -> Callable[[dict[str, Any]], None]:
-    """What the operator does with an action: record Events, then remove the annotation."""
+    """What the operator does with an action: record Events naming the request, then remove
+    the annotation."""
 
     def act(body: dict[str, Any]) -> None:
-        if (body.get("metadata") or {}).get("annotations"):
+        request = ((body.get("metadata") or {}).get("annotations") or {}).get(ACTION)
+        if request:
+            for ev in events:
+                ev["metadata"] = {**ev.get("metadata", {}), "annotations": {ACTION: request}}
             fake.events = [*fake.events, *events]
             fake.rollouts[("shop", "web")]["metadata"].pop("annotations", None)
 
@@ -838,8 +920,12 @@ def _operator(fake: FakeApi, events: list[dict[str, Any]]) -> Callable[[dict[str
 
 
 def test_action_wait_reports_an_ignored_action_as_an_error(fake_api: FakeApi, capsys: Any) -> None:
-    old = {**EVENTS[0], "metadata": {"name": "web.old"}, "reason": "ActionIgnored"}
-    fake_api.events = [old]  # an earlier ignored action does not count
+    old = {
+        **EVENTS[0],
+        "metadata": {"name": "web.old", "annotations": {ACTION: "promote@20250601T115900Z-0"}},
+        "reason": "ActionIgnored",
+    }
+    fake_api.events = [old]  # an earlier ignored request does not count
     fake_api.rollouts[("shop", "web")] = sample(phase="Promoted")
     ignored = {
         "metadata": {"name": "web.new"},
@@ -888,6 +974,163 @@ def test_action_wait_without_an_operator_times_out(fake_api: FakeApi, capsys: An
     )
     assert code == plugin.EXIT_TIMEOUT
     assert "the operator did not act on 'rollback' within 0.1s" in err
+
+
+def test_action_wait_needs_the_events_and_requests_nothing_without_them(
+    fake_api: FakeApi, capsys: Any
+) -> None:
+    """A user who may patch the rollout but not list events (a common narrow role) cannot be
+    told whether the operator ignored the action: --wait fails before requesting anything
+    (it used to say 0 for an action the operator ignored)."""
+    fake_api.events_forbidden = True
+    fake_api.rollouts[("shop", "web")] = sample(phase="Promoted")
+    ignored = {"reason": "ActionIgnored", "type": "Normal", "message": "promote: not possible"}
+    fake_api.on_patch = _operator(fake_api, [ignored])
+    code, out, err = run(capsys, "promote", "web", "--wait", "--interval", "10ms")
+    assert (code, out) == (plugin.EXIT_ERROR, "")
+    assert fake_api.patches == []
+    assert err.startswith("error: --wait reads the operator's Events to tell an applied action")
+    assert 'forbidden: events is forbidden: User "dev" cannot list resource "events"' in err
+    assert "nothing was requested" in err
+    # Without --wait the request is written as before.
+    code, out, _ = run(capsys, "promote", "web")
+    assert code == 0
+    assert len(fake_api.patches) == 1
+
+
+def test_action_wait_with_events_unreadable_after_the_request_is_not_a_success(
+    fake_api: FakeApi, capsys: Any
+) -> None:
+    def operator(body: dict[str, Any]) -> None:
+        fake_api.rollouts[("shop", "web")]["metadata"].pop("annotations", None)
+        fake_api.events_forbidden = True  # e.g. the role changed in between
+
+    fake_api.on_patch = operator
+    code, _, err = run(capsys, "pause", "web", "--wait", "--interval", "10ms")
+    assert code == plugin.EXIT_ERROR
+    assert "pause was taken off the rollout, but its outcome is unknown" in err
+
+
+def test_action_replaced_by_another_request_is_not_reported_as_applied(
+    fake_api: FakeApi, capsys: Any
+) -> None:
+    """Another user or pipeline writes its own request over ours before the operator read it:
+    ours is never applied (it used to count as applied because the annotation was no longer
+    ours)."""
+    fake_api.events = []
+    theirs = "pause@20250601T120000Z-abcdef"
+
+    def other_user_overwrites(body: dict[str, Any]) -> None:
+        fake_api.rollouts[("shop", "web")]["metadata"]["annotations"] = {ACTION: theirs}
+
+    fake_api.on_patch = other_user_overwrites
+    code, out, err = run(
+        capsys, "rollback", "web", "--wait", "--timeout", "300ms", "--interval", "10ms"
+    )
+    assert code == plugin.EXIT_ACTION_REPLACED, (code, out, err)
+    assert err == (
+        "error: freethreadedrollout shop/web: rollback was not applied: another request "
+        f"replaced it by {theirs!r} before the operator read it\n"
+    )
+
+
+def test_action_replaced_and_then_consumed_is_not_reported_as_applied(
+    fake_api: FakeApi, capsys: Any
+) -> None:
+    """Replaced by another request which the operator then applied: the Events answer that
+    one, not ours."""
+    fake_api.events = []
+    applied = {"type": "Normal", "reason": "PauseRequested", "message": "pause requested"}
+
+    def overwritten_then_applied(body: dict[str, Any]) -> None:
+        applied["metadata"] = {"name": "web.2", "annotations": {ACTION: "pause@other"}}
+        fake_api.events = [applied]
+        fake_api.rollouts[("shop", "web")]["metadata"].pop("annotations", None)
+
+    fake_api.on_patch = overwritten_then_applied
+    code, _, err = run(capsys, "rollback", "web", "--wait", "--interval", "10ms")
+    assert code == plugin.EXIT_ACTION_REPLACED
+    assert "another request replaced it (the annotation was removed)" in err
+
+
+def test_action_taken_without_an_event_is_not_a_success(
+    fake_api: FakeApi, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator recorded the request in status.lastAction but its Event was lost."""
+    monkeypatch.setattr(plugin, "request_id", lambda: "20300101T000000Z-a1b2c3")
+    fake_api.events = []
+
+    def operator(body: dict[str, Any]) -> None:
+        obj = fake_api.rollouts[("shop", "web")]
+        obj["metadata"].pop("annotations", None)
+        obj["status"]["lastAction"] = {
+            "value": "resume@20300101T000000Z-a1b2c3",
+            "time": "2030-01-01T00:00:01Z",
+        }
+
+    fake_api.on_patch = operator
+    code, _, err = run(capsys, "resume", "web", "--wait", "--interval", "10ms")
+    assert code == plugin.EXIT_ERROR
+    assert "the operator took resume, but recorded no Event" in err
+
+
+# ------------------------------------------------------------------------- lint: nulls (#21)
+
+NULL_PAUSE = (
+    "apiVersion: freethreaded.dev/v1alpha1\nkind: FreeThreadedRollout\nmetadata: {name: x}\n"
+    "spec:\n  targetRef: {name: w}\n  freeThreaded: {image: x}\n  steps:\n"
+    "  - weight: 50\n    pause:\n  - weight: 100\n"
+)
+
+
+def test_lint_flags_a_null_pause_that_silently_means_no_hold(tmp_path: Path, capsys: Any) -> None:
+    """`pause:` (YAML null) reaches the operator as no `pause` field at all (the API server
+    drops nulls): no hold, while a user who wrote it likely meant a manual gate. lint says
+    valid, as the cluster would accept it, with a warning naming the step and the fix."""
+    f = tmp_path / "r.yaml"
+    f.write_text(NULL_PAUSE)
+    code, out, err = run(capsys, "lint", "-f", str(f))
+    assert code == 0
+    assert out == f"{f}: x: valid (1 warning)\n"
+    assert err == (
+        f"warning: {f}: x: spec.steps[0].pause: null is read as no pause field (the API "
+        "server drops nulls): step 1 does not hold; write `pause: {}` to wait for "
+        "`kubectl ftr promote`\n"
+    )
+
+
+def test_lint_strict_fails_on_a_warning(tmp_path: Path, capsys: Any) -> None:
+    f = tmp_path / "r.yaml"
+    f.write_text(NULL_PAUSE)
+    code, out, err = run(capsys, "lint", "--strict", "-f", str(f))
+    assert code == plugin.EXIT_ERROR
+    assert out == ""
+    assert err.startswith(f"warning: {f}: x: spec.steps[0].pause: null")
+    assert err.endswith(f"error: {f}: x: 1 warning (--strict)\n")
+
+
+def test_lint_names_a_null_duration_and_other_nulls(tmp_path: Path, capsys: Any) -> None:
+    f = tmp_path / "r.yaml"
+    f.write_text(NULL_PAUSE.replace("    pause:\n", "    pause: {duration: }\n") + "  paused:\n")
+    code, out, err = run(capsys, "lint", "-f", str(f))
+    assert code == 0
+    assert out == f"{f}: x: valid (2 warnings)\n"
+    assert err.splitlines() == [
+        f"warning: {f}: x: spec.steps[0].pause.duration: null is read as no duration: step 1 "
+        "waits for `kubectl ftr promote`, as `pause: {}` does; give a duration to hold for it",
+        f"warning: {f}: x: spec.paused: null is read as the field left out (the API server "
+        "drops nulls before validation)",
+    ]
+
+
+def test_lint_of_a_null_spec_field_that_is_required_reports_it_missing(
+    tmp_path: Path, capsys: Any
+) -> None:
+    f = tmp_path / "r.yaml"
+    f.write_text(NULL_PAUSE.replace("  freeThreaded: {image: x}\n", "  freeThreaded:\n"))
+    code, _, err = run(capsys, "lint", "-f", str(f))
+    assert code == plugin.EXIT_ERROR
+    assert "invalid spec: spec.freeThreaded: Field required" in err
 
 
 # ------------------------------------------------------------------------------- -o json|yaml

@@ -6,7 +6,7 @@
         [--wait [--timeout D]]
     kubectl ftr set image NAME IMAGE
     kubectl ftr report NAME [--prometheus-url URL] [-o json]
-    kubectl ftr lint -f FILE | version [--client] | completion bash|zsh|kubectl
+    kubectl ftr lint -f FILE [--strict] | version [--client] | completion bash|zsh|kubectl
 
 kubectl does not hand its own global flags to plugins, so --kubeconfig, --context and
 -n/--namespace are accepted here anywhere on the line (KUBECONFIG is honoured as usual). Actions
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import sys
 import time
@@ -46,7 +47,6 @@ from ftrollout.plan.metrics import TRACK_FREE_THREADED, TRACK_STANDARD, expand, 
 
 ANNOTATION_ACTION = f"{api.GROUP}/action"
 ACTIONS = ("promote", "pause", "resume", "rollback", "retry")
-TERMINAL_PHASES = ("Promoted", "RolledBack", "Failed")
 PHASE_STYLE = {
     "Pending": "cyan",
     "Progressing": "blue",
@@ -65,7 +65,17 @@ EXIT_ROLLED_BACK = 3
 EXIT_FAILED = 4
 EXIT_TIMEOUT = 5
 EXIT_ACTION_IGNORED = 6
-EXIT_CODES = (0, EXIT_ERROR, 2, EXIT_ROLLED_BACK, EXIT_FAILED, EXIT_TIMEOUT, EXIT_ACTION_IGNORED)
+EXIT_ACTION_REPLACED = 7
+EXIT_CODES = (
+    0,
+    EXIT_ERROR,
+    2,
+    EXIT_ROLLED_BACK,
+    EXIT_FAILED,
+    EXIT_TIMEOUT,
+    EXIT_ACTION_IGNORED,
+    EXIT_ACTION_REPLACED,
+)
 IGNORED_REASONS = ("ActionIgnored", "UnknownAction")
 
 
@@ -561,22 +571,43 @@ def progress_line(obj: Mapping[str, Any]) -> str:
     )
     if st.races.window:
         line += f" races {st.races.summary}"
-    return line + (f": {st.message}" if st.message else "")
+    line += f": {st.message}" if st.message else ""
+    not_ready = _promoted_not_ready(st)
+    if not_ready is not None:
+        line += f"; not Ready yet ({not_ready.reason}): {not_ready.message}"
+    return line
+
+
+def _ready(st: api.RolloutStatus) -> api.Condition | None:
+    return next((c for c in st.conditions if c.type == "Ready"), None)
+
+
+def _promoted_not_ready(st: api.RolloutStatus) -> api.Condition | None:
+    """The Ready condition of a Promoted rollout that has not reached its goal yet (baking,
+    free-threaded pods still becoming Ready); None otherwise."""
+    ready = _ready(st)
+    if st.phase != api.Phase.PROMOTED or ready is None or ready.status == "True":
+        return None
+    return ready
 
 
 def wait_outcome(obj: Mapping[str, Any]) -> int | None:
     """The exit code of `status --wait` once the rollout ended; None while it has not.
 
-    A phase counts only once the operator has seen the current spec: right after `set image`
-    the status still holds the previous revision's Promoted."""
+    Success is the goal the `Ready` condition describes (kstatus, Flux, `kubectl wait`):
+    Promoted, every free-threaded replica Ready, and the bake over, since a guardrail can still
+    roll back while baking. A phase counts only once the operator has seen the current spec:
+    right after `set image` the status still holds the previous revision's Promoted."""
     meta = _meta(obj)
     raw = obj.get("status") or {}
     generation = meta.get("generation")
     if generation is not None and (raw.get("observedGeneration") or 0) < generation:
         return None
-    phase = _status(obj).phase
+    st = _status(obj)
+    phase = st.phase
     if phase == api.Phase.PROMOTED:
-        return 0
+        # No Ready condition at all: an operator from before it; its Promoted is the end.
+        return None if _promoted_not_ready(st) is not None else 0
     if phase == api.Phase.ROLLED_BACK:
         return EXIT_ROLLED_BACK
     if phase == api.Phase.FAILED:
@@ -596,6 +627,9 @@ def outcome_message(obj: Mapping[str, Any], code: int) -> str:
         return f"{what} rolled back: {st.message}"
     if code == EXIT_FAILED:
         return f"{what} failed: {st.message}"
+    not_ready = _promoted_not_ready(st)
+    if not_ready is not None:
+        return f"{what} promoted but not Ready yet ({not_ready.reason}): {not_ready.message}"
     phase = st.phase.value if st.phase is not None else "Pending"
     return f"{what} still {phase}" + (f": {st.message}" if st.message else "")
 
@@ -783,8 +817,11 @@ def list_rollouts(cluster: Cluster, namespace: str | None) -> list[dict[str, Any
     return items
 
 
-def list_events(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
-    """Events of the rollout; an empty list when they may not be read (status still shows)."""
+def list_events(
+    cluster: Cluster, namespace: str, name: str, required: bool = False
+) -> list[dict[str, Any]]:
+    """Events of the rollout. Unless `required`, an empty list when they may not be read (the
+    status view still shows); an action's --wait cannot do without them."""
     try:
         resp = _call(
             cluster,
@@ -796,6 +833,8 @@ def list_events(cluster: Cluster, namespace: str, name: str) -> list[dict[str, A
             _preload_content=False,
         )
     except PluginError:
+        if required:
+            raise
         return []
     items: list[dict[str, Any]] = _json(resp).get("items") or []
     return items
@@ -1158,66 +1197,86 @@ def cmd_status(cluster: Cluster, args: argparse.Namespace) -> int:
 
     def render() -> RenderableType:
         obj = get_rollout(cluster, ns, args.name)
-        state["phase"] = (obj.get("status") or {}).get("phase")
+        state["done"] = wait_outcome(obj) is not None
         now = datetime.now(UTC)
         rows, note = status_pods(cluster, args, ns, obj, now)
         return status_view(obj, list_events(cluster, ns, args.name), now, rows, note)
 
     if args.watch:
-        _watch(render, lambda: state.get("phase") in TERMINAL_PHASES, args.interval, args.timeout)
+        _watch(render, lambda: bool(state.get("done")), args.interval, args.timeout)
         return 0
     show(render())
     return 0
 
 
-def _event_key(ev: Mapping[str, Any]) -> str:
-    meta = _meta(ev)
-    return str(
-        meta.get("uid")
-        or meta.get("name")
-        or (ev.get("reason"), ev.get("message"), _event_time(ev))
-    )
+def _action_of(obj: Mapping[str, Any]) -> str | None:
+    value = (_meta(obj).get("annotations") or {}).get(ANNOTATION_ACTION)
+    return None if value is None else str(value)
 
 
-def _action_consumed(obj: Mapping[str, Any], action: str) -> bool:
-    """The operator has handled the request: it removes the annotation once it acted."""
-    annotations = _meta(obj).get("annotations") or {}
-    return annotations.get(ANNOTATION_ACTION) != action
+def answers(ev: Mapping[str, Any], request: str) -> bool:
+    """Whether the operator recorded `ev` for this request (it annotates the Event with it)."""
+    return _action_of(ev) == request
 
 
 def await_action(
     cluster: Cluster,
     ns: str,
     name: str,
-    action: str,
-    seen: set[str],
+    request: str,
     interval: float,
     timeout: float,
 ) -> list[dict[str, Any]]:
-    """Wait until the operator consumed the action; the Events it recorded meanwhile.
+    """Wait until `request` is off the rollout; the Events the operator recorded for it.
 
-    An ignored action is an error (exit 6) with the operator's reason. Events that existed
-    before the request (`seen`) do not count: no clock of this machine is compared with the
-    cluster's."""
-    verb = action.partition("@")[0]  # the request id is for the operator, not for people
+    The operator records its Events (each annotated with the request it answers) before it
+    removes the annotation, so once ours is gone or replaced the Events say what became of it:
+    applied (returned), ignored (exit 6), or none at all: replaced by another request before
+    the operator read ours (exit 7). An Event list that cannot be read is an error, never a
+    success."""
+    verb = request.partition("@")[0]  # the request id is for the operator, not for people
+    what = f"freethreadedrollout {ns}/{name}"
     deadline = time.monotonic() + timeout
-    while not _action_consumed(get_rollout(cluster, ns, name), action):
+    while True:
+        obj = get_rollout(cluster, ns, name)
+        current = _action_of(obj)
+        if current != request:
+            break
         if time.monotonic() >= deadline:
             raise PluginError(
-                f"freethreadedrollout {ns}/{name}: the operator did not act on {verb!r} within "
-                f"{timeout:g}s (is it running? the annotation {ANNOTATION_ACTION} is still set)",
+                f"{what}: the operator did not act on {verb!r} within {timeout:g}s (is it "
+                f"running? the annotation {ANNOTATION_ACTION} is still set)",
                 EXIT_TIMEOUT,
             )
         time.sleep(interval)
-    new = [ev for ev in list_events(cluster, ns, name) if _event_key(ev) not in seen]
-    new.sort(key=_event_time)
-    for ev in new:
+    try:
+        events = list_events(cluster, ns, name, required=True)
+    except PluginError as exc:
+        raise PluginError(
+            f"{what}: {verb} was taken off the rollout, but its outcome is unknown: cannot read "
+            f"its Events ({exc})"
+        ) from None
+    mine = sorted((ev for ev in events if answers(ev, request)), key=_event_time)
+    for ev in mine:
         if ev.get("reason") in IGNORED_REASONS:
             raise PluginError(
-                f"freethreadedrollout {ns}/{name}: {verb} ignored: {ev.get('message', '')}",
-                EXIT_ACTION_IGNORED,
+                f"{what}: {verb} ignored: {ev.get('message', '')}", EXIT_ACTION_IGNORED
             )
-    return new
+    if mine:
+        return mine
+    last = _status(obj).last_action
+    if last is not None and last.value == request:
+        # Taken by the operator, but its Event was not recorded (Events are best effort).
+        raise PluginError(
+            f"{what}: the operator took {verb}, but recorded no Event saying whether it applied "
+            "it: see `kubectl ftr status`"
+        )
+    by = f"by {current!r}" if current is not None else "(the annotation was removed)"
+    raise PluginError(
+        f"{what}: {verb} was not applied: another request replaced it {by} before the operator "
+        "read it",
+        EXIT_ACTION_REPLACED,
+    )
 
 
 def cmd_action(cluster: Cluster, args: argparse.Namespace) -> int:
@@ -1225,10 +1284,21 @@ def cmd_action(cluster: Cluster, args: argparse.Namespace) -> int:
     action = args.command
     if action == "promote" and args.full:
         action = "promote-full"
-    seen = {_event_key(ev) for ev in list_events(cluster, ns, args.name)} if args.wait else set()
+    if args.wait:
+        # The outcome is in the Events: without them --wait could only guess, so say so before
+        # requesting anything.
+        try:
+            list_events(cluster, ns, args.name, required=True)
+        except PluginError as exc:
+            raise PluginError(
+                f"--wait reads the operator's Events to tell an applied action from an ignored "
+                f"one, and they cannot be read ({exc}); nothing was requested. Drop --wait or "
+                "get list on events in this namespace"
+            ) from None
     # `verb@<id>`: the id makes this one request, applied once even if the operator sees the
-    # annotation again (its removal failed, the operator restarted), and a second
-    # `kubectl ftr promote` a new request even within the same second.
+    # annotation again (its removal failed, the operator restarted), a second
+    # `kubectl ftr promote` a new request even within the same second, and the operator's
+    # Events for it tell --wait what became of it.
     request = f"{action}@{request_id()}"
     set_action(cluster, ns, args.name, request)
     done = {
@@ -1243,7 +1313,7 @@ def cmd_action(cluster: Cluster, args: argparse.Namespace) -> int:
     if args.wait:
         sys.stdout.flush()
         timeout = 120.0 if args.timeout is None else args.timeout
-        for ev in await_action(cluster, ns, args.name, request, seen, args.interval, timeout):
+        for ev in await_action(cluster, ns, args.name, request, args.interval, timeout):
             print(f"{ev.get('type', '')} {ev.get('reason', '')}: {ev.get('message', '')}")
     return 0
 
@@ -1320,34 +1390,67 @@ def cmd_set_image(cluster: Cluster, args: argparse.Namespace) -> int:
     return 0
 
 
-def lint_documents(text: str) -> list[tuple[str, str | None]]:
-    """(rollout, problem or None) for each FreeThreadedRollout in a YAML stream.
+@dataclass(frozen=True)
+class Linted:
+    """One rollout (or document) of a file: its problem, if any, and warnings about what is
+    valid but likely not meant (a null that the API server drops)."""
+
+    label: str
+    problem: str | None
+    warnings: tuple[str, ...] = ()
+
+
+_STEP_FIELD = re.compile(r"^spec\.steps\[(\d+)\]\.(pause|pause\.duration)$")
+
+
+def null_warning(path: str) -> str:
+    """What a dropped null means, in the words of the field."""
+    m = _STEP_FIELD.match(path)
+    if m is not None:
+        step = int(m.group(1)) + 1
+        if m.group(2) == "pause":
+            return (
+                f"{path}: null is read as no pause field (the API server drops nulls): step "
+                f"{step} does not hold; write `pause: {{}}` to wait for `kubectl ftr promote`"
+            )
+        return (
+            f"{path}: null is read as no duration: step {step} waits for `kubectl ftr "
+            "promote`, as `pause: {}` does; give a duration to hold for it"
+        )
+    return (
+        f"{path}: null is read as the field left out (the API server drops nulls before validation)"
+    )
+
+
+def lint_documents(text: str) -> list[Linted]:
+    """Each FreeThreadedRollout in a YAML stream, checked.
 
     The spec goes through the operator's own models (`api.parse_spec`), so a problem reads as
-    the operator's `invalid spec: <field>: <message>` status would."""
+    the operator's `invalid spec: <field>: <message>` status would; a null reads as the field
+    left out, as the API server reads it, with a warning naming it."""
     import yaml
 
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
-        return [("", f"not YAML: {' '.join(str(exc).split())}")]
+        return [Linted("", f"not YAML: {' '.join(str(exc).split())}")]
     return _lint_objects(docs, set())
 
 
-def _lint_objects(docs: list[Any], within: set[int]) -> list[tuple[str, str | None]]:
+def _lint_objects(docs: list[Any], within: set[int]) -> list[Linted]:
     """Lint parsed objects; `within`: the Lists being read (a YAML anchor can make a List
     contain itself)."""
-    out: list[tuple[str, str | None]] = []
+    out: list[Linted] = []
     for n, doc in enumerate(docs, 1):
         if not isinstance(doc, dict):
-            out.append((f"document {n}", "not a Kubernetes object (a mapping)"))
+            out.append(Linted(f"document {n}", "not a Kubernetes object (a mapping)"))
             continue
         if doc.get("kind") == "List":
             items = doc.get("items") or []
             if id(doc) in within:
-                out.append((f"document {n}", "a List that contains itself"))
+                out.append(Linted(f"document {n}", "a List that contains itself"))
             elif not isinstance(items, list):
-                out.append((f"document {n}", "items: not a list"))
+                out.append(Linted(f"document {n}", "items: not a list"))
             else:
                 out.extend(_lint_objects(items, within | {id(doc)}))
             continue
@@ -1359,16 +1462,22 @@ def _lint_objects(docs: list[Any], within: set[int]) -> list[tuple[str, str | No
             label = f"{meta['namespace']}/{label}"
         expected = f"{api.GROUP}/{api.VERSION}"
         if doc.get("apiVersion") != expected:
-            out.append((label, f"apiVersion: {doc.get('apiVersion')!r} is not {expected}"))
-        elif not meta.get("name") and not meta.get("generateName"):
-            out.append((label, "metadata.name: required"))
-        else:
-            try:
-                api.parse_spec(doc.get("spec"))
-                out.append((label, None))
-            except api.SpecError as exc:
-                out.append((label, f"invalid spec: {exc}"))
+            out.append(Linted(label, f"apiVersion: {doc.get('apiVersion')!r} is not {expected}"))
+            continue
+        if not meta.get("name") and not meta.get("generateName"):
+            out.append(Linted(label, "metadata.name: required"))
+            continue
+        warnings = tuple(null_warning(p) for p in api.drop_nulls(doc.get("spec"))[1])
+        try:
+            api.parse_spec(doc.get("spec"))
+            out.append(Linted(label, None, warnings))
+        except api.SpecError as exc:
+            out.append(Linted(label, f"invalid spec: {exc}", warnings))
     return out
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def cmd_lint(args: argparse.Namespace) -> int:
@@ -1386,13 +1495,21 @@ def cmd_lint(args: argparse.Namespace) -> int:
         if not results:
             print(f"error: {path}: no {api.KIND} in it", file=sys.stderr)
             bad += 1
-        for label, problem in results:
-            where = f"{path}: {label}" if label else path
-            if problem is None:
-                print(f"{where}: valid")
-            else:
-                print(f"error: {where}: {problem}", file=sys.stderr)
+        for r in results:
+            where = f"{path}: {r.label}" if r.label else path
+            for w in r.warnings:
+                print(f"warning: {where}: {w}", file=sys.stderr)
+            if r.problem is not None:
+                print(f"error: {where}: {r.problem}", file=sys.stderr)
                 bad += 1
+            elif r.warnings and args.strict:
+                print(f"error: {where}: {_plural(len(r.warnings), 'warning')} (--strict)",
+                      file=sys.stderr)  # fmt: skip
+                bad += 1
+            elif r.warnings:
+                print(f"{where}: valid ({_plural(len(r.warnings), 'warning')})")
+            else:
+                print(f"{where}: valid")
     return EXIT_ERROR if bad else 0
 
 
@@ -1536,8 +1653,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--wait",
         action="store_true",
-        help="print a line per change until the rollout ends; exit 0 Promoted, "
-        f"{EXIT_ROLLED_BACK} RolledBack, {EXIT_FAILED} Failed, {EXIT_TIMEOUT} --timeout",
+        help="print a line per change until the rollout ends; exit 0 Promoted and Ready (all "
+        f"free-threaded replicas Ready, the bake over), {EXIT_ROLLED_BACK} RolledBack, "
+        f"{EXIT_FAILED} Failed, {EXIT_TIMEOUT} --timeout",
     )
     output_flag(p)
     p.add_argument(
@@ -1563,8 +1681,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--wait",
             action="store_true",
-            help=f"wait until the operator acted; exit {EXIT_ACTION_IGNORED} if it ignored the "
-            f"action, {EXIT_TIMEOUT} if it did not act within --timeout",
+            help=f"wait until the operator acted (needs list on events); exit "
+            f"{EXIT_ACTION_IGNORED} if it ignored the action, {EXIT_ACTION_REPLACED} if another "
+            f"request replaced it first, {EXIT_TIMEOUT} if it did not act within --timeout",
         )
         p.add_argument("--timeout", type=_duration, default=None, help="with --wait (default 2m)")
         p.add_argument("--interval", type=_duration, default=1.0, help=argparse.SUPPRESS)
@@ -1607,6 +1726,11 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         metavar="FILE",
         help="a YAML file (several documents are fine; - for stdin); repeatable",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail (exit 1) on warnings too: a null field that reads as left out",
     )
     p.set_defaults(local=cmd_lint)
 

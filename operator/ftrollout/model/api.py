@@ -240,8 +240,8 @@ class Pause(Model):
     duration: PauseDuration | None = Field(
         default=None,
         description="How long to hold this step once its replicas are Ready and analysis is "
-        'healthy, as a Go duration ("30s", "5m", "1h"; 0s..168h). Omit (`pause: {}`) to wait for '
-        "`kubectl ftr promote`.",
+        'healthy, as a Go duration ("30s", "5m", "1h"; 0s..168h). Omit (`pause: {}`; a null '
+        "is dropped, the same) to wait for `kubectl ftr promote`.",
     )
 
     @property
@@ -260,9 +260,9 @@ class Step(Model):
     # Rollouts: the field is optional rather than defaulted so the two stay apart.
     pause: Pause | None = Field(
         default=None,
-        description="Hold after the step is reached. Omitted: no hold, the step advances once "
-        "its replicas are Ready and analysis allows. {}: wait for `kubectl ftr promote`. "
-        "{duration: D}: hold for D.",
+        description="Hold after the step is reached. Omitted (or null, which the API server "
+        "drops): no hold, the step advances once its replicas are Ready and analysis allows. "
+        "{}: wait for `kubectl ftr promote`. {duration: D}: hold for D.",
     )
 
     @property
@@ -622,7 +622,8 @@ class PostPromotion(Model):
         "fallback or a race budget breach in this time rolls back (standard back to N first) "
         "when the guardrail's action is Rollback. After the bake (and without one, from "
         "promotion) a breach only alerts: the PostPromotion condition, a Warning Event and "
-        "the ftrollout_rollout_gil_enabled_pods metric. Omit: no bake.",
+        "the ftrollout_rollout_gil_enabled_pods metric. While baking the Ready condition is "
+        "Unknown (reason Baking) and `kubectl ftr status --wait` keeps waiting. Omit: no bake.",
     )
     standard_replicas: int = Field(
         default=0,
@@ -1291,8 +1292,35 @@ def check_name(name: str) -> None:
         raise SpecError("metadata.name", MSG_NAME_TOO_LONG)
 
 
+def drop_nulls(raw: Any, path: str = "spec") -> tuple[Any, list[str]]:
+    """`raw` without its null-valued fields, and their wire paths (`spec.steps[0].pause`).
+
+    The CRD has no nullable field, so the API server drops such a null before validation (a
+    null item of a list stays, and is refused): the operator only ever sees the field left
+    out. Reading a null the same way keeps `kubectl ftr lint` and the operator in step with
+    the cluster; lint names what was dropped, since `pause:` left empty reads as no hold."""
+    dropped: list[str] = []
+
+    def walk(value: Any, where: str) -> Any:
+        if isinstance(value, dict):
+            out = {}
+            for key, item in value.items():
+                if item is None:
+                    dropped.append(f"{where}.{key}")
+                else:
+                    out[key] = walk(item, f"{where}.{key}")
+            return out
+        if isinstance(value, list):
+            return [walk(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        return value
+
+    return walk(raw, path), dropped
+
+
 def parse_spec(raw: Any) -> RolloutSpec:
-    """Validate a spec dict from the apiserver; raise SpecError naming the first bad field."""
+    """Validate a spec dict from the apiserver; raise SpecError naming the first bad field.
+    A null field reads as the field left out, as the API server reads it (`drop_nulls`)."""
+    raw = drop_nulls(raw)[0]
     try:
         return RolloutSpec.model_validate(raw if raw is not None else {})
     except ValidationError as exc:

@@ -4,13 +4,17 @@ promote, promote-full, pause, resume, rollback, retry; a new revision and a retr
 steps again from 0 (`start_revision`).
 
 Each request is applied once: status.lastAction records it until the annotation is seen gone.
-The shell removes the annotation after the status write; if that removal fails or the operator
-dies in between, the request is seen again and only removed. A request is its value (`kubectl
+The shell records the Events (each naming the request it answers) and then removes the
+annotation, only while it still holds that request: one written over it meanwhile stays, for
+the next reconcile. If that removal fails or the operator dies in between, the request is seen
+again and only removed. A request is its value (`kubectl
 ftr` writes `promote@<unique id>`) and, for a plain value (`kubectl annotate ...=promote`),
 when the annotation was written.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from ftrollout.model import api
 from ftrollout.model.api import Phase, RollbackReason
@@ -20,7 +24,7 @@ from ftrollout.plan.types import ACTIONS, Event, Observation, rfc3339
 
 
 def action_ignored(action: str, why: str) -> Event:
-    return Event("Warning", "ActionIgnored", f"action {action!r} ignored: {why}")
+    return Event("Warning", "ActionIgnored", f"action {action!r} ignored: {why}", action=action)
 
 
 def start_revision(ctx: Ctx, n: int, first: bool) -> None:
@@ -94,6 +98,13 @@ def handle_action(ctx: Ctx) -> None:
     if same_request(ctx.st.last_action, value, ctx.obs.action_written_at):
         return  # applied already; the shell removes the annotation again
     ctx.update(last_action=record(ctx.obs))
+    first = len(ctx.events)
+    _apply(ctx, value)
+    # Every Event of this request names it (the shell puts it in an annotation of the Event).
+    ctx.events[first:] = [replace(e, action=value) for e in ctx.events[first:]]
+
+
+def _apply(ctx: Ctx, value: str) -> None:
     action = verb_of(value)
     st = ctx.st
     if action not in ACTIONS:

@@ -64,16 +64,19 @@ def progressing_condition(ctx: Ctx) -> None:
     cond(ctx, "Progressing", status, reason, ctx.st.message)
 
 
-def summarise(status: api.RolloutStatus, obs: Observation) -> api.RolloutStatus:
+def summarise(
+    status: api.RolloutStatus, obs: Observation, baking: bool = False
+) -> api.RolloutStatus:
     """What `kubectl get`, `kubectl wait` and kstatus-based tools (Flux health checks) read.
 
     `Ready` follows the kstatus / Flux convention for a resource with a goal: True once the
-    rollout reached it (Promoted, all N free-threaded replicas Ready), False when it ended
-    elsewhere (RolledBack; Failed, with the Progressing reason: InvalidSpec, TargetNotFound,
-    DependencyGate...), Unknown while it is on its way (Pending, Progressing, Paused, or
-    Promoted with free-threaded pods still becoming Ready). `kubectl wait
-    --for=condition=Ready` thus returns on a promotion, `--for=condition=Ready=False` on a
-    rollback or a failure.
+    rollout reached it (Promoted, all N free-threaded replicas Ready, the bake over), False
+    when it ended elsewhere (RolledBack; Failed, with the Progressing reason: InvalidSpec,
+    TargetNotFound, DependencyGate...), Unknown while it is on its way (Pending, Progressing,
+    Paused, or Promoted with free-threaded pods still becoming Ready or still `baking`: a
+    guardrail can still roll it back, so a pipeline gating on Ready must not pass it yet).
+    `kubectl wait --for=condition=Ready` thus returns on a promotion that stays,
+    `--for=condition=Ready=False` on a rollback or a failure.
     """
     r = status.replicas
     phase = status.phase
@@ -81,10 +84,12 @@ def summarise(status: api.RolloutStatus, obs: Observation) -> api.RolloutStatus:
     progressing = next((c for c in status.conditions if c.type == "Progressing"), None)
     if phase == Phase.PROMOTED:
         done = r.free_threaded_ready >= r.target
-        if done and available is not None and available.status == "True":
-            ready, reason = "True", "Promoted"
-        else:
+        if not done or available is None or available.status != "True":
             ready, reason = "Unknown", "Promoting"
+        elif baking:
+            ready, reason = "Unknown", "Baking"
+        else:
+            ready, reason = "True", "Promoted"
     elif phase == Phase.ROLLED_BACK:
         ready, reason = "False", "RolledBack"
     elif phase == Phase.FAILED:
@@ -97,6 +102,8 @@ def summarise(status: api.RolloutStatus, obs: Observation) -> api.RolloutStatus:
     message = status.message
     if reason == "Promoting":
         message = f"promoted; {r.free_threaded_ready}/{r.target} free-threaded replicas Ready"
+    elif reason == "Baking":
+        message = f"promoted; baking until {status.bake_until}: a guardrail breach still rolls back"
     return status.model_copy(
         update={
             "current_step": 0 if status.step_index is None else status.step_index + 1,

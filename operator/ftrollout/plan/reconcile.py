@@ -13,7 +13,7 @@ from ftrollout.model.api import Phase
 from ftrollout.plan import baseline
 from ftrollout.plan.actions import handle_action, ignore_request, start_revision
 from ftrollout.plan.analysis import observe_analysis
-from ftrollout.plan.bake import post_promotion
+from ftrollout.plan.bake import baking, post_promotion
 from ftrollout.plan.conditions import cond, progressing_condition, set_condition, summarise
 from ftrollout.plan.context import Ctx
 from ftrollout.plan.guardrails import observe_guardrails
@@ -257,7 +257,7 @@ def finish(ctx: Ctx, touch_replicas: bool = True) -> Result:
             ctx.requeue.append(5.0)
     progressing_condition(ctx)
     ctx.update(observed_generation=obs.generation)
-    ctx.st = summarise(ctx.st, obs)
+    ctx.st = summarise(ctx.st, obs, baking=baking(ctx))
     requeue = min(ctx.requeue) if ctx.requeue else None
     return Result(
         status=ctx.st,

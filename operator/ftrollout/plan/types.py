@@ -139,6 +139,9 @@ class Event:
     type: EventType
     reason: str
     message: str
+    # The freethreaded.dev/action request this Event answers (applied or ignored), if any:
+    # `kubectl ftr <action> --wait` tells its own request's outcome from another's by it.
+    action: str | None = None
 
 
 @dataclass(frozen=True)

@@ -229,6 +229,30 @@ class Kube:
             patch,
         )
 
+    async def remove_rollout_annotation(
+        self, namespace: str, name: str, key: str, value: str
+    ) -> bool:
+        """Remove annotation `key` only while it still holds `value` (a JSON-patch test): a
+        request written over it meanwhile is someone else's, not applied yet, and stays for the
+        next reconcile. False when the test failed (422): nothing was changed."""
+        path = "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+        try:
+            await self.call(
+                self.custom.patch_namespaced_custom_object,
+                api.GROUP,
+                api.VERSION,
+                namespace,
+                api.PLURAL,
+                name,
+                [{"op": "test", "path": path, "value": value}, {"op": "remove", "path": path}],
+                _content_type="application/json-patch+json",
+            )
+        except ApiException as exc:
+            if exc.status == 422:
+                return False
+            raise
+        return True
+
     # ------------------------------------------------------- traffic routing (Gateway API)
     async def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._read(self.core.read_namespaced_service, name, namespace)
@@ -284,12 +308,25 @@ class Kube:
 
     # --------------------------------------------------------------------- events
     async def emit_event(
-        self, rollout: dict[str, Any], type_: str, reason: str, message: str
+        self,
+        rollout: dict[str, Any],
+        type_: str,
+        reason: str,
+        message: str,
+        action: str | None = None,
     ) -> None:
+        """`action`: the freethreaded.dev/action request the Event answers, kept in the same
+        annotation on the Event (`kubectl ftr <action> --wait` looks for its own request)."""
         meta = rollout["metadata"]
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event_meta: dict[str, Any] = {
+            "generateName": f"{meta['name']}.",
+            "namespace": meta["namespace"],
+        }
+        if action is not None:
+            event_meta["annotations"] = {f"{api.GROUP}/action": action}
         body = {
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "metadata": event_meta,
             "involvedObject": {
                 "apiVersion": f"{api.GROUP}/{api.VERSION}",
                 "kind": api.KIND,

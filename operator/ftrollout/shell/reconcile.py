@@ -388,13 +388,16 @@ async def _act(
         state.written_at[key] = time.monotonic()
     for ev in result.events:
         log.info("%s/%s: %s: %s", namespace, name, ev.reason, ev.message)
-        await kube.emit_event(body, ev.type, ev.reason, ev.message)
-    patch: dict[str, Any] = {}
-    if result.clear_action:
-        patch["metadata"] = {"annotations": {workloads.ANNOTATION_ACTION: None}}
+        await kube.emit_event(body, ev.type, ev.reason, ev.message, ev.action)
     if result.set_paused is not None:
-        patch["spec"] = {"paused": result.set_paused}
-    if patch:
-        await kube.patch_rollout(namespace, name, patch)
-        if result.clear_action:
-            state.consumed_action[key] = str(body["metadata"].get("resourceVersion"))
+        await kube.patch_rollout(namespace, name, {"spec": {"paused": result.set_paused}})
+    consumed = (body["metadata"].get("annotations") or {}).get(workloads.ANNOTATION_ACTION)
+    if result.clear_action and consumed is not None:
+        # Only the request acted on: one written over it since it was read is not applied yet.
+        removed = await kube.remove_rollout_annotation(
+            namespace, name, workloads.ANNOTATION_ACTION, str(consumed)
+        )
+        state.consumed_action[key] = str(body["metadata"].get("resourceVersion"))
+        if not removed:
+            log.info("%s/%s: a new action request replaced %r; next reconcile", namespace, name,
+                     consumed)  # fmt: skip

@@ -267,6 +267,8 @@ def test_every_action_is_cleared_once_acted_on(setup: str, action: str) -> None:
     res = sim.step()
     assert res.clear_action is True
     assert res.events, "every action leaves a trace in the events"
+    # ... and that trace names the request, so `kubectl ftr <action> --wait` finds its answer.
+    assert [e for e in res.events if e.action == action]
     assert res.status.phase in set(Phase)
     # The next reconcile has no action: nothing to clear.
     assert sim.step().clear_action is False
@@ -314,4 +316,5 @@ def test_an_ignored_request_is_said_once() -> None:
     sim.spec_error = api.SpecError("spec.steps", "bad")
     res = sim.step(action="promote@x")
     assert "ActionIgnored" in sim.events(res)
+    assert [e.action for e in res.events if e.reason == "ActionIgnored"] == ["promote@x"]
     assert "ActionIgnored" not in sim.events(sim.step(action="promote@x"))

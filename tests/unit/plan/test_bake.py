@@ -11,6 +11,7 @@ from planfixtures import NO_PAUSE, cond, make_spec, pause_elapsed
 from pydantic import ValidationError
 from simcluster import Sim
 
+from ftrollout.cli import plugin
 from ftrollout.model import api
 from ftrollout.model.api import Phase, RollbackReason
 from ftrollout.plan import PodGil
@@ -195,6 +196,73 @@ def test_a_bake_edited_out_of_the_spec_ends_it() -> None:
     sim.step()
     assert sim.replicas == (0, N)
     assert cond(sim.status, "PostPromotion").status == "True"
+
+
+# ------------------------------------------- Ready and `kubectl ftr status --wait` (the goal)
+
+
+def _obj(st: api.RolloutStatus) -> dict[str, Any]:
+    return {"metadata": {"name": "web", "namespace": "shop"}, "status": api.dump(st)}
+
+
+def test_status_wait_does_not_report_success_while_the_bake_can_still_roll_back() -> None:
+    """A pipeline gating on `status --wait` must not pass a rollout that then rolls back: the
+    goal is reached when the bake is over (review of #21)."""
+    sim = promoted(Sim(spec("1h"), n=N))
+    assert cond(sim.status, "PostPromotion").reason == "Baking"
+    code_during_bake = plugin.wait_outcome(_obj(sim.status))
+    for i in range(4):  # the bake is not over: a guardrail still rolls back
+        sim.incident(pod=f"app-ft-{i}")
+    sim.step()
+    assert sim.status.phase == Phase.ROLLED_BACK
+    assert code_during_bake is None, "status --wait exited 0 for a rollout that then RolledBack"
+    assert plugin.wait_outcome(_obj(sim.status)) == plugin.EXIT_ROLLED_BACK
+
+
+def test_ready_is_not_true_while_the_bake_can_still_roll_back() -> None:
+    sim = promoted(Sim(spec("1h"), n=N))
+    ready = cond(sim.status, "Ready")
+    assert (ready.status, ready.reason) == ("Unknown", "Baking")
+    assert ready.message == f"promoted; baking until {sim.status.bake_until}: a guardrail " + (
+        "breach still rolls back"
+    )
+
+
+def test_ready_and_status_wait_succeed_when_the_bake_ends() -> None:
+    sim = promoted(Sim(spec("1h"), n=N))
+    sim.run(3)
+    assert cond(sim.status, "Ready").status == "Unknown"
+    after_bake(sim)
+    ready = cond(sim.status, "Ready")
+    assert (ready.status, ready.reason) == ("True", "Promoted")
+    assert plugin.wait_outcome(_obj(sim.status)) == 0
+
+
+def test_a_breach_alerting_during_the_bake_keeps_ready_unknown() -> None:
+    """A Pause guardrail only alerts during the bake (PostPromotion False): still baking."""
+    sim = promoted(Sim(spec("1h", gil={"maxPods": 0, "action": "Pause"}), n=N))
+    gil_on(sim)
+    sim.step()
+    assert cond(sim.status, "PostPromotion").status == "False"
+    assert (cond(sim.status, "Ready").status, cond(sim.status, "Ready").reason) == (
+        "Unknown",
+        "Baking",
+    )
+    assert plugin.wait_outcome(_obj(sim.status)) is None
+
+
+def test_a_bake_edited_out_of_the_spec_makes_the_rollout_ready() -> None:
+    sim = promoted(Sim(spec("1h"), n=N))
+    sim.spec = sim.spec.model_copy(update={"post_promotion": api.PostPromotion()})
+    sim.run(2)
+    assert cond(sim.status, "Ready").status == "True"
+    assert plugin.wait_outcome(_obj(sim.status)) == 0
+
+
+def test_without_a_bake_ready_is_true_at_promotion() -> None:
+    sim = promoted(Sim(spec(None), n=N))
+    assert cond(sim.status, "Ready").status == "True"
+    assert plugin.wait_outcome(_obj(sim.status)) == 0
 
 
 # ---------------------------------------------------------------- comparison for the report
