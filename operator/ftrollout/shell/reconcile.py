@@ -27,6 +27,7 @@ from ftrollout.plan.types import Claim, Ownership, parse_time
 from ftrollout.shell import status_writes
 from ftrollout.shell.baseline import ensure_baseline
 from ftrollout.shell.gate_job import run_preflight
+from ftrollout.shell.kube import short_error
 from ftrollout.shell.routing import Routes, observe_routes, write_routes
 from ftrollout.shell.state import GilReading, State
 from ftrollout.shell.twin import TwinReplaced, ensure_twin, twin_selector
@@ -35,6 +36,7 @@ log = logging.getLogger("ftrollout")
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 ANALYSED_PHASES = (api.Phase.PROGRESSING, api.Phase.PAUSED)
+REASON_BASELINE_WRITE_FAILED = "BaselineWriteFailed"
 
 
 async def _deployment(state: State, namespace: str, name: str) -> DeploymentSummary | None:
@@ -205,11 +207,7 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
     # without one.
     await write_routes(state, namespace, name, result.route_writes, routes.versions)
     if spec is not None and target is not None:
-        # After the status write: the baseline is extra capacity, and a failure to write it
-        # must not hold back the tracks' replicas or the status.
-        await ensure_baseline(
-            state, body, target, baseline, result.baseline_replicas, result.status.revision or ""
-        )
+        await _write_baseline(state, body, key, target, baseline, result)
     _register_analysis(state, key, spec, result)
     # Pod logs are read for GIL warnings until the bake ends; after it only the probe tells.
     if result.status.phase in (
@@ -245,6 +243,38 @@ async def _adopt(state: State, body: Any, twin: DeploymentSummary) -> Deployment
     summary = summarize_deployment(adopted)
     state.cache.wrote_deployment(summary)
     return summary
+
+
+async def _write_baseline(
+    state: State,
+    body: Any,
+    key: Key,
+    target: DeploymentSummary,
+    baseline: DeploymentSummary | None,
+    result: Result,
+) -> None:
+    """After the status write, and never raising: the baseline is extra capacity, so a refused
+    write (a quota on count/deployments.apps or pods, an admission policy, RBAC) must hold back
+    neither the tracks nor the analysis registered after it. It is reported once per distinct
+    error and tried again at the next reconcile; meanwhile compare rounds say `baseline: no
+    series` (they never fall back to the warm standard pods)."""
+    try:
+        await ensure_baseline(
+            state, body, target, baseline, result.baseline_replicas, result.status.revision or ""
+        )
+    except Exception as exc:
+        name = plan_baseline.baseline_name(target.name)
+        message = (
+            f"the baseline {name!r} could not be written ({short_error(exc)}): compare "
+            "metrics stay Inconclusive until it runs, the tracks go on without it; tried "
+            "again at the next reconcile"
+        )
+        log.warning("%s/%s: %s", key[0], key[1], message)
+        if state.baseline_errors.get(key) != message:
+            state.baseline_errors[key] = message
+            await state.kube.emit_event(body, "Warning", REASON_BASELINE_WRITE_FAILED, message)
+        return
+    state.baseline_errors.pop(key, None)
 
 
 def _baking(status: api.RolloutStatus) -> bool:
