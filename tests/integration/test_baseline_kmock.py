@@ -264,3 +264,56 @@ async def test_a_refused_baseline_create_is_reported_and_holds_nothing_back(kmoc
     await shell.reconcile()
     assert kmock.objects[DEPLOYMENTS, NS, BASELINE]["spec"]["replicas"] == 1
     assert (NS, "web") not in shell.state.baseline_errors
+
+
+def edit_spec(kmock: Any, **changes: Any) -> None:
+    obj = copy.deepcopy(dict(kmock.objects[FTR, NS, "web"].raw))
+    for path, value in changes.items():
+        here = obj["spec"]
+        *parents, leaf = path.split("__")
+        for p in parents:
+            here = here.setdefault(p, {})
+        here[leaf] = value
+    obj["metadata"]["generation"] = 2
+    kmock.objects[FTR, NS, "web"] = obj
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        # InvalidSpec: an address the operator does not allow (e.g. after a Helm upgrade)
+        {"analysis__prometheus": {"address": "http://elsewhere:9090"}},
+        {"targetRef": {"name": "other"}},  # TargetChanged: the held target's baseline goes
+    ],
+)
+async def test_deleted_when_the_rollout_fails_before_its_steps(
+    kmock: Any, edit: dict[str, Any]
+) -> None:
+    shell = with_baseline(kmock)
+    await shell.reconcile()
+    await at_step(shell, 1, 9)
+    assert kmock.objects[DEPLOYMENTS, NS, BASELINE]["spec"]["replicas"] == 1
+    shell.new_requests()
+    edit_spec(kmock, **edit)
+    await shell.reconcile()
+    reqs = shell.new_requests()
+    assert status_writes_of(reqs)[-1]["phase"] == "Failed"
+    assert f"DELETE {BASELINE_PATH}" in summary(writes(reqs))
+    assert (DEPLOYMENTS, NS, BASELINE) not in kmock.objects
+    # Both tracks as they were: only the extra pods went.
+    assert [p for p in deployment_writes(reqs) if BASELINE not in p] == []
+
+
+async def test_a_foreign_baseline_survives_an_invalid_spec(kmock: Any) -> None:
+    shell = with_baseline(kmock)
+    kmock.objects[DEPLOYMENTS, NS, BASELINE] = foreign_baseline()
+    shell.watch_deployment(BASELINE)
+    await shell.reconcile()  # BaselineNotOwned
+    edit_spec(kmock, analysis__prometheus={"address": "http://elsewhere:9090"})
+    shell.new_requests()
+    for _ in range(2):
+        await shell.reconcile()
+    reqs = shell.new_requests()
+    assert status_writes_of(reqs)[-1]["message"].startswith("invalid spec")
+    assert [p for p in deployment_writes(reqs) if BASELINE in p] == []
+    assert kmock.objects[DEPLOYMENTS, NS, BASELINE]["metadata"]["uid"] == "uid-theirs"

@@ -119,23 +119,26 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
 
     target: DeploymentSummary | None = None
     twin: DeploymentSummary | None = None
-    baseline: DeploymentSummary | None = None
     revision = None
     twin_name = ""
     if spec is not None:
         twin_name = workloads.twin_name(spec.target_ref.name)
         target = await _deployment(state, namespace, spec.target_ref.name)
         twin = await _deployment(state, namespace, twin_name)
-        # The watch's view only: most rollouts have no baseline most of the time, and a GET
-        # per reconcile for one that is not there would cost more than it tells. The shell
-        # reads it before creating one (shell.baseline).
-        baseline = state.cache.deployment(
-            namespace, plan_baseline.baseline_name(spec.target_ref.name)
-        )
         if target is not None:
             revision = revision_of(target.template_hash, spec.free_threaded)
         if target is not None and target.deleting:
             target = None
+
+    # The baseline of the target the rollout holds (status.target: a targetRef edited since
+    # was never split, and an unreadable spec names none). The watch's view only: most
+    # rollouts have no baseline most of the time, and a GET per reconcile for one that is not
+    # there would cost more than it tells. The shell reads it before creating one
+    # (shell.baseline).
+    held = status.target or (spec.target_ref.name if spec is not None else None)
+    baseline: DeploymentSummary | None = None
+    if held is not None:
+        baseline = state.cache.deployment(namespace, plan_baseline.baseline_name(held))
 
     routes = Routes()
     if spec is not None:
@@ -206,8 +209,16 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
     # After the status that records them: a crash in between leaves a record, never an edit
     # without one.
     await write_routes(state, namespace, name, result.route_writes, routes.versions)
-    if spec is not None and target is not None:
-        await _write_baseline(state, body, key, target, baseline, result)
+    if held is not None:
+        await _write_baseline(
+            state,
+            body,
+            key,
+            held,
+            target if target is not None and target.name == held else None,
+            baseline,
+            result,
+        )
     _register_analysis(state, key, spec, result)
     # Pod logs are read for GIL warnings until the bake ends; after it only the probe tells.
     if result.status.phase in (
@@ -249,7 +260,8 @@ async def _write_baseline(
     state: State,
     body: Any,
     key: Key,
-    target: DeploymentSummary,
+    held: str,
+    target: DeploymentSummary | None,
     baseline: DeploymentSummary | None,
     result: Result,
 ) -> None:
@@ -260,10 +272,16 @@ async def _write_baseline(
     series` (they never fall back to the warm standard pods)."""
     try:
         await ensure_baseline(
-            state, body, target, baseline, result.baseline_replicas, result.status.revision or ""
+            state,
+            body,
+            held,
+            target,
+            baseline,
+            result.baseline_replicas,
+            result.status.revision or "",
         )
     except Exception as exc:
-        name = plan_baseline.baseline_name(target.name)
+        name = plan_baseline.baseline_name(held)
         message = (
             f"the baseline {name!r} could not be written ({short_error(exc)}): compare "
             "metrics stay Inconclusive until it runs, the tracks go on without it; tried "
