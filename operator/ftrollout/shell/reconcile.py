@@ -356,8 +356,11 @@ def _register_analysis(
             name=key[1],
             target=spec.target_ref.name,
             twin=workloads.twin_name(spec.target_ref.name),
+            # Only while the steps run one (plan.baseline): it is deleted at promotion, and
+            # the bake compares with the standard pods kept warm (plan.bake), else with the
+            # last standard value, never with a baseline that is gone.
             baseline=plan_baseline.baseline_name(spec.target_ref.name)
-            if analysis.baseline_enabled
+            if analysis.baseline_enabled and result.status.phase in ANALYSED_PHASES
             else None,
             analysis=analysis,
             # Allowed (checked above): normalised, so one address is one client and one trust.
