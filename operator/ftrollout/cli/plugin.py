@@ -42,7 +42,13 @@ from rich.text import Text
 from ftrollout.cli import report
 from ftrollout.model import api
 from ftrollout.model.durations import parse_duration
-from ftrollout.plan.metrics import TRACK_FREE_THREADED, TRACK_STANDARD, expand, read_vector
+from ftrollout.plan.metrics import (
+    TRACK_FREE_THREADED,
+    TRACK_STANDARD,
+    expand,
+    read_vector,
+    underpowered,
+)
 
 ANNOTATION_ACTION = f"{api.GROUP}/action"
 ACTIONS = ("promote", "pause", "resume", "rollback", "retry")
@@ -1320,8 +1326,21 @@ def cmd_set_image(cluster: Cluster, args: argparse.Namespace) -> int:
     return 0
 
 
-def lint_documents(text: str) -> list[tuple[str, str | None]]:
-    """(rollout, problem or None) for each FreeThreadedRollout in a YAML stream.
+Linted = tuple[str, str | None, tuple[str, ...]]
+
+
+def lint_warnings(spec: api.RolloutSpec) -> tuple[str, ...]:
+    """What the operator accepts but cannot work as written (`field: why`)."""
+    out: list[str] = []
+    for i, m in enumerate(spec.analysis.metrics if spec.analysis is not None else ()):
+        weak = None if m.compare is None else underpowered(m.compare)
+        if weak is not None:
+            out.append(f"spec.analysis.metrics[{i}].compare.minSamples: {weak}")
+    return tuple(out)
+
+
+def lint_documents(text: str) -> list[Linted]:
+    """(rollout, problem or None, warnings) for each FreeThreadedRollout in a YAML stream.
 
     The spec goes through the operator's own models (`api.parse_spec`), so a problem reads as
     the operator's `invalid spec: <field>: <message>` status would."""
@@ -1330,24 +1349,24 @@ def lint_documents(text: str) -> list[tuple[str, str | None]]:
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
-        return [("", f"not YAML: {' '.join(str(exc).split())}")]
+        return [("", f"not YAML: {' '.join(str(exc).split())}", ())]
     return _lint_objects(docs, set())
 
 
-def _lint_objects(docs: list[Any], within: set[int]) -> list[tuple[str, str | None]]:
+def _lint_objects(docs: list[Any], within: set[int]) -> list[Linted]:
     """Lint parsed objects; `within`: the Lists being read (a YAML anchor can make a List
     contain itself)."""
-    out: list[tuple[str, str | None]] = []
+    out: list[Linted] = []
     for n, doc in enumerate(docs, 1):
         if not isinstance(doc, dict):
-            out.append((f"document {n}", "not a Kubernetes object (a mapping)"))
+            out.append((f"document {n}", "not a Kubernetes object (a mapping)", ()))
             continue
         if doc.get("kind") == "List":
             items = doc.get("items") or []
             if id(doc) in within:
-                out.append((f"document {n}", "a List that contains itself"))
+                out.append((f"document {n}", "a List that contains itself", ()))
             elif not isinstance(items, list):
-                out.append((f"document {n}", "items: not a list"))
+                out.append((f"document {n}", "items: not a list", ()))
             else:
                 out.extend(_lint_objects(items, within | {id(doc)}))
             continue
@@ -1359,15 +1378,15 @@ def _lint_objects(docs: list[Any], within: set[int]) -> list[tuple[str, str | No
             label = f"{meta['namespace']}/{label}"
         expected = f"{api.GROUP}/{api.VERSION}"
         if doc.get("apiVersion") != expected:
-            out.append((label, f"apiVersion: {doc.get('apiVersion')!r} is not {expected}"))
+            out.append((label, f"apiVersion: {doc.get('apiVersion')!r} is not {expected}", ()))
         elif not meta.get("name") and not meta.get("generateName"):
-            out.append((label, "metadata.name: required"))
+            out.append((label, "metadata.name: required", ()))
         else:
             try:
-                api.parse_spec(doc.get("spec"))
-                out.append((label, None))
+                spec = api.parse_spec(doc.get("spec"))
+                out.append((label, None, lint_warnings(spec)))
             except api.SpecError as exc:
-                out.append((label, f"invalid spec: {exc}"))
+                out.append((label, f"invalid spec: {exc}", ()))
     return out
 
 
@@ -1386,10 +1405,12 @@ def cmd_lint(args: argparse.Namespace) -> int:
         if not results:
             print(f"error: {path}: no {api.KIND} in it", file=sys.stderr)
             bad += 1
-        for label, problem in results:
+        for label, problem, warnings in results:
             where = f"{path}: {label}" if label else path
             if problem is None:
                 print(f"{where}: valid")
+                for w in warnings:
+                    print(f"warning: {where}: {w}", file=sys.stderr)
             else:
                 print(f"error: {where}: {problem}", file=sys.stderr)
                 bad += 1

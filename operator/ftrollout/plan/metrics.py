@@ -192,6 +192,22 @@ def _pct(v: float) -> str:
     return f"{v:+.1f}%"
 
 
+def underpowered(c: api.CompareCheck) -> str | None:
+    """Why a MannWhitney check's minSamples can never give a Failed at its confidence (the
+    rounds stay Inconclusive until more samples come), or None."""
+    if c.judge != "MannWhitney":
+        return None
+    needed = stats.samples_needed(c.confidence)
+    if c.min_samples >= needed:
+        return None
+    return (
+        f"minSamples {c.min_samples} cannot reach {c.confidence * 100:g}% confidence (the "
+        f"smallest possible p at {c.min_samples} samples per track is "
+        f"{stats.smallest_p(c.min_samples, c.min_samples):.2g}): rounds stay Inconclusive "
+        f"until a track has more; raise it to {needed}"
+    )
+
+
 def judge_samples(
     metric: api.Metric, ft: Samples, std: Samples, time: str, against: str = TRACK_STANDARD
 ) -> api.MetricResult:
@@ -201,7 +217,8 @@ def judge_samples(
     standard median. Failed when the two-sided Mann-Whitney p-value is below 1 - confidence
     (the tracks differ) and the estimate is beyond maxIncreasePercent or maxDecreasePercent;
     the confidence interval is reported alongside. Fewer than minSamples usable samples on
-    either track is Inconclusive.
+    either track is Inconclusive, and so are sizes at which no data could be significant
+    (`stats.smallest_p`): otherwise any shift, a doubling too, would be Successful.
     """
     c = metric.compare
     assert c is not None
@@ -239,10 +256,19 @@ def judge_samples(
             f"need {c.min_samples} per track",
             counts,
         )
+    level = f"{c.confidence * 100:g}%"
+    if stats.smallest_p(len(x), len(y)) >= 1 - c.confidence:
+        # No data at these sizes could be significant: "Successful" would pass any shift.
+        return result(
+            "Inconclusive",
+            f"n={len(y)}/{len(x)} cannot reach {level} confidence (the smallest possible "
+            f"p is {stats.smallest_p(len(y), len(x)):.2g}): raise minSamples to "
+            f"{stats.samples_needed(c.confidence)} or more",
+            counts,
+        )
     test = stats.mann_whitney(x, y)
     shift = stats.hodges_lehmann(x, y, c.confidence)
     base = median(x)
-    level = f"{c.confidence * 100:g}%"
     if base == 0:
         if shift.low == shift.high == 0:
             numbers = counts.model_copy(
