@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from ftrollout.model import api
 from ftrollout.plan.metrics import (
+    MAX_SAMPLES,
     NO_PODS,
     Samples,
     Value,
@@ -370,3 +371,37 @@ def test_min_samples_that_cannot_reach_the_confidence_are_named(
     else:
         assert problem is not None
         assert warned in problem
+
+
+# ------------------------------------------------------------------ answers larger than asked
+
+
+def test_a_range_answer_beyond_the_cap_is_thinned_evenly_in_time_order() -> None:
+    """The range query asks for at most MAX_SAMPLES points per track, but the answer is the
+    server's: 20,000 points would make the judge compare 4e8 pairs (MemoryError or a long stall
+    in the operator's one event loop)."""
+    n = 20_000
+    s = read_matrix([{"metric": {}, "values": [[i, str(float(i))] for i in range(n)]}])
+    assert len(s.values) == MAX_SAMPLES
+    assert s.thinned == n - MAX_SAMPLES
+    assert s.values[0] == 0.0
+    assert s.values[-1] == float(n - 1)  # the newest sample is kept
+    assert list(s.values) == sorted(s.values)  # time order, evenly spread
+    gaps = {b - a for a, b in zip(s.values, s.values[1:], strict=False)}
+    assert max(gaps) - min(gaps) <= 1.0
+    # At or under the cap nothing is left out.
+    small = read_matrix([{"values": [[i, "1"] for i in range(MAX_SAMPLES)]}])
+    assert (len(small.values), small.thinned) == (MAX_SAMPLES, 0)
+
+
+def test_the_judge_uses_at_most_the_cap_per_track_and_says_so() -> None:
+    n = 600  # modest: 360,000 pairs before the cap
+    ft = Samples(tuple(105.0 + (i % 7) * 0.1 for i in range(n)))
+    std = Samples(tuple(100.0 + (i % 7) * 0.1 for i in range(n)))
+    r = judge_samples(mw_metric(), ft, std, T)
+    assert r.statistics is not None
+    used = (r.statistics.free_threaded_samples, r.statistics.standard_samples)
+    assert used == (MAX_SAMPLES, MAX_SAMPLES)
+    assert f"n={MAX_SAMPLES}/{MAX_SAMPLES}" in r.message
+    assert f"thinned evenly from {n}/{n}" in r.message
+    assert r.phase == "Failed", r.message  # the +5 % is still found
