@@ -214,3 +214,106 @@ async def test_a_foreign_baseline_is_never_touched(kmock: Any, watched: bool) ->
     await finalize(shell)
     assert [p for p in deployment_writes(shell.new_requests()) if BASELINE in p] == []
     assert kmock.objects[DEPLOYMENTS, NS, BASELINE]["metadata"]["uid"] == "uid-theirs"
+
+
+async def test_a_refused_baseline_create_is_reported_and_holds_nothing_back(kmock: Any) -> None:
+    """A quota on count/deployments.apps, an admission policy or RBAC refuses the baseline: the
+    step's analysis is still registered and the rollout runs (its compare rounds say `baseline:
+    no series`); the refusal is a Warning Event (once per distinct error) and a log line, and
+    the create is tried again at the next reconcile."""
+    from kubernetes.client.exceptions import ApiException
+
+    from ftrollout.shell.scheduler import Scheduler
+
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment()
+    kmock.objects[FTR, NS, "web"] = rollout_body(
+        analysis={
+            "baseline": {},
+            "metrics": [{"name": "errors", "query": "up", "threshold": {"max": 1}}],
+        }
+    )
+    shell = Shell(kmock)
+    shell.state.default_prometheus = "http://prometheus.monitoring:9090"
+    shell.state.scheduler = Scheduler(shell.state)
+    real = shell.state.kube.create_deployment
+    refused: list[str] = []
+
+    async def create(manifest: dict[str, Any]) -> dict[str, Any]:
+        if manifest["metadata"]["name"] == BASELINE and len(refused) < 3:
+            refused.append(BASELINE)
+            raise ApiException(status=403, reason="Forbidden: exceeded quota")
+        return dict(await real(manifest))
+
+    shell.state.kube.create_deployment = create
+    for _ in range(3):
+        await shell.reconcile()  # raises nothing
+    reqs = shell.new_requests()
+    assert len(refused) == 3  # tried again at each reconcile
+    assert shell.body()["status"]["phase"] in ("Progressing", "Paused")
+    assert (NS, "web") in shell.state.scheduler.targets
+    assert (NS, "web") in shell.state.active
+    assert event_reasons(reqs).count("BaselineWriteFailed") == 1
+    (message,) = [
+        r.data["message"]
+        for r in reqs
+        if r.url.path.endswith("/events") and r.data["reason"] == "BaselineWriteFailed"
+    ]
+    assert BASELINE in message
+    assert "403 Forbidden: exceeded quota" in message
+    # Allowed again: created at the next reconcile, and the error is forgotten.
+    await shell.reconcile()
+    assert kmock.objects[DEPLOYMENTS, NS, BASELINE]["spec"]["replicas"] == 1
+    assert (NS, "web") not in shell.state.baseline_errors
+
+
+def edit_spec(kmock: Any, **changes: Any) -> None:
+    obj = copy.deepcopy(dict(kmock.objects[FTR, NS, "web"].raw))
+    for path, value in changes.items():
+        here = obj["spec"]
+        *parents, leaf = path.split("__")
+        for p in parents:
+            here = here.setdefault(p, {})
+        here[leaf] = value
+    obj["metadata"]["generation"] = 2
+    kmock.objects[FTR, NS, "web"] = obj
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        # InvalidSpec: an address the operator does not allow (e.g. after a Helm upgrade)
+        {"analysis__prometheus": {"address": "http://elsewhere:9090"}},
+        {"targetRef": {"name": "other"}},  # TargetChanged: the held target's baseline goes
+    ],
+)
+async def test_deleted_when_the_rollout_fails_before_its_steps(
+    kmock: Any, edit: dict[str, Any]
+) -> None:
+    shell = with_baseline(kmock)
+    await shell.reconcile()
+    await at_step(shell, 1, 9)
+    assert kmock.objects[DEPLOYMENTS, NS, BASELINE]["spec"]["replicas"] == 1
+    shell.new_requests()
+    edit_spec(kmock, **edit)
+    await shell.reconcile()
+    reqs = shell.new_requests()
+    assert status_writes_of(reqs)[-1]["phase"] == "Failed"
+    assert f"DELETE {BASELINE_PATH}" in summary(writes(reqs))
+    assert (DEPLOYMENTS, NS, BASELINE) not in kmock.objects
+    # Both tracks as they were: only the extra pods went.
+    assert [p for p in deployment_writes(reqs) if BASELINE not in p] == []
+
+
+async def test_a_foreign_baseline_survives_an_invalid_spec(kmock: Any) -> None:
+    shell = with_baseline(kmock)
+    kmock.objects[DEPLOYMENTS, NS, BASELINE] = foreign_baseline()
+    shell.watch_deployment(BASELINE)
+    await shell.reconcile()  # BaselineNotOwned
+    edit_spec(kmock, analysis__prometheus={"address": "http://elsewhere:9090"})
+    shell.new_requests()
+    for _ in range(2):
+        await shell.reconcile()
+    reqs = shell.new_requests()
+    assert status_writes_of(reqs)[-1]["message"].startswith("invalid spec")
+    assert [p for p in deployment_writes(reqs) if BASELINE in p] == []
+    assert kmock.objects[DEPLOYMENTS, NS, BASELINE]["metadata"]["uid"] == "uid-theirs"

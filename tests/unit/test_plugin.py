@@ -1317,6 +1317,34 @@ def test_lint_reports_what_the_operator_would(
     assert err.startswith(f"error: {f}: shop/web: {problem}")
 
 
+def test_lint_warns_of_min_samples_that_cannot_reach_the_confidence(
+    tmp_path: Path, capsys: Any
+) -> None:
+    """Valid (the operator accepts it) but the judge could never fail a round: a warning on
+    stderr, exit 0."""
+    doc = list(yaml.safe_load_all(GOOD))[1]
+    doc["spec"]["analysis"] = {
+        "metrics": [
+            {"name": "errors", "query": "q", "threshold": {"max": 1}},
+            {
+                "name": "p99",
+                "query": "q",
+                "compare": {"maxIncreasePercent": 2, "judge": "MannWhitney", "minSamples": 3},
+            },
+        ]
+    }
+    f = tmp_path / "weak.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    code, out, err = run(capsys, "lint", "-f", str(f))
+    assert (code, out) == (0, f"{f}: shop/web: valid (1 warning)\n")
+    assert err.startswith(
+        f"warning: {f}: shop/web: spec.analysis.metrics[1].compare.minSamples: minSamples 3 "
+        "cannot reach 95% confidence"
+    )
+    assert err.rstrip().endswith("raise it to 4")
+    assert err.count("\n") == 1
+
+
 def test_lint_of_a_file_without_a_rollout_or_not_yaml(tmp_path: Path, capsys: Any) -> None:
     f = tmp_path / "x.yaml"
     f.write_text("kind: ConfigMap\n")

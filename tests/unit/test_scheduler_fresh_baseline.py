@@ -154,3 +154,46 @@ def test_each_reconcile_names_the_baseline_only_when_it_is_on() -> None:
         )
         _register_analysis(s, ("shop", "web"), spec, Result(status, None, None))
         assert s.scheduler.targets[("shop", "web")].baseline == expected
+
+
+def spec_with(judge: str, bake: bool = True) -> api.RolloutSpec:
+    return api.RolloutSpec.model_validate(
+        {
+            "targetRef": {"name": "web"},
+            "freeThreaded": {"image": "registry.example/web:2.0-py3.14t"},
+            "steps": [{"weight": 100}],
+            "analysis": analysis(judge).model_dump(by_alias=True, exclude_none=True),
+            "postPromotion": {"bake": "1h", "standardReplicas": 1} if bake else {},
+        }
+    )
+
+
+@pytest.mark.parametrize("judge", ["Instant", "MannWhitney"])
+async def test_the_bake_compares_with_the_warm_standard_pods_not_the_removed_baseline(
+    judge: str,
+) -> None:
+    """At promotion the baseline is deleted; postPromotion.standardReplicas keeps standard
+    pods up so that analysis keeps comparing both tracks through the bake (plan.bake): the
+    bake's rounds measure those, not a baseline that is gone (always `baseline: no series`)."""
+    s = state(FT, STD)  # the baseline's pods are gone, the warm standard pod stays
+    s.default_prometheus = "http://prometheus:9090"
+    s.scheduler = Scheduler(s, prom=Prom({"web-ft-abc-1": 130.0, "web-xyz-1": 100.0}))
+    now = datetime.now(UTC)
+    baking = api.RolloutStatus(
+        phase=api.Phase.PROMOTED,
+        promoted_at=rfc3339(now),
+        bake_until=rfc3339(now + timedelta(hours=1)),
+        step_started_at=rfc3339(now - timedelta(minutes=10)),
+    )
+    _register_analysis(s, ("shop", "web"), spec_with(judge), Result(baking, None, None))
+    registered = s.scheduler.targets[("shop", "web")]
+    assert registered.baseline is None
+    (result,) = (await s.scheduler.analyse(registered)).results
+    assert result.phase == "Failed", result.message  # +30 % against the warm standard pod
+    assert "vs standard" in result.message
+    # While the steps run, the baseline is the compare side.
+    progressing = baking.model_copy(
+        update={"phase": api.Phase.PROGRESSING, "promoted_at": None, "bake_until": None}
+    )
+    _register_analysis(s, ("shop", "web"), spec_with(judge), Result(progressing, None, None))
+    assert s.scheduler.targets[("shop", "web")].baseline == "web-baseline"

@@ -43,7 +43,13 @@ from rich.text import Text
 from ftrollout.cli import report
 from ftrollout.model import api
 from ftrollout.model.durations import parse_duration
-from ftrollout.plan.metrics import TRACK_FREE_THREADED, TRACK_STANDARD, expand, read_vector
+from ftrollout.plan.metrics import (
+    TRACK_FREE_THREADED,
+    TRACK_STANDARD,
+    expand,
+    read_vector,
+    underpowered,
+)
 
 ANNOTATION_ACTION = f"{api.GROUP}/action"
 ACTIONS = ("promote", "pause", "resume", "rollback", "retry")
@@ -1422,6 +1428,16 @@ def null_warning(path: str) -> str:
     )
 
 
+def lint_warnings(spec: api.RolloutSpec) -> tuple[str, ...]:
+    """What the operator accepts but cannot work as written (`field: why`)."""
+    out: list[str] = []
+    for i, m in enumerate(spec.analysis.metrics if spec.analysis is not None else ()):
+        weak = None if m.compare is None else underpowered(m.compare)
+        if weak is not None:
+            out.append(f"spec.analysis.metrics[{i}].compare.minSamples: {weak}")
+    return tuple(out)
+
+
 def lint_documents(text: str) -> list[Linted]:
     """Each FreeThreadedRollout in a YAML stream, checked.
 
@@ -1469,8 +1485,8 @@ def _lint_objects(docs: list[Any], within: set[int]) -> list[Linted]:
             continue
         warnings = tuple(null_warning(p) for p in api.drop_nulls(doc.get("spec"))[1])
         try:
-            api.parse_spec(doc.get("spec"))
-            out.append(Linted(label, None, warnings))
+            spec = api.parse_spec(doc.get("spec"))
+            out.append(Linted(label, None, warnings + lint_warnings(spec)))
         except api.SpecError as exc:
             out.append(Linted(label, f"invalid spec: {exc}", warnings))
     return out

@@ -5,7 +5,8 @@ started with the twin and kept at the twin's size at every step, so a compare me
 free-threaded pods against standard pods of the same age and the same traffic share rather
 than against long-running, warm ones. It is extra capacity: the standard track is sized as
 without it (plan.replicas never reads it), and it is removed (0 here: the shell deletes it)
-at promotion, rollback, in Pending/Failed and when the spec turns it off.
+at promotion, rollback, in Pending/Failed (also a Failed for the spec, the target or the twin,
+which leaves both tracks as they are) and when the spec turns it off.
 
 Its pods carry the target's labels, so the target's selector matches them, as it matches the
 twin's pods: neither the target's Deployment nor its ReplicaSets adopt them, because they
@@ -24,6 +25,7 @@ from ftrollout.model.api import Phase
 from ftrollout.plan.context import Ctx
 from ftrollout.plan.replicas import desired_split
 from ftrollout.plan.twin import ANNOTATION_REVISION, LABEL_ROLLOUT, LABEL_TRACK, owner_reference
+from ftrollout.plan.types import Observation
 
 TRACK_BASELINE = "baseline"
 REASON_BASELINE_NOT_OWNED = "BaselineNotOwned"
@@ -50,6 +52,24 @@ def baseline_replicas(ctx: Ctx) -> int:
         return 0
     _, ft = desired_split(ctx)
     return ft
+
+
+def removed(obs: Observation) -> int | None:
+    """The baseline's replicas when the rollout fails before its steps are planned (spec,
+    target or twin not usable): 0, removed as in any phase that does not measure, when the
+    observed `<target>-baseline` is this rollout's; None (left alone) when there is none or it
+    is someone else's (another rollout holding the target runs its own under that name).
+
+    An unreadable spec leaves ownership unobserved: 0, and the shell deletes only a baseline
+    whose controller is this rollout's uid whatever it is told.
+    """
+    own = obs.ownership
+    if obs.baseline is None:
+        return None
+    if own is None:
+        return 0
+    ours = own.baseline_controller is not None and own.baseline_controller[1] == own.uid
+    return 0 if ours else None
 
 
 def _selector(selector: dict[str, Any], rollout: str) -> dict[str, Any]:

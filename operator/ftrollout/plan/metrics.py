@@ -156,9 +156,27 @@ class Samples:
     values: tuple[float, ...] = ()
     problem: str = ""
     dropped: int = 0  # NaN or infinite samples left out
+    thinned: int = 0  # samples left out to stay within MAX_SAMPLES
 
 
 MAX_SAMPLE = 1e150  # no latency, ratio or rate comes near; squares stay finite
+# At most this many samples per track and round. The judge compares every pair (n1 * n2
+# differences held at once), so the range query asks for no more (shell.scheduler) and an
+# answer with more, which is the server's choice, is thinned to it: 20,000 points per track
+# were 4e8 differences, a MemoryError or minutes of the operator's one event loop.
+MAX_SAMPLES = 240
+
+
+def thin(values: Sequence[float], cap: int = MAX_SAMPLES) -> tuple[float, ...]:
+    """`cap` of `values` evenly spread over them in their (time) order, first and last kept:
+    every part of the step keeps its share, as a coarser query resolution would."""
+    n = len(values)
+    if n <= cap:
+        return tuple(values)
+    if cap == 1:
+        return (values[-1],)
+    # round(i * (n - 1) / (cap - 1)) in integers
+    return tuple(values[(2 * i * (n - 1) + cap - 1) // (2 * (cap - 1))] for i in range(cap))
 
 
 def read_matrix(result: Sequence[dict[str, Any]] | Any) -> Samples:
@@ -185,11 +203,28 @@ def read_matrix(result: Sequence[dict[str, Any]] | Any) -> Samples:
             values.append(v)
         else:
             dropped += 1
-    return Samples(tuple(values), dropped=dropped)
+    kept = thin(values)
+    return Samples(kept, dropped=dropped, thinned=len(values) - len(kept))
 
 
 def _pct(v: float) -> str:
     return f"{v:+.1f}%"
+
+
+def underpowered(c: api.CompareCheck) -> str | None:
+    """Why a MannWhitney check's minSamples can never give a Failed at its confidence (the
+    rounds stay Inconclusive until more samples come), or None."""
+    if c.judge != "MannWhitney":
+        return None
+    needed = stats.samples_needed(c.confidence)
+    if c.min_samples >= needed:
+        return None
+    return (
+        f"minSamples {c.min_samples} cannot reach {c.confidence * 100:g}% confidence (the "
+        f"smallest possible p at {c.min_samples} samples per track is "
+        f"{stats.smallest_p(c.min_samples, c.min_samples):.2g}): rounds stay Inconclusive "
+        f"until a track has more; raise it to {needed}"
+    )
 
 
 def judge_samples(
@@ -201,13 +236,16 @@ def judge_samples(
     standard median. Failed when the two-sided Mann-Whitney p-value is below 1 - confidence
     (the tracks differ) and the estimate is beyond maxIncreasePercent or maxDecreasePercent;
     the confidence interval is reported alongside. Fewer than minSamples usable samples on
-    either track is Inconclusive.
+    either track is Inconclusive, and so are sizes at which no data could be significant
+    (`stats.smallest_p`): otherwise any shift, a doubling too, would be Successful.
     """
     c = metric.compare
     assert c is not None
     # Outliers need no clipping: the test uses ranks and the estimate is a median, so one
     # wild sample moves either by at most one rank's worth.
-    x, y = std.values, ft.values
+    # Thinned here too, whoever built the samples: the cost is n1 * n2.
+    x, y = thin(std.values), thin(ft.values)
+    full = (len(ft.values) + ft.thinned, len(std.values) + std.thinned)
 
     def result(
         phase: Literal["Successful", "Failed", "Inconclusive"],
@@ -239,10 +277,19 @@ def judge_samples(
             f"need {c.min_samples} per track",
             counts,
         )
+    level = f"{c.confidence * 100:g}%"
+    if stats.smallest_p(len(x), len(y)) >= 1 - c.confidence:
+        # No data at these sizes could be significant: "Successful" would pass any shift.
+        return result(
+            "Inconclusive",
+            f"n={len(y)}/{len(x)} cannot reach {level} confidence (the smallest possible "
+            f"p is {stats.smallest_p(len(y), len(x)):.2g}): raise minSamples to "
+            f"{stats.samples_needed(c.confidence)} or more",
+            counts,
+        )
     test = stats.mann_whitney(x, y)
     shift = stats.hodges_lehmann(x, y, c.confidence)
     base = median(x)
-    level = f"{c.confidence * 100:g}%"
     if base == 0:
         if shift.low == shift.high == 0:
             numbers = counts.model_copy(
@@ -270,9 +317,10 @@ def judge_samples(
             "p_value": test.p,
         }
     )
+    thinned = f", thinned evenly from {full[0]}/{full[1]}" if full != (len(y), len(x)) else ""
     detail = (
         f"free-threaded {_pct(effect)} vs {against} ({level} CI {_pct(low)}..{_pct(high)}, "
-        f"p={test.p:.2g}, n={len(y)}/{len(x)})"
+        f"p={test.p:.2g}, n={len(y)}/{len(x)}{thinned})"
     )
     significant = test.p < 1 - c.confidence
     if significant and c.max_increase_percent is not None and effect > c.max_increase_percent:

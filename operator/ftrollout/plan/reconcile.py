@@ -172,13 +172,15 @@ def invalid_spec(status: api.RolloutStatus, obs: Observation) -> Result:
     if status.phase != Phase.FAILED or status.message != new.message:
         events.append(Event("Warning", "InvalidSpec", message))
     events.extend(ignored)
-    # Never touch replicas on bad input: capacity stays where it is.
+    # Never touch replicas on bad input: capacity stays where it is. The baseline is not
+    # capacity: nothing is measured while Failed, so its pods would only take traffic.
     return Result(
         status=new,
         target_replicas=None,
         twin_replicas=None,
         events=tuple(events),
         clear_action=obs.action is not None,
+        baseline_replicas=baseline.removed(obs),
     )
 
 
@@ -255,6 +257,9 @@ def finish(ctx: Ctx, touch_replicas: bool = True) -> Result:
             cond(ctx, "Available", "False", "CapacityLow", f"{ready}/{n} replicas Ready")
         if target_set != std_d or twin_set != ft_d:
             ctx.requeue.append(5.0)
+    elif not touch_replicas:
+        # Failed before the steps: both tracks stay as they are, the baseline goes.
+        baseline_set = baseline.removed(obs)
     progressing_condition(ctx)
     ctx.update(observed_generation=obs.generation)
     ctx.st = summarise(ctx.st, obs, baking=baking(ctx))

@@ -62,6 +62,27 @@ def mann_whitney(x: Sequence[float], y: Sequence[float]) -> MannWhitney:
     return MannWhitney(u1, min(1.0, max(0.0, 2 * (1 - _NORMAL.cdf(z)))))
 
 
+def smallest_p(n1: int, n2: int) -> float:
+    """The smallest two-sided p `mann_whitney` gives for samples of n1 and n2 (both > 0)
+    without ties: that of two samples that do not overlap at all.
+
+    Below it the test has no power: at n1 = n2 = 3 no data goes under 0.08, so at a 95 %
+    confidence level no shift, however large, is ever significant.
+    """
+    mu = n1 * n2 / 2
+    z = (n1 * n2 - mu - 0.5) / math.sqrt(n1 * n2 / 12 * (n1 + n2 + 1))
+    return min(1.0, max(0.0, 2 * (1 - _NORMAL.cdf(z))))
+
+
+def samples_needed(confidence: float) -> int:
+    """The fewest samples per side (equal sides, at least 3) with which the test can be
+    significant at `confidence`: 4 at 0.95, 6 at 0.99, 8 at 0.999."""
+    n = 3
+    while smallest_p(n, n) >= 1 - confidence:
+        n += 1
+    return n
+
+
 @dataclass(frozen=True)
 class Shift:
     estimate: float  # Hodges-Lehmann: median of y_j - x_i

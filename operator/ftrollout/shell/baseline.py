@@ -25,16 +25,19 @@ def controls(d: DeploymentSummary | None, uid: str) -> bool:
 async def ensure_baseline(
     state: State,
     body: Any,
-    target: DeploymentSummary,
+    held: str,
+    target: DeploymentSummary | None,
     baseline: DeploymentSummary | None,
     replicas: int | None,
     revision: str,
 ) -> None:
-    """Create, scale, re-create (new revision or selector) or delete the baseline."""
+    """Create, scale, re-create (new revision or selector) or delete the baseline of the
+    target `held`; `target` is that Deployment as observed (None: missing, deleting, or the
+    rollout failed before reading it: only a removal can be done)."""
     meta = body["metadata"]
     uid = str(meta.get("uid") or "")
-    namespace = target.namespace
-    name = plan_baseline.baseline_name(target.name)
+    namespace = meta["namespace"]
+    name = plan_baseline.baseline_name(held)
     if replicas is None:
         return
     if baseline is not None and not controls(baseline, uid):
@@ -44,6 +47,8 @@ async def ensure_baseline(
     if replicas == 0:
         if baseline is not None:
             await delete_baseline(state, namespace, baseline)
+        return
+    if target is None:
         return
     if baseline is None:
         # Read, not only the cache: a Deployment of that name may be there already (the watch

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from typing import Any
 
@@ -21,6 +20,7 @@ from ftrollout.plan import routing
 from ftrollout.plan import twin as workloads
 from ftrollout.plan.observe import DeploymentSummary, Key, controller_of
 from ftrollout.shell import metrics
+from ftrollout.shell.kube import short_error
 from ftrollout.shell.reconcile import Logger, reconcile
 from ftrollout.shell.routing import restore_routes
 from ftrollout.shell.state import State
@@ -48,6 +48,7 @@ async def rollout_event(
         STATE.written_at.pop((namespace, name), None)
         STATE.last_trigger.pop((namespace, name), None)
         STATE.analysis.pop((namespace, name), None)
+        STATE.baseline_errors.pop((namespace, name), None)
         if STATE.scheduler is not None:
             STATE.scheduler.unregister((namespace, name))
         metrics.forget((namespace, name))
@@ -141,7 +142,7 @@ async def rollout_daemon(
                     key[1],
                     failures,
                     delay,
-                    _short(exc),
+                    short_error(exc),
                 )
             timeout = RESYNC_SECONDS if delay is None else min(max(delay, 0.05), RESYNC_SECONDS)
             with contextlib.suppress(TimeoutError):
@@ -241,14 +242,3 @@ async def _deletion_waits(body: kopf.Body, message: str) -> None:
             meta.get("namespace", ""), meta.get("name", ""), {"message": message}
         )
     raise kopf.TemporaryError(message, delay=5)
-
-
-def _short(exc: Exception) -> str:
-    """One line for a log: the apiserver's message rather than its whole HTTP response."""
-    body = getattr(exc, "body", None)
-    if isinstance(body, str | bytes):
-        try:
-            return f"{getattr(exc, 'status', '')} {json.loads(body).get('message', '')}".strip()
-        except ValueError:
-            pass
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -8,6 +8,7 @@ operator's request rate within `--qps`/`--burst`, sized for thousands of rollout
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -411,3 +412,17 @@ class Kube:
             self.core.read_namespaced_pod_log, pod, namespace, write=False, **kwargs
         )
         return str(out or "")
+
+
+def short_error(exc: Exception) -> str:
+    """One line for a log or an Event: the apiserver's message rather than its whole HTTP
+    response."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, str | bytes):
+        try:
+            return f"{getattr(exc, 'status', '')} {json.loads(body).get('message', '')}".strip()
+        except ValueError:
+            pass
+    if isinstance(exc, ApiException) and exc.reason:
+        return f"{exc.status} {exc.reason}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -27,6 +27,7 @@ from ftrollout.plan.types import Claim, Ownership, parse_time
 from ftrollout.shell import status_writes
 from ftrollout.shell.baseline import ensure_baseline
 from ftrollout.shell.gate_job import run_preflight
+from ftrollout.shell.kube import short_error
 from ftrollout.shell.routing import Routes, observe_routes, write_routes
 from ftrollout.shell.state import GilReading, State
 from ftrollout.shell.twin import TwinReplaced, ensure_twin, twin_selector
@@ -35,6 +36,7 @@ log = logging.getLogger("ftrollout")
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 ANALYSED_PHASES = (api.Phase.PROGRESSING, api.Phase.PAUSED)
+REASON_BASELINE_WRITE_FAILED = "BaselineWriteFailed"
 
 
 async def _deployment(state: State, namespace: str, name: str) -> DeploymentSummary | None:
@@ -117,23 +119,26 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
 
     target: DeploymentSummary | None = None
     twin: DeploymentSummary | None = None
-    baseline: DeploymentSummary | None = None
     revision = None
     twin_name = ""
     if spec is not None:
         twin_name = workloads.twin_name(spec.target_ref.name)
         target = await _deployment(state, namespace, spec.target_ref.name)
         twin = await _deployment(state, namespace, twin_name)
-        # The watch's view only: most rollouts have no baseline most of the time, and a GET
-        # per reconcile for one that is not there would cost more than it tells. The shell
-        # reads it before creating one (shell.baseline).
-        baseline = state.cache.deployment(
-            namespace, plan_baseline.baseline_name(spec.target_ref.name)
-        )
         if target is not None:
             revision = revision_of(target.template_hash, spec.free_threaded)
         if target is not None and target.deleting:
             target = None
+
+    # The baseline of the target the rollout holds (status.target: a targetRef edited since
+    # was never split, and an unreadable spec names none). The watch's view only: most
+    # rollouts have no baseline most of the time, and a GET per reconcile for one that is not
+    # there would cost more than it tells. The shell reads it before creating one
+    # (shell.baseline).
+    held = status.target or (spec.target_ref.name if spec is not None else None)
+    baseline: DeploymentSummary | None = None
+    if held is not None:
+        baseline = state.cache.deployment(namespace, plan_baseline.baseline_name(held))
 
     routes = Routes()
     if spec is not None:
@@ -204,11 +209,15 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
     # After the status that records them: a crash in between leaves a record, never an edit
     # without one.
     await write_routes(state, namespace, name, result.route_writes, routes.versions)
-    if spec is not None and target is not None:
-        # After the status write: the baseline is extra capacity, and a failure to write it
-        # must not hold back the tracks' replicas or the status.
-        await ensure_baseline(
-            state, body, target, baseline, result.baseline_replicas, result.status.revision or ""
+    if held is not None:
+        await _write_baseline(
+            state,
+            body,
+            key,
+            held,
+            target if target is not None and target.name == held else None,
+            baseline,
+            result,
         )
     _register_analysis(state, key, spec, result)
     # Pod logs are read for GIL warnings until the bake ends; after it only the probe tells.
@@ -245,6 +254,45 @@ async def _adopt(state: State, body: Any, twin: DeploymentSummary) -> Deployment
     summary = summarize_deployment(adopted)
     state.cache.wrote_deployment(summary)
     return summary
+
+
+async def _write_baseline(
+    state: State,
+    body: Any,
+    key: Key,
+    held: str,
+    target: DeploymentSummary | None,
+    baseline: DeploymentSummary | None,
+    result: Result,
+) -> None:
+    """After the status write, and never raising: the baseline is extra capacity, so a refused
+    write (a quota on count/deployments.apps or pods, an admission policy, RBAC) must hold back
+    neither the tracks nor the analysis registered after it. It is reported once per distinct
+    error and tried again at the next reconcile; meanwhile compare rounds say `baseline: no
+    series` (they never fall back to the warm standard pods)."""
+    try:
+        await ensure_baseline(
+            state,
+            body,
+            held,
+            target,
+            baseline,
+            result.baseline_replicas,
+            result.status.revision or "",
+        )
+    except Exception as exc:
+        name = plan_baseline.baseline_name(held)
+        message = (
+            f"the baseline {name!r} could not be written ({short_error(exc)}): compare "
+            "metrics stay Inconclusive until it runs, the tracks go on without it; tried "
+            "again at the next reconcile"
+        )
+        log.warning("%s/%s: %s", key[0], key[1], message)
+        if state.baseline_errors.get(key) != message:
+            state.baseline_errors[key] = message
+            await state.kube.emit_event(body, "Warning", REASON_BASELINE_WRITE_FAILED, message)
+        return
+    state.baseline_errors.pop(key, None)
 
 
 def _baking(status: api.RolloutStatus) -> bool:
@@ -308,8 +356,11 @@ def _register_analysis(
             name=key[1],
             target=spec.target_ref.name,
             twin=workloads.twin_name(spec.target_ref.name),
+            # Only while the steps run one (plan.baseline): it is deleted at promotion, and
+            # the bake compares with the standard pods kept warm (plan.bake), else with the
+            # last standard value, never with a baseline that is gone.
             baseline=plan_baseline.baseline_name(spec.target_ref.name)
-            if analysis.baseline_enabled
+            if analysis.baseline_enabled and result.status.phase in ANALYSED_PHASES
             else None,
             analysis=analysis,
             # Allowed (checked above): normalised, so one address is one client and one trust.

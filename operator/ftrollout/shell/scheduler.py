@@ -29,6 +29,7 @@ from ftrollout.model import api
 from ftrollout.model.durations import parse_duration
 from ftrollout.plan import AnalysisRound, parse_time, rfc3339
 from ftrollout.plan.metrics import (
+    MAX_SAMPLES,
     TRACK_FREE_THREADED,
     TRACK_STANDARD,
     Samples,
@@ -140,13 +141,10 @@ class Prometheus:
         return out
 
 
-# At most this many samples per track and round: the judge compares every pair (n^2), and
-# Prometheus refuses more than 11,000 points per series.
-MAX_SAMPLES = 240
-
-
 def sample_step(start: datetime, end: datetime, interval: float) -> float:
-    """The range query's resolution: one sample per analysis interval, coarser on long steps."""
+    """The range query's resolution: one sample per analysis interval, coarser on long steps
+    (at most plan.metrics.MAX_SAMPLES per track; Prometheus also refuses more than 11,000
+    points per series)."""
     return max(interval, (end - start).total_seconds() / MAX_SAMPLES)
 
 

@@ -64,6 +64,8 @@ class State:
     # the last OWN_WRITES_SECONDS: a re-applier that copies the live value may apply one of them
     # after the operator has moved on (a stale copy), which is not a scale (plan.replicas).
     target_writes: dict[Key, list[tuple[float, int]]] = field(default_factory=dict)
+    # The last refused write of each rollout's baseline, so its Warning is said once per error.
+    baseline_errors: dict[Key, str] = field(default_factory=dict)
     reconciles: int = 0
     on_result: list[Any] = field(default_factory=list)  # hooks (metrics) called per result
 

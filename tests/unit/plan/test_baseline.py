@@ -3,6 +3,7 @@ removed at promotion and rollback, never someone else's Deployment."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from simcluster import Sim
 
 from ftrollout.model import api
 from ftrollout.model.api import Phase
-from ftrollout.plan import Workload
+from ftrollout.plan import Result, Workload
 from ftrollout.plan.baseline import baseline_manifest, baseline_name
 from ftrollout.plan.twin import split, twin_manifest
 from ftrollout.plan.types import Claim, Ownership
@@ -125,6 +126,58 @@ def test_removed_when_the_spec_turns_it_off_mid_rollout() -> None:
     sim.spec = with_baseline(baseline={"enabled": False})
     res = sim.step(baseline=Workload(5, 5), ownership=ownership(OURS))
     assert res.status.phase == Phase.PROGRESSING
+    assert res.baseline_replicas == 0
+
+
+# What the shell observes while the rollout's own baseline runs at step 1.
+RUNNING = {"baseline": Workload(5, 5), "ownership": ownership(OURS)}
+
+
+def _fail_on_spec(sim: Sim) -> Result:
+    sim.spec_error = api.SpecError("spec.analysis.prometheus.address", "not in the allow-list")
+    # Without a readable spec the shell observes no ownership: it checks the uid itself.
+    return sim.step(baseline=Workload(5, 5), ownership=None)
+
+
+def _fail_on_missing_target(sim: Sim) -> Result:
+    sim.target_exists = False
+    return sim.step(**RUNNING)
+
+
+def _fail_on_target_changed(sim: Sim) -> Result:
+    raw = api.dump(sim.spec)
+    raw["targetRef"]["name"] = "other"
+    sim.spec = api.parse_spec(raw)
+    return sim.step(**RUNNING)  # the baseline of the target it holds
+
+
+def _fail_on_twin_not_owned(sim: Sim) -> Result:
+    own = ownership(OURS)
+    foreign_twin = Ownership(**{**own.__dict__, "twin_controller": ("Helm/x", "uid-x")})
+    return sim.step(baseline=Workload(5, 5), ownership=foreign_twin, twin_owned=False)
+
+
+@pytest.mark.parametrize(
+    ("fail", "reason"),
+    [
+        (_fail_on_spec, "InvalidSpec"),
+        (_fail_on_missing_target, "TargetNotFound"),
+        (_fail_on_target_changed, "TargetChanged"),
+        (_fail_on_twin_not_owned, "TwinNotOwned"),
+    ],
+)
+def test_baseline_removed_when_the_rollout_fails_early(
+    fail: Callable[[Sim], Result], reason: str
+) -> None:
+    """README: the baseline is deleted in Failed. A Failed that returns before the steps (the
+    spec, the target, the twin) leaves both tracks as they are, but not the extra baseline pods
+    taking a share of the Service's traffic; the shell deletes only a baseline it controls."""
+    sim = at_step1(Sim(with_baseline()))
+    assert sim.history[-1].baseline_replicas == 5
+    res = fail(sim)
+    assert res.status.phase == Phase.FAILED
+    assert next(c for c in res.status.conditions if c.type == "Progressing").reason == reason
+    assert (res.target_replicas, res.twin_replicas) == (None, None)
     assert res.baseline_replicas == 0
 
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from ftrollout.model import api
 from ftrollout.plan.metrics import (
+    MAX_SAMPLES,
     NO_PODS,
     Samples,
     Value,
@@ -20,6 +21,7 @@ from ftrollout.plan.metrics import (
     pods_regex,
     read_matrix,
     read_vector,
+    underpowered,
 )
 
 T = "2026-01-01T00:00:00Z"
@@ -317,3 +319,89 @@ def test_an_unexpected_range_answer_is_not_quoted() -> None:
     samples = read_matrix({"x": "Bearer s3cr3t-from-the-server"})
     assert samples.problem == "unexpected result"
     assert "s3cr3t" not in samples.problem
+
+
+@pytest.mark.parametrize(("n", "confidence", "needed"), [(3, 0.95, 4), (7, 0.999, 8)])
+def test_a_doubling_at_too_few_samples_to_reach_the_confidence_is_inconclusive(
+    n: int, confidence: float, needed: int
+) -> None:
+    """With 3 samples per track the two-sided p cannot go below ~0.08: at confidence 0.95 the
+    judge could never say Failed, and a +100 % regression read as Successful (review of #20)."""
+    m = mw_metric(minSamples=n, confidence=confidence)
+    std = Samples(tuple(100.0 + i for i in range(n)))
+    ft = Samples(tuple(200.0 + i for i in range(n)))  # +100 %, perfectly separated
+    r = judge_samples(m, ft, std, T)
+    assert r.phase == "Inconclusive", r.message
+    level = f"{confidence * 100:g}%"
+    assert f"n={n}/{n} cannot reach {level} confidence" in r.message
+    assert f"raise minSamples to {needed}" in r.message
+    assert r.statistics is not None
+    assert (r.statistics.free_threaded_samples, r.statistics.standard_samples) == (n, n)
+    # One more sample per track and the same doubling fails.
+    std = Samples(tuple(100.0 + i for i in range(needed)))
+    ft = Samples(tuple(200.0 + i for i in range(needed)))
+    assert judge_samples(m, ft, std, T).phase == "Failed"
+
+
+def test_an_unbalanced_round_reaches_the_confidence_with_enough_on_the_other_side() -> None:
+    # 3 against 40: the smallest p is ~0.003, so a clear shift is a verdict.
+    m = mw_metric(minSamples=3)
+    r = judge_samples(m, series(150.0, 3), series(100.0, 40), T)
+    assert r.phase == "Failed", r.message
+
+
+@pytest.mark.parametrize(
+    ("compare", "warned"),
+    [
+        ({"judge": "MannWhitney", "minSamples": 3}, "minSamples 3 cannot reach 95%"),
+        ({"judge": "MannWhitney", "minSamples": 7, "confidence": 0.999}, "raise it to 8"),
+        ({"judge": "MannWhitney", "minSamples": 4}, None),
+        ({"judge": "MannWhitney"}, None),  # the defaults: 8 at 0.95
+        ({"judge": "Instant", "minSamples": 3}, None),
+    ],
+)
+def test_min_samples_that_cannot_reach_the_confidence_are_named(
+    compare: dict[str, object], warned: str | None
+) -> None:
+    m = metric(compare={"maxIncreasePercent": 2, **compare})
+    assert m.compare is not None
+    problem = underpowered(m.compare)
+    if warned is None:
+        assert problem is None
+    else:
+        assert problem is not None
+        assert warned in problem
+
+
+# ------------------------------------------------------------------ answers larger than asked
+
+
+def test_a_range_answer_beyond_the_cap_is_thinned_evenly_in_time_order() -> None:
+    """The range query asks for at most MAX_SAMPLES points per track, but the answer is the
+    server's: 20,000 points would make the judge compare 4e8 pairs (MemoryError or a long stall
+    in the operator's one event loop)."""
+    n = 20_000
+    s = read_matrix([{"metric": {}, "values": [[i, str(float(i))] for i in range(n)]}])
+    assert len(s.values) == MAX_SAMPLES
+    assert s.thinned == n - MAX_SAMPLES
+    assert s.values[0] == 0.0
+    assert s.values[-1] == float(n - 1)  # the newest sample is kept
+    assert list(s.values) == sorted(s.values)  # time order, evenly spread
+    gaps = {b - a for a, b in zip(s.values, s.values[1:], strict=False)}
+    assert max(gaps) - min(gaps) <= 1.0
+    # At or under the cap nothing is left out.
+    small = read_matrix([{"values": [[i, "1"] for i in range(MAX_SAMPLES)]}])
+    assert (len(small.values), small.thinned) == (MAX_SAMPLES, 0)
+
+
+def test_the_judge_uses_at_most_the_cap_per_track_and_says_so() -> None:
+    n = 600  # modest: 360,000 pairs before the cap
+    ft = Samples(tuple(105.0 + (i % 7) * 0.1 for i in range(n)))
+    std = Samples(tuple(100.0 + (i % 7) * 0.1 for i in range(n)))
+    r = judge_samples(mw_metric(), ft, std, T)
+    assert r.statistics is not None
+    used = (r.statistics.free_threaded_samples, r.statistics.standard_samples)
+    assert used == (MAX_SAMPLES, MAX_SAMPLES)
+    assert f"n={MAX_SAMPLES}/{MAX_SAMPLES}" in r.message
+    assert f"thinned evenly from {n}/{n}" in r.message
+    assert r.phase == "Failed", r.message  # the +5 % is still found

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from ftrollout.plan.stats import hodges_lehmann, mann_whitney, ranks
+from ftrollout.plan.stats import hodges_lehmann, mann_whitney, ranks, samples_needed, smallest_p
 
 SCIPY = [
     # (x, y, U of x, two-sided p) as scipy computed them
@@ -87,3 +87,25 @@ def test_interval_covers_the_true_shift_at_the_stated_rate() -> None:
         s = hodges_lehmann(x, y, 0.9)
         covered += s.low <= 5 <= s.high
     assert 0.85 <= covered / trials <= 0.96
+
+
+@pytest.mark.parametrize(("n1", "n2"), [(3, 3), (4, 4), (7, 7), (8, 8), (3, 40), (20, 5)])
+def test_smallest_p_is_that_of_two_separated_samples(n1: int, n2: int) -> None:
+    x = [float(i) for i in range(n1)]
+    y = [float(n1 + i) for i in range(n2)]
+    assert smallest_p(n1, n2) == pytest.approx(mann_whitney(x, y).p, rel=1e-12)
+    assert smallest_p(n1, n2) == pytest.approx(mann_whitney(y, x).p, rel=1e-12)
+
+
+def test_smallest_p_matches_scipy_for_eight_per_side() -> None:
+    # The last SCIPY case is two separated samples of 8.
+    assert smallest_p(8, 8) == pytest.approx(0.0009391056991171899, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("confidence", "n"), [(0.5, 3), (0.9, 3), (0.95, 4), (0.99, 6), (0.995, 7), (0.999, 8)]
+)
+def test_samples_needed_per_side(confidence: float, n: int) -> None:
+    assert samples_needed(confidence) == n
+    assert smallest_p(n, n) < 1 - confidence
+    assert n == 3 or smallest_p(n - 1, n - 1) >= 1 - confidence
