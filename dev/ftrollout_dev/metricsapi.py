@@ -202,8 +202,13 @@ class ExternalMetricsServer:
         conds = (json.loads(proc.stdout).get("status") or {}).get("conditions") or []
         return any(c["type"] == "Available" and c["status"] == "True" for c in conds)
 
-    def start(self, timeout: float = 60.0) -> None:
+    def serve(self) -> None:
+        """Answer on 127.0.0.1:`port` (without registering with the cluster)."""
         self._thread.start()
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Serve, register the APIService and wait until the aggregator reports it Available."""
+        self.serve()
         docs = "---\n".join(yaml.safe_dump(d) for d in self.manifests())
         self.cluster.kubectl("apply", "-f", "-", input=docs)
         deadline = time.monotonic() + timeout
@@ -220,7 +225,11 @@ class ExternalMetricsServer:
         self.cluster.kubectl(
             "delete", "service", SERVICE, "-n", NAMESPACE, "--ignore-not-found", check=False
         )
-        self._server.shutdown()
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        if self._thread.is_alive():
+            self._server.shutdown()
         self._server.server_close()
 
     def __enter__(self) -> ExternalMetricsServer:
