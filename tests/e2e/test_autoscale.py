@@ -16,6 +16,7 @@ import pytest
 import yaml
 from e2e_operator import (
     OperatorProcess,
+    annotate,
     apply,
     events,
     ftr_status,
@@ -226,7 +227,21 @@ def test_the_real_hpa_scales_the_rollout_up_and_down_mid_step(
     wait_for(hpa_settled, 60, "the HPA reading back 12 replicas", interval=1)
     assert phase_is(cluster, ns, "Paused", 0)
     assert split_is(cluster, ns, 6, 6)
-    # No write fight: the rollout saw exactly the HPA's three decisions, each once.
+
+    # Promoted, the HPA keeps scaling the service through the same rollout: all free-threaded.
+    annotate(cluster, ns, "promote")
+    wait_for(
+        lambda: phase_is(cluster, ns, "Promoted") and split_is(cluster, ns, 0, 12),
+        90,
+        "promoted: 0 + 12",
+    )
+    with CapacityWatch(cluster, ns, "web") as promoted:
+        external_metrics.set(ns, METRIC, 8)
+        wait_for(lambda: split_is(cluster, ns, 0, 8), 90, "promoted, the HPA asking for 8")
+    assert promoted.min_ready >= 8, promoted.min_ready
+    assert ftr_status(cluster, ns, "web")["replicas"]["target"] == 8
+
+    # No write fight: the rollout saw exactly the HPA's four decisions, each once.
     scaled = [e["message"] for e in events(cluster, ns, "web") if e["reason"] == "RolloutScaled"]
     totals = sorted(m.split("total replicas ")[1].split(",")[0] for m in scaled)
-    assert totals == ["10 -> 6", "4 -> 10", "6 -> 12"], scaled
+    assert totals == ["10 -> 6", "12 -> 8", "4 -> 10", "6 -> 12"], scaled
