@@ -1,7 +1,9 @@
 """Analysis and guardrails end to end: real apiserver + kwok pods, real Prometheus, real PromQL.
 
 A simulator serves per-pod series for both tracks (latency histogram, errors, probe GIL
-metrics); Prometheus scrapes it every second; the operator queries Prometheus.
+metrics); Prometheus scrapes it every second; the operator queries Prometheus. The last two
+tests are the post-promotion bake: a GIL fallback rolls back during it (from warm standard
+pods) and only alerts after it.
 """
 
 from __future__ import annotations
