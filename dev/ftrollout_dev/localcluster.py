@@ -1349,6 +1349,10 @@ class LocalCluster:
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--cluster-name=ftrollout-local",
             "--node-monitor-grace-period=60s",
+            # The HPA controller's loop (default 15 s): an autoscaled rollout's e2e test sees it
+            # act within seconds. Downscale stabilization stays the default (5 min); an HPA
+            # shortens it for itself with spec.behavior.scaleDown.stabilizationWindowSeconds.
+            "--horizontal-pod-autoscaler-sync-period=2s",
         ]
 
     def _scheduler_cmd(self, ports: dict[str, int], kc: dict[str, Path]) -> list[str]:

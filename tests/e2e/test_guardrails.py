@@ -1,7 +1,9 @@
 """Analysis and guardrails end to end: real apiserver + kwok pods, real Prometheus, real PromQL.
 
 A simulator serves per-pod series for both tracks (latency histogram, errors, probe GIL
-metrics); Prometheus scrapes it every second; the operator queries Prometheus.
+metrics); Prometheus scrapes it every second; the operator queries Prometheus. The last two
+tests are the post-promotion bake: a GIL fallback rolls back during it (from warm standard
+pods) and only alerts after it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from e2e_operator import (
     rollout,
     wait_for,
 )
+from test_engine import CapacityWatch
 
 from ftrollout_dev.localcluster import LocalCluster, PodMetricsExporter, PrometheusHandle
 from ftrollout_dev.simulator import ERROR_RATIO_QUERY, P99_QUERY, Simulator, crash_status_patch
@@ -232,3 +235,95 @@ def test_standard_pod_crashes_do_not_count(operator: OperatorProcess, env: Env) 
     time.sleep(3)
     assert env.phase() == "Paused"
     assert env.status()["races"]["incidents"] == 0
+
+
+PROMOTE_FAST = [{"weight": 50, "pause": {"duration": "2s"}}, {"weight": 100}]
+
+
+def post_promotion(st: dict[str, Any]) -> dict[str, Any]:
+    return next((c for c in st.get("conditions") or [] if c["type"] == "PostPromotion"), {})
+
+
+def test_gil_fallback_during_the_bake_rolls_back_from_warm_standard_pods(
+    operator: OperatorProcess, env: Env
+) -> None:
+    doc = analysed_rollout(env, PROMOTE_FAST, postPromotion={"bake": "30m", "standardReplicas": 2})
+    apply(env.cluster, env.ns, doc)
+    env.until("Promoted", lambda: env.phase() == "Promoted", 150)
+    # Baking: N free-threaded pods plus 2 warm standard ones, all Ready.
+    wait_for(
+        lambda: (
+            replicas(env.cluster, env.ns, "web") == (2, 2)
+            and replicas(env.cluster, env.ns, "web-ft") == (N, N)
+        ),
+        60,
+        "2 warm standard replicas beside 10 free-threaded ones",
+    )
+    st = env.status()
+    assert st["bakeUntil"]
+    assert post_promotion(st)["reason"] == "Baking"
+    assert "BakeStarted" in [e["reason"] for e in events(env.cluster, env.ns, "web")]
+    env.until("GIL off in all pods", lambda: env.status()["gil"]["summary"] == "off", 30)
+
+    # A lazy import brings the GIL back in one pod during the bake: the guardrail still rolls
+    # back, from the warm standard pods (standard back to N before the twin goes).
+    env.sim.knobs.fallback_module = "lazy_ext"
+    env.sim.knobs.gil_on_pods = 1
+    with CapacityWatch(env.cluster, env.ns, "web") as cap:
+        env.until("RolledBack", lambda: env.phase() == "RolledBack", 60)
+        wait_for(
+            lambda: (
+                replicas(env.cluster, env.ns, "web") == (N, N)
+                and replicas(env.cluster, env.ns, "web-ft")[0] == 0
+            ),
+            60,
+            "standard restored, twin scaled to 0",
+        )
+    assert cap.min_ready >= N
+    st = env.status()
+    assert st["rollback"]["reason"] == "GILFallback"
+    assert "lazy_ext" in st["rollback"]["message"]
+    assert post_promotion(st) == {}
+
+
+def test_gil_fallback_after_the_bake_alerts_without_rolling_back(
+    operator: OperatorProcess, env: Env
+) -> None:
+    doc = analysed_rollout(env, PROMOTE_FAST, postPromotion={"bake": "1m", "standardReplicas": 1})
+    apply(env.cluster, env.ns, doc)
+    env.until("Promoted", lambda: env.phase() == "Promoted", 150)
+    wait_for(lambda: replicas(env.cluster, env.ns, "web") == (1, 1), 60, "1 warm standard pod")
+    # The bake (1 minute, the shortest) ends: the warm standard pod is released.
+    env.until("Baked", lambda: post_promotion(env.status()).get("reason") == "Baked", 150)
+    wait_for(lambda: replicas(env.cluster, env.ns, "web")[0] == 0, 60, "warm pod released")
+    assert "BakeComplete" in [e["reason"] for e in events(env.cluster, env.ns, "web")]
+
+    env.sim.knobs.fallback_module = "lazy_ext"
+    env.sim.knobs.gil_on_pods = 1
+    env.until(
+        "the PostPromotion alert",
+        lambda: post_promotion(env.status()).get("reason") == "GILFallbackAfterPromotion",
+        60,
+    )
+    st = env.status()
+    cond = post_promotion(st)
+    assert cond["status"] == "False"
+    assert "lazy_ext" in cond["message"]
+    assert "no rollback" in cond["message"]
+    warnings = [
+        e for e in events(env.cluster, env.ns, "web") if e["reason"] == "GILFallbackAfterPromotion"
+    ]
+    assert len(warnings) == 1
+    assert warnings[0]["type"] == "Warning"
+    gauge = [
+        line
+        for line in operator.metrics().splitlines()
+        if line.startswith("ftrollout_rollout_gil_enabled_pods{")
+        and f'rollout_namespace="{env.ns}"' in line
+    ]
+    assert [float(line.rsplit(" ", 1)[1]) for line in gauge] == [1.0]
+    # An alert, not an action: still Promoted, every free-threaded pod kept.
+    time.sleep(3)
+    assert env.phase() == "Promoted"
+    assert replicas(env.cluster, env.ns, "web-ft") == (N, N)
+    assert st.get("rollback") is None
