@@ -469,6 +469,7 @@ def test_values_become_operator_flags() -> None:
             "healthPort=8081",
             "metrics.port=9200",
             "statusRefreshSeconds=60",
+            "prometheus.maxResponseBytes=2097152",
             "image.digest=sha256:" + "a" * 64,
         )
     )
@@ -484,6 +485,7 @@ def test_values_become_operator_flags() -> None:
         "--health-port=8081",
         "--metrics-port=9200",
         "--status-refresh=60",
+        "--prometheus-max-response-bytes=2097152",
     ):
         assert flag in args
     assert c["image"] == "ghcr.io/ftrollout/ftrollout@sha256:" + "a" * 64
@@ -509,6 +511,7 @@ def test_values_become_operator_flags() -> None:
         (["prometheus.url=prometheus:9090"], "/prometheus/url"),
         (["prometheus.allowedAddresses={http://u:p@prom:9090}"], "/prometheus/allowedAddresses/0"),
         (["statusRefreshSeconds=-1"], "/statusRefreshSeconds"),
+        (["prometheus.maxResponseBytes=10"], "/prometheus/maxResponseBytes"),
         (["serviceMonitor.enabled=true", "metrics.service.enabled=false"], "metrics.service"),
     ],
 )

@@ -67,3 +67,19 @@ def test_credentials_without_an_address_go_to_the_operators_own_url_only(tmp_pat
     assert cfg.auth_for("http://team-a:9090") is None
     with pytest.raises(ConfigError, match="no URL= and no --prometheus-url"):
         from_args(parse(f"--prometheus-bearer-token-file={token}"))
+
+
+def test_the_answer_size_cap_comes_from_the_flag_or_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(prometheus_config.ENV_MAX_RESPONSE_BYTES, raising=False)
+    assert from_args(parse()).max_response_bytes == 10 * 1024 * 1024
+    assert from_args(parse("--prometheus-max-response-bytes=2048")).max_response_bytes == 2048
+    monkeypatch.setenv(prometheus_config.ENV_MAX_RESPONSE_BYTES, "4096")
+    assert from_args(parse()).max_response_bytes == 4096
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1k", "10MiB", "1023"])
+def test_a_bad_answer_size_cap_is_named(value: str) -> None:
+    with pytest.raises(ConfigError, match="--prometheus-max-response-bytes"):
+        from_args(parse(f"--prometheus-max-response-bytes={value}"))
