@@ -697,3 +697,43 @@ def test_prometheus_ca_and_credentials_are_mounted_files_and_flags_the_operator_
                 "--set", "prometheus.auth[0].type=basic")  # fmt: skip
     assert proc.returncode != 0
     assert "prometheus.auth[0]: no address and no prometheus.url" in proc.stderr
+
+
+@needs_helm
+def test_an_allowed_address_may_be_reserved_for_namespaces() -> None:
+    """prometheus.allowedAddresses items: a string (every namespace) or {address, namespaces}."""
+    docs = render(
+        "prometheus.url=http://prom.monitoring:9090",
+        "prometheus.allowedAddresses[0].address=http://prom.team-a:9090",
+        "prometheus.allowedAddresses[0].namespaces={team-a,team-a-dev}",
+        "prometheus.allowedAddresses[1]=http://shared:9090",
+    )
+    args = container(docs)["args"]
+    assert "--prometheus-allow=http://prom.team-a:9090" in args
+    assert "--prometheus-address-namespaces=http://prom.team-a:9090=team-a,team-a-dev" in args
+    assert "--prometheus-allow=http://shared:9090" in args
+    import argparse
+
+    from ftrollout.shell.prometheus_config import from_args
+    from ftrollout.shell.runner import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    cfg = from_args(parser.parse_args(args))
+    assert cfg.allowed.scopes == {"http://prom.team-a:9090": {"team-a", "team-a-dev"}}
+    for bad, key in (
+        (["prometheus.allowedAddresses[0].namespaces={team-a}"], "allowedAddresses/0"),
+        (
+            [
+                "prometheus.allowedAddresses[0].address=http://a:1",
+                "prometheus.allowedAddresses[0].namespaces={Team_A}",
+            ],
+            "allowedAddresses/0",
+        ),
+    ):
+        args_ = ["template", "x", str(CHART)]
+        for s in bad:
+            args_ += ["--set", s]
+        proc = helm(*args_)
+        assert proc.returncode != 0
+        assert key in proc.stderr

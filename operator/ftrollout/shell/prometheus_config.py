@@ -55,6 +55,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "http(s) address (single-tenant clusters only). Default: only --prometheus-url",
     )
     p.add_argument(
+        "--prometheus-address-namespaces",
+        action="append",
+        default=[],
+        metavar="URL=NAMESPACE[,NAMESPACE...]",
+        help="reserve the allow-listed Prometheus at URL for rollouts in these namespaces only "
+        "(repeatable): a rollout elsewhere naming it is Failed, even with '*'. Use it for every "
+        "address that carries a team's credentials or CA. Not for --prometheus-url, the default "
+        "of every namespace. Default: an allow-listed address is usable from every namespace",
+    )
+    p.add_argument(
         "--prometheus-ca-file",
         action="append",
         default=[],
@@ -134,11 +144,6 @@ class PrometheusConfig:
     auth: dict[str, FileAuth] = field(default_factory=dict)
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
-    def check(self, address: str) -> str:
-        from ftrollout.plan.prometheus import check_address
-
-        return check_address(address, self.allowed)
-
     def verify(self, url: str) -> bool | str:
         """requests' `verify`: a CA bundle path, True (system CAs) or False (explicit opt-in)."""
         if self.insecure_skip_verify:
@@ -148,6 +153,11 @@ class PrometheusConfig:
 
     def auth_for(self, url: str) -> FileAuth | None:
         return self.auth.get(url)
+
+    def unscoped_credentials(self) -> list[str]:
+        """Addresses other than the operator's own whose credentials any namespace's rollout
+        can make the operator use (not reserved with --prometheus-address-namespaces)."""
+        return sorted(u for u in self.auth if u != self.own and u not in self.allowed.scopes)
 
 
 def from_args(args: argparse.Namespace) -> PrometheusConfig:
@@ -162,6 +172,13 @@ def from_args(args: argparse.Namespace) -> PrometheusConfig:
         allowed = parse_allow_list(args.prometheus_allow or [], own)
     except AddressError as exc:
         raise ConfigError(f"--prometheus-allow: {exc}") from None
+    if args.prometheus_address_namespaces:
+        try:
+            allowed = parse_allow_list(
+                args.prometheus_allow or [], own, args.prometheus_address_namespaces
+            )
+        except AddressError as exc:
+            raise ConfigError(f"--prometheus-address-namespaces: {exc}") from None
     ca_files: dict[str | None, Path] = {}
     for item in args.prometheus_ca_file or []:
         url, path = _split(item, "--prometheus-ca-file", None)
