@@ -1404,7 +1404,8 @@ class PrometheusHandle:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def query(self, promql: str) -> list[dict[str, Any]]:
-        """An instant query through prometheus-api-client (as the operator does)."""
+        """An instant query through prometheus-api-client (test helper; the operator sends its own
+        bounded GETs, shell/prometheus_http.py)."""
         from prometheus_api_client import PrometheusConnect
 
         result: list[dict[str, Any]] = PrometheusConnect(

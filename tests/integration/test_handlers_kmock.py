@@ -1041,6 +1041,46 @@ async def test_an_allowed_address_is_registered_normalised(kmock: Any) -> None:
     assert target.url == "http://team-a.example/prometheus"
 
 
+@pytest.mark.parametrize(
+    ("scope", "allowed"),
+    [("team-a", False), (f"team-a,{NS}", True)],
+    ids=["another-namespaces-address", "own-namespace"],
+)
+async def test_an_address_reserved_for_other_namespaces_fails_the_rollout_naming_the_field(
+    kmock: Any, scope: str, allowed: bool
+) -> None:
+    """Team A's Prometheus (with team A's credentials and CA) named by a rollout in another
+    namespace: Failed before anything is queried; from a namespace in its scope: used."""
+    from ftrollout.shell.prometheus_config import PrometheusConfig
+    from ftrollout.shell.scheduler import Scheduler
+
+    team_a = "http://prometheus.team-a:9090"
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment()
+    kmock.objects[FTR, NS, "web"] = analysed_body(team_a)
+    shell = Shell(kmock)
+    shell.state.prometheus = PrometheusConfig(
+        allowed=parse_allow_list([team_a], None, [f"{team_a}={scope}"])
+    )
+    shell.state.scheduler = Scheduler(shell.state)
+    await shell.reconcile()
+    reqs = writes(shell.new_requests())
+    if allowed:
+        (target,) = shell.state.scheduler.targets.values()
+        assert target.url == team_a
+        return
+    assert not any("/deployments" in r.url.path for r in reqs)  # no twin, no scale
+    (status,) = [r for r in reqs if r.url.path.endswith("/status")]
+    st = status.data[0]["value"]
+    assert st["phase"] == "Failed"
+    progressing = {c["type"]: c for c in st["conditions"]}["Progressing"]
+    assert progressing["reason"] == "InvalidSpec"
+    assert progressing["message"].startswith(
+        f"spec.analysis.prometheus.address: {team_a} is reserved for other namespaces than '{NS}'"
+    )
+    assert event_reasons(reqs) == ["InvalidSpec"]
+    assert not shell.state.scheduler.targets  # never queried
+
+
 def api_deployment() -> dict[str, Any]:
     body = target_deployment(replicas=3, ready=3)
     body["metadata"].update(name="api", uid="uid-api", labels={"app": "api"})

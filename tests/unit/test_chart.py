@@ -469,6 +469,7 @@ def test_values_become_operator_flags() -> None:
             "healthPort=8081",
             "metrics.port=9200",
             "statusRefreshSeconds=60",
+            "prometheus.maxResponseBytes=2097152",
             "image.digest=sha256:" + "a" * 64,
         )
     )
@@ -484,6 +485,7 @@ def test_values_become_operator_flags() -> None:
         "--health-port=8081",
         "--metrics-port=9200",
         "--status-refresh=60",
+        "--prometheus-max-response-bytes=2097152",
     ):
         assert flag in args
     assert c["image"] == "ghcr.io/ftrollout/ftrollout@sha256:" + "a" * 64
@@ -509,6 +511,7 @@ def test_values_become_operator_flags() -> None:
         (["prometheus.url=prometheus:9090"], "/prometheus/url"),
         (["prometheus.allowedAddresses={http://u:p@prom:9090}"], "/prometheus/allowedAddresses/0"),
         (["statusRefreshSeconds=-1"], "/statusRefreshSeconds"),
+        (["prometheus.maxResponseBytes=10"], "/prometheus/maxResponseBytes"),
         (["serviceMonitor.enabled=true", "metrics.service.enabled=false"], "metrics.service"),
     ],
 )
@@ -694,3 +697,43 @@ def test_prometheus_ca_and_credentials_are_mounted_files_and_flags_the_operator_
                 "--set", "prometheus.auth[0].type=basic")  # fmt: skip
     assert proc.returncode != 0
     assert "prometheus.auth[0]: no address and no prometheus.url" in proc.stderr
+
+
+@needs_helm
+def test_an_allowed_address_may_be_reserved_for_namespaces() -> None:
+    """prometheus.allowedAddresses items: a string (every namespace) or {address, namespaces}."""
+    docs = render(
+        "prometheus.url=http://prom.monitoring:9090",
+        "prometheus.allowedAddresses[0].address=http://prom.team-a:9090",
+        "prometheus.allowedAddresses[0].namespaces={team-a,team-a-dev}",
+        "prometheus.allowedAddresses[1]=http://shared:9090",
+    )
+    args = container(docs)["args"]
+    assert "--prometheus-allow=http://prom.team-a:9090" in args
+    assert "--prometheus-address-namespaces=http://prom.team-a:9090=team-a,team-a-dev" in args
+    assert "--prometheus-allow=http://shared:9090" in args
+    import argparse
+
+    from ftrollout.shell.prometheus_config import from_args
+    from ftrollout.shell.runner import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    cfg = from_args(parser.parse_args(args))
+    assert cfg.allowed.scopes == {"http://prom.team-a:9090": {"team-a", "team-a-dev"}}
+    for bad, key in (
+        (["prometheus.allowedAddresses[0].namespaces={team-a}"], "allowedAddresses/0"),
+        (
+            [
+                "prometheus.allowedAddresses[0].address=http://a:1",
+                "prometheus.allowedAddresses[0].namespaces={Team_A}",
+            ],
+            "allowedAddresses/0",
+        ),
+    ):
+        args_ = ["template", "x", str(CHART)]
+        for s in bad:
+            args_ += ["--set", s]
+        proc = helm(*args_)
+        assert proc.returncode != 0
+        assert key in proc.stderr

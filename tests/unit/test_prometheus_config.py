@@ -67,3 +67,49 @@ def test_credentials_without_an_address_go_to_the_operators_own_url_only(tmp_pat
     assert cfg.auth_for("http://team-a:9090") is None
     with pytest.raises(ConfigError, match="no URL= and no --prometheus-url"):
         from_args(parse(f"--prometheus-bearer-token-file={token}"))
+
+
+def test_the_answer_size_cap_comes_from_the_flag_or_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(prometheus_config.ENV_MAX_RESPONSE_BYTES, raising=False)
+    assert from_args(parse()).max_response_bytes == 10 * 1024 * 1024
+    assert from_args(parse("--prometheus-max-response-bytes=2048")).max_response_bytes == 2048
+    monkeypatch.setenv(prometheus_config.ENV_MAX_RESPONSE_BYTES, "4096")
+    assert from_args(parse()).max_response_bytes == 4096
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1k", "10MiB", "1023"])
+def test_a_bad_answer_size_cap_is_named(value: str) -> None:
+    with pytest.raises(ConfigError, match="--prometheus-max-response-bytes"):
+        from_args(parse(f"--prometheus-max-response-bytes={value}"))
+
+
+def test_an_address_may_be_reserved_for_namespaces(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t")
+    cfg = from_args(
+        parse(
+            "--prometheus-url=http://own:9090",
+            "--prometheus-allow=http://team-a:9090,http://shared:9090",
+            "--prometheus-address-namespaces=http://Team-A:9090/=team-a,team-a-dev",
+            f"--prometheus-bearer-token-file=http://team-a:9090={token}",
+            f"--prometheus-bearer-token-file=http://shared:9090={token}",
+        )
+    )
+    assert cfg.allowed.scopes == {"http://team-a:9090": {"team-a", "team-a-dev"}}
+    # Credentials any namespace's rollout can make the operator use: warned about at start.
+    assert cfg.unscoped_credentials() == ["http://shared:9090"]
+
+
+@pytest.mark.parametrize(
+    "scope", ["http://team-a:9090", "http://nowhere:9090=team-a", "http://team-a:9090=A_B"]
+)
+def test_a_bad_namespace_scope_is_named(scope: str) -> None:
+    with pytest.raises(ConfigError, match="--prometheus-address-namespaces"):
+        from_args(
+            parse(
+                "--prometheus-allow=http://team-a:9090",
+                f"--prometheus-address-namespaces={scope}",
+            )
+        )

@@ -4,7 +4,8 @@
   (http/https, host, optional port, optional path prefix; no userinfo, query or fragment) and
   must equal an entry of the operator's allow-list. A path or a trailing `?`/`#` would turn the
   operator's queries into arbitrary GETs; userinfo would smuggle credentials the platform did
-  not configure.
+  not configure. An entry may be reserved for some namespaces: a team's Prometheus comes with
+  that team's credentials and CA, which another namespace's rollout must not borrow.
 * Series: the batched guardrail query asks every registered Prometheus about every pod; a series
   from address A counts only in the namespaces of the rollouts that registered A. The operator's
   own Prometheus (`--prometheus-url`) is the platform's and counts everywhere.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ftrollout.model import api
@@ -119,18 +120,35 @@ def _path(path: str) -> str:
 
 @dataclass(frozen=True)
 class AllowList:
-    """Normalised addresses a rollout may name; `any_address` is the explicit `*` opt-in."""
+    """Normalised addresses a rollout may name; `any_address` is the explicit `*` opt-in.
+
+    `scopes`: addresses the platform reserved for some namespaces (a team's Prometheus, with
+    that team's credentials and CA). A scoped address is usable only from its namespaces, even
+    with `*`; an unscoped one from every namespace."""
 
     addresses: frozenset[str] = frozenset()
     any_address: bool = False
+    scopes: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
-    def allows(self, normalised: str) -> bool:
+    def allows(self, normalised: str, namespace: str | None = None) -> bool:
+        scope = self.scopes.get(normalised)
+        if scope is not None:
+            return namespace in scope
         return self.any_address or normalised in self.addresses
 
+    def usable_from(self, namespace: str | None) -> list[str]:
+        return sorted(a for a in self.addresses if self.allows(a, namespace))
 
-def parse_allow_list(items: Iterable[str], own: str | None) -> AllowList:
+
+_NAMESPACE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def parse_allow_list(
+    items: Iterable[str], own: str | None, scopes: Iterable[str] = ()
+) -> AllowList:
     """The allow-list from flags/env (each item may be a comma list); the operator's own URL is
-    always in it. Raises AddressError naming the bad entry."""
+    always in it. `scopes`: `URL=NAMESPACE[,NAMESPACE...]` items reserving a listed address for
+    those namespaces. Raises AddressError naming the bad entry."""
     addresses: set[str] = set()
     any_address = False
     for item in items:
@@ -145,16 +163,52 @@ def parse_allow_list(items: Iterable[str], own: str | None) -> AllowList:
                 addresses.add(normalise(entry))
             except AddressError as exc:
                 raise AddressError(f"allow-list entry {entry[:80]!r}: {exc}") from None
-    if own:
-        addresses.add(normalise(own))
-    return AllowList(frozenset(addresses), any_address)
+    own_url = normalise(own) if own else None
+    reserved: dict[str, set[str]] = {}
+    for item in scopes:
+        # A normalised URL has no '=' (no query), so the first '=' ends it.
+        raw_url, sep, raw_spaces = item.partition("=")
+        spaces = [n.strip() for n in raw_spaces.split(",") if n.strip()]
+        if not sep or not spaces:
+            raise AddressError(f"scope {item[:80]!r}: expected URL=NAMESPACE[,NAMESPACE...]")
+        try:
+            url = normalise(raw_url)
+        except AddressError as exc:
+            raise AddressError(f"scope {item[:80]!r}: {exc}") from None
+        if url == own_url:
+            raise AddressError(
+                f"scope {item[:80]!r}: {url} is the operator's own Prometheus, the default of "
+                "every namespace; give the team an address of its own instead"
+            )
+        if url not in addresses and not any_address:
+            raise AddressError(f"scope {item[:80]!r}: {url} is not in the allow-list")
+        for n in spaces:
+            if not _NAMESPACE.match(n):
+                raise AddressError(f"scope {item[:80]!r}: {n[:80]!r} is not a namespace name")
+        reserved.setdefault(url, set()).update(spaces)
+        addresses.add(url)
+    if own_url:
+        addresses.add(own_url)
+    return AllowList(
+        frozenset(addresses), any_address, {u: frozenset(n) for u, n in reserved.items()}
+    )
 
 
-def check_address(address: str, allowed: AllowList) -> str:
-    """The normalised address if the operator may query it; AddressError otherwise."""
+def check_address(address: str, allowed: AllowList, namespace: str | None = None) -> str:
+    """The normalised address if a rollout in `namespace` may make the operator query it;
+    AddressError otherwise (None: namespace unknown, scoped addresses refused)."""
     url = normalise(address)
-    if not allowed.allows(url):
-        known = ", ".join(sorted(allowed.addresses)) or "none"
+    if url in allowed.scopes and not allowed.allows(url, namespace):
+        # Neither the namespaces it is reserved for nor the other addresses: a tenant learns
+        # only what it may use.
+        raise AddressError(
+            f"{url} is reserved for other namespaces than {namespace!r} by the operator's "
+            "configuration (--prometheus-address-namespaces, chart value "
+            "prometheus.allowedAddresses[].namespaces); "
+            f"allowed here: {', '.join(allowed.usable_from(namespace)) or 'none'}"
+        )
+    if not allowed.allows(url, namespace):
+        known = ", ".join(allowed.usable_from(namespace)) or "none"
         raise AddressError(
             f"{url} is not in the operator's allow-list of Prometheus addresses "
             f"(--prometheus-allow, chart value prometheus.allowedAddresses); allowed: {known}"
@@ -162,13 +216,16 @@ def check_address(address: str, allowed: AllowList) -> str:
     return url
 
 
-def address_error(spec: api.RolloutSpec, allowed: AllowList) -> api.SpecError | None:
-    """The spec error for a Prometheus address the operator must not use, if any."""
+def address_error(
+    spec: api.RolloutSpec, allowed: AllowList, namespace: str | None = None
+) -> api.SpecError | None:
+    """The spec error for a Prometheus address the operator must not use for a rollout in
+    `namespace`, if any."""
     analysis = spec.analysis
     if analysis is None or analysis.prometheus.address is None:
         return None
     try:
-        check_address(analysis.prometheus.address, allowed)
+        check_address(analysis.prometheus.address, allowed, namespace)
     except AddressError as exc:
         return api.SpecError(FIELD_ADDRESS, str(exc))
     return None

@@ -21,10 +21,18 @@ import requests
 from requests.auth import AuthBase, HTTPBasicAuth
 
 from ftrollout.plan.prometheus import AddressError, AllowList, normalise, parse_allow_list
+from ftrollout.shell.prometheus_http import (
+    AnswerTooLarge,
+    HTTPStatusError,
+    RedirectRefused,
+    mount,
+)
 
 # The mount points the chart uses (templates/deployment.yaml).
 ENV_ALLOW = "FTR_PROMETHEUS_ALLOW"
 ENV_INSECURE = "FTR_PROMETHEUS_INSECURE_SKIP_VERIFY"
+ENV_MAX_RESPONSE_BYTES = "FTR_PROMETHEUS_MAX_RESPONSE_BYTES"
+DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 
 
 class ConfigError(ValueError):
@@ -47,6 +55,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "http(s) address (single-tenant clusters only). Default: only --prometheus-url",
     )
     p.add_argument(
+        "--prometheus-address-namespaces",
+        action="append",
+        default=[],
+        metavar="URL=NAMESPACE[,NAMESPACE...]",
+        help="reserve the allow-listed Prometheus at URL for rollouts in these namespaces only "
+        "(repeatable): a rollout elsewhere naming it is Failed, even with '*'. Use it for every "
+        "address that carries a team's credentials or CA. Not for --prometheus-url, the default "
+        "of every namespace. Default: an allow-listed address is usable from every namespace",
+    )
+    p.add_argument(
         "--prometheus-ca-file",
         action="append",
         default=[],
@@ -60,6 +78,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=(os.environ.get(ENV_INSECURE) or "").lower() in ("1", "true", "yes"),
         help="do not verify Prometheus TLS certificates at all (env "
         "FTR_PROMETHEUS_INSECURE_SKIP_VERIFY=true). Off by default",
+    )
+    p.add_argument(
+        "--prometheus-max-response-bytes",
+        default=os.environ.get(ENV_MAX_RESPONSE_BYTES) or str(DEFAULT_MAX_RESPONSE_BYTES),
+        metavar="BYTES",
+        help="largest Prometheus answer the operator reads, after decompression (env "
+        "FTR_PROMETHEUS_MAX_RESPONSE_BYTES); a larger one fails the query with 'answer larger "
+        f"than BYTES bytes'. Default: {DEFAULT_MAX_RESPONSE_BYTES} (10 MiB)",
     )
     p.add_argument(
         "--prometheus-bearer-token-file",
@@ -116,11 +142,7 @@ class PrometheusConfig:
     ca_files: dict[str | None, Path] = field(default_factory=dict)  # None: every address
     insecure_skip_verify: bool = False
     auth: dict[str, FileAuth] = field(default_factory=dict)
-
-    def check(self, address: str) -> str:
-        from ftrollout.plan.prometheus import check_address
-
-        return check_address(address, self.allowed)
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     def verify(self, url: str) -> bool | str:
         """requests' `verify`: a CA bundle path, True (system CAs) or False (explicit opt-in)."""
@@ -131,6 +153,11 @@ class PrometheusConfig:
 
     def auth_for(self, url: str) -> FileAuth | None:
         return self.auth.get(url)
+
+    def unscoped_credentials(self) -> list[str]:
+        """Addresses other than the operator's own whose credentials any namespace's rollout
+        can make the operator use (not reserved with --prometheus-address-namespaces)."""
+        return sorted(u for u in self.auth if u != self.own and u not in self.allowed.scopes)
 
 
 def from_args(args: argparse.Namespace) -> PrometheusConfig:
@@ -145,6 +172,13 @@ def from_args(args: argparse.Namespace) -> PrometheusConfig:
         allowed = parse_allow_list(args.prometheus_allow or [], own)
     except AddressError as exc:
         raise ConfigError(f"--prometheus-allow: {exc}") from None
+    if args.prometheus_address_namespaces:
+        try:
+            allowed = parse_allow_list(
+                args.prometheus_allow or [], own, args.prometheus_address_namespaces
+            )
+        except AddressError as exc:
+            raise ConfigError(f"--prometheus-address-namespaces: {exc}") from None
     ca_files: dict[str | None, Path] = {}
     for item in args.prometheus_ca_file or []:
         url, path = _split(item, "--prometheus-ca-file", None)
@@ -162,7 +196,14 @@ def from_args(args: argparse.Namespace) -> PrometheusConfig:
                 raise ConfigError(f"{flag}: {url} has credentials configured twice")
             p = _existing(Path(path), flag)
             auth[url] = FileAuth(bearer=p) if kind == "bearer" else FileAuth(basic=p)
+    raw_limit = str(args.prometheus_max_response_bytes).strip()
+    if not raw_limit.isdigit() or int(raw_limit) < 1024:
+        raise ConfigError(
+            f"--prometheus-max-response-bytes {raw_limit[:40]!r}: expected a whole number of "
+            "bytes, at least 1024"
+        )
     return PrometheusConfig(
+        max_response_bytes=int(raw_limit),
         own=own,
         allowed=allowed,
         ca_files=ca_files,
@@ -180,18 +221,15 @@ def _existing(path: Path, flag: str) -> Path:
 def short_reason(exc: BaseException) -> str:
     """Why a query failed, in a few words: never the response body (a hostile or broken server
     controls it, and it would land in status and Events), never a traceback."""
-    from prometheus_api_client.exceptions import PrometheusApiClientException
-
-    if isinstance(exc, PrometheusApiClientException):
-        # "HTTP Status Code 500 (b'...body...')": keep the code only.
-        words = str(exc).split()
-        code = words[3] if len(words) > 3 and words[3].isdigit() else ""
-        if code:
-            try:
-                return f"HTTP {code} {HTTPStatus(int(code)).phrase}"
-            except ValueError:
-                return f"HTTP {code}"
-        return "HTTP error"
+    if isinstance(exc, HTTPStatusError):
+        try:
+            return f"HTTP {exc.code} {HTTPStatus(exc.code).phrase}"
+        except ValueError:
+            return f"HTTP {exc.code}"
+    if isinstance(exc, AnswerTooLarge):
+        return str(exc)
+    if isinstance(exc, RedirectRefused):
+        return "redirect refused"
     if isinstance(exc, requests.exceptions.SSLError):
         return "TLS handshake failed (certificate not verified?)"
     if isinstance(exc, requests.exceptions.TooManyRedirects):
@@ -220,4 +258,4 @@ def session(config: PrometheusConfig, url: str) -> requests.Session:
         s.auth = auth
     # No proxies or netrc from the environment: the address is the whole destination.
     s.trust_env = False
-    return s
+    return mount(s)

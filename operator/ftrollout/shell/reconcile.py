@@ -110,7 +110,7 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
     try:
         api.check_name(name)
         spec = api.parse_spec(body.get("spec"))
-        spec_error = address_error(spec, state.prometheus.allowed)
+        spec_error = address_error(spec, state.prometheus.allowed, namespace)
         if spec_error is not None:
             # Never queried, not even once: the address itself is what is not allowed.
             spec = None

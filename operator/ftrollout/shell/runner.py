@@ -142,6 +142,12 @@ def run(args: argparse.Namespace) -> int:
     for url in prom_config.auth:
         if url.startswith("http://"):
             logging.getLogger("ftrollout").warning("credentials for %s are sent without TLS", url)
+    for url in prom_config.unscoped_credentials():
+        logging.getLogger("ftrollout").warning(
+            "credentials for %s are used for rollouts of every namespace that names it: reserve "
+            "it with --prometheus-address-namespaces (chart: allowedAddresses[].namespaces)",
+            url,
+        )
 
     kopf.configure(
         verbose=args.verbose,

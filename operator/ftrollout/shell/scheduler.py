@@ -6,8 +6,9 @@
   (`python_gil_enabled`, `python_freethreading_build`, `python_gil_fallback_total`,
   `python_freethreading_incidents_total`), mapped back to pods through the watch cache.
 
-Queries run in a thread pool with a timeout; a slow or dead Prometheus only makes rounds
-Inconclusive, it never blocks reconciles.
+Queries run in a thread pool, each with a deadline that ends the request at its socket, and a
+cap per address on the workers it holds; a slow, dead or hostile Prometheus only makes its own
+rounds Inconclusive, it never blocks reconciles or other addresses' queries.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_api_client import PrometheusConnect
-from urllib3.util.retry import Retry
+import requests
 
 from ftrollout.model import api
 from ftrollout.model.durations import parse_duration
@@ -44,6 +44,7 @@ from ftrollout.plan.metrics import (
 from ftrollout.plan.prometheus import series_for, trusted_namespaces
 from ftrollout.shell.gillog import LOG_INTERVAL, LogScanner
 from ftrollout.shell.prometheus_config import PrometheusConfig, session, short_reason
+from ftrollout.shell.prometheus_http import Deadline, get_json
 from ftrollout.shell.state import GilReading, State
 
 log = logging.getLogger("ftrollout.shell.scheduler")
@@ -67,38 +68,43 @@ class QueryError(Exception):
 
 
 class Prometheus:
-    """A thin, counting wrapper around prometheus-api-client (sync) run off the event loop."""
+    """Prometheus API queries, run in a thread pool off the event loop and counted.
+
+    Each query has one deadline for the whole request (connect, TLS, headers, body): when it
+    passes, the request is aborted at its socket and the worker thread is free again; and one
+    address never holds more than PER_URL_CONCURRENCY workers, counted until the worker is
+    really done, not until the caller gave up."""
 
     def __init__(self, workers: int = 8, config: PrometheusConfig | None = None) -> None:
         self.config = config or PrometheusConfig()
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prom")
-        self.clients: dict[str, PrometheusConnect] = {}
+        self.sessions: dict[str, requests.Session] = {}
         self.limits: dict[str, asyncio.Semaphore] = {}
         self.queries = 0
         self.errors = 0
         self.on_query: list[Callable[[bool], None]] = []
 
-    def _client(self, url: str) -> PrometheusConnect:
-        c = self.clients.get(url)
-        if c is None:
-            # No client-side retries: the next interval is the retry, and a retry loop
-            # against a dead server would only hold a worker longer.
-            c = self.clients[url] = PrometheusConnect(
-                url=url,
-                session=session(self.config, url),
-                retry=Retry(total=0, connect=0, read=0),
-            )
-            self.limits[url] = asyncio.Semaphore(PER_URL_CONCURRENCY)
-        return c
+    def _session(self, url: str) -> requests.Session:
+        s = self.sessions.get(url)
+        if s is None:
+            # No client-side retries (requests' default): the next interval is the retry, and
+            # a retry loop against a dead server would only hold a worker longer.
+            s = self.sessions[url] = session(self.config, url)
+        return s
+
+    def _get(self, url: str, path: str, params: dict[str, str], seconds: float) -> Any:
+        s = self._session(url)
+        limit = self.config.max_response_bytes
+
+        def call(deadline: Deadline) -> Any:
+            answer = get_json(s, f"{url}{path}", params, seconds, limit, deadline)
+            return answer["data"]["result"]
+
+        return self._run(url, seconds, call)
 
     async def query(self, url: str, promql: str, seconds: float) -> list[dict[str, Any]]:
-        client = self._client(url)
-        out = await self._run(
-            url,
-            seconds,
-            lambda: client.custom_query(
-                promql, params={"timeout": f"{seconds:g}s"}, timeout=seconds
-            ),
+        out = await self._get(
+            url, "/api/v1/query", {"query": promql, "timeout": f"{seconds:g}s"}, seconds
         )
         if not isinstance(out, list):
             return [{"value": out}] if out is not None else []
@@ -108,27 +114,26 @@ class Prometheus:
         self, url: str, promql: str, start: datetime, end: datetime, step: float, seconds: float
     ) -> Any:
         """A range query (`/api/v1/query_range`): the MannWhitney judge's samples."""
-        client = self._client(url)
-        return await self._run(
-            url,
-            seconds,
-            lambda: client.custom_query_range(
-                promql,
-                start,
-                end,
-                f"{step:g}s",
-                params={"timeout": f"{seconds:g}s"},
-                timeout=seconds,
-            ),
-        )
+        params = {
+            "query": promql,
+            "start": str(round(start.timestamp())),
+            "end": str(round(end.timestamp())),
+            "step": f"{step:g}s",
+            "timeout": f"{seconds:g}s",
+        }
+        return await self._get(url, "/api/v1/query_range", params, seconds)
 
-    async def _run(self, url: str, seconds: float, call: Callable[[], Any]) -> Any:
+    async def _run(self, url: str, seconds: float, call: Callable[[Deadline], Any]) -> Any:
         """One query in the pool, bounded per address and in time, counted for the metrics."""
         self.queries += 1
         loop = asyncio.get_running_loop()
+        deadline = Deadline()
+        timer = loop.call_later(seconds, deadline.expire)
         try:
-            async with self.limits[url]:
-                out = await asyncio.wait_for(loop.run_in_executor(self.pool, call), seconds + 1)
+            # The deadline frees the worker at `seconds`; the extra second only covers what a
+            # socket shutdown cannot interrupt (a name lookup), whose worker stays counted
+            # against the address until it returns.
+            out = await asyncio.wait_for(self._in_pool(url, call, deadline), seconds + 1)
         except Exception as exc:
             self.errors += 1
             for hook in self.on_query:
@@ -136,9 +141,26 @@ class Prometheus:
             # Status code and a short reason only: the body is the server's to choose and
             # would end up in status and Events.
             raise QueryError(f"prometheus {url}: {short_reason(exc)}") from None
+        finally:
+            timer.cancel()
         for hook in self.on_query:
             hook(True)
         return out
+
+    async def _in_pool(self, url: str, call: Callable[[Deadline], Any], deadline: Deadline) -> Any:
+        limit = self.limits.get(url)
+        if limit is None:
+            limit = self.limits[url] = asyncio.Semaphore(PER_URL_CONCURRENCY)
+        await limit.acquire()
+        try:
+            work = asyncio.get_running_loop().run_in_executor(self.pool, call, deadline)
+        except BaseException:
+            limit.release()
+            raise
+        # Released when the worker is done, not when the caller stops waiting (shield): a
+        # caller that gave up must not hand the address another worker.
+        work.add_done_callback(lambda _: limit.release())
+        return await asyncio.shield(work)
 
 
 def sample_step(start: datetime, end: datetime, interval: float) -> float:

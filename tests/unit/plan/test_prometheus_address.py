@@ -164,6 +164,80 @@ def test_a_spec_naming_an_address_outside_the_list_is_a_spec_error_on_the_field(
     assert "query" in err.message
 
 
+# ---------------------------------------------------------------- namespace scopes
+
+TEAM_A = "http://prom.team-a:9090"
+
+
+def scoped() -> AllowList:
+    return parse_allow_list(
+        [TEAM_A, "http://shared:9090"],
+        "http://own:9090",
+        [f"{TEAM_A}/=team-a,team-a-staging"],
+    )
+
+
+def test_a_scoped_address_is_usable_only_from_its_namespaces() -> None:
+    allowed = scoped()
+    assert allowed.scopes == {TEAM_A: frozenset({"team-a", "team-a-staging"})}
+    assert check_address("http://Prom.Team-A:9090/", allowed, "team-a") == TEAM_A
+    assert check_address(TEAM_A, allowed, "team-a-staging") == TEAM_A
+    with pytest.raises(AddressError, match="reserved for other namespaces") as exc:
+        check_address(TEAM_A, allowed, "team-b")
+    assert "team-a" not in str(exc.value).replace(TEAM_A, "")  # other teams' names not shown
+    with pytest.raises(AddressError, match="reserved for other namespaces"):
+        check_address(TEAM_A, allowed)  # namespace unknown: refused, never assumed
+
+
+def test_unscoped_addresses_and_the_operators_own_stay_usable_from_every_namespace() -> None:
+    allowed = scoped()
+    for namespace in ("team-a", "team-b", None):
+        assert check_address("http://shared:9090", allowed, namespace)
+        assert check_address("http://own:9090", allowed, namespace)
+
+
+def test_a_scope_holds_even_with_the_star_opt_in() -> None:
+    allowed = parse_allow_list(["*"], None, [f"{TEAM_A}=team-a"])
+    assert check_address("http://anything:1", allowed, "team-b")
+    with pytest.raises(AddressError, match="reserved for other namespaces"):
+        check_address(TEAM_A, allowed, "team-b")
+
+
+def test_the_allowed_list_in_a_refusal_shows_only_what_the_namespace_may_use() -> None:
+    with pytest.raises(AddressError) as exc:
+        check_address("http://evil:9090", scoped(), "team-b")
+    assert "allowed: http://own:9090, http://shared:9090" in str(exc.value)
+    with pytest.raises(AddressError) as exc:
+        check_address("http://evil:9090", scoped(), "team-a")
+    assert f"allowed: http://own:9090, {TEAM_A}, http://shared:9090" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("scope", "why"),
+    [
+        ("http://prom.team-a:9090", "expected URL=NAMESPACE"),
+        ("http://prom.team-a:9090=", "expected URL=NAMESPACE"),
+        ("http://prom.team-a:9090=Team_A", "not a namespace name"),
+        ("http://other:9090=team-a", "not in the allow-list"),
+        ("http://own:9090=team-a", "the operator's own Prometheus"),
+        ("http://x@y=team-a", "user information"),
+    ],
+)
+def test_a_bad_scope_is_named(scope: str, why: str) -> None:
+    with pytest.raises(AddressError, match=why):
+        parse_allow_list([TEAM_A], "http://own:9090", [scope])
+
+
+def test_a_spec_naming_another_namespaces_address_is_a_spec_error_on_the_field() -> None:
+    allowed = scoped()
+    assert address_error(spec_with_address(TEAM_A), allowed, "team-a") is None
+    err = address_error(spec_with_address(TEAM_A), allowed, "team-b")
+    assert err is not None
+    assert err.field == FIELD_ADDRESS
+    assert "reserved for other namespaces" in err.message
+    assert "prometheus.allowedAddresses" in err.message
+
+
 # ---------------------------------------------------------------- tenant isolation
 
 

@@ -1,0 +1,242 @@
+"""One Prometheus API GET, bounded in time and in size, whatever the server does.
+
+* Time: requests' `timeout` bounds each socket read, not the request, so a server trickling a
+  byte now and then held a worker thread for as long as it liked, long after the operator had
+  given up on the answer. A `Deadline` ends the request at the socket instead: the event loop
+  expires it when the query's time is up, and `shutdown()` on the connection's socket makes
+  whatever read the worker is blocked in (headers, body; Python already bounds a TLS handshake
+  as a whole) return at once. (`close()` from another thread would not wake a blocked `recv` on
+  Linux.)
+* Size: the body is read in chunks and inflated by the operator itself with a bound on the
+  output, so a gzip bomb (a few hundred kB inflating to hundreds of MB) stops at the cap. Only
+  gzip is asked for; an answer in another encoding is refused. Error answers are not read at all:
+  their status code is all the operator reports.
+* Redirects are not followed (and their bodies not read): a redirect could lead the operator, and
+  its credentials, off the allow-list.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import zlib
+from collections.abc import Mapping
+from typing import Any
+from weakref import WeakKeyDictionary
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+CHUNK = 64 * 1024
+
+
+class AnswerTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"answer larger than {limit} bytes")
+
+
+class HTTPStatusError(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(f"HTTP {code}")
+        self.code = code
+
+
+class RedirectRefused(Exception):
+    pass
+
+
+class BadEncoding(ValueError):
+    """An answer in an encoding the operator did not ask for, or a broken gzip stream."""
+
+
+# The request each pooled connection currently serves: a deadline that expires late must not
+# shut down a connection that has since gone back to the pool and on to another request.
+_owners: WeakKeyDictionary[HTTPConnection, Deadline] = WeakKeyDictionary()
+_owners_lock = threading.Lock()
+_current = threading.local()
+
+
+class Deadline:
+    """The end of one request; `expire()` (from any thread) aborts it at the socket."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # Duplicates of the connection's socket: the TLS wrapper detaches the original socket
+        # object during the handshake, a duplicate keeps a handle on the same connection.
+        self._socks: list[tuple[HTTPConnection, socket.socket]] = []
+        self.expired = False
+        self._done = False
+
+    def attach(self, conn: HTTPConnection, sock: socket.socket) -> None:
+        with self._lock:
+            if self._done:
+                return
+            try:
+                dup = socket.fromfd(sock.fileno(), sock.family, sock.type)
+            except OSError:
+                return
+            with _owners_lock:
+                _owners[conn] = self
+            self._socks.append((conn, dup))
+            if self.expired:
+                _shutdown(dup)
+
+    def expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for conn, dup in self._socks:
+                with _owners_lock:
+                    mine = _owners.get(conn) is self
+                if mine:
+                    _shutdown(dup)
+
+    def finish(self) -> None:
+        with self._lock:
+            self._done = True
+            for conn, dup in self._socks:
+                with _owners_lock:
+                    if _owners.get(conn) is self:
+                        del _owners[conn]
+                dup.close()
+            self._socks.clear()
+
+    def check(self) -> None:
+        if self.expired:
+            raise TimeoutError("deadline")
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed: nothing left to wake
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _attach(conn: HTTPConnection, sock: socket.socket | None) -> None:
+    deadline: Deadline | None = getattr(_current, "deadline", None)
+    if deadline is not None and sock is not None:
+        deadline.attach(conn, sock)
+
+
+class _DeadlineHTTPConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _attach(self, sock)  # from the first byte on: nothing on this connection outlives it
+        return sock
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _attach(self, self.sock)  # a pooled connection serving another request
+        super().request(*args, **kwargs)
+
+
+class _DeadlineHTTPSConnection(HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _attach(self, sock)
+        return sock
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _attach(self, self.sock)
+        super().request(*args, **kwargs)
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _DeadlineHTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _DeadlineHTTPSConnection
+
+
+class DeadlineAdapter(HTTPAdapter):
+    """requests' adapter whose connections register their sockets with the request's
+    Deadline."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+def mount(s: requests.Session) -> requests.Session:
+    adapter = DeadlineAdapter()
+    s.mount("http://", adapter)
+    s.mount("https://", adapter)
+    # Only gzip, which the operator inflates itself with a bound (Prometheus speaks gzip).
+    s.headers["Accept-Encoding"] = "gzip"
+    return s
+
+
+def get_json(
+    s: requests.Session,
+    url: str,
+    params: Mapping[str, str],
+    seconds: float,
+    limit: int,
+    deadline: Deadline,
+) -> Any:
+    """GET `url` and parse its JSON answer, within `deadline` and `limit` decoded bytes.
+
+    Raises TimeoutError once the deadline expired (whatever the aborted read raised),
+    HTTPStatusError, RedirectRefused, AnswerTooLarge, ValueError for a body that is not JSON,
+    or the requests exception of a connection that failed."""
+    deadline.check()
+    _current.deadline = deadline
+    try:
+        with s.get(
+            url, params=params, timeout=seconds, stream=True, allow_redirects=False
+        ) as response:
+            if response.is_redirect:
+                raise RedirectRefused()
+            if response.status_code != 200:
+                raise HTTPStatusError(response.status_code)
+            body = read_capped(response, limit)
+        return json.loads(body)
+    except Exception:
+        deadline.check()  # an aborted read says so in its own words: the cause is the deadline
+        raise
+    finally:
+        _current.deadline = None
+        deadline.finish()
+
+
+def read_capped(response: requests.Response, limit: int) -> bytes:
+    """The decoded body, or AnswerTooLarge as soon as it would exceed `limit` bytes."""
+    encoding = (response.headers.get("Content-Encoding") or "identity").strip().lower()
+    if encoding in ("gzip", "x-gzip"):
+        inflater: Any = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    elif encoding == "identity":
+        inflater = None
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise AnswerTooLarge(limit)
+    else:
+        raise BadEncoding("content encoding not asked for")
+    parts: list[bytes] = []
+    size = 0
+    raw = response.raw
+    while True:
+        chunk = raw.read(CHUNK, decode_content=False)
+        if not chunk:
+            break
+        if inflater is None:
+            size += len(chunk)
+            if size > limit:
+                raise AnswerTooLarge(limit)
+            parts.append(chunk)
+            continue
+        data = chunk
+        while data and not inflater.eof:
+            # At most one byte past the cap: enough to know it is exceeded, never more.
+            out = inflater.decompress(data, limit - size + 1)
+            size += len(out)
+            if size > limit:
+                raise AnswerTooLarge(limit)
+            parts.append(out)
+            data = inflater.unconsumed_tail
+        if inflater.eof:
+            break  # anything after the gzip stream is not read
+    if inflater is not None and not inflater.eof:
+        raise BadEncoding("truncated gzip stream")
+    return b"".join(parts)
