@@ -317,3 +317,48 @@ async def test_a_foreign_baseline_survives_an_invalid_spec(kmock: Any) -> None:
     assert status_writes_of(reqs)[-1]["message"].startswith("invalid spec")
     assert [p for p in deployment_writes(reqs) if BASELINE in p] == []
     assert kmock.objects[DEPLOYMENTS, NS, BASELINE]["metadata"]["uid"] == "uid-theirs"
+
+
+async def test_a_baseline_replaced_by_someone_else_is_not_deleted_while_the_watch_lags(
+    kmock: Any,
+) -> None:
+    """Ours was deleted and a user's `web-baseline` created in its place; the watch has not
+    shown either yet. The rollout then fails early: the DELETE carries our baseline's uid as a
+    precondition, so the apiserver refuses it (409) instead of deleting the user's Deployment
+    (review of h-b: deleted by name). The live one is read, and the rollout names it."""
+    shell = with_baseline(kmock)
+    await shell.reconcile()
+    await at_step(shell, 1, 9)
+    shell.watch_deployment(BASELINE)  # ours, in the cache
+    kmock.objects[DEPLOYMENTS, NS, BASELINE] = foreign_baseline()  # live: theirs
+    edit_spec(kmock, analysis__prometheus={"address": "http://elsewhere:9090"})
+    shell.new_requests()
+    await shell.reconcile()  # raises nothing
+    reqs = shell.new_requests()
+    (delete,) = [r for r in writes(reqs) if r.url.path == BASELINE_PATH]
+    assert delete.data["preconditions"]["uid"] != "uid-theirs"
+    assert kmock.objects[DEPLOYMENTS, NS, BASELINE]["metadata"]["uid"] == "uid-theirs"
+    assert "BaselineWriteFailed" not in event_reasons(reqs)
+    # The spec fixed: the rollout sees the user's Deployment and touches nothing.
+    fixed = copy.deepcopy(dict(kmock.objects[FTR, NS, "web"].raw))
+    del fixed["spec"]["analysis"]["prometheus"]
+    kmock.objects[FTR, NS, "web"] = fixed
+    for _ in range(2):
+        await shell.reconcile()
+    reqs = shell.new_requests()
+    assert [p for p in deployment_writes(reqs) if BASELINE in p] == []
+    assert "BaselineNotOwned" in event_reasons(reqs)
+    assert kmock.objects[DEPLOYMENTS, NS, BASELINE]["metadata"]["uid"] == "uid-theirs"
+
+
+async def test_the_finalizer_deletes_only_the_baseline_it_read(kmock: Any) -> None:
+    """The finalizer's DELETE carries the uid of the baseline it read, so one replaced in
+    between is left alone."""
+    shell = with_baseline(kmock)
+    await shell.reconcile()
+    await at_step(shell, 1, 9)
+    shell.new_requests()
+    with pytest.raises(Exception, match="Ready standard replicas"):
+        await finalize(shell)
+    (delete,) = [r for r in writes(shell.new_requests()) if r.url.path == BASELINE_PATH]
+    assert delete.data["preconditions"]["uid"]

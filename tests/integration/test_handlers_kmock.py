@@ -34,7 +34,9 @@ LOG = logging.getLogger("test.kmock")
 
 
 class Emulator(km.KubernetesEmulator):  # type: ignore[misc]
-    """KMock's emulator, plus `metadata.generateName` (Events are created that way)."""
+    """KMock's emulator, plus what the apiserver does and KMock does not: `generateName`
+    (Events are created that way), a `uid` for every object created, and a DELETE's
+    `preconditions.uid` (409 Conflict when the object of that name has another uid)."""
 
     generated = 0
 
@@ -45,6 +47,20 @@ class Emulator(km.KubernetesEmulator):  # type: ignore[misc]
             if not meta.get("name") and meta.get("generateName"):
                 Emulator.generated += 1
                 meta["name"] = f"{meta['generateName']}{Emulator.generated:05d}"
+            if not meta.get("uid"):
+                Emulator.generated += 1
+                meta["uid"] = f"uid-{Emulator.generated:05d}"
+        if request.action == km.action.DELETE and isinstance(data, dict):
+            wanted = (data.get("preconditions") or {}).get("uid")
+            key = (request.resource, request.namespace, request.name)
+            live = self.objects[key] if wanted and key in self.objects else None
+            if live is not None and live["metadata"].get("uid") != wanted:
+                raise km.KubernetesError(
+                    status=409,
+                    reason="Conflict",
+                    message=f"Precondition failed: UID in precondition: {wanted}, UID in "
+                    f"object meta: {live['metadata'].get('uid')}",
+                )
         return await super()._handle(request)
 
 
@@ -1097,3 +1113,61 @@ async def test_a_recreated_rollout_adopts_the_twin_and_keeps_n(kmock: Any) -> No
     assert status["phase"] != "Failed", status["message"]
     assert status["replicas"]["target"] == N
     assert "TwinAdopted" in event_reasons(shell.new_requests())
+
+
+# ------------------------------------------------- deletes carry the uid they were decided on
+
+
+async def test_a_twin_replaced_since_it_was_seen_is_not_deleted_for_a_new_selector(
+    kmock: Any,
+) -> None:
+    """The target was re-created on a new selector: the twin seen on the old one is deleted
+    to be made again. If that twin was itself replaced by someone else's `web-ft` that the
+    watch has not shown yet, the DELETE's uid precondition makes the apiserver refuse it (409)
+    instead of deleting theirs (review of h-b: deleted by name)."""
+    target = target_deployment()
+    labels = {"app": "web", "generation": "2"}
+    target["spec"]["selector"] = {"matchLabels": labels}
+    target["spec"]["template"]["metadata"]["labels"] = labels
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target
+    kmock.objects[DEPLOYMENTS, NS, "web-ft"] = twin_deployment(replicas=0, ready=0)
+    body = rollout_body()
+    body["status"] = {
+        "phase": "Progressing",
+        "stepIndex": 0,
+        "weight": 10,
+        "revision": "old",
+        "target": "web",
+        "replicas": {"target": N, "standard": N, "freeThreaded": 0},
+    }
+    kmock.objects[FTR, NS, "web"] = body
+    shell = Shell(kmock)
+    shell.watch_deployment("web")
+    shell.watch_deployment("web-ft")  # ours, on the old selector, in the cache
+    kmock.objects[DEPLOYMENTS, NS, "web-ft"] = foreign_twin()  # live: theirs
+    await shell.reconcile()  # raises nothing
+    reqs = shell.new_requests()
+    (delete,) = [r for r in writes(reqs) if r.url.path.endswith("/deployments/web-ft")]
+    assert delete.data["preconditions"]["uid"] == "uid-web-ft"
+    assert kmock.objects[DEPLOYMENTS, NS, "web-ft"]["metadata"]["uid"] == "uid-theirs"
+    # Nothing decided for ours is written to theirs: no scale, no template, no create.
+    assert deployment_writes(reqs) == [f"DELETE /apis/apps/v1/namespaces/{NS}/deployments/web-ft"]
+    # The next look sees theirs and touches nothing.
+    await shell.reconcile()
+    reqs = shell.new_requests()
+    assert [p for p in deployment_writes(reqs) if "web-ft" in p] == []
+    assert status_writes_of(reqs)[-1]["phase"] == "Failed"
+    assert kmock.objects[DEPLOYMENTS, NS, "web-ft"]["metadata"]["uid"] == "uid-theirs"
+
+
+async def test_the_finalizer_deletes_only_the_twin_it_read(kmock: Any) -> None:
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment()
+    kmock.objects[DEPLOYMENTS, NS, "web-ft"] = twin_deployment(replicas=0, ready=0)
+    body = rollout_body()
+    body["status"] = {"target": "web", "replicas": {"target": N}}
+    kmock.objects[FTR, NS, "web"] = body
+    shell = Shell(kmock)
+    await finalize(shell)
+    (delete,) = [r for r in writes(shell.new_requests()) if r.url.path.endswith("/web-ft")]
+    assert delete.data["preconditions"]["uid"] == "uid-web-ft"
+    assert (DEPLOYMENTS, NS, "web-ft") not in kmock.objects

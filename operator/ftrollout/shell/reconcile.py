@@ -30,7 +30,7 @@ from ftrollout.shell.gate_job import run_preflight
 from ftrollout.shell.kube import short_error
 from ftrollout.shell.routing import Routes, observe_routes, write_routes
 from ftrollout.shell.state import GilReading, State
-from ftrollout.shell.twin import TwinReplaced, ensure_twin, twin_selector
+from ftrollout.shell.twin import TwinChanged, TwinReplaced, ensure_twin, twin_selector
 
 log = logging.getLogger("ftrollout")
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -199,6 +199,10 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         except TwinReplaced:
             obs = Observation(**{**obs.__dict__, "twin": None, "pods": ()})
             result = plan(spec, status, obs)
+        except TwinChanged:
+            # Someone else's Deployment under the twin's name now: this plan was made for
+            # ours, so nothing of it is written; the next reconcile, right away, sees theirs.
+            return 0.0
         except workloads.TwinError as exc:
             obs = Observation(
                 **{**obs.__dict__, "spec_error": api.SpecError(exc.field, exc.message)}
