@@ -227,7 +227,7 @@ def underpowered(c: api.CompareCheck) -> str | None:
         return None
     return (
         f"minSamples {c.min_samples} cannot reach {c.confidence * 100:g}% confidence (the "
-        f"smallest possible p at {c.min_samples} samples per track is "
+        f"smallest possible p without ties at {c.min_samples} samples per track is "
         f"{stats.smallest_p(c.min_samples, c.min_samples):.2g}): rounds stay Inconclusive "
         f"until a track has more; raise it to {needed}"
     )

@@ -270,10 +270,11 @@ async def _write_baseline(
     result: Result,
 ) -> None:
     """After the status write, and never raising: the baseline is extra capacity, so a refused
-    write (a quota on count/deployments.apps or pods, an admission policy, RBAC) must hold back
-    neither the tracks nor the analysis registered after it. It is reported once per distinct
-    error and tried again at the next reconcile; meanwhile compare rounds say `baseline: no
-    series` (they never fall back to the warm standard pods)."""
+    write (a quota on count/deployments.apps, an admission policy, RBAC) must hold back neither
+    the tracks nor the analysis registered after it. It is reported once per distinct error
+    and tried again at the next reconcile; meanwhile compare rounds say `baseline: no series`
+    (they never fall back to the warm standard pods). A pods quota refuses the baseline's pods,
+    not the Deployment: that shows only as no series."""
     try:
         await ensure_baseline(
             state,
