@@ -37,8 +37,10 @@ LOG = logging.getLogger("test.kmock")
 
 
 class Emulator(km.KubernetesEmulator):  # type: ignore[misc]
-    """KMock's emulator, plus `metadata.generateName` (Events are created that way) and the
-    API server's 422 for a JSON patch whose `test` fails (KMock says 500)."""
+    """KMock's emulator, plus what the apiserver does and KMock does not: `generateName`
+    (Events are created that way), a `uid` for every object created, a DELETE's
+    `preconditions.uid` (409 Conflict when the object of that name has another uid), and
+    the 422 for a JSON patch whose `test` fails (KMock says 500)."""
 
     generated = 0
 
@@ -49,6 +51,20 @@ class Emulator(km.KubernetesEmulator):  # type: ignore[misc]
             if not meta.get("name") and meta.get("generateName"):
                 Emulator.generated += 1
                 meta["name"] = f"{meta['generateName']}{Emulator.generated:05d}"
+            if not meta.get("uid"):
+                Emulator.generated += 1
+                meta["uid"] = f"uid-{Emulator.generated:05d}"
+        if request.action == km.action.DELETE and isinstance(data, dict):
+            wanted = (data.get("preconditions") or {}).get("uid")
+            key = (request.resource, request.namespace, request.name)
+            live = self.objects[key] if wanted and key in self.objects else None
+            if live is not None and live["metadata"].get("uid") != wanted:
+                raise km.KubernetesError(
+                    status=409,
+                    reason="Conflict",
+                    message=f"Precondition failed: UID in precondition: {wanted}, UID in "
+                    f"object meta: {live['metadata'].get('uid')}",
+                )
         try:
             return await super()._handle(request)
         except jsonpatch.JsonPatchTestFailed as exc:
@@ -148,6 +164,15 @@ def clear_request(value: str) -> list[dict[str, Any]]:
     """The removal of the action annotation: only while it still holds the request acted on."""
     path = "/metadata/annotations/freethreaded.dev~1action"
     return [{"op": "test", "path": path, "value": value}, {"op": "remove", "path": path}]
+
+
+def exists(kmock: Any, name: str) -> bool:
+    """Whether the Deployment `name` is there: KMock's `key in kmock.objects` never matches a
+    resource given as a string, and a deleted object stays in its history."""
+    try:
+        return not kmock.objects[DEPLOYMENTS, NS, name].deleted
+    except KeyError:
+        return False
 
 
 def writes(reqs: list[Any]) -> list[Any]:
@@ -1192,3 +1217,61 @@ async def test_a_recreated_rollout_adopts_the_twin_and_keeps_n(kmock: Any) -> No
     assert status["phase"] != "Failed", status["message"]
     assert status["replicas"]["target"] == N
     assert "TwinAdopted" in event_reasons(shell.new_requests())
+
+
+# ------------------------------------------------- deletes carry the uid they were decided on
+
+
+async def test_a_twin_replaced_since_it_was_seen_is_not_deleted_for_a_new_selector(
+    kmock: Any,
+) -> None:
+    """The target was re-created on a new selector: the twin seen on the old one is deleted
+    to be made again. If that twin was itself replaced by someone else's `web-ft` that the
+    watch has not shown yet, the DELETE's uid precondition makes the apiserver refuse it (409)
+    instead of deleting theirs (review of h-b: deleted by name)."""
+    target = target_deployment()
+    labels = {"app": "web", "generation": "2"}
+    target["spec"]["selector"] = {"matchLabels": labels}
+    target["spec"]["template"]["metadata"]["labels"] = labels
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target
+    kmock.objects[DEPLOYMENTS, NS, "web-ft"] = twin_deployment(replicas=0, ready=0)
+    body = rollout_body()
+    body["status"] = {
+        "phase": "Progressing",
+        "stepIndex": 0,
+        "weight": 10,
+        "revision": "old",
+        "target": "web",
+        "replicas": {"target": N, "standard": N, "freeThreaded": 0},
+    }
+    kmock.objects[FTR, NS, "web"] = body
+    shell = Shell(kmock)
+    shell.watch_deployment("web")
+    shell.watch_deployment("web-ft")  # ours, on the old selector, in the cache
+    kmock.objects[DEPLOYMENTS, NS, "web-ft"] = foreign_twin()  # live: theirs
+    await shell.reconcile()  # raises nothing
+    reqs = shell.new_requests()
+    (delete,) = [r for r in writes(reqs) if r.url.path.endswith("/deployments/web-ft")]
+    assert delete.data["preconditions"]["uid"] == "uid-web-ft"
+    assert kmock.objects[DEPLOYMENTS, NS, "web-ft"]["metadata"]["uid"] == "uid-theirs"
+    # Nothing decided for ours is written to theirs: no scale, no template, no create.
+    assert deployment_writes(reqs) == [f"DELETE /apis/apps/v1/namespaces/{NS}/deployments/web-ft"]
+    # The next look sees theirs and touches nothing.
+    await shell.reconcile()
+    reqs = shell.new_requests()
+    assert [p for p in deployment_writes(reqs) if "web-ft" in p] == []
+    assert status_writes_of(reqs)[-1]["phase"] == "Failed"
+    assert kmock.objects[DEPLOYMENTS, NS, "web-ft"]["metadata"]["uid"] == "uid-theirs"
+
+
+async def test_the_finalizer_deletes_only_the_twin_it_read(kmock: Any) -> None:
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment()
+    kmock.objects[DEPLOYMENTS, NS, "web-ft"] = twin_deployment(replicas=0, ready=0)
+    body = rollout_body()
+    body["status"] = {"target": "web", "replicas": {"target": N}}
+    kmock.objects[FTR, NS, "web"] = body
+    shell = Shell(kmock)
+    await finalize(shell)
+    (delete,) = [r for r in writes(shell.new_requests()) if r.url.path.endswith("/web-ft")]
+    assert delete.data["preconditions"]["uid"] == "uid-web-ft"
+    assert not exists(kmock, "web-ft")

@@ -1345,6 +1345,30 @@ def test_lint_warns_of_min_samples_that_cannot_reach_the_confidence(
     assert err.count("\n") == 1
 
 
+def test_lint_warns_of_min_samples_above_what_a_track_can_hold(tmp_path: Path, capsys: Any) -> None:
+    """minSamples up to 1000 is valid, but a track holds at most 240 samples: the judge uses
+    240 instead, and lint says so (review of h-b)."""
+    doc = list(yaml.safe_load_all(GOOD))[1]
+    doc["spec"]["analysis"] = {
+        "metrics": [
+            {
+                "name": "p99",
+                "query": "q",
+                "compare": {"maxIncreasePercent": 2, "judge": "MannWhitney", "minSamples": 300},
+            },
+        ]
+    }
+    f = tmp_path / "many.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    code, out, err = run(capsys, "lint", "-f", str(f))
+    assert (code, out) == (0, f"{f}: shop/web: valid\n")
+    assert err.startswith(
+        f"warning: {f}: shop/web: spec.analysis.metrics[0].compare.minSamples: minSamples 300 "
+        "is more than the 240"
+    )
+    assert err.count("\n") == 1
+
+
 def test_lint_of_a_file_without_a_rollout_or_not_yaml(tmp_path: Path, capsys: Any) -> None:
     f = tmp_path / "x.yaml"
     f.write_text("kind: ConfigMap\n")

@@ -3,6 +3,7 @@ per analysis interval, judged together; the default judge still asks for instant
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -123,7 +124,38 @@ def test_long_steps_sample_coarser_so_the_pairwise_comparison_stays_bounded() ->
     start = datetime(2026, 1, 1, tzinfo=UTC)
     assert sample_step(start, start + timedelta(minutes=10), 30) == 30
     day = sample_step(start, start + timedelta(hours=24), 30)
-    assert 24 * 3600 / day == MAX_SAMPLES
+    # Prometheus answers start, start + step, ... end: both ends count.
+    assert 24 * 3600 / day + 1 == MAX_SAMPLES
+
+
+class HonestProm:
+    """Answers a range query the way Prometheus does: start, start+step, ... <= end."""
+
+    async def query(self, url: str, promql: str, seconds: float) -> list[dict[str, Any]]:
+        return [{"metric": {}, "value": [0, "1"]}]
+
+    async def query_range(
+        self, url: str, promql: str, start: datetime, end: datetime, step: float, seconds: float
+    ) -> list[dict[str, Any]]:
+        step = float(f"{step:g}")  # what the request carries
+        n = math.floor((end - start).total_seconds() / step) + 1
+        base = 130.0 if "free-threaded" in promql else 100.0
+        t0 = start.timestamp()
+        return [{"metric": {}, "values": [[t0 + i * step, str(base + i % 5)] for i in range(n)]}]
+
+
+async def test_an_honest_prometheus_on_a_long_step_is_not_reported_as_thinned() -> None:
+    """The resolution asked for gives at most MAX_SAMPLES points with both ends inclusive:
+    span / MAX_SAMPLES gave 241, and every round of a step longer than 240 intervals said
+    "thinned evenly from 241/241", which is meant for a server that ignores `step` (review of
+    h-b)."""
+    s = Scheduler(with_pods(), prom=HonestProm())  # type: ignore[arg-type]
+    started = rfc3339(datetime.now(UTC) - timedelta(hours=10))
+    (r,) = (await s.analyse(target("MannWhitney", started))).results
+    assert r.statistics is not None
+    # The step's rounding in the request may cost the last point, never add one.
+    assert MAX_SAMPLES - 1 <= r.statistics.free_threaded_samples <= MAX_SAMPLES
+    assert "thinned" not in r.message, r.message
 
 
 def test_each_reconcile_hands_the_step_start_to_the_scheduler() -> None:

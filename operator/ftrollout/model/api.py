@@ -327,7 +327,9 @@ class CompareCheck(Model):
         le=1000,
         description="MannWhitney: fewer samples on either track make the round Inconclusive. "
         "Fewer than the test needs to reach `confidence` (4 at 0.95, 6 at 0.99, 8 at 0.999) "
-        "keep rounds Inconclusive until the tracks have that many (`kubectl ftr lint` warns).",
+        "keep rounds Inconclusive until the tracks have that many (`kubectl ftr lint` warns). "
+        "A track holds at most 240 samples per round, so above 240 the judge needs 240 "
+        "(`kubectl ftr lint` warns too).",
     )
 
     @model_validator(mode="after")

@@ -54,17 +54,23 @@ def baseline_replicas(ctx: Ctx) -> int:
     return ft
 
 
-def removed(obs: Observation) -> int | None:
+def removed(obs: Observation, serving: int | None = None) -> int | None:
     """The baseline's replicas when the rollout fails before its steps are planned (spec,
     target or twin not usable): 0, removed as in any phase that does not measure, when the
     observed `<target>-baseline` is this rollout's; None (left alone) when there is none or it
     is someone else's (another rollout holding the target runs its own under that name).
+
+    `serving` is N when the target is gone (deleted or being deleted): its standard pods are
+    then the baseline's, serving next to the twin's, so it stays until the twin alone is
+    Ready at N.
 
     An unreadable spec leaves ownership unobserved: 0, and the shell deletes only a baseline
     whose controller is this rollout's uid whatever it is told.
     """
     own = obs.ownership
     if obs.baseline is None:
+        return None
+    if serving is not None and (obs.twin.ready if obs.twin is not None else 0) < serving:
         return None
     if own is None:
         return 0

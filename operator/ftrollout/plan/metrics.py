@@ -216,12 +216,18 @@ def underpowered(c: api.CompareCheck) -> str | None:
     rounds stay Inconclusive until more samples come), or None."""
     if c.judge != "MannWhitney":
         return None
+    if c.min_samples > MAX_SAMPLES:
+        return (
+            f"minSamples {c.min_samples} is more than the {MAX_SAMPLES} samples a track holds "
+            f"per round (the query asks for at most {MAX_SAMPLES}, a larger answer is "
+            f"thinned): the judge needs {MAX_SAMPLES}; set minSamples to {MAX_SAMPLES} or less"
+        )
     needed = stats.samples_needed(c.confidence)
     if c.min_samples >= needed:
         return None
     return (
         f"minSamples {c.min_samples} cannot reach {c.confidence * 100:g}% confidence (the "
-        f"smallest possible p at {c.min_samples} samples per track is "
+        f"smallest possible p without ties at {c.min_samples} samples per track is "
         f"{stats.smallest_p(c.min_samples, c.min_samples):.2g}): rounds stay Inconclusive "
         f"until a track has more; raise it to {needed}"
     )
@@ -236,8 +242,10 @@ def judge_samples(
     standard median. Failed when the two-sided Mann-Whitney p-value is below 1 - confidence
     (the tracks differ) and the estimate is beyond maxIncreasePercent or maxDecreasePercent;
     the confidence interval is reported alongside. Fewer than minSamples usable samples on
-    either track is Inconclusive, and so are sizes at which no data could be significant
-    (`stats.smallest_p`): otherwise any shift, a doubling too, would be Successful.
+    either track is Inconclusive (a minSamples above MAX_SAMPLES counts as MAX_SAMPLES: a
+    track never holds more), and so is a result that is not significant at sizes where untied
+    data never is (`stats.smallest_p`): otherwise any shift, a doubling too, would be
+    Successful. Tied data can be significant below that bound, so the test runs first.
     """
     c = metric.compare
     assert c is not None
@@ -268,26 +276,29 @@ def judge_samples(
     for track, s in (("free-threaded", ft), (against, std)):
         if s.problem:
             return result("Inconclusive", f"{track}: {s.problem}", counts)
-    if min(len(x), len(y)) < c.min_samples:
+    # The CRD allows up to 1000, but no track holds more than MAX_SAMPLES after thinning.
+    needed = min(c.min_samples, MAX_SAMPLES)
+    if min(len(x), len(y)) < needed:
         dropped = ft.dropped + std.dropped
         note = f", {dropped} NaN/Inf dropped" if dropped else ""
         return result(
             "Inconclusive",
             f"{len(y)} free-threaded / {len(x)} {against} samples over the step{note}: "
-            f"need {c.min_samples} per track",
+            f"need {needed} per track",
             counts,
         )
     level = f"{c.confidence * 100:g}%"
-    if stats.smallest_p(len(x), len(y)) >= 1 - c.confidence:
-        # No data at these sizes could be significant: "Successful" would pass any shift.
+    test = stats.mann_whitney(x, y)
+    significant = test.p < 1 - c.confidence
+    if not significant and stats.smallest_p(len(x), len(y)) >= 1 - c.confidence:
+        # Untied data at these sizes is never significant: "Successful" would pass any shift.
         return result(
             "Inconclusive",
             f"n={len(y)}/{len(x)} cannot reach {level} confidence (the smallest possible "
-            f"p is {stats.smallest_p(len(y), len(x)):.2g}): raise minSamples to "
-            f"{stats.samples_needed(c.confidence)} or more",
-            counts,
+            f"p without ties is {stats.smallest_p(len(y), len(x)):.2g}): raise minSamples "
+            f"to {stats.samples_needed(c.confidence)} or more",
+            counts.model_copy(update={"p_value": test.p}),
         )
-    test = stats.mann_whitney(x, y)
     shift = stats.hodges_lehmann(x, y, c.confidence)
     base = median(x)
     if base == 0:
@@ -309,6 +320,15 @@ def judge_samples(
             numbers,
         )
     effect, low, high = (v / abs(base) * 100 for v in (shift.estimate, shift.low, shift.high))
+    if not all(math.isfinite(v) for v in (effect, low, high)):
+        # A subnormal median overflows the percent to inf, which JSON (the status) cannot carry.
+        numbers = counts.model_copy(update={"p_value": test.p})
+        return result(
+            "Inconclusive",
+            f"{against} median {_fmt(base)} is too close to 0 for a percent shift (shift "
+            f"{_fmt(shift.estimate)}, p={test.p:.2g}); use a threshold check for this metric",
+            numbers,
+        )
     numbers = counts.model_copy(
         update={
             "effect_percent": effect,
@@ -322,7 +342,6 @@ def judge_samples(
         f"free-threaded {_pct(effect)} vs {against} ({level} CI {_pct(low)}..{_pct(high)}, "
         f"p={test.p:.2g}, n={len(y)}/{len(x)}{thinned})"
     )
-    significant = test.p < 1 - c.confidence
     if significant and c.max_increase_percent is not None and effect > c.max_increase_percent:
         return result("Failed", f"{detail} > +{_fmt(c.max_increase_percent)}% allowed", numbers)
     if significant and c.max_decrease_percent is not None and -effect > c.max_decrease_percent:

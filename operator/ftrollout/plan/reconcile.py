@@ -199,7 +199,8 @@ def target_missing(ctx: Ctx) -> Result:
         ),
         observed_generation=ctx.obs.generation,
     )
-    return finish(ctx, touch_replicas=False)
+    # The baseline's pods are then the only standard ones serving.
+    return finish(ctx, touch_replicas=False, serving=ctx.st.replicas.target)
 
 
 def not_ours(ctx: Ctx, reason: str, message: str) -> Result:
@@ -220,7 +221,9 @@ def not_ours(ctx: Ctx, reason: str, message: str) -> Result:
     return finish(ctx, touch_replicas=False)
 
 
-def finish(ctx: Ctx, touch_replicas: bool = True) -> Result:
+def finish(ctx: Ctx, touch_replicas: bool = True, serving: int | None = None) -> Result:
+    """The Result of a reconcile; `serving` as in `baseline.removed` when the tracks are not
+    touched."""
     obs = ctx.obs
     target_set: int | None = None
     twin_set: int | None = None
@@ -259,7 +262,7 @@ def finish(ctx: Ctx, touch_replicas: bool = True) -> Result:
             ctx.requeue.append(5.0)
     elif not touch_replicas:
         # Failed before the steps: both tracks stay as they are, the baseline goes.
-        baseline_set = baseline.removed(obs)
+        baseline_set = baseline.removed(obs, serving)
     progressing_condition(ctx)
     ctx.update(observed_generation=obs.generation)
     ctx.st = summarise(ctx.st, obs, baking=baking(ctx))

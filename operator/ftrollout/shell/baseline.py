@@ -91,6 +91,14 @@ async def ensure_baseline(
 
 
 async def delete_baseline(state: State, namespace: str, baseline: DeploymentSummary) -> None:
-    await state.kube.delete_deployment(namespace, baseline.name)
+    """Delete the baseline as observed: the uid precondition leaves alone a Deployment of that
+    name created since (the watch lags), which is then read into the cache for the next look."""
+    if await state.kube.delete_deployment(namespace, baseline.name, baseline.uid):
+        state.cache.drop_deployment(namespace, baseline.name, baseline.uid)
+        log.info("deleted baseline %s/%s", namespace, baseline.name)
+        return
+    log.info("baseline %s/%s was replaced since it was seen: not deleted", namespace, baseline.name)
     state.cache.drop_deployment(namespace, baseline.name, baseline.uid)
-    log.info("deleted baseline %s/%s", namespace, baseline.name)
+    live = await state.kube.get_deployment(namespace, baseline.name)
+    if live is not None:
+        state.cache.put_deployment(live)

@@ -211,7 +211,8 @@ async def rollout_deleted(
         if service is not None and _controls(body, service):
             await kube.delete_service(namespace, routing.ft_service_name(target_name))
     if twin is not None:
-        await kube.delete_deployment(namespace, twin_name)
+        # The one read and checked above: the wait for the standard track may be long.
+        await kube.delete_deployment(namespace, twin_name, _uid(twin))
     log.info("%s: deleted: target %s back at %d, twin removed", namespace, target_name, n)
 
 
@@ -222,8 +223,13 @@ async def _delete_baseline(body: kopf.Body, namespace: str, target_name: str) ->
     baseline = await STATE.kube.get_deployment(namespace, name)
     if baseline is None or not _controls(body, baseline):
         return
-    await STATE.kube.delete_deployment(namespace, name)
-    log.info("%s: deleting: baseline %s removed", namespace, name)
+    # The one just read: a Deployment created under that name since is someone else's.
+    if await STATE.kube.delete_deployment(namespace, name, _uid(baseline)):
+        log.info("%s: deleting: baseline %s removed", namespace, name)
+
+
+def _uid(obj: dict[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("uid") or "")
 
 
 def _controls(rollout: kopf.Body, deployment: dict[str, Any]) -> bool:

@@ -182,12 +182,21 @@ class Kube:
         body: dict[str, Any] = self.client.sanitize_for_serialization(out)
         return body
 
-    async def delete_deployment(self, namespace: str, name: str) -> None:
+    async def delete_deployment(self, namespace: str, name: str, uid: str = "") -> bool:
+        """Delete the Deployment `name`, only if its uid is `uid` when given: a Deployment
+        deleted and created again under that name since it was read (someone else's) is not
+        ours to delete. False when it has another uid (409), True when it is gone."""
+        options = kubernetes.client.V1DeleteOptions(
+            preconditions=kubernetes.client.V1Preconditions(uid=uid) if uid else None
+        )
         try:
-            await self.call(self.apps.delete_namespaced_deployment, name, namespace)
+            await self.call(self.apps.delete_namespaced_deployment, name, namespace, body=options)
         except ApiException as exc:
+            if exc.status == 409 and uid:
+                return False
             if exc.status != 404:
                 raise
+        return True
 
     # ------------------------------------------------------------------- rollouts
     async def patch_rollout_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:

@@ -30,7 +30,7 @@ from ftrollout.shell.gate_job import run_preflight
 from ftrollout.shell.kube import short_error
 from ftrollout.shell.routing import Routes, observe_routes, write_routes
 from ftrollout.shell.state import GilReading, State
-from ftrollout.shell.twin import TwinReplaced, ensure_twin, twin_selector
+from ftrollout.shell.twin import TwinChanged, TwinReplaced, ensure_twin, twin_selector
 
 log = logging.getLogger("ftrollout")
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -199,6 +199,10 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         except TwinReplaced:
             obs = Observation(**{**obs.__dict__, "twin": None, "pods": ()})
             result = plan(spec, status, obs)
+        except TwinChanged:
+            # Someone else's Deployment under the twin's name now: this plan was made for
+            # ours, so nothing of it is written; the next reconcile, right away, sees theirs.
+            return 0.0
         except workloads.TwinError as exc:
             obs = Observation(
                 **{**obs.__dict__, "spec_error": api.SpecError(exc.field, exc.message)}
@@ -266,10 +270,11 @@ async def _write_baseline(
     result: Result,
 ) -> None:
     """After the status write, and never raising: the baseline is extra capacity, so a refused
-    write (a quota on count/deployments.apps or pods, an admission policy, RBAC) must hold back
-    neither the tracks nor the analysis registered after it. It is reported once per distinct
-    error and tried again at the next reconcile; meanwhile compare rounds say `baseline: no
-    series` (they never fall back to the warm standard pods)."""
+    write (a quota on count/deployments.apps, an admission policy, RBAC) must hold back neither
+    the tracks nor the analysis registered after it. It is reported once per distinct error
+    and tried again at the next reconcile; meanwhile compare rounds say `baseline: no series`
+    (they never fall back to the warm standard pods). A pods quota refuses the baseline's pods,
+    not the Deployment: that shows only as no series."""
     try:
         await ensure_baseline(
             state,
@@ -289,8 +294,12 @@ async def _write_baseline(
         )
         log.warning("%s/%s: %s", key[0], key[1], message)
         if state.baseline_errors.get(key) != message:
+            try:
+                await state.kube.emit_event(body, "Warning", REASON_BASELINE_WRITE_FAILED, message)
+            except Exception as event_exc:  # a transport error: said again next reconcile
+                log.warning("%s/%s: event not recorded: %s", *key, short_error(event_exc))
+                return
             state.baseline_errors[key] = message
-            await state.kube.emit_event(body, "Warning", REASON_BASELINE_WRITE_FAILED, message)
         return
     state.baseline_errors.pop(key, None)
 

@@ -166,8 +166,9 @@ class Prometheus:
 def sample_step(start: datetime, end: datetime, interval: float) -> float:
     """The range query's resolution: one sample per analysis interval, coarser on long steps
     (at most plan.metrics.MAX_SAMPLES per track; Prometheus also refuses more than 11,000
-    points per series)."""
-    return max(interval, (end - start).total_seconds() / MAX_SAMPLES)
+    points per series). Prometheus answers start, start + step, ... up to end, both ends
+    included: MAX_SAMPLES - 1 steps, or an honest answer would read as one to thin."""
+    return max(interval, (end - start).total_seconds() / (MAX_SAMPLES - 1))
 
 
 @dataclass

@@ -20,6 +20,11 @@ class TwinReplaced(Exception):
     """The twin was deleted to be re-created on the target's new selector."""
 
 
+class TwinChanged(Exception):
+    """The twin observed is no longer the Deployment under its name (the watch lags): the cache
+    now holds the live one, and nothing decided on the old one may be written."""
+
+
 async def ensure_twin(
     state: State,
     body: Any,
@@ -66,9 +71,15 @@ async def ensure_twin(
         ):
             return  # the standard track's readiness brings the next look
         if twin.selector != _canonical_selector(manifest):
-            # The selector of a Deployment is immutable: replace the twin.
-            await state.kube.delete_deployment(namespace, twin.name)
+            # The selector of a Deployment is immutable: replace the twin. Only the one
+            # observed (uid precondition): one created under its name since is not ours.
             state.cache.drop_deployment(namespace, twin.name, twin.uid)
+            if not await state.kube.delete_deployment(namespace, twin.name, twin.uid):
+                log.info("%s/%s: replaced since it was seen: not deleted", namespace, twin.name)
+                live = await state.kube.get_deployment(namespace, twin.name)
+                if live is not None:
+                    state.cache.put_deployment(live)
+                raise TwinChanged
             log.info("%s/%s: twin on an old selector deleted", namespace, twin.name)
             raise TwinReplaced
         await state.kube.replace_twin_template(manifest)

@@ -161,7 +161,6 @@ def _fail_on_twin_not_owned(sim: Sim) -> Result:
     ("fail", "reason"),
     [
         (_fail_on_spec, "InvalidSpec"),
-        (_fail_on_missing_target, "TargetNotFound"),
         (_fail_on_target_changed, "TargetChanged"),
         (_fail_on_twin_not_owned, "TwinNotOwned"),
     ],
@@ -179,6 +178,29 @@ def test_baseline_removed_when_the_rollout_fails_early(
     assert next(c for c in res.status.conditions if c.type == "Progressing").reason == reason
     assert (res.target_replicas, res.twin_replicas) == (None, None)
     assert res.baseline_replicas == 0
+
+
+def test_without_the_target_the_baseline_is_kept_until_the_twin_serves_n() -> None:
+    """The target gone (or being deleted): the Service's Ready pods are the twin's and the
+    baseline's standard ones. Removing the baseline then left 5 of N = 10 Ready at step 1
+    (review of h-b): it stays until the twin alone is Ready at N, then goes as in any Failed."""
+    sim = at_step1(Sim(with_baseline()))
+    assert sim.history[-1].baseline_replicas == 5
+    res = _fail_on_missing_target(sim)
+    assert res.status.phase == Phase.FAILED
+    assert next(c for c in res.status.conditions if c.type == "Progressing").reason == (
+        "TargetNotFound"
+    )
+    n = res.status.replicas.target
+    assert res.status.replicas.free_threaded_ready < n
+    assert (res.target_replicas, res.twin_replicas, res.baseline_replicas) == (None, None, None)
+    # Someone scales the twin to N: the baseline is no longer needed for capacity.
+    res = sim.step(twin=Workload(n, n), **RUNNING)
+    assert res.status.phase == Phase.FAILED
+    assert res.baseline_replicas == 0
+    # Ready below N again (a pod lost): nothing is created either.
+    res = sim.step(twin=Workload(n, n - 1), baseline=None, ownership=ownership(None))
+    assert res.baseline_replicas is None
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -358,6 +359,8 @@ def test_an_unbalanced_round_reaches_the_confidence_with_enough_on_the_other_sid
         ({"judge": "MannWhitney", "minSamples": 4}, None),
         ({"judge": "MannWhitney"}, None),  # the defaults: 8 at 0.95
         ({"judge": "Instant", "minSamples": 3}, None),
+        ({"judge": "MannWhitney", "minSamples": 300}, "minSamples 300 is more than the 240"),
+        ({"judge": "MannWhitney", "minSamples": MAX_SAMPLES}, None),
     ],
 )
 def test_min_samples_that_cannot_reach_the_confidence_are_named(
@@ -405,3 +408,44 @@ def test_the_judge_uses_at_most_the_cap_per_track_and_says_so() -> None:
     assert f"n={MAX_SAMPLES}/{MAX_SAMPLES}" in r.message
     assert f"thinned evenly from {n}/{n}" in r.message
     assert r.phase == "Failed", r.message  # the +5 % is still found
+
+
+def test_min_samples_above_the_cap_are_met_by_a_full_track() -> None:
+    """The CRD accepts minSamples up to 1000, but a track never has more than MAX_SAMPLES
+    (the query asks for at most that many, a larger answer is thinned): minSamples 300 kept
+    every round of every step Inconclusive, a doubling with 1000 samples per track included
+    (review of h-b). A full track meets it; fewer than the cap still do not."""
+    m = mw_metric(minSamples=300)
+    std = Samples(tuple(100.0 + i % 7 for i in range(1000)))
+    ft = Samples(tuple(200.0 + i % 7 for i in range(1000)))
+    r = judge_samples(m, ft, std, T)
+    assert r.phase == "Failed", r.message
+    short = judge_samples(m, Samples(ft.values[:200]), Samples(std.values[:200]), T)
+    assert short.phase == "Inconclusive", short.message
+    assert f"need {MAX_SAMPLES} per track" in short.message
+    # `kubectl explain` says so with the same number.
+    described = api.CompareCheck.model_fields["min_samples"].description or ""
+    assert f"above {MAX_SAMPLES} the judge needs {MAX_SAMPLES}" in described
+
+
+@pytest.mark.parametrize(("n", "confidence"), [(7, 0.999), (5, 0.99), (3, 0.95)])
+def test_tied_samples_below_the_untied_bound_are_still_judged(n: int, confidence: float) -> None:
+    """Ties (bucket-quantised latencies, integer gauges) shrink the test's variance, so tied
+    data can be significant at sizes where untied data cannot (`stats.smallest_p` is the
+    untied bound): a doubling of all-tied tracks was Inconclusive "cannot reach ... confidence"
+    instead of Failed (review of h-b)."""
+    m = mw_metric(minSamples=n, confidence=confidence)
+    r = judge_samples(m, Samples((0.2,) * n), Samples((0.1,) * n), T)
+    assert r.phase == "Failed", r.message
+
+
+def test_a_subnormal_standard_median_gives_no_infinite_percent() -> None:
+    """The values pass read_matrix's finite/MAX_SAMPLE check, but shift / |median| * 100
+    overflows to inf when the standard median is subnormal: effectPercent=inf is not JSON and
+    the apiserver would refuse the status patch (review of h-b)."""
+    std = read_matrix([{"values": [[i, "1e-309"] for i in range(8)]}])
+    ft = read_matrix([{"values": [[i, "1"] for i in range(8)]}])
+    r = judge_samples(mw_metric(), ft, std, T)
+    assert r.phase == "Inconclusive", r.message
+    assert "percent" in r.message
+    json.dumps(api.dump(r), allow_nan=False)
