@@ -1128,6 +1128,24 @@ class ActionRecord(Model):
     time: Time = Field(description="When the operator applied it (RFC 3339).")
 
 
+RECENT_ACTIONS = 5  # requests kept in status.recentActions
+
+
+class ActionOutcome(Model):
+    value: str = Field(
+        description="The freethreaded.dev/action request (promote, or promote@<id> as "
+        "`kubectl ftr` writes it)."
+    )
+    written_at: Time | None = Field(
+        default=None, description="When the annotation was written (managedFields), if known."
+    )
+    outcome: Literal["Applied", "Ignored"] = Field(
+        description="Applied, or Ignored (not possible now, unknown verb, invalid spec)."
+    )
+    message: str = Field(default="", description="What the operator did, or why not.")
+    time: Time = Field(description="When the operator read it (RFC 3339).")
+
+
 class RuleRecord(Model):
     rule: str = Field(
         description="Fingerprint of the rule without its backendRefs (which rule it is)."
@@ -1229,6 +1247,13 @@ class RolloutStatus(Model):
         description="The action request applied last, kept while its annotation is still "
         "there: the same request seen again (its removal failed, the operator restarted) is "
         "not applied twice.",
+    )
+    recent_actions: list[ActionOutcome] = Field(
+        default_factory=list,
+        description=f"The last {RECENT_ACTIONS} action requests read, oldest first, with "
+        "their outcome: written by the operator only (status subresource), it is what "
+        "`kubectl ftr <action> --wait` decides from, and a request with an id found here is "
+        "never applied again.",
     )
     conditions: list[Condition] = Field(
         default_factory=list,
