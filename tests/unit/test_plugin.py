@@ -1133,6 +1133,42 @@ def test_lint_of_a_null_spec_field_that_is_required_reports_it_missing(
     assert "invalid spec: spec.freeThreaded: Field required" in err
 
 
+SELF_REFERENCING = """\
+apiVersion: freethreaded.dev/v1alpha1
+kind: FreeThreadedRollout
+metadata: {name: x}
+spec: &s
+  targetRef: {name: w}
+  freeThreaded: {image: x}
+  steps:
+  - weight: 100
+    pause: *s
+"""
+
+
+def test_lint_of_a_self_referencing_anchor_is_an_error_line_not_a_traceback(
+    tmp_path: Path, capsys: Any
+) -> None:
+    f = tmp_path / "r.yaml"
+    f.write_text(SELF_REFERENCING)
+    code, _, err = run(capsys, "lint", "-f", str(f))
+    assert code == plugin.EXIT_ERROR
+    assert "error: " in err
+    assert "invalid spec: spec.steps[0].pause: contains itself" in err
+
+
+def test_an_anchor_used_twice_without_a_cycle_is_read_twice(tmp_path: Path, capsys: Any) -> None:
+    f = tmp_path / "r.yaml"
+    f.write_text(
+        NULL_PAUSE.split("spec:")[0]
+        + "spec:\n  targetRef: {name: w}\n  freeThreaded: {image: x}\n"
+        + "  steps:\n  - {weight: 10, pause: &p {duration: 1m}}\n"
+        + "  - {weight: 50, pause: *p}\n  - {weight: 100}\n"
+    )
+    code, out, err = run(capsys, "lint", "-f", str(f))
+    assert (code, err) == (0, ""), out
+
+
 # ------------------------------------------------------------------------------- -o json|yaml
 
 

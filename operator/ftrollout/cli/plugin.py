@@ -1467,8 +1467,9 @@ def _lint_objects(docs: list[Any], within: set[int]) -> list[Linted]:
         if not meta.get("name") and not meta.get("generateName"):
             out.append(Linted(label, "metadata.name: required"))
             continue
-        warnings = tuple(null_warning(p) for p in api.drop_nulls(doc.get("spec"))[1])
+        warnings: tuple[str, ...] = ()
         try:
+            warnings = tuple(null_warning(p) for p in api.drop_nulls(doc.get("spec"))[1])
             api.parse_spec(doc.get("spec"))
             out.append(Linted(label, None, warnings))
         except api.SpecError as exc:

@@ -1318,16 +1318,27 @@ def check_name(name: str) -> None:
 
 
 def drop_nulls(raw: Any, path: str = "spec") -> tuple[Any, list[str]]:
-    """`raw` without its null-valued fields, and their wire paths (`spec.steps[0].pause`).
+    """`raw` without its null-valued fields, and their wire paths (`spec.steps[0].pause`);
+    SpecError when it contains itself.
 
     The CRD has no nullable field, so the API server drops such a null before validation (a
     null item of a list stays, and is refused): the operator only ever sees the field left
     out. Reading a null the same way keeps `kubectl ftr lint` and the operator in step with
     the cluster; lint names what was dropped, since `pause:` left empty reads as no hold."""
     dropped: list[str] = []
+    within: set[int] = set()  # the mappings and lists being walked (their ids)
 
     def walk(value: Any, where: str) -> Any:
-        if isinstance(value, dict):
+        if not isinstance(value, dict | list):
+            return value
+        if id(value) in within:
+            # A YAML anchor used inside itself (`spec: &s ... pause: *s`): never a finite
+            # object, so no API server would take it either.
+            raise SpecError(where, "contains itself (a YAML anchor used inside its own value)")
+        within.add(id(value))
+        try:
+            if isinstance(value, list):
+                return [walk(item, f"{where}[{i}]") for i, item in enumerate(value)]
             out = {}
             for key, item in value.items():
                 if item is None:
@@ -1335,9 +1346,8 @@ def drop_nulls(raw: Any, path: str = "spec") -> tuple[Any, list[str]]:
                 else:
                     out[key] = walk(item, f"{where}.{key}")
             return out
-        if isinstance(value, list):
-            return [walk(item, f"{where}[{i}]") for i, item in enumerate(value)]
-        return value
+        finally:
+            within.discard(id(value))
 
     return walk(raw, path), dropped
 
