@@ -1083,6 +1083,35 @@ def test_action_replaced_by_another_request_answered_first_is_not_applied(
     )
 
 
+def test_more_answers_than_recent_actions_keeps_make_the_outcome_unknown(
+    fake_api: FakeApi, capsys: Any
+) -> None:
+    """Ours may have been answered and pushed out of the last 5: never a 7 by guess."""
+    fake_api.events = []
+    obj = fake_api.rollouts[("shop", "web")]
+
+    def busy(body: dict[str, Any]) -> None:
+        obj["metadata"]["annotations"] = {ACTION: THEIRS}
+
+    fake_api.on_patch = busy
+    real_get = plugin.get_rollout
+    polls = {"n": 0}
+
+    def get_rollout(*args: Any) -> dict[str, Any]:
+        got = real_get(*args)
+        polls["n"] += 1
+        if polls["n"] == 3:
+            for i in range(api.RECENT_ACTIONS):
+                _answer(fake_api, THEIRS if i == 0 else f"pause@{i}", "Applied", "pause")
+        return got
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plugin, "get_rollout", get_rollout)
+        code, _, err = run(capsys, "rollback", "web", "--wait", "--interval", "10ms")
+    assert code == plugin.EXIT_ERROR, err
+    assert "outcome unknown" in err
+
+
 def test_action_replaced_and_unanswered_is_unknown_not_replaced(
     fake_api: FakeApi, capsys: Any
 ) -> None:

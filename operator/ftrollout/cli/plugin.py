@@ -1269,8 +1269,14 @@ def await_action(
         if ours:
             return _answer(cluster, ns, name, obj, request, ours[-1], what, verb)
         current = _action_of(obj)
-        answered = {r.value for r in recorded if (r.value, r.time) not in old}
-        replaced_by = sorted(seen_over_ours & answered)
+        new = [r for r in recorded if (r.value, r.time) not in old]
+        if len(new) >= api.RECENT_ACTIONS:
+            raise PluginError(
+                f"{what}: {verb}: outcome unknown: {len(new)} requests were answered since "
+                "ours was written, more than status.recentActions keeps: see `kubectl ftr "
+                "status`"
+            )
+        replaced_by = sorted(seen_over_ours & {r.value for r in new})
         if replaced_by:
             raise PluginError(
                 f"{what}: {verb} was not applied: another request replaced it "
