@@ -21,6 +21,7 @@ import kmock as km
 import kopf
 import kubernetes
 import pytest
+import urllib3
 from kmock._internal.k8s import KubernetesError
 from kubernetes.client.exceptions import ApiException
 
@@ -880,6 +881,120 @@ async def test_a_request_written_while_the_operator_acts_on_another_is_not_dropp
     assert "PauseRequested" in event_reasons(shell.new_requests())
     assert shell.body()["spec"]["paused"] is True
     assert "freethreaded.dev/action" not in (shell.body()["metadata"].get("annotations") or {})
+
+
+def bump_rv(kmock: Any, rv: str) -> None:
+    """What the API server does on every write (KMock keeps the resourceVersion)."""
+    obj = copy.deepcopy(dict(kmock.objects[FTR, NS, "web"].raw))
+    obj["metadata"]["resourceVersion"] = rv
+    kmock.objects[FTR, NS, "web"] = obj
+
+
+def deny_annotation_removal(shell: Shell) -> None:
+    """Every removal of the action annotation is refused with a 422 that is not the JSON-patch
+    test (a ValidatingAdmissionPolicy denies with 422 Invalid by default): nothing changes."""
+    custom = shell.state.kube.custom
+    real = custom.patch_namespaced_custom_object
+
+    def patch(*args: Any, **kw: Any) -> Any:
+        if kw.get("_content_type") == "application/json-patch+json":
+            raise ApiException(status=422, reason="Invalid")
+        return real(*args, **kw)
+
+    custom.patch_namespaced_custom_object = patch  # type: ignore[method-assign]
+
+
+async def test_a_removal_refused_with_422_for_another_reason_does_not_apply_the_request_twice(
+    kmock: Any,
+) -> None:
+    """A 422 that leaves our request on the annotation is not "replaced": the request stays
+    recorded as applied, however many timed reconciles and watch events see it again."""
+    shell = await at_first_step(
+        kmock, "1h", {"weight": 30, "pause": {"duration": "1h"}}, {"weight": 50}
+    )
+    deny_annotation_removal(shell)
+    annotate(kmock, "promote@20300101T000000Z-abcdef")
+    bump_rv(kmock, "200")
+    shell.new_requests()
+    with pytest.raises(ApiException):
+        await shell.reconcile()  # promote applied: step 2; its removal refused
+    assert shell.body()["status"]["stepIndex"] == 1
+    bump_rv(kmock, "201")  # the status write
+    body = shell.body()
+    for _ in range(2):  # the watch event, then the daemon's retry with the same body
+        with pytest.raises(ApiException):
+            await shell.reconcile(body)
+    bump_rv(kmock, "202")
+    with pytest.raises(ApiException):
+        await shell.reconcile()
+    assert shell.body()["status"]["stepIndex"] == 1, "one promote advanced two steps"
+    assert event_reasons(shell.new_requests()) == ["StepPromoted"]
+
+
+@pytest.mark.parametrize("value", ["promote", "promote@20300101T000000Z-abcdef"])
+async def test_a_reconcile_of_the_pre_write_body_does_not_let_the_echo_apply_the_request_again(
+    kmock: Any, value: str
+) -> None:
+    """The promote scales the twin; that Deployment's watch event pokes the daemon, which
+    reconciles the body it read before its own writes (the request hidden as being consumed)
+    before the rollout's watch delivers the status write with the annotation still on it."""
+    shell = await at_first_step(
+        kmock, "1h", {"weight": 30, "pause": {"duration": "1h"}}, {"weight": 50}
+    )
+    annotate(kmock, value)
+    bump_rv(kmock, "200")
+    body1 = shell.body()
+    await shell.reconcile(body1)  # applied (step 2), status written, annotation removed
+    echo = copy.deepcopy(body1)  # the status write's watch event: annotation still there
+    echo["status"] = shell.body()["status"]
+    echo["metadata"]["resourceVersion"] = "201"
+    await shell.reconcile(body1)  # poke by the twin's watch event, before the echo
+    await shell.reconcile(echo)  # the echo
+    assert shell.body()["status"]["stepIndex"] == 1, "one promote advanced two steps"
+
+
+async def test_a_pause_is_not_dropped_when_an_event_write_times_out(kmock: Any) -> None:
+    """An Event POST that fails other than with an ApiException (a urllib3 read timeout) must
+    neither fail the reconcile nor leave a pause recorded as applied with spec.paused unset."""
+    shell = await at_first_step(kmock, "1h", {"weight": 50, "pause": {"duration": "1h"}})
+    request = "pause@20300101T000000Z-abcdef"
+    annotate(kmock, request)
+    core = shell.state.kube.core
+    real = core.create_namespaced_event
+
+    def created_but_timed_out(*args: Any, **kw: Any) -> Any:
+        real(*args, **kw)
+        raise urllib3.exceptions.ReadTimeoutError(None, "/api/v1/events", "read timed out")
+
+    core.create_namespaced_event = created_but_timed_out  # type: ignore[method-assign]
+    await shell.reconcile()
+    core.create_namespaced_event = real  # type: ignore[method-assign]
+    assert shell.body()["spec"].get("paused") is True
+    assert "freethreaded.dev/action" not in (shell.body()["metadata"].get("annotations") or {})
+
+
+async def test_a_pause_recorded_but_not_written_to_the_spec_is_written_by_the_retry(
+    kmock: Any,
+) -> None:
+    """The operator stopped between the status write (lastAction = the pause) and the
+    spec.paused patch: the restarted operator sees the same request and writes spec.paused."""
+    shell = await at_first_step(kmock, "1h", {"weight": 50, "pause": {"duration": "1h"}})
+    request = "pause@20300101T000000Z-abcdef"
+    annotate(kmock, request)
+    real = shell.state.kube.patch_rollout
+
+    async def died(*args: Any, **kw: Any) -> None:
+        raise RuntimeError("operator stopped")
+
+    shell.state.kube.patch_rollout = died  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        await shell.reconcile()
+    shell.state.kube.patch_rollout = real  # type: ignore[method-assign]
+    assert shell.body()["status"]["lastAction"]["value"] == request
+    restarted = Shell(kmock)
+    await restarted.reconcile()
+    assert restarted.body()["spec"].get("paused") is True
+    assert "freethreaded.dev/action" not in (restarted.body()["metadata"].get("annotations") or {})
 
 
 # ------------------------------------------------------------- an unreadable status (#16)

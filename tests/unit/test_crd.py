@@ -116,6 +116,8 @@ TIME_FIELDS = [
     "status.rollback.time",
     "status.lastAction.time",
     "status.lastAction.writtenAt",
+    "status.recentActions.[].time",
+    "status.recentActions.[].writtenAt",
     "status.conditions.[].lastTransitionTime",
 ]
 

@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -904,17 +905,46 @@ def test_status_wait_and_watch_keep_going_while_free_threaded_pods_become_ready(
     assert "Promoting" in out
 
 
-def _operator(fake: FakeApi, events: list[dict[str, Any]]) -> Callable[[dict[str, Any]], None]:
-    """What the operator does with an action: record Events naming the request, then remove
-    the annotation."""
+OPERATOR_EVENT = {"source": {"component": "ftrollout"}, "reportingComponent": "ftrollout"}
 
+
+def _answer(
+    fake: FakeApi, request: str, outcome: str, message: str, events: list[dict[str, Any]] = ()
+) -> None:
+    """What the operator does with a request it read: status.recentActions, its Events (each
+    naming the request), then the annotation's removal."""
+    obj = fake.rollouts[("shop", "web")]
+    recent = obj["status"].setdefault("recentActions", [])
+    recent.append(
+        {"value": request, "outcome": outcome, "message": message, "time": "2030-01-01T00:00:01Z"}
+    )
+    uid = obj["metadata"].get("uid")
+    fake.events = [
+        *fake.events,
+        *(
+            {
+                **OPERATOR_EVENT,
+                **ev,
+                "involvedObject": {"kind": "FreeThreadedRollout", "name": "web", "uid": uid},
+                "metadata": {
+                    "name": f"web.{len(fake.events) + i}",
+                    "annotations": {ACTION: request},
+                },
+            }
+            for i, ev in enumerate(events)
+        ),
+    ]
+    if (obj["metadata"].get("annotations") or {}).get(ACTION) == request:
+        obj["metadata"].pop("annotations", None)
+
+
+def _operator(
+    fake: FakeApi, outcome: str, message: str, events: list[dict[str, Any]] = ()
+) -> Callable[[dict[str, Any]], None]:
     def act(body: dict[str, Any]) -> None:
         request = ((body.get("metadata") or {}).get("annotations") or {}).get(ACTION)
         if request:
-            for ev in events:
-                ev["metadata"] = {**ev.get("metadata", {}), "annotations": {ACTION: request}}
-            fake.events = [*fake.events, *events]
-            fake.rollouts[("shop", "web")]["metadata"].pop("annotations", None)
+            _answer(fake, request, outcome, message, events)
 
     return act
 
@@ -922,19 +952,15 @@ def _operator(fake: FakeApi, events: list[dict[str, Any]]) -> Callable[[dict[str
 def test_action_wait_reports_an_ignored_action_as_an_error(fake_api: FakeApi, capsys: Any) -> None:
     old = {
         **EVENTS[0],
+        **OPERATOR_EVENT,
         "metadata": {"name": "web.old", "annotations": {ACTION: "promote@20250601T115900Z-0"}},
         "reason": "ActionIgnored",
     }
     fake_api.events = [old]  # an earlier ignored request does not count
     fake_api.rollouts[("shop", "web")] = sample(phase="Promoted")
-    ignored = {
-        "metadata": {"name": "web.new"},
-        "type": "Normal",
-        "reason": "ActionIgnored",
-        "message": "promote: not possible in phase Promoted",
-        "lastTimestamp": "2025-06-01T12:00:00Z",
-    }
-    fake_api.on_patch = _operator(fake_api, [ignored])
+    message = "promote: not possible in phase Promoted"
+    ignored = {"type": "Normal", "reason": "ActionIgnored", "message": message}
+    fake_api.on_patch = _operator(fake_api, "Ignored", message, [ignored])
     code, out, err = run(capsys, "promote", "web", "--wait", "--interval", "10ms")
     assert code == plugin.EXIT_ACTION_IGNORED
     assert "promotion to the next step requested" in out
@@ -946,17 +972,8 @@ def test_action_wait_reports_an_ignored_action_as_an_error(fake_api: FakeApi, ca
 
 def test_action_wait_prints_what_the_operator_did(fake_api: FakeApi, capsys: Any) -> None:
     fake_api.events = []
-    fake_api.on_patch = _operator(
-        fake_api,
-        [
-            {
-                "metadata": {"name": "web.1"},
-                "type": "Normal",
-                "reason": "StepPromoted",
-                "message": "promote: to step 3 (100%)",
-            }
-        ],
-    )
+    promoted = {"type": "Normal", "reason": "StepPromoted", "message": "promote: to step 3 (100%)"}
+    fake_api.on_patch = _operator(fake_api, "Applied", "promote: to step 3 (100%)", [promoted])
     code, out, err = run(capsys, "promote", "web", "--wait", "--interval", "10ms")
     assert (code, err) == (0, "")
     assert out.splitlines()[1] == "Normal StepPromoted: promote: to step 3 (100%)"
@@ -976,102 +993,215 @@ def test_action_wait_without_an_operator_times_out(fake_api: FakeApi, capsys: An
     assert "the operator did not act on 'rollback' within 0.1s" in err
 
 
-def test_action_wait_needs_the_events_and_requests_nothing_without_them(
-    fake_api: FakeApi, capsys: Any
-) -> None:
-    """A user who may patch the rollout but not list events (a common narrow role) cannot be
-    told whether the operator ignored the action: --wait fails before requesting anything
-    (it used to say 0 for an action the operator ignored)."""
+def test_action_wait_decides_from_status_without_the_events(fake_api: FakeApi, capsys: Any) -> None:
+    """A user who may patch the rollout but not list events (a common narrow role) is told
+    the outcome all the same: it is in status.recentActions (it used to need the Events)."""
     fake_api.events_forbidden = True
     fake_api.rollouts[("shop", "web")] = sample(phase="Promoted")
-    ignored = {"reason": "ActionIgnored", "type": "Normal", "message": "promote: not possible"}
-    fake_api.on_patch = _operator(fake_api, [ignored])
-    code, out, err = run(capsys, "promote", "web", "--wait", "--interval", "10ms")
-    assert (code, out) == (plugin.EXIT_ERROR, "")
-    assert fake_api.patches == []
-    assert err.startswith("error: --wait reads the operator's Events to tell an applied action")
-    assert 'forbidden: events is forbidden: User "dev" cannot list resource "events"' in err
-    assert "nothing was requested" in err
-    # Without --wait the request is written as before.
-    code, out, _ = run(capsys, "promote", "web")
-    assert code == 0
-    assert len(fake_api.patches) == 1
+    fake_api.on_patch = _operator(fake_api, "Ignored", "promote: not possible")
+    code, _, err = run(capsys, "promote", "web", "--wait", "--interval", "10ms")
+    assert code == plugin.EXIT_ACTION_IGNORED
+    assert err.endswith("promote ignored: promote: not possible\n")
+    fake_api.on_patch = _operator(fake_api, "Applied", "pause requested")
+    code, out, err = run(capsys, "pause", "web", "--wait", "--interval", "10ms")
+    assert (code, err) == (0, "")
+    assert out.splitlines()[1] == "applied: pause requested"
 
 
-def test_action_wait_with_events_unreadable_after_the_request_is_not_a_success(
-    fake_api: FakeApi, capsys: Any
+def test_applied_action_whose_event_was_lost_is_a_success(
+    fake_api: FakeApi, capsys: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Events are best effort, and status.lastAction is cleared as soon as the annotation is
+    seen gone: --wait used to see neither and say 7 "not applied" for an applied rollback."""
+    fake_api.events = []
+    obj = fake_api.rollouts[("shop", "web")]
+
     def operator(body: dict[str, Any]) -> None:
-        fake_api.rollouts[("shop", "web")]["metadata"].pop("annotations", None)
-        fake_api.events_forbidden = True  # e.g. the role changed in between
+        request = body["metadata"]["annotations"][ACTION]
+        _answer(fake_api, request, "Applied", "manual: rollback requested by the user")
+        obj["status"]["phase"] = "RolledBack"
+        obj["status"]["lastAction"] = None  # cleared by the next reconcile
 
     fake_api.on_patch = operator
-    code, _, err = run(capsys, "pause", "web", "--wait", "--interval", "10ms")
+    code, out, err = run(capsys, "rollback", "web", "--wait", "--interval", "10ms")
+    assert (code, err) == (0, "")
+    assert "applied: manual: rollback requested by the user" in out
+
+
+def test_an_action_taken_off_without_a_record_has_an_unknown_outcome(
+    fake_api: FakeApi, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The annotation is gone and status has no answer: someone removed it, or an operator
+    too old to record it applied it. Never 7 (the reviewer's case: applied, exit 7)."""
+    monkeypatch.setattr(plugin, "SETTLE_SECONDS", 0.05)
+    fake_api.events = []
+    obj = fake_api.rollouts[("shop", "web")]
+
+    def operator(body: dict[str, Any]) -> None:
+        obj["status"]["phase"] = "RolledBack"
+        obj["status"]["lastAction"] = None
+        obj["metadata"].pop("annotations", None)
+
+    fake_api.on_patch = operator
+    code, _, err = run(capsys, "rollback", "web", "--wait", "--interval", "10ms")
     assert code == plugin.EXIT_ERROR
-    assert "pause was taken off the rollout, but its outcome is unknown" in err
+    assert "rollback was taken off the rollout, but its outcome is unknown" in err
 
 
-def test_action_replaced_by_another_request_is_not_reported_as_applied(
+THEIRS = "pause@20300101T000000Z-ffffff"
+
+
+def test_action_replaced_by_another_request_answered_first_is_not_applied(
     fake_api: FakeApi, capsys: Any
 ) -> None:
-    """Another user or pipeline writes its own request over ours before the operator read it:
-    ours is never applied (it used to count as applied because the annotation was no longer
-    ours)."""
+    """Another user's request was written over ours, and the operator answered it without
+    ever answering ours: certain that ours was never read (exit 7)."""
     fake_api.events = []
-    theirs = "pause@20250601T120000Z-abcdef"
+    obj = fake_api.rollouts[("shop", "web")]
+    polls = {"n": 0}
 
     def other_user_overwrites(body: dict[str, Any]) -> None:
-        fake_api.rollouts[("shop", "web")]["metadata"]["annotations"] = {ACTION: theirs}
+        obj["metadata"]["annotations"] = {ACTION: THEIRS}
+
+    fake_api.on_patch = other_user_overwrites
+    real_get = plugin.get_rollout
+
+    def get_rollout(*args: Any) -> dict[str, Any]:
+        got = real_get(*args)
+        polls["n"] += 1
+        if polls["n"] == 3:  # the plugin has seen theirs on the annotation by now
+            _answer(fake_api, THEIRS, "Applied", "pause requested")
+        return got
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plugin, "get_rollout", get_rollout)
+        code, out, err = run(capsys, "rollback", "web", "--wait", "--interval", "10ms")
+    assert code == plugin.EXIT_ACTION_REPLACED, (code, out, err)
+    assert err == (
+        "error: freethreadedrollout shop/web: rollback was not applied: another request "
+        f"replaced it ({THEIRS!r}) before the operator read it\n"
+    )
+
+
+def test_more_answers_than_recent_actions_keeps_make_the_outcome_unknown(
+    fake_api: FakeApi, capsys: Any
+) -> None:
+    """Ours may have been answered and pushed out of the last 5: never a 7 by guess."""
+    fake_api.events = []
+    obj = fake_api.rollouts[("shop", "web")]
+
+    def busy(body: dict[str, Any]) -> None:
+        obj["metadata"]["annotations"] = {ACTION: THEIRS}
+
+    fake_api.on_patch = busy
+    real_get = plugin.get_rollout
+    polls = {"n": 0}
+
+    def get_rollout(*args: Any) -> dict[str, Any]:
+        got = real_get(*args)
+        polls["n"] += 1
+        if polls["n"] == 3:
+            for i in range(api.RECENT_ACTIONS):
+                _answer(fake_api, THEIRS if i == 0 else f"pause@{i}", "Applied", "pause")
+        return got
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plugin, "get_rollout", get_rollout)
+        code, _, err = run(capsys, "rollback", "web", "--wait", "--interval", "10ms")
+    assert code == plugin.EXIT_ERROR, err
+    assert "outcome unknown" in err
+
+
+def test_action_replaced_and_unanswered_is_unknown_not_replaced(
+    fake_api: FakeApi, capsys: Any
+) -> None:
+    """Replaced, and the operator has answered neither request: it may be acting on ours
+    right now, so --wait does not say 7 (it used to, at once)."""
+    fake_api.events = []
+
+    def other_user_overwrites(body: dict[str, Any]) -> None:
+        fake_api.rollouts[("shop", "web")]["metadata"]["annotations"] = {ACTION: THEIRS}
 
     fake_api.on_patch = other_user_overwrites
     code, out, err = run(
         capsys, "rollback", "web", "--wait", "--timeout", "300ms", "--interval", "10ms"
     )
-    assert code == plugin.EXIT_ACTION_REPLACED, (code, out, err)
-    assert err == (
-        "error: freethreadedrollout shop/web: rollback was not applied: another request "
-        f"replaced it by {theirs!r} before the operator read it\n"
-    )
+    assert code == plugin.EXIT_ERROR, (code, out, err)
+    assert f"another request ({THEIRS!r}) replaced it, and the operator has answered" in err
 
 
-def test_action_replaced_and_then_consumed_is_not_reported_as_applied(
-    fake_api: FakeApi, capsys: Any
-) -> None:
-    """Replaced by another request which the operator then applied: the Events answer that
-    one, not ours."""
-    fake_api.events = []
-    applied = {"type": "Normal", "reason": "PauseRequested", "message": "pause requested"}
-
-    def overwritten_then_applied(body: dict[str, Any]) -> None:
-        applied["metadata"] = {"name": "web.2", "annotations": {ACTION: "pause@other"}}
-        fake_api.events = [applied]
-        fake_api.rollouts[("shop", "web")]["metadata"].pop("annotations", None)
-
-    fake_api.on_patch = overwritten_then_applied
-    code, _, err = run(capsys, "rollback", "web", "--wait", "--interval", "10ms")
-    assert code == plugin.EXIT_ACTION_REPLACED
-    assert "another request replaced it (the annotation was removed)" in err
-
-
-def test_action_taken_without_an_event_is_not_a_success(
+def test_replaced_after_the_operator_read_ours_is_applied(
     fake_api: FakeApi, capsys: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The operator recorded the request in status.lastAction but its Event was lost."""
+    """The operator read our promote; while it acts on it another user's pause lands on the
+    annotation. The operator answers ours, then theirs: ours was applied (exit 0), where the
+    plugin used to exit 7 at its first sight of theirs."""
     monkeypatch.setattr(plugin, "request_id", lambda: "20300101T000000Z-a1b2c3")
+    ours = "promote@20300101T000000Z-a1b2c3"
     fake_api.events = []
+    obj = fake_api.rollouts[("shop", "web")]
 
-    def operator(body: dict[str, Any]) -> None:
-        obj = fake_api.rollouts[("shop", "web")]
-        obj["metadata"].pop("annotations", None)
-        obj["status"]["lastAction"] = {
-            "value": "resume@20300101T000000Z-a1b2c3",
-            "time": "2030-01-01T00:00:01Z",
-        }
+    def operator_finishes_ours_then_theirs() -> None:
+        _answer(fake_api, ours, "Applied", "promote: to step 2 (50%)")
+        time.sleep(0.1)
+        _answer(fake_api, THEIRS, "Applied", "pause requested")
 
-    fake_api.on_patch = operator
-    code, _, err = run(capsys, "resume", "web", "--wait", "--interval", "10ms")
-    assert code == plugin.EXIT_ERROR
-    assert "the operator took resume, but recorded no Event" in err
+    def patched(body: dict[str, Any]) -> None:
+        obj["metadata"]["annotations"] = {ACTION: THEIRS}  # the operator has read ours
+        threading.Timer(0.15, operator_finishes_ours_then_theirs).start()
+
+    fake_api.on_patch = patched
+    code, out, err = run(
+        capsys, "promote", "web", "--wait", "--timeout", "5s", "--interval", "10ms"
+    )
+    assert (code, err) == (0, ""), out
+    assert "applied: promote: to step 2 (50%)" in out
+
+
+def test_a_forged_event_does_not_make_wait_succeed(
+    fake_api: FakeApi, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any namespace user may create Events, and our request id is on the rollout for anyone
+    who can read it: an Event never decides the outcome (it used to: exit 0 for a rollback
+    that was replaced and never applied)."""
+    monkeypatch.setattr(plugin, "request_id", lambda: "20300101T000000Z-a1b2c3")
+    ours = "rollback@20300101T000000Z-a1b2c3"
+    fake_api.events = []
+    obj = fake_api.rollouts[("shop", "web")]
+    obj["metadata"]["uid"] = "uid-web"
+
+    def attacker(body: dict[str, Any]) -> None:
+        obj["metadata"]["annotations"] = {ACTION: THEIRS}  # ours replaced: never applied
+        fake_api.events = [
+            {
+                **OPERATOR_EVENT,  # even claiming to be the operator
+                "metadata": {"name": "web.forged", "annotations": {ACTION: ours}},
+                "involvedObject": {"kind": "FreeThreadedRollout", "name": "web", "uid": "uid-web"},
+                "type": "Warning",
+                "reason": "RolledBack",
+                "message": "manual: rolled back",
+            }
+        ]
+
+    fake_api.on_patch = attacker
+    code, out, err = run(
+        capsys, "rollback", "web", "--wait", "--timeout", "300ms", "--interval", "10ms"
+    )
+    assert code != 0, (code, out, err)
+    assert "RolledBack" not in out
+
+
+def test_only_the_operators_events_about_this_rollout_answer_a_request() -> None:
+    ev = {
+        **OPERATOR_EVENT,
+        "metadata": {"annotations": {ACTION: "pause@x"}},
+        "involvedObject": {"uid": "u1"},
+    }
+    assert plugin.answers(ev, "pause@x", "u1")
+    assert not plugin.answers(ev, "pause@y", "u1")
+    assert not plugin.answers(ev, "pause@x", "u2")  # another rollout of that name, deleted
+    forged = {**ev, "source": {"component": "mallory"}, "reportingComponent": "mallory"}
+    assert not plugin.answers(forged, "pause@x", "u1")
 
 
 # ------------------------------------------------------------------------- lint: nulls (#21)
@@ -1131,6 +1261,42 @@ def test_lint_of_a_null_spec_field_that_is_required_reports_it_missing(
     code, _, err = run(capsys, "lint", "-f", str(f))
     assert code == plugin.EXIT_ERROR
     assert "invalid spec: spec.freeThreaded: Field required" in err
+
+
+SELF_REFERENCING = """\
+apiVersion: freethreaded.dev/v1alpha1
+kind: FreeThreadedRollout
+metadata: {name: x}
+spec: &s
+  targetRef: {name: w}
+  freeThreaded: {image: x}
+  steps:
+  - weight: 100
+    pause: *s
+"""
+
+
+def test_lint_of_a_self_referencing_anchor_is_an_error_line_not_a_traceback(
+    tmp_path: Path, capsys: Any
+) -> None:
+    f = tmp_path / "r.yaml"
+    f.write_text(SELF_REFERENCING)
+    code, _, err = run(capsys, "lint", "-f", str(f))
+    assert code == plugin.EXIT_ERROR
+    assert "error: " in err
+    assert "invalid spec: spec.steps[0].pause: contains itself" in err
+
+
+def test_an_anchor_used_twice_without_a_cycle_is_read_twice(tmp_path: Path, capsys: Any) -> None:
+    f = tmp_path / "r.yaml"
+    f.write_text(
+        NULL_PAUSE.split("spec:")[0]
+        + "spec:\n  targetRef: {name: w}\n  freeThreaded: {image: x}\n"
+        + "  steps:\n  - {weight: 10, pause: &p {duration: 1m}}\n"
+        + "  - {weight: 50, pause: *p}\n  - {weight: 100}\n"
+    )
+    code, out, err = run(capsys, "lint", "-f", str(f))
+    assert (code, err) == (0, ""), out
 
 
 # ------------------------------------------------------------------------------- -o json|yaml

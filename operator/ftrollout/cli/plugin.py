@@ -82,7 +82,6 @@ EXIT_CODES = (
     EXIT_ACTION_IGNORED,
     EXIT_ACTION_REPLACED,
 )
-IGNORED_REASONS = ("ActionIgnored", "UnknownAction")
 
 
 class PluginError(Exception):
@@ -823,11 +822,9 @@ def list_rollouts(cluster: Cluster, namespace: str | None) -> list[dict[str, Any
     return items
 
 
-def list_events(
-    cluster: Cluster, namespace: str, name: str, required: bool = False
-) -> list[dict[str, Any]]:
-    """Events of the rollout. Unless `required`, an empty list when they may not be read (the
-    status view still shows); an action's --wait cannot do without them."""
+def list_events(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
+    """Events of the rollout; an empty list when they may not be read (the status view still
+    shows, and an action's --wait decides from status)."""
     try:
         resp = _call(
             cluster,
@@ -839,8 +836,6 @@ def list_events(
             _preload_content=False,
         )
     except PluginError:
-        if required:
-            raise
         return []
     items: list[dict[str, Any]] = _json(resp).get("items") or []
     return items
@@ -902,11 +897,13 @@ def _patch_rollout(cluster: Cluster, namespace: str, name: str, patch: dict[str,
     )
 
 
-def set_action(cluster: Cluster, namespace: str, name: str, action: str) -> None:
-    get_rollout(cluster, namespace, name)  # a clear "not found" before any write
+def set_action(cluster: Cluster, namespace: str, name: str, action: str) -> dict[str, Any]:
+    """Write the request; the rollout as read just before."""
+    obj = get_rollout(cluster, namespace, name)  # a clear "not found" before any write
     _patch_rollout(
         cluster, namespace, name, {"metadata": {"annotations": {ANNOTATION_ACTION: action}}}
     )
+    return obj
 
 
 def set_image(cluster: Cluster, namespace: str, name: str, image: str) -> str | None:
@@ -1220,9 +1217,32 @@ def _action_of(obj: Mapping[str, Any]) -> str | None:
     return None if value is None else str(value)
 
 
-def answers(ev: Mapping[str, Any], request: str) -> bool:
-    """Whether the operator recorded `ev` for this request (it annotates the Event with it)."""
-    return _action_of(ev) == request
+OPERATOR_COMPONENT = "ftrollout"  # the operator's Events' source / reportingComponent
+# After the annotation is gone without a record of ours: how long the operator may still be
+# finishing a reconcile that read ours (its status write comes before the removal).
+SETTLE_SECONDS = 10.0
+
+
+def answers(ev: Mapping[str, Any], request: str, uid: str | None = None) -> bool:
+    """Whether the operator recorded `ev` for this request (it annotates the Event with it).
+    Any namespace user may create Events: one counts only from the operator's component and,
+    with `uid`, about this very rollout; even so, Events are shown, never decided from."""
+    if _action_of(ev) != request:
+        return False
+    component = ev.get("reportingComponent") or (ev.get("source") or {}).get("component")
+    if component != OPERATOR_COMPONENT:
+        return False
+    return uid is None or (ev.get("involvedObject") or {}).get("uid") == uid
+
+
+def _recorded(obj: Mapping[str, Any]) -> list[api.ActionOutcome]:
+    return list(_status(obj).recent_actions)
+
+
+@dataclass(frozen=True)
+class ActionAnswer:
+    outcome: api.ActionOutcome
+    events: list[dict[str, Any]]  # the operator's Events for it, when they could be read
 
 
 def await_action(
@@ -1230,59 +1250,92 @@ def await_action(
     ns: str,
     name: str,
     request: str,
+    before: Sequence[api.ActionOutcome],
     interval: float,
     timeout: float,
-) -> list[dict[str, Any]]:
-    """Wait until `request` is off the rollout; the Events the operator recorded for it.
+) -> ActionAnswer:
+    """Wait until the operator has answered `request`; its answer (status.recentActions).
 
-    The operator records its Events (each annotated with the request it answers) before it
-    removes the annotation, so once ours is gone or replaced the Events say what became of it:
-    applied (returned), ignored (exit 6), or none at all: replaced by another request before
-    the operator read ours (exit 7). An Event list that cannot be read is an error, never a
-    success."""
+    The answer is read from status, which only the operator writes (the status subresource):
+    applied (returned) or ignored (exit 6). "Not applied" (exit 7) only when it is certain the
+    operator never read ours: a request seen over ours on the annotation was answered and ours
+    was not (the operator reads one request per reconcile, and records each before reading the
+    next). Otherwise, once ours is off the rollout without an answer, the outcome is unknown
+    (exit 1); `before`: status.recentActions as read before ours was written."""
     verb = request.partition("@")[0]  # the request id is for the operator, not for people
     what = f"freethreadedrollout {ns}/{name}"
     deadline = time.monotonic() + timeout
+    old = {(r.value, r.time) for r in before}
+    seen_over_ours: set[str] = set()  # requests seen on the annotation instead of ours
+    gone_at: float | None = None
     while True:
         obj = get_rollout(cluster, ns, name)
+        recorded = _recorded(obj)
+        ours = [r for r in recorded if r.value == request]
+        if ours:
+            return _answer(cluster, ns, name, obj, request, ours[-1], what, verb)
         current = _action_of(obj)
-        if current != request:
-            break
-        if time.monotonic() >= deadline:
+        new = [r for r in recorded if (r.value, r.time) not in old]
+        if len(new) >= api.RECENT_ACTIONS:
             raise PluginError(
-                f"{what}: the operator did not act on {verb!r} within {timeout:g}s (is it "
-                f"running? the annotation {ANNOTATION_ACTION} is still set)",
-                EXIT_TIMEOUT,
+                f"{what}: {verb}: outcome unknown: {len(new)} requests were answered since "
+                "ours was written, more than status.recentActions keeps: see `kubectl ftr "
+                "status`"
+            )
+        replaced_by = sorted(seen_over_ours & {r.value for r in new})
+        if replaced_by:
+            raise PluginError(
+                f"{what}: {verb} was not applied: another request replaced it "
+                f"({replaced_by[0]!r}) before the operator read it",
+                EXIT_ACTION_REPLACED,
+            )
+        if current is not None and current != request:
+            seen_over_ours.add(current)
+        now = time.monotonic()
+        if current is None:
+            gone_at = now if gone_at is None else gone_at
+            if now - gone_at >= min(SETTLE_SECONDS, timeout):
+                raise PluginError(
+                    f"{what}: {verb} was taken off the rollout, but its outcome is unknown: the "
+                    "operator has no record of it in status.recentActions (someone removed the "
+                    "annotation, or the operator is older than this plugin): see `kubectl ftr "
+                    "status`"
+                )
+        else:
+            gone_at = None
+        if now >= deadline:
+            if current == request:
+                raise PluginError(
+                    f"{what}: the operator did not act on {verb!r} within {timeout:g}s (is it "
+                    f"running? the annotation {ANNOTATION_ACTION} is still set)",
+                    EXIT_TIMEOUT,
+                )
+            raise PluginError(
+                f"{what}: {verb}: outcome unknown after {timeout:g}s: another request "
+                f"({current!r}) replaced it, and the operator has answered neither yet"
             )
         time.sleep(interval)
-    try:
-        events = list_events(cluster, ns, name, required=True)
-    except PluginError as exc:
-        raise PluginError(
-            f"{what}: {verb} was taken off the rollout, but its outcome is unknown: cannot read "
-            f"its Events ({exc})"
-        ) from None
-    mine = sorted((ev for ev in events if answers(ev, request)), key=_event_time)
-    for ev in mine:
-        if ev.get("reason") in IGNORED_REASONS:
-            raise PluginError(
-                f"{what}: {verb} ignored: {ev.get('message', '')}", EXIT_ACTION_IGNORED
-            )
-    if mine:
-        return mine
-    last = _status(obj).last_action
-    if last is not None and last.value == request:
-        # Taken by the operator, but its Event was not recorded (Events are best effort).
-        raise PluginError(
-            f"{what}: the operator took {verb}, but recorded no Event saying whether it applied "
-            "it: see `kubectl ftr status`"
-        )
-    by = f"by {current!r}" if current is not None else "(the annotation was removed)"
-    raise PluginError(
-        f"{what}: {verb} was not applied: another request replaced it {by} before the operator "
-        "read it",
-        EXIT_ACTION_REPLACED,
-    )
+
+
+def _answer(
+    cluster: Cluster,
+    ns: str,
+    name: str,
+    obj: Mapping[str, Any],
+    request: str,
+    outcome: api.ActionOutcome,
+    what: str,
+    verb: str,
+) -> ActionAnswer:
+    if outcome.outcome == "Ignored":
+        raise PluginError(f"{what}: {verb} ignored: {outcome.message}", EXIT_ACTION_IGNORED)
+    uid = _meta(obj).get("uid")
+    events = [
+        ev
+        for ev in list_events(cluster, ns, name)  # only for the detail: status decided
+        if answers(ev, request, None if uid is None else str(uid))
+    ]
+    return ActionAnswer(outcome, sorted(events, key=_event_time))
 
 
 def cmd_action(cluster: Cluster, args: argparse.Namespace) -> int:
@@ -1290,23 +1343,12 @@ def cmd_action(cluster: Cluster, args: argparse.Namespace) -> int:
     action = args.command
     if action == "promote" and args.full:
         action = "promote-full"
-    if args.wait:
-        # The outcome is in the Events: without them --wait could only guess, so say so before
-        # requesting anything.
-        try:
-            list_events(cluster, ns, args.name, required=True)
-        except PluginError as exc:
-            raise PluginError(
-                f"--wait reads the operator's Events to tell an applied action from an ignored "
-                f"one, and they cannot be read ({exc}); nothing was requested. Drop --wait or "
-                "get list on events in this namespace"
-            ) from None
     # `verb@<id>`: the id makes this one request, applied once even if the operator sees the
     # annotation again (its removal failed, the operator restarted), a second
     # `kubectl ftr promote` a new request even within the same second, and the operator's
     # Events for it tell --wait what became of it.
     request = f"{action}@{request_id()}"
-    set_action(cluster, ns, args.name, request)
+    before = _recorded(set_action(cluster, ns, args.name, request))
     done = {
         "promote": "promotion to the next step requested",
         "promote-full": "full promotion requested, skipping the remaining steps and pauses",
@@ -1319,8 +1361,11 @@ def cmd_action(cluster: Cluster, args: argparse.Namespace) -> int:
     if args.wait:
         sys.stdout.flush()
         timeout = 120.0 if args.timeout is None else args.timeout
-        for ev in await_action(cluster, ns, args.name, request, args.interval, timeout):
+        answer = await_action(cluster, ns, args.name, request, before, args.interval, timeout)
+        for ev in answer.events:
             print(f"{ev.get('type', '')} {ev.get('reason', '')}: {ev.get('message', '')}")
+        if not answer.events:  # Events are best effort: the operator's record says it all
+            print(f"applied: {answer.outcome.message}")
     return 0
 
 
@@ -1483,8 +1528,9 @@ def _lint_objects(docs: list[Any], within: set[int]) -> list[Linted]:
         if not meta.get("name") and not meta.get("generateName"):
             out.append(Linted(label, "metadata.name: required"))
             continue
-        warnings = tuple(null_warning(p) for p in api.drop_nulls(doc.get("spec"))[1])
+        warnings: tuple[str, ...] = ()
         try:
+            warnings = tuple(null_warning(p) for p in api.drop_nulls(doc.get("spec"))[1])
             spec = api.parse_spec(doc.get("spec"))
             out.append(Linted(label, None, warnings + lint_warnings(spec)))
         except api.SpecError as exc:
@@ -1697,9 +1743,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--wait",
             action="store_true",
-            help=f"wait until the operator acted (needs list on events); exit "
+            help=f"wait until the operator answered (status.recentActions); exit "
             f"{EXIT_ACTION_IGNORED} if it ignored the action, {EXIT_ACTION_REPLACED} if another "
-            f"request replaced it first, {EXIT_TIMEOUT} if it did not act within --timeout",
+            f"request certainly replaced it unread, {EXIT_TIMEOUT} if it did not act within "
+            f"--timeout, {EXIT_ERROR} if the outcome is unknown",
         )
         p.add_argument("--timeout", type=_duration, default=None, help="with --wait (default 2m)")
         p.add_argument("--interval", type=_duration, default=1.0, help=argparse.SUPPRESS)

@@ -1132,6 +1132,24 @@ class ActionRecord(Model):
     time: Time = Field(description="When the operator applied it (RFC 3339).")
 
 
+RECENT_ACTIONS = 5  # requests kept in status.recentActions
+
+
+class ActionOutcome(Model):
+    value: str = Field(
+        description="The freethreaded.dev/action request (promote, or promote@<id> as "
+        "`kubectl ftr` writes it)."
+    )
+    written_at: Time | None = Field(
+        default=None, description="When the annotation was written (managedFields), if known."
+    )
+    outcome: Literal["Applied", "Ignored"] = Field(
+        description="Applied, or Ignored (not possible now, unknown verb, invalid spec)."
+    )
+    message: str = Field(default="", description="What the operator did, or why not.")
+    time: Time = Field(description="When the operator read it (RFC 3339).")
+
+
 class RuleRecord(Model):
     rule: str = Field(
         description="Fingerprint of the rule without its backendRefs (which rule it is)."
@@ -1234,6 +1252,13 @@ class RolloutStatus(Model):
         "there: the same request seen again (its removal failed, the operator restarted) is "
         "not applied twice.",
     )
+    recent_actions: list[ActionOutcome] = Field(
+        default_factory=list,
+        description=f"The last {RECENT_ACTIONS} action requests read, oldest first, with "
+        "their outcome: written by the operator only (status subresource), it is what "
+        "`kubectl ftr <action> --wait` decides from, and a request with an id found here is "
+        "never applied again.",
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
         description="Ready, Available, Progressing, ModeIntegrity, RaceBudget, AnalysisHealthy.",
@@ -1297,16 +1322,27 @@ def check_name(name: str) -> None:
 
 
 def drop_nulls(raw: Any, path: str = "spec") -> tuple[Any, list[str]]:
-    """`raw` without its null-valued fields, and their wire paths (`spec.steps[0].pause`).
+    """`raw` without its null-valued fields, and their wire paths (`spec.steps[0].pause`);
+    SpecError when it contains itself.
 
     The CRD has no nullable field, so the API server drops such a null before validation (a
     null item of a list stays, and is refused): the operator only ever sees the field left
     out. Reading a null the same way keeps `kubectl ftr lint` and the operator in step with
     the cluster; lint names what was dropped, since `pause:` left empty reads as no hold."""
     dropped: list[str] = []
+    within: set[int] = set()  # the mappings and lists being walked (their ids)
 
     def walk(value: Any, where: str) -> Any:
-        if isinstance(value, dict):
+        if not isinstance(value, dict | list):
+            return value
+        if id(value) in within:
+            # A YAML anchor used inside itself (`spec: &s ... pause: *s`): never a finite
+            # object, so no API server would take it either.
+            raise SpecError(where, "contains itself (a YAML anchor used inside its own value)")
+        within.add(id(value))
+        try:
+            if isinstance(value, list):
+                return [walk(item, f"{where}[{i}]") for i, item in enumerate(value)]
             out = {}
             for key, item in value.items():
                 if item is None:
@@ -1314,9 +1350,8 @@ def drop_nulls(raw: Any, path: str = "spec") -> tuple[Any, list[str]]:
                 else:
                     out[key] = walk(item, f"{where}.{key}")
             return out
-        if isinstance(value, list):
-            return [walk(item, f"{where}[{i}]") for i, item in enumerate(value)]
-        return value
+        finally:
+            within.discard(id(value))
 
     return walk(raw, path), dropped
 

@@ -3,7 +3,10 @@
 promote, promote-full, pause, resume, rollback, retry; a new revision and a retry both start the
 steps again from 0 (`start_revision`).
 
-Each request is applied once: status.lastAction records it until the annotation is seen gone.
+Each request is applied once: status.lastAction records it until the annotation is seen gone
+(not merely hidden by the shell while it removes it), and status.recentActions keeps the last
+few requests with their outcome: one with an id found there is never applied again, and
+`kubectl ftr <action> --wait` reads its outcome there.
 The shell records the Events (each naming the request it answers) and then removes the
 annotation, only while it still holds that request: one written over it meanwhile stays, for
 the next reconcile. If that removal fails or the operator dies in between, the request is seen
@@ -70,6 +73,34 @@ def same_request(record: api.ActionRecord | None, value: str, written_at: str | 
     return "@" in value or record.written_at == written_at
 
 
+def already_read(st: api.RolloutStatus, value: str, written_at: str | None) -> bool:
+    """Whether this request was applied (or ignored) already. A request with an id is one
+    request for as long as status.recentActions remembers it, even once lastAction was cleared
+    (an echo of an earlier write can show the annotation again after that)."""
+    if same_request(st.last_action, value, written_at):
+        return True
+    return "@" in value and any(r.value == value for r in st.recent_actions)
+
+
+IGNORED_REASONS = ("ActionIgnored", "UnknownAction")
+
+
+def remember(
+    st: api.RolloutStatus, obs: Observation, events: list[Event]
+) -> list[api.ActionOutcome]:
+    """status.recentActions with the request in `obs` and its outcome (from its Events)."""
+    assert obs.action is not None
+    ignored = any(e.reason in IGNORED_REASONS for e in events)
+    entry = api.ActionOutcome(
+        value=obs.action,
+        written_at=obs.action_written_at,
+        outcome="Ignored" if ignored else "Applied",
+        message="; ".join(e.message for e in events)[:512],
+        time=rfc3339(obs.now),
+    )
+    return [*st.recent_actions, entry][-api.RECENT_ACTIONS :]
+
+
 def record(obs: Observation) -> api.ActionRecord | None:
     """The status record of the request in `obs`."""
     if obs.action is None:
@@ -84,24 +115,34 @@ def ignore_request(
 ) -> tuple[api.RolloutStatus, tuple[Event, ...]]:
     """A request that cannot apply now (invalid spec, no target, not ours): said once per
     request, and recorded like an applied one."""
-    if obs.action is None or same_request(st.last_action, obs.action, obs.action_written_at):
+    if obs.action is None or already_read(st, obs.action, obs.action_written_at):
         return st, ()
-    return st.model_copy(update={"last_action": record(obs)}), (action_ignored(obs.action, why),)
+    event = action_ignored(obs.action, why)
+    update = {"last_action": record(obs), "recent_actions": remember(st, obs, [event])}
+    return st.model_copy(update=update), (event,)
 
 
 def handle_action(ctx: Ctx) -> None:
     value = ctx.obs.action
     if value is None:
-        if ctx.st.last_action is not None:
+        # Gone, unless the shell only hid a request it is still removing: lastAction is what
+        # keeps an echo of an earlier write that still shows it from applying it again.
+        if ctx.st.last_action is not None and not ctx.obs.action_consuming:
             ctx.update(last_action=None)  # its annotation is gone: any later one is new
         return
-    if same_request(ctx.st.last_action, value, ctx.obs.action_written_at):
-        return  # applied already; the shell removes the annotation again
+    if already_read(ctx.st, value, ctx.obs.action_written_at):
+        # Applied already; the shell removes the annotation again. spec.paused is written
+        # after the status that records a pause: a stop in between left it unwritten.
+        verb = verb_of(value)
+        if verb in ("pause", "resume") and ctx.spec.paused != (verb == "pause"):
+            ctx.set_paused = verb == "pause"
+        return
     ctx.update(last_action=record(ctx.obs))
     first = len(ctx.events)
     _apply(ctx, value)
     # Every Event of this request names it (the shell puts it in an annotation of the Event).
     ctx.events[first:] = [replace(e, action=value) for e in ctx.events[first:]]
+    ctx.update(recent_actions=remember(ctx.st, ctx.obs, ctx.events[first:]))
 
 
 def _apply(ctx: Ctx, value: str) -> None:

@@ -65,7 +65,10 @@ def progressing_condition(ctx: Ctx) -> None:
 
 
 def summarise(
-    status: api.RolloutStatus, obs: Observation, baking: bool = False
+    status: api.RolloutStatus,
+    obs: Observation,
+    baking: bool = False,
+    bake_rolls_back: bool = True,
 ) -> api.RolloutStatus:
     """What `kubectl get`, `kubectl wait` and kstatus-based tools (Flux health checks) read.
 
@@ -103,7 +106,12 @@ def summarise(
     if reason == "Promoting":
         message = f"promoted; {r.free_threaded_ready}/{r.target} free-threaded replicas Ready"
     elif reason == "Baking":
-        message = f"promoted; baking until {status.bake_until}: a guardrail breach still rolls back"
+        message = f"promoted; baking until {status.bake_until}: " + (
+            "a guardrail breach still rolls back"
+            if bake_rolls_back
+            # Every guardrail action is Pause: once promoted there is nothing to hold.
+            else "a guardrail breach only alerts (every guardrail action is Pause)"
+        )
     return status.model_copy(
         update={
             "current_step": 0 if status.step_index is None else status.step_index + 1,

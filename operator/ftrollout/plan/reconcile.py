@@ -9,7 +9,7 @@ Each concern lives in its own module; this one orders them and computes status o
 from __future__ import annotations
 
 from ftrollout.model import api
-from ftrollout.model.api import Phase
+from ftrollout.model.api import GuardAction, Phase
 from ftrollout.plan import baseline
 from ftrollout.plan.actions import handle_action, ignore_request, start_revision
 from ftrollout.plan.analysis import observe_analysis
@@ -265,7 +265,14 @@ def finish(ctx: Ctx, touch_replicas: bool = True, serving: int | None = None) ->
         baseline_set = baseline.removed(obs, serving)
     progressing_condition(ctx)
     ctx.update(observed_generation=obs.generation)
-    ctx.st = summarise(ctx.st, obs, baking=baking(ctx))
+    guards = ctx.spec.guardrails
+    ctx.st = summarise(
+        ctx.st,
+        obs,
+        baking=baking(ctx),
+        bake_rolls_back=GuardAction.ROLLBACK
+        in (guards.gil_fallback.action, guards.race_budget.action),
+    )
     requeue = min(ctx.requeue) if ctx.requeue else None
     return Result(
         status=ctx.st,

@@ -111,6 +111,9 @@ class Observation:
     analysis: AnalysisRound | None = None
     action: str | None = None  # the freethreaded.dev/action value: `verb` or `verb@<id>`
     action_written_at: str | None = None  # managedFields time of the annotation, if known
+    # The annotation still shows a request this operator is removing (the body is the one it
+    # was read from): hidden from `action`, and not gone either (lastAction stays).
+    action_consuming: bool = False
     preflight: api.PreflightStatus | None = None
     spec_error: api.SpecError | None = None
     ownership: Ownership | None = None  # None: not checked (the planner's own tests)

@@ -239,12 +239,25 @@ class Kube:
             patch,
         )
 
+    async def get_rollout(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._read(
+            self.custom.get_namespaced_custom_object,
+            api.GROUP,
+            api.VERSION,
+            namespace,
+            api.PLURAL,
+            name,
+        )
+
     async def remove_rollout_annotation(
         self, namespace: str, name: str, key: str, value: str
     ) -> bool:
         """Remove annotation `key` only while it still holds `value` (a JSON-patch test): a
         request written over it meanwhile is someone else's, not applied yet, and stays for the
-        next reconcile. False when the test failed (422): nothing was changed."""
+        next reconcile. False when it was replaced (nothing was changed); True when it is gone.
+        A 422 is also what an admission policy or validation answers: the annotation is read
+        again, and one still holding `value` is an error (the caller retries), never
+        "replaced" (that would let the request be read as new and applied twice)."""
         path = "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
         try:
             await self.call(
@@ -258,9 +271,15 @@ class Kube:
                 _content_type="application/json-patch+json",
             )
         except ApiException as exc:
-            if exc.status == 422:
-                return False
-            raise
+            if exc.status != 422:
+                raise
+            obj = await self.get_rollout(namespace, name)
+            now = None if obj is None else (obj["metadata"].get("annotations") or {}).get(key)
+            if now is None:
+                return True
+            if now == value:
+                raise
+            return False
         return True
 
     # ------------------------------------------------------- traffic routing (Gateway API)
@@ -357,8 +376,10 @@ class Kube:
         }
         try:
             await self.call(self.core.create_namespaced_event, meta["namespace"], body)
-        except ApiException as exc:  # events are best effort: never fail a reconcile on them
-            log.warning("event %s/%s not recorded: %s", reason, meta["name"], exc.reason)
+        except Exception as exc:  # best effort: never fail a reconcile on an Event
+            # Not only ApiException: a timeout (urllib3) must not stop the writes after it.
+            why = exc.reason if isinstance(exc, ApiException) else repr(exc)
+            log.warning("event %s/%s not recorded: %s", reason, meta["name"], why)
 
     # ---------------------------------------------------------- preflight / probe
     async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:

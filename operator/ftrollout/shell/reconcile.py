@@ -102,7 +102,8 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
     status, status_error = api.parse_status_checked(status_raw)
     generation = int(meta.get("generation") or 0)
     action = (meta.get("annotations") or {}).get(workloads.ANNOTATION_ACTION)
-    if action is not None and state.consumed_action.get(key) == meta.get("resourceVersion"):
+    consuming = action is not None and state.consumed_action.get(key) == meta.get("resourceVersion")
+    if consuming:
         action = None
     now = datetime.now(UTC)
 
@@ -167,6 +168,7 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         probe_counts=_probe_counts(state, namespace, twin_name) if twin_name else (),
         analysis=state.analysis.get(key),
         action=action,
+        action_consuming=consuming,
         target_selector=None if target is None else target.label_selector,
         own_target_writes=state.own_target_writes(key, time.monotonic()),
         action_written_at=annotation_written_at(meta, workloads.ANNOTATION_ACTION),
@@ -446,11 +448,12 @@ async def _act(
             raise
         state.deferred_status.pop(key, None)
         state.written_at[key] = time.monotonic()
+    # spec.paused before the Events: a pause recorded in status takes effect first.
+    if result.set_paused is not None:
+        await kube.patch_rollout(namespace, name, {"spec": {"paused": result.set_paused}})
     for ev in result.events:
         log.info("%s/%s: %s: %s", namespace, name, ev.reason, ev.message)
         await kube.emit_event(body, ev.type, ev.reason, ev.message, ev.action)
-    if result.set_paused is not None:
-        await kube.patch_rollout(namespace, name, {"spec": {"paused": result.set_paused}})
     consumed = (body["metadata"].get("annotations") or {}).get(workloads.ANNOTATION_ACTION)
     if result.clear_action and consumed is not None:
         # Only the request acted on: one written over it since it was read is not applied yet.

@@ -299,8 +299,58 @@ def test_a_request_seen_twice_is_applied_once(value: str, written_at: str | None
     assert sim.events(again) == []
     # Gone: the record goes with it, and the next request is a new one.
     assert sim.step().status.last_action is None
+    if "@" in value:
+        # The same id after that (an echo of a write made before the removal) is still the
+        # one request status.recentActions remembers: not applied again.
+        assert sim.step(action=value).status.step_index == 1
+        value = "promote@20260101T000001Z-d4e5f6"
     res = sim.step(action=value, action_written_at=written_at)
     assert res.status.step_index == 2
+
+
+def test_a_request_hidden_while_being_consumed_keeps_its_record() -> None:
+    """The shell hides a request it is removing when it reconciles the body it read it from
+    again: that is not the annotation gone, and lastAction must stay (an echo of the status
+    write, which still shows the annotation, would otherwise apply it again)."""
+    sim = at_step(Sim(make_spec(((10, "1h"), (50, "1h"), (70, "1h"), (100, None)))), 0)
+    sim.step(action="promote", action_written_at="2026-01-01T00:00:00Z")
+    hidden = sim.step(action_consuming=True)
+    assert hidden.status.last_action is not None
+    again = sim.step(action="promote", action_written_at="2026-01-01T00:00:00Z")
+    assert again.status.step_index == 1
+    assert "StepPromoted" not in sim.events(again)
+
+
+def test_recent_actions_record_each_request_with_its_outcome() -> None:
+    sim = at_step(Sim(make_spec(((10, "1h"), (50, "1h"), (100, None)))), 0)
+    sim.step(action="promote@a")
+    sim.step(action="bogus@b")
+    for i in range(5):
+        sim.step(action=f"pause@c{i}")
+    recent = sim.status.recent_actions
+    assert [r.value for r in recent] == [f"pause@c{i}" for i in range(5)]  # the last 5
+    sim = at_step(Sim(make_spec(((10, "1h"), (50, "1h"), (100, None)))), 0)
+    sim.step(action="promote@a")
+    sim.step(action="bogus@b")
+    first, second = sim.status.recent_actions
+    assert (first.value, first.outcome) == ("promote@a", "Applied")
+    assert "to step 2" in first.message
+    assert (second.value, second.outcome) == ("bogus@b", "Ignored")
+
+
+@pytest.mark.parametrize(("verb", "paused"), [("pause", True), ("resume", False)])
+def test_a_pause_recorded_but_not_in_the_spec_is_written_again(verb: str, paused: bool) -> None:
+    """The operator stopped between the status write and the spec.paused patch: the request
+    seen again writes spec.paused (and nothing else)."""
+    sim = at_step(Sim(make_spec(((10, "1h"), (50, "1h"), (100, None)))), 0)
+    sim.spec = sim.spec.model_copy(update={"paused": not paused})
+    res = sim.step(action=f"{verb}@x")
+    assert res.set_paused is paused
+    sim.spec = sim.spec.model_copy(update={"paused": not paused})  # the patch never happened
+    sim.status = api.parse_status(api.dump(sim.status))
+    again = sim.step(action=f"{verb}@x")
+    assert again.set_paused is paused
+    assert sim.events(again) == []
 
 
 def test_the_same_plain_value_written_again_later_is_a_new_request() -> None:

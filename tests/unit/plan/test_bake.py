@@ -228,6 +228,22 @@ def test_ready_is_not_true_while_the_bake_can_still_roll_back() -> None:
     )
 
 
+def test_ready_during_a_bake_whose_guardrails_only_pause_says_a_breach_only_alerts() -> None:
+    """Every guardrail action Pause: a breach during the bake only alerts (there is nothing to
+    hold once promoted), so the Ready message must not say it rolls back."""
+    pause = {"action": "Pause"}
+    races = {"maxIncidents": 3, "window": "1h", **pause}
+    sim = promoted(Sim(spec("1h", gil={"maxPods": 0, **pause}, races=races), n=N))
+    ready = cond(sim.status, "Ready")
+    assert (ready.status, ready.reason) == ("Unknown", "Baking")
+    assert "rolls back" not in ready.message
+    assert "a guardrail breach only alerts" in ready.message
+    for i in range(4):  # the race budget breached during the bake: no rollback
+        sim.incident(pod=f"app-ft-{i}")
+    sim.step()
+    assert sim.status.phase == Phase.PROMOTED
+
+
 def test_ready_and_status_wait_succeed_when_the_bake_ends() -> None:
     sim = promoted(Sim(spec("1h"), n=N))
     sim.run(3)
