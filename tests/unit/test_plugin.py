@@ -1527,7 +1527,7 @@ def test_lint_warns_of_min_samples_above_what_a_track_can_hold(tmp_path: Path, c
     f = tmp_path / "many.yaml"
     f.write_text(yaml.safe_dump(doc))
     code, out, err = run(capsys, "lint", "-f", str(f))
-    assert (code, out) == (0, f"{f}: shop/web: valid\n")
+    assert (code, out) == (0, f"{f}: shop/web: valid (1 warning)\n")
     assert err.startswith(
         f"warning: {f}: shop/web: spec.analysis.metrics[0].compare.minSamples: minSamples 300 "
         "is more than the 240"

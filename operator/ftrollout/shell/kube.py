@@ -343,9 +343,10 @@ class Kube:
         reason: str,
         message: str,
         action: str | None = None,
-    ) -> None:
+    ) -> bool:
         """`action`: the freethreaded.dev/action request the Event answers, kept in the same
-        annotation on the Event (`kubectl ftr <action> --wait` looks for its own request)."""
+        annotation on the Event. Never raises: False when the Event was not recorded (a caller
+        that says something once may say it again next time)."""
         meta = rollout["metadata"]
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         event_meta: dict[str, Any] = {
@@ -380,6 +381,8 @@ class Kube:
             # Not only ApiException: a timeout (urllib3) must not stop the writes after it.
             why = exc.reason if isinstance(exc, ApiException) else repr(exc)
             log.warning("event %s/%s not recorded: %s", reason, meta["name"], why)
+            return False
+        return True
 
     # ---------------------------------------------------------- preflight / probe
     async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:

@@ -295,12 +295,10 @@ async def _write_baseline(
             "again at the next reconcile"
         )
         log.warning("%s/%s: %s", key[0], key[1], message)
-        if state.baseline_errors.get(key) != message:
-            try:
-                await state.kube.emit_event(body, "Warning", REASON_BASELINE_WRITE_FAILED, message)
-            except Exception as event_exc:  # a transport error: said again next reconcile
-                log.warning("%s/%s: event not recorded: %s", *key, short_error(event_exc))
-                return
+        # Said once per distinct error; not recorded (a transport error): said again next time.
+        if state.baseline_errors.get(key) != message and await state.kube.emit_event(
+            body, "Warning", REASON_BASELINE_WRITE_FAILED, message
+        ):
             state.baseline_errors[key] = message
         return
     state.baseline_errors.pop(key, None)
