@@ -29,6 +29,13 @@ def test_demo_runs_all_scenarios_and_cleans_up(tmp_path: Path) -> None:
     # the final views were shown
     assert "kubectl get ftr -A" in out
     assert "kubectl ftr report" in out
+    # Gateway API routing (the CRDs are cached with the cluster's binaries): only GET /catalog
+    # goes free-threaded, 5 % of it first (below 1/N), the route restored on deletion, and the
+    # report's traffic share from request counts, not replicas.
+    assert "1 promoted with Gateway API routing" in out
+    assert "GET /catalog → checkout 95 · checkout-ft 5" in out
+    assert "back exactly as the user wrote it" in out
+    assert "req/s on free-threaded pods with the GIL off" in " ".join(out.split())
     # everything it started is gone
     state = tmp_path / "cluster" / "state.json"
     assert not state.exists()
