@@ -445,7 +445,7 @@ def scenario_routing(demo: Demo) -> dict[str, Any] | None:
         "--timeout=60s",
     )  # fmt: skip
     sim = setup_namespace(demo, ns, track_label=True)
-    shown: list[str] = []
+    shown: list[list[str]] = []
     report: list[str] = []
     try:
         for doc in routing_objects(ns):
@@ -461,12 +461,14 @@ def scenario_routing(demo: Demo) -> dict[str, Any] | None:
             rules = route_rules(demo, ns)
             # What a Gateway would do with these weights (no implementation runs here).
             sim.knobs.free_threaded_request_share = free_threaded_share(rules)
-            line = " | ".join(describe_rule(r) for r in rules)
-            if not shown or shown[-1] != line:
-                shown.append(line)
+            lines = [describe_rule(r) for r in rules]
+            if not shown or shown[-1] != lines:
+                shown.append(lines)
                 step = st.get("stepIndex")
                 where = f"step {step + 1} ({st.get('weight')}%)" if step is not None else "-"
-                console.print(f"  [cyan]{st.get('phase', '-')} {where}[/]  {line}", highlight=False)
+                console.print(f"  [cyan]{where}, {st.get('phase', '-')}[/]: HTTPRoute checkout")
+                for line in lines:
+                    console.print(f"    {line}", markup=False, highlight=False)
             step = st.get("stepIndex")
             if step == 1 and st.get("phase") == "Progressing" and not report:
                 first = step_seen.setdefault(step, time.monotonic())

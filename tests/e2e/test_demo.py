@@ -32,10 +32,11 @@ def test_demo_runs_all_scenarios_and_cleans_up(tmp_path: Path) -> None:
     # Gateway API routing (the CRDs are cached with the cluster's binaries): only GET /catalog
     # goes free-threaded, 5 % of it first (below 1/N), the route restored on deletion, and the
     # report's traffic share from request counts, not replicas.
-    assert "1 promoted with Gateway API routing" in out
-    assert "GET /catalog → checkout 95 · checkout-ft 5" in out
-    assert "back exactly as the user wrote it" in out
-    assert "req/s on free-threaded pods with the GIL off" in " ".join(out.split())
+    text = " ".join(out.split())  # lines wrap at the console's width
+    assert "1 promoted with Gateway API routing" in text
+    assert "GET /catalog → checkout 95 · checkout-ft 5" in text
+    assert "back exactly as the user wrote it" in text
+    assert "req/s on free-threaded pods with the GIL off" in text
     # everything it started is gone
     state = tmp_path / "cluster" / "state.json"
     assert not state.exists()
