@@ -84,6 +84,13 @@ def test_without_request_counts_the_replica_share_is_shown_saying_why() -> None:
     assert "replica share, not requests (no Prometheus: why)" in kpis["gil_off_share"].detail
 
 
+def test_before_any_status_the_kpi_says_so_and_not_replica_share() -> None:
+    spec, _ = routed()
+    kpi = report.gil_off_share(api.RolloutStatus(), spec, None, "no Prometheus")
+    assert kpi.text == "n/a (the operator has not reported status yet)"
+    assert kpi.detail == ""
+
+
 def test_without_routing_request_counts_are_not_used() -> None:
     obj = sample()
     spec, status = api.parse_spec(obj["spec"]), api.parse_status(obj["status"])

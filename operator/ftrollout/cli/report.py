@@ -250,6 +250,8 @@ def gil_off_share(
 
 def _noted(replica: Kpi, why: str) -> Kpi:
     """The replica share standing in for the request share, saying why."""
+    if replica.value is None:  # no share at all: its own reason says why
+        return replica
     note = f"replica share, not requests ({why})"
     detail = f"{note}; {replica.detail}" if replica.detail else note
     return Kpi(replica.key, replica.title, replica.value, replica.text, detail)
