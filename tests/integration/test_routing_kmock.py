@@ -145,6 +145,15 @@ def user_edit(kmock: Any, new_rules: list[dict[str, Any]]) -> None:
     kmock.objects[ROUTES, NS, "web"] = obj
 
 
+def act(kmock: Any, value: str) -> None:
+    """`kubectl ftr <value>`: the action annotation, with a new resourceVersion (an action is
+    told from one already consumed by it)."""
+    annotate(kmock, value)
+    obj = copy.deepcopy(dict(kmock.objects[FTR, NS, "web"].raw))
+    obj["metadata"]["resourceVersion"] = str(int(obj["metadata"]["resourceVersion"]) + 1)
+    kmock.objects[FTR, NS, "web"] = obj
+
+
 def bump(kmock: Any) -> None:
     """Someone writes the route without changing its rules (a GitOps re-apply): only its
     resourceVersion moves, so the operator's next patch of what it read is refused."""
@@ -415,3 +424,30 @@ async def test_deletion_with_the_record_lost_still_takes_the_free_threaded_backe
     kmock.objects[FTR, NS, "web"] = obj
     await finalize(shell)
     assert rules(kmock) == [MAIN, STATIC]
+
+
+async def test_promotion_moves_the_route_to_100_before_the_standard_track_goes(
+    kmock: Any,
+) -> None:
+    shell = routed(kmock)
+    await at_first_step(shell)
+    act(kmock, "promote")  # to 50 %
+    await shell.reconcile()
+    shell.watch_deployment("web-ft", replicas=5, readyReplicas=5)
+    for _ in range(2):
+        await shell.reconcile()
+    assert rules(kmock) == [split(MAIN, 50), STATIC]
+    act(kmock, "promote")  # to 100 %: all N free-threaded
+    await shell.reconcile()
+    shell.watch_deployment("web-ft", replicas=10, readyReplicas=10)
+    shell.new_requests()
+    await shell.reconcile()
+    reqs = writes(shell.new_requests())
+    assert rules(kmock) == [split(MAIN, 100), STATIC]
+    # The standard track keeps N until the route is seen at 100.
+    assert not any(r.url.path.endswith("/deployments/web/scale") for r in reqs)
+    for _ in range(3):
+        await shell.reconcile()
+    assert kmock.objects[DEPLOYMENTS, NS, "web"]["spec"]["replicas"] == 0
+    assert shell.body()["status"]["phase"] == "Promoted"
+    assert rules(kmock) == [split(MAIN, 100), STATIC]
