@@ -451,3 +451,89 @@ async def test_promotion_moves_the_route_to_100_before_the_standard_track_goes(
     assert kmock.objects[DEPLOYMENTS, NS, "web"]["spec"]["replicas"] == 0
     assert shell.body()["status"]["phase"] == "Promoted"
     assert rules(kmock) == [split(MAIN, 100), STATIC]
+
+
+def remove_routing(kmock: Any) -> None:
+    """`spec.trafficRouting` deleted from the rollout (kubectl edit, a GitOps change)."""
+    obj = copy.deepcopy(dict(kmock.objects[FTR, NS, "web"].raw))
+    del obj["spec"]["trafficRouting"]
+    obj["metadata"]["generation"] = 2
+    obj["metadata"]["resourceVersion"] = str(int(obj["metadata"]["resourceVersion"]) + 1)
+    kmock.objects[FTR, NS, "web"] = obj
+
+
+async def at_half(kmock: Any, shell: Shell) -> None:
+    await at_first_step(shell)
+    act(kmock, "promote")
+    await shell.reconcile()
+    shell.watch_deployment("web-ft", replicas=5, readyReplicas=5)
+    for _ in range(2):
+        await shell.reconcile()
+    assert rules(kmock) == [split(MAIN, 50), STATIC]
+    assert kmock.objects[DEPLOYMENTS, NS, "web"]["spec"]["replicas"] == 10
+
+
+async def test_removing_routing_keeps_the_standard_track_while_it_serves_everything(
+    kmock: Any,
+) -> None:
+    """At 50 % with routing the standard track is at N. Routing removed from the spec: the route
+    is restored (all requests to the stable Service, which selects standard pods only); the
+    replica split would lower the standard track to N - 5, five pods serving what ten did while
+    the five free-threaded pods get nothing. It stays at N and the rollout holds, saying why."""
+    shell = routed(kmock)
+    await at_half(kmock, shell)
+    remove_routing(kmock)
+    shell.new_requests()
+    for _ in range(4):
+        await shell.reconcile()
+    reqs = writes(shell.new_requests())
+    assert rules(kmock) == [MAIN, STATIC]
+    assert kmock.objects[DEPLOYMENTS, NS, "web"]["spec"]["replicas"] == 10
+    assert not any(r.url.path.endswith("/deployments/web/scale") for r in reqs)
+    st = shell.body()["status"]
+    assert st["phase"] == "Paused"
+    assert "spec.trafficRouting" in st["message"]
+    cond = {c["type"]: c for c in st["conditions"]}["TrafficRouted"]
+    assert (cond["status"], cond["reason"]) == ("False", "RoutingRemoved")
+    (event,) = [
+        r.data for r in reqs if r.url.path.endswith("/events") and r.data["reason"] == (
+            "TrafficRoutingRemoved"
+        )
+    ]  # fmt: skip
+    assert event["type"] == "Warning"
+    assert "selects only the standard pods" in event["message"]
+    assert "kubectl ftr rollback" in event["message"]
+    # The user's Service is read, never written.
+    assert not [r for r in reqs if "/services/web" in r.url.path and "web-ft" not in r.url.path]
+
+
+async def test_promote_after_routing_was_removed_leaves_the_stable_service_its_pods(
+    kmock: Any,
+) -> None:
+    """The route restored sends everything to the stable Service (standard pods only): a
+    promotion would scale those to 0 and leave the Service without a Ready endpoint."""
+    shell = routed(kmock)
+    await at_half(kmock, shell)
+    remove_routing(kmock)
+    for _ in range(2):
+        await shell.reconcile()
+    act(kmock, "promote-full")
+    shell.new_requests()
+    for _ in range(3):
+        await shell.reconcile()
+    shell.watch_deployment("web-ft", replicas=10, readyReplicas=10)  # should anything ask
+    for _ in range(3):
+        await shell.reconcile()
+    reqs = writes(shell.new_requests())
+    assert rules(kmock) == [MAIN, STATIC]
+    assert kmock.objects[DEPLOYMENTS, NS, "web"]["spec"]["replicas"] == 10
+    assert not any(r.url.path.endswith("/deployments/web/scale") for r in reqs)
+    st = shell.body()["status"]
+    assert st["phase"] == "Paused"
+    assert "promotedAt" not in st
+    (ignored,) = [
+        r.data["message"] for r in reqs if r.url.path.endswith("/events") and r.data["reason"] == (
+            "ActionIgnored"
+        )
+    ]  # fmt: skip
+    assert "spec.trafficRouting" in ignored

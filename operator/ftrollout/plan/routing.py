@@ -18,6 +18,13 @@ Two layers, both pure:
   send it *as observed*: the free-threaded track is not lowered while the route still sends to
   it (so a rollback restores the route first, then scales down), and the standard track is not
   lowered while it still receives traffic (so a promotion moves the route to 100 first).
+
+- Routing removed from the spec while this revision's steps ran with it (`removed`,
+  `hold_removed`): the stable Service selects only the standard pods, so the replica split
+  (which assumes a Service selecting both tracks) would lower the pods that now take every
+  request. The standard track stays at N, nothing is promoted, and the rollout holds until
+  routing is back or it is rolled back; after promotion the routes are left on the
+  free-threaded Service.
 """
 
 from __future__ import annotations
@@ -39,7 +46,11 @@ Rule = dict[str, Any]
 Ref = dict[str, Any]
 
 REASON_ROUTING_ERROR = "RoutingError"
+REASON_ROUTING_REMOVED = "RoutingRemoved"
 CONDITION = "TrafficRouted"
+# The hold in status.message: a `paused (...)` hold (replicas.held_by_guardrail)
+HOLD = "paused (TrafficRoutingRemoved)"
+_HOLD_PHASES = (Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTED)
 
 
 class RoutingError(ValueError):
@@ -268,6 +279,90 @@ def observed_weights(ctx: Ctx) -> list[int]:
     return out or [0]
 
 
+def removed(ctx: Ctx) -> bool:
+    """spec.trafficRouting is gone while this revision's steps ran with it.
+
+    status.trafficRouting is the record: it is kept from step 1 for as long as the revision
+    runs, and dropped before step 1, after a rollback and at a new revision or retry (from
+    then on the replica split is the rule, and the Service must select both tracks).
+    """
+    return (
+        gateway(ctx) is None and ctx.st.traffic_routing is not None and ctx.st.phase in _HOLD_PHASES
+    )
+
+
+def removed_mid_rollout(ctx: Ctx) -> bool:
+    """Routing removed at a step: a promotion would take the standard pods away."""
+    return removed(ctx) and ctx.st.phase != Phase.PROMOTED
+
+
+def removed_why(ctx: Ctx) -> str:
+    n = ctx.st.replicas.target
+    if ctx.st.phase == Phase.PROMOTED:
+        return (
+            "spec.trafficRouting was removed after promotion: the routes still send every "
+            f"request to {services(ctx).free_threaded} and are left so (restored, they would send "
+            "it to the stable Service, which selects only the standard pods, and there are none "
+            "now); re-add spec.trafficRouting, or delete the rollout (deletion raises the "
+            f"standard track to {n} Ready before it restores the routes)"
+        )
+    return (
+        "spec.trafficRouting was removed mid-rollout: the routes are restored and the stable "
+        "Service selects only the standard pods, so they serve every request and the "
+        f"standard track stays at {n} (the free-threaded pods get none); the rollout holds "
+        "and cannot be promoted. Re-add spec.trafficRouting to carry on, or `kubectl ftr "
+        "rollback`"
+    )
+
+
+def hold_removed(ctx: Ctx) -> None:
+    """Hold the rollout while routing is removed (see `removed`); lift the hold once it is back.
+
+    The hold is a `paused (...)` hold like a guardrail's: the share in force is kept, `resume`
+    cannot lift it (`actions.handle_action` refuses it, and promote), and it is announced once.
+    """
+    st = ctx.st
+    if gateway(ctx) is not None:
+        if st.phase == Phase.PAUSED and HOLD in st.message:
+            rest = _without_hold(st.message)
+            if rest:
+                ctx.update(message=rest)
+            else:
+                ctx.update(phase=Phase.PROGRESSING, message="spec.trafficRouting is back: resuming")
+            ctx.event("Normal", "TrafficRoutingRestored", "spec.trafficRouting is back")
+        return
+    if not removed(ctx):
+        if st.traffic_routing is not None and not st.traffic_routing.routes:
+            _forget(ctx)
+        return
+    ctx.routing_removed = True
+    why = removed_why(ctx)
+    old = next((c for c in st.conditions if c.type == CONDITION), None)
+    if old is None or old.reason != REASON_ROUTING_REMOVED:
+        ctx.event("Warning", "TrafficRoutingRemoved", why)
+    _condition(ctx, "False", REASON_ROUTING_REMOVED, why)
+    if st.phase == Phase.PROMOTED or HOLD in st.message:
+        return
+    held = st.phase == Phase.PAUSED and st.message.startswith("paused (")
+    prefix = f"{st.message}; " if held else ""
+    # `; ` separates holds in the message: the hold's own text has none.
+    ctx.update(phase=Phase.PAUSED, message=f"{prefix}{HOLD}: {why.replace('; ', ', ')}")
+
+
+def _without_hold(message: str) -> str:
+    """status.message without the routing hold (other holds, joined by `; `, stay)."""
+    parts = message.split("; paused (")
+    parts = [parts[0], *(f"paused ({p}" for p in parts[1:])]
+    return "; ".join(p for p in parts if not p.startswith(HOLD))
+
+
+def _forget(ctx: Ctx) -> None:
+    ctx.update(
+        traffic_routing=None,
+        conditions=[c for c in ctx.st.conditions if c.type != CONDITION],
+    )
+
+
 def capacity_floor(ctx: Ctx) -> tuple[int, int]:
     """(standard, free-threaded) replicas each track keeps for the traffic it receives now.
 
@@ -375,6 +470,8 @@ def plan_routes(ctx: Ctx) -> list[tuple[str, dict[str, Any]]]:
     """
     if not routing_on(ctx):
         return []
+    if ctx.routing_removed and ctx.st.phase == Phase.PROMOTED:
+        return []  # left on the free-threaded pods (`removed_why`); the record stays
     gw = gateway(ctx)
     svc = services(ctx)
     weight = desired_weight(ctx)
@@ -415,8 +512,8 @@ def plan_routes(ctx: Ctx) -> list[tuple[str, dict[str, Any]]]:
         _condition(ctx, "True", "WeightSet", f"free-threaded weight {weight}% on the routes")
     if writes:
         ctx.requeue.append(1.0)  # the next look reads the routes back
-    if gw is None and not kept:
-        ctx.update(traffic_routing=None)
+    if gw is None and not kept and not ctx.routing_removed:
+        _forget(ctx)
     else:
         ctx.update(
             traffic_routing=api.TrafficRoutingStatus(
