@@ -482,6 +482,7 @@ def plan_routes(ctx: Ctx) -> list[tuple[str, dict[str, Any]]]:
     matches = [api.dump(m) for m in gw.matches] if gw is not None and not promoted else []
     writes: list[tuple[str, dict[str, Any]]] = []
     kept: list[api.RouteRecord] = []
+    deferred = False
     for seen in ctx.obs.routes:
         records = _records_of(ctx.st, seen.name)
         if seen.spec is None:
@@ -493,6 +494,12 @@ def plan_routes(ctx: Ctx) -> list[tuple[str, dict[str, Any]]]:
             # Hold what is there: an error never moves traffic, in either direction.
             if records:
                 kept.append(api.RouteRecord(name=seen.name, rules=records))
+            continue
+        if records and _standard_short(ctx, seen.spec, w):
+            # Back to the stable Service only as its Ready pods allow (after promotion it
+            # has none): the route is held and the free-threaded pods with it.
+            kept.append(api.RouteRecord(name=seen.name, rules=records))
+            deferred = True
             continue
         try:
             new, made = apply(seen.spec, records, svc, w, matches)
@@ -506,12 +513,25 @@ def plan_routes(ctx: Ctx) -> list[tuple[str, dict[str, Any]]]:
         rules = made or (records if changed else [])
         if rules:
             kept.append(api.RouteRecord(name=seen.name, rules=rules))
+    std_ready = ctx.obs.target.ready if ctx.obs.target is not None else 0
     if why is not None:
         _condition(ctx, "False", REASON_ROUTING_ERROR, why)
+    elif deferred and gw is not None:
+        _condition(
+            ctx,
+            "True",
+            "WeightSet",
+            f"free-threaded weight {_current(ctx)}% on the routes: lowered to {weight}% once "
+            f"the standard track has the Ready pods for it ({std_ready} of "
+            f"{ctx.st.replicas.target} now)",
+        )
     elif gw is not None:
         _condition(ctx, "True", "WeightSet", f"free-threaded weight {weight}% on the routes")
     if writes:
         ctx.requeue.append(1.0)  # the next look reads the routes back
+    if deferred:
+        weight = _current(ctx)
+        ctx.requeue.append(5.0)
     if gw is None and not kept and not ctx.routing_removed:
         _forget(ctx)
     else:
@@ -523,6 +543,21 @@ def plan_routes(ctx: Ctx) -> list[tuple[str, dict[str, Any]]]:
             )
         )
     return writes
+
+
+def _standard_short(ctx: Ctx, spec: dict[str, Any], weight: int) -> bool:
+    """Lowering this route to `weight` would leave its requests fewer Ready pods per share than
+    they have now: the standard pods Ready are short of the share they would take, and the
+    free-threaded pods serve theirs better (crashing free-threaded pods do not hold it)."""
+    now = max(rule_weights(spec, services(ctx)) or [0])
+    if weight >= now or ctx.obs.target is None:
+        return False
+    n = ctx.st.replicas.target
+    std_need = math.ceil(n * (100 - weight) / 100)
+    ft_need = math.ceil(n * now / 100)
+    std_ready = ctx.obs.target.ready
+    ft_ready = ctx.obs.twin.ready if ctx.obs.twin is not None else 0
+    return std_ready < std_need and std_ready * ft_need < ft_ready * std_need
 
 
 def _condition(ctx: Ctx, status: str, reason: str, message: str) -> None:

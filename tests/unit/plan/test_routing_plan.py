@@ -364,3 +364,37 @@ def test_without_routing_nothing_changes() -> None:
     assert (sim.std.replicas, sim.ft.replicas) == (9, 1)
     assert sim.status.traffic_routing is None
     assert all(not r.route_writes for r in sim.history)
+
+
+def promoted(sim: RoutedSim) -> None:
+    run_to(sim, 0)
+    sim.action = "promote-full"
+    sim.until(lambda s: s.status.phase == api.Phase.PROMOTED and s.std.replicas == 0)
+    sim.run(2)
+    assert sim.weights == [100]
+    sim.trace.clear()
+
+
+def test_rollback_after_promotion_restores_the_route_once_the_standard_pods_are_ready() -> None:
+    """Promoted, the standard track is at 0: the route goes back to the stable Service only once
+    N standard pods are Ready, and the free-threaded pods stay until then."""
+    sim = RoutedSim(routed_spec(steps=((10, None), (100, None))), lag=3)
+    promoted(sim)
+    sim.action = "rollback"
+    sim.run(10)
+    assert sim.status.phase == api.Phase.ROLLED_BACK
+    assert sim.route == USER_ROUTE
+    assert (sim.std.replicas, sim.ft.replicas) == (10, 0)
+    assert sim.trace[0][0] == [100]  # not restored while the standard pods are starting
+    check_invariants(sim)
+
+
+def test_a_new_revision_after_promotion_restores_the_route_once_the_standard_pods_are_ready() -> (
+    None
+):
+    sim = RoutedSim(routed_spec(steps=((10, "1h"), (100, None))), lag=3)
+    promoted(sim)
+    sim.revision = "rev2"
+    run_to(sim, 0)
+    assert sim.weights == [10]
+    check_invariants(sim)
