@@ -16,7 +16,7 @@ from planfixtures import cond, make_spec, pause_elapsed
 from simcluster import Sim
 
 from ftrollout.model import api
-from ftrollout.plan import Observation, Result
+from ftrollout.plan import Observation, PodGil, Result
 from ftrollout.plan.routing import Services, rule_weights
 from ftrollout.plan.types import RouteObservation
 
@@ -397,4 +397,23 @@ def test_a_new_revision_after_promotion_restores_the_route_once_the_standard_pod
     sim.revision = "rev2"
     run_to(sim, 0)
     assert sim.weights == [10]
+    check_invariants(sim)
+
+
+def test_routing_added_back_keeps_a_guardrail_hold_that_came_meanwhile() -> None:
+    sim = RoutedSim(routed_spec(gil={"maxPods": 0, "action": "Pause"}))
+    at_half(sim)
+    spec = sim.spec
+    removed(sim)
+    sim.run(2)
+    sim.pods = (PodGil("app-ft-0", True, modules=("numpy",)),)
+    sim.run(2)
+    assert "TrafficRoutingRemoved" in sim.status.message
+    assert "GILFallback" in sim.status.message
+    sim.spec = spec
+    sim.run(3)
+    assert sim.status.phase == api.Phase.PAUSED
+    assert sim.status.message.startswith("paused (GILFallback)")
+    assert "TrafficRoutingRemoved" not in sim.status.message
+    assert (sim.std.replicas, sim.ft.replicas) == (10, 5)
     check_invariants(sim)
