@@ -303,8 +303,8 @@ def removed_why(ctx: Ctx) -> str:
             "spec.trafficRouting was removed after promotion: the routes still send every "
             f"request to {services(ctx).free_threaded} and are left so (restored, they would send "
             "it to the stable Service, which selects only the standard pods, and there are none "
-            "now); re-add spec.trafficRouting, or delete the rollout (deletion raises the "
-            f"standard track to {n} Ready before it restores the routes)"
+            "now); re-add spec.trafficRouting, or `kubectl ftr rollback` (the routes go back "
+            f"to the stable Service once {n} standard pods are Ready)"
         )
     return (
         "spec.trafficRouting was removed mid-rollout: the routes are restored and the stable "

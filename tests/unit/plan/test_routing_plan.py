@@ -417,3 +417,19 @@ def test_routing_added_back_keeps_a_guardrail_hold_that_came_meanwhile() -> None
     assert "TrafficRoutingRemoved" not in sim.status.message
     assert (sim.std.replicas, sim.ft.replicas) == (10, 5)
     check_invariants(sim)
+
+
+def test_rollback_after_routing_was_removed_after_promotion() -> None:
+    sim = RoutedSim(routed_spec(steps=((10, None), (100, None))), lag=3)
+    promoted(sim)
+    removed(sim)
+    sim.run(2)
+    (warning,) = warnings(sim, "TrafficRoutingRemoved")
+    assert "kubectl ftr rollback" in warning
+    sim.action = "rollback"
+    sim.run(10)
+    assert sim.status.phase == api.Phase.ROLLED_BACK
+    assert sim.route == USER_ROUTE
+    assert (sim.std.replicas, sim.ft.replicas) == (10, 0)
+    assert sim.status.traffic_routing is None
+    check_invariants(sim)
