@@ -34,6 +34,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 from ftrollout.model import api
@@ -260,7 +261,20 @@ def gateway(ctx: Ctx) -> api.GatewayAPIRouting | None:
 def services(ctx: Ctx) -> Services:
     gw = gateway(ctx)
     ft = ft_service_name(ctx.spec.target_ref.name)
-    return Services(stable=gw.stable_service if gw is not None else "", free_threaded=ft)
+    stable = gw.stable_service if gw is not None else _stable_beside(ctx, ft)
+    return Services(stable=stable, free_threaded=ft)
+
+
+def _stable_beside(ctx: Ctx, ft: str) -> str:
+    """The stable Service with the spec gone: the backend the free-threaded one was put right
+    after (`_split_refs`). Without it every split rule would read as 100 % free-threaded."""
+    for route in ctx.obs.routes:
+        for rule in (route.spec or {}).get("rules") or []:
+            refs = rule.get("backendRefs") or []
+            for before, ref in pairwise(refs):
+                if _is_service(ref, ft) and not _is_service(before, ft):
+                    return str(before.get("name", ""))
+    return ""
 
 
 def routing_on(ctx: Ctx) -> bool:

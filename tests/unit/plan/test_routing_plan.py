@@ -433,3 +433,16 @@ def test_rollback_after_routing_was_removed_after_promotion() -> None:
     assert (sim.std.replicas, sim.ft.replicas) == (10, 0)
     assert sim.status.traffic_routing is None
     check_invariants(sim)
+
+
+def test_routing_removed_reads_the_route_weights_without_the_spec() -> None:
+    """The stable Service's name is gone with the spec: the route's weights are still read
+    right (the stable backend is the one the free-threaded backend was put beside), so the
+    twin is not raised to N for the moment before the route is seen restored."""
+    sim = RoutedSim(routed_spec())
+    at_half(sim)
+    sim.writes.clear()
+    removed(sim)
+    sim.run(3)
+    assert sim.route == USER_ROUTE
+    assert [w for w in sim.writes if w[0] in ("twin", "target")] == []
