@@ -282,6 +282,11 @@ def routing_on(ctx: Ctx) -> bool:
     return gateway(ctx) is not None or _recorded(ctx.st)
 
 
+def restoring(ctx: Ctx) -> bool:
+    """Routing is off in the spec and routes still carry the operator's edits."""
+    return gateway(ctx) is None and _recorded(ctx.st)
+
+
 def _recorded(st: api.RolloutStatus) -> bool:
     return st.traffic_routing is not None and bool(st.traffic_routing.routes)
 

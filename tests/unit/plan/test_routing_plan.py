@@ -446,3 +446,21 @@ def test_routing_removed_reads_the_route_weights_without_the_spec() -> None:
     sim.run(3)
     assert sim.route == USER_ROUTE
     assert [w for w in sim.writes if w[0] in ("twin", "target")] == []
+
+
+def test_a_new_revision_after_routing_was_removed_is_the_replica_split() -> None:
+    """Promoted, routing removed (the routes left on the free-threaded pods), then a new
+    revision: the routes go back once N standard pods are Ready, and only then does step 1
+    start, as a replica split (the routing of the old revision does not hold the new one)."""
+    sim = RoutedSim(routed_spec(steps=((10, "1h"), (100, None))), lag=3)
+    promoted(sim)
+    removed(sim)
+    sim.run(2)
+    sim.revision = "rev2"
+    sim.until(lambda s: s.route == USER_ROUTE)
+    assert sim.status.phase == api.Phase.PENDING
+    check_invariants(sim)  # the route went back only to N Ready standard pods
+    run_to(sim, 0)
+    assert sim.status.phase == api.Phase.PROGRESSING
+    assert (sim.std.replicas, sim.ft.replicas) == (9, 1)
+    assert sim.status.traffic_routing is None
