@@ -3,7 +3,10 @@
 It starts the local control plane (kube-apiserver + kwok nodes), a real Prometheus and the
 operator, deploys a sample service with a simulator playing its pods, and runs three
 scenarios: a healthy canary that is promoted, a GIL fallback and a race-crash budget breach
-that both roll back by themselves. Everything it started is stopped at the end, also on Ctrl-C.
+that both roll back by themselves. A fourth shows traffic routing with Gateway API (when its
+CRDs can be had: the gateway-api Go module, cached): only `GET /catalog` requests go
+free-threaded, at exact weights below 1/N, the HTTPRoute printed at each step and restored as
+it was when the rollout is deleted. Everything it started is stopped at the end, also on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -29,12 +32,14 @@ from rich.live import Live
 from rich.table import Table
 
 from ftrollout.model.crd import render_crd_yaml
+from ftrollout.plan.twin import LABEL_TRACK
 from ftrollout_dev.localcluster import (
     LocalCluster,
     PodMetricsExporter,
     PrometheusHandle,
     build_all,
     free_port,
+    gateway_api_crds,
     start_prometheus,
 )
 from ftrollout_dev.simulator import (
@@ -57,6 +62,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dir", default=None, help="working directory (default: a temporary one)")
     p.add_argument("--keep", action="store_true", help="leave the cluster running at the end")
     p.add_argument("--timeout", type=float, default=180.0, help="seconds each scenario may take")
+    p.add_argument(
+        "--no-routing",
+        action="store_true",
+        help="skip the Gateway API traffic-routing scenario",
+    )
 
 
 # ------------------------------------------------------------------------ plumbing
@@ -138,8 +148,11 @@ def watch_until(
     )
 
 
-def service(namespace: str) -> dict[str, Any]:
-    return app_deployment("checkout", N, "registry.example/checkout:2.4.0", namespace)
+def service(namespace: str, track_label: bool = False) -> dict[str, Any]:
+    app = app_deployment("checkout", N, "registry.example/checkout:2.4.0", namespace)
+    if track_label:  # with routing the stable Service must select the standard pods only
+        app["spec"]["template"]["metadata"]["labels"][LABEL_TRACK] = "standard"
+    return app
 
 
 def canary(namespace: str, prometheus: str, race_budget: int = 3) -> dict[str, Any]:
@@ -193,9 +206,9 @@ def free_threaded_pods(demo: Demo, namespace: str) -> list[str]:
 # ------------------------------------------------------------------------ scenarios
 
 
-def setup_namespace(demo: Demo, namespace: str) -> Simulator:
+def setup_namespace(demo: Demo, namespace: str, track_label: bool = False) -> Simulator:
     demo.kubectl("create", "namespace", namespace)
-    demo.apply(namespace, service(namespace))
+    demo.apply(namespace, service(namespace, track_label))
     deadline = time.monotonic() + demo.timeout
     while demo.deployment(namespace, "checkout") != (N, N):
         if time.monotonic() > deadline:
@@ -279,6 +292,228 @@ def scenario_race_budget(demo: Demo) -> dict[str, Any]:
         raise DemoError(f"scenario 3 expected RolledBack(RaceBudget), got {st.get('phase')}")
     console.print(f"[yellow]↩ RolledBack (RaceBudget)[/]: {st['rollback']['message']}")
     return st
+
+
+# Gateway API scenario: what share of the requests `GET /catalog` is (the simulated mix).
+CATALOG_SHARE = 0.4
+ROUTE_GROUP = "gateway.networking.k8s.io/v1"
+# The report's request counts over a window as short as the demo's steps.
+DEMO_REQUESTS_QUERY = (
+    'sum by (pod) (rate(http_requests_total{namespace="{{namespace}}", pod=~"{{pods}}"}[10s]))'
+)
+
+
+def routing_objects(namespace: str) -> list[dict[str, Any]]:
+    """The stable Service, a GatewayClass and Gateway (objects only: no implementation runs
+    here) and the user's HTTPRoute: everything to `checkout`, static files to a CDN."""
+    port = [{"name": "http", "port": 80, "targetPort": 8080}]
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"selector": selector, "ports": port},
+        }
+        for name, selector in (
+            ("checkout", {"app": "checkout", LABEL_TRACK: "standard"}),
+            ("cdn", {"app": "cdn"}),
+        )
+    ] + [
+        {
+            "apiVersion": ROUTE_GROUP,
+            "kind": "GatewayClass",
+            "metadata": {"name": "demo"},
+            "spec": {"controllerName": "example.com/no-implementation"},
+        },
+        {
+            "apiVersion": ROUTE_GROUP,
+            "kind": "Gateway",
+            "metadata": {"name": "web", "namespace": namespace},
+            "spec": {
+                "gatewayClassName": "demo",
+                "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}],
+            },
+        },
+        {
+            "apiVersion": ROUTE_GROUP,
+            "kind": "HTTPRoute",
+            "metadata": {"name": "checkout", "namespace": namespace},
+            "spec": {
+                "parentRefs": [{"name": "web"}],
+                "rules": [
+                    {
+                        "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                        "backendRefs": [{"name": "checkout", "port": 80}],
+                    },
+                    {
+                        "matches": [{"path": {"type": "PathPrefix", "value": "/static"}}],
+                        "backendRefs": [{"name": "cdn", "port": 80}],
+                    },
+                ],
+            },
+        },
+    ]
+
+
+def routed_canary(namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "freethreaded.dev/v1alpha1",
+        "kind": "FreeThreadedRollout",
+        "metadata": {"name": "checkout", "namespace": namespace},
+        "spec": {
+            "targetRef": {"name": "checkout"},
+            "freeThreaded": {"image": "registry.example/checkout:2.4.0-py3.14t"},
+            # 5 % of the matching requests: below the 1/N = 10 % a replica split could do.
+            "steps": [
+                {"weight": 5, "pause": {"duration": "6s"}},
+                {"weight": 25, "pause": {"duration": "15s"}},
+                {"weight": 100, "pause": {"duration": "4s"}},
+            ],
+            "trafficRouting": {
+                "gatewayAPI": {
+                    "httpRoutes": [{"name": "checkout"}],
+                    "stableService": "checkout",
+                    # Read-only endpoints first: only these requests go free-threaded.
+                    "matches": [
+                        {"path": {"type": "PathPrefix", "value": "/catalog"}, "method": "GET"}
+                    ],
+                }
+            },
+            "guardrails": {
+                "gilFallback": {"maxPods": 0, "action": "Rollback"},
+                "raceBudget": {"maxIncidents": 3, "window": "1h", "action": "Rollback"},
+            },
+        },
+    }
+
+
+def describe_rule(rule: dict[str, Any]) -> str:
+    """`GET /catalog → checkout 95 · checkout-ft 5`: a rule's matches and its backends."""
+    matches = []
+    for m in rule.get("matches") or [{}]:
+        path = (m.get("path") or {}).get("value", "/")
+        matches.append(f"{m['method']} {path}" if m.get("method") else path)
+    refs = rule.get("backendRefs") or []
+    if all(r.get("weight", 1) == 1 for r in refs):
+        backends = " · ".join(str(r.get("name")) for r in refs)
+    else:
+        backends = " · ".join(f"{r.get('name')} {r.get('weight', 1)}" for r in refs)
+    return f"{', '.join(matches)} → {backends}"
+
+
+def route_rules(demo: Demo, namespace: str) -> list[dict[str, Any]]:
+    out = demo.kubectl("get", "httproute", "checkout", "-n", namespace, "-o", "json", check=False)
+    try:
+        rules: list[dict[str, Any]] = (json.loads(out).get("spec") or {}).get("rules") or []
+    except ValueError:
+        return []
+    return rules
+
+
+def free_threaded_share(rules: list[dict[str, Any]]) -> float:
+    """The share of all requests a Gateway would send to `checkout-ft`: `GET /catalog` (
+    CATALOG_SHARE of them) takes its own rule when there is one (more specific), the rest
+    take the `/` rule."""
+
+    def paths(rule: dict[str, Any]) -> set[str]:
+        return {(m.get("path") or {}).get("value", "/") for m in rule.get("matches") or [{}]}
+
+    def ft_fraction(rule: dict[str, Any] | None) -> float:
+        refs = (rule or {}).get("backendRefs") or []
+        total = sum(int(r.get("weight", 1)) for r in refs)
+        ft = sum(int(r.get("weight", 1)) for r in refs if r.get("name") == "checkout-ft")
+        return ft / total if total else 0.0
+
+    root = next((r for r in rules if "/" in paths(r)), None)
+    catalog = next((r for r in rules if "/catalog" in paths(r)), root)
+    return CATALOG_SHARE * ft_fraction(catalog) + (1 - CATALOG_SHARE) * ft_fraction(root)
+
+
+def scenario_routing(demo: Demo) -> dict[str, Any] | None:
+    ns = "demo-routing"
+    console.rule(
+        "[bold]Scenario 4[/]: Gateway API routing: GET /catalog first, 5 → 25 → 100 % of requests"
+    )
+    try:
+        crds = gateway_api_crds(log=lambda m: console.print(f"      {m}"))
+    except Exception as exc:  # no Go, no network: the scenario needs the CRDs
+        console.print(f"[dim]skipped: Gateway API CRDs not available ({exc})[/]")
+        return None
+    demo.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crds))
+    demo.kubectl(
+        "wait", "--for=condition=Established", "crd/httproutes.gateway.networking.k8s.io",
+        "--timeout=60s",
+    )  # fmt: skip
+    sim = setup_namespace(demo, ns, track_label=True)
+    shown: list[list[str]] = []
+    report: list[str] = []
+    try:
+        for doc in routing_objects(ns):
+            demo.apply(ns, doc)
+        before = route_rules(demo, ns)
+        console.print("HTTPRoute checkout as the user wrote it:")
+        for rule in before:
+            console.print(f"  {describe_rule(rule)}", markup=False, highlight=False)
+        demo.apply(ns, routed_canary(ns))
+        step_seen: dict[int, float] = {}
+
+        def show_route(st: dict[str, Any]) -> None:
+            rules = route_rules(demo, ns)
+            # What a Gateway would do with these weights (no implementation runs here).
+            sim.knobs.free_threaded_request_share = free_threaded_share(rules)
+            lines = [describe_rule(r) for r in rules]
+            if not shown or shown[-1] != lines:
+                shown.append(lines)
+                step = st.get("stepIndex")
+                where = f"step {step + 1} ({st.get('weight')}%)" if step is not None else "-"
+                console.print(f"  [cyan]{where}, {st.get('phase', '-')}[/]: HTTPRoute checkout")
+                for line in lines:
+                    console.print(f"    {line}", markup=False, highlight=False)
+            step = st.get("stepIndex")
+            if step == 1 and st.get("phase") == "Progressing" and not report:
+                first = step_seen.setdefault(step, time.monotonic())
+                if time.monotonic() - first > 10:  # 10 s of requests at this split
+                    report.append(kpi_report(demo, ns))
+
+        st = watch_until(
+            demo,
+            ns,
+            "Gateway API routing",
+            lambda s: s.get("phase") in ("Promoted", "RolledBack"),
+            on_tick=show_route,
+        )
+        if st.get("phase") != "Promoted":
+            raise DemoError(
+                f"scenario 4 expected Promoted, got {st.get('phase')}: {st.get('message')}"
+            )
+        show_route(st)
+        console.print(f"[green]✔ Promoted[/] with traffic routing: {st.get('message')}")
+        if report:
+            console.rule(f"kubectl ftr report checkout -n {ns} (at 25 % of GET /catalog)")
+            console.print(report[0], markup=False, highlight=False)
+        demo.kubectl("delete", "ftr", "checkout", "-n", ns, "--wait=true", "--timeout=90s")
+    finally:
+        sim.stop()
+    after = route_rules(demo, ns)
+    if after != before:
+        raise DemoError(f"scenario 4: the route was not restored on deletion: {after}")
+    console.print("[green]✔ deleted[/]: the HTTPRoute is back exactly as the user wrote it:")
+    for rule in after:
+        console.print(f"  {describe_rule(rule)}", markup=False, highlight=False)
+    return st
+
+
+def kpi_report(demo: Demo, namespace: str) -> str:
+    plugin = Path(sys.executable).with_name("kubectl-ftr")
+    shown = subprocess.run(
+        [
+            str(plugin), "report", "checkout", "-n", namespace,
+            "--prometheus-url", demo.prometheus.url,
+            "--query", f"requests={DEMO_REQUESTS_QUERY}",
+        ],
+        env=demo.cluster.env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    return shown.stdout + shown.stderr
 
 
 # --------------------------------------------------------------------------- main
@@ -426,6 +661,7 @@ def cli_main(args: argparse.Namespace) -> int:
             scenario_promote(demo)
             scenario_gil_fallback(demo)
             scenario_race_budget(demo)
+            routed = None if args.no_routing else scenario_routing(demo)
             console.rule("kubectl get ftr -A")
             console.print(demo.kubectl("get", "ftr", "-A"), markup=False, highlight=False)
             console.rule("kubectl ftr report checkout -n demo-healthy")
@@ -447,6 +683,7 @@ def cli_main(args: argparse.Namespace) -> int:
         console.print(
             f"[bold green]demo finished in {time.monotonic() - started:.0f}s[/]: "
             "1 promoted, 2 rolled back by guardrails"
+            + ("; 1 promoted with Gateway API routing" if routed is not None else "")
         )
     except DemoError as exc:
         console.print(f"[red]demo failed:[/] {exc}")

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ftrollout.plan.twin import LABEL_TRACK, TRACK_FREE_THREADED
+from ftrollout.plan.twin import LABEL_TRACK, TRACK_FREE_THREADED, TRACK_STANDARD
 
 # Latency buckets 1.1x apart around typical service latencies, so histogram_quantile resolves
 # a 10 % difference.
@@ -38,6 +38,9 @@ class Knobs:
     gil_on_pods: int = 0  # how many free-threaded pods report the GIL re-enabled
     fallback_module: str = "legacy_ext"
     serve_probe: bool = True
+    # What a Gateway would do with an HTTPRoute's weights: the share of all requests that go to
+    # the free-threaded pods (None: every pod serves the same, as behind a plain Service).
+    free_threaded_request_share: float | None = None
 
 
 @dataclass
@@ -99,24 +102,42 @@ class Simulator:
                 self._forget(gone)
             ft_names = sorted(n for n, t in current.items() if t == TRACK_FREE_THREADED)
             gil_on = set(ft_names[: self.knobs.gil_on_pods])
+            per_pod = self._requests_per_pod(current)
             for name, track in current.items():
                 series = self.pods.setdefault(name, PodSeries(track))
-                self._traffic(name, series)
+                self._traffic(name, series, per_pod.get(track, REQUESTS_PER_TICK))
                 self._probe(name, track, name in gil_on)
+
+    def _requests_per_pod(self, current: dict[str, str]) -> dict[str, float]:
+        """Requests of one tick per pod of each track: the same for all without a route split;
+        with one, the tracks share all pods' requests by the split, evenly within a track."""
+        share = self.knobs.free_threaded_request_share
+        out = {
+            TRACK_FREE_THREADED: float(REQUESTS_PER_TICK),
+            TRACK_STANDARD: float(REQUESTS_PER_TICK),
+        }
+        if share is None:
+            return out
+        total = REQUESTS_PER_TICK * len(current)
+        n_ft = sum(1 for t in current.values() if t == TRACK_FREE_THREADED)
+        n_std = len(current) - n_ft
+        out[TRACK_FREE_THREADED] = total * share / n_ft if n_ft else 0.0
+        out[TRACK_STANDARD] = total * (1 - share) / n_std if n_std else 0.0
+        return out
 
     def _labels(self, pod: str) -> dict[str, str]:
         return {"namespace": self.namespace, "pod": pod}
 
-    def _traffic(self, pod: str, s: PodSeries) -> None:
+    def _traffic(self, pod: str, s: PodSeries, count: float = REQUESTS_PER_TICK) -> None:
         k = self.knobs
         p99 = k.p99_seconds * (k.free_threaded_slowdown if s.track == TRACK_FREE_THREADED else 1)
         # 98 fast requests at half the p99, 2 slow ones at the p99: histogram_quantile(0.99)
         # then lands on p99.
-        latencies = [(p99 * 0.5, REQUESTS_PER_TICK * 0.98), (p99, REQUESTS_PER_TICK * 0.02)]
+        latencies = [(p99 * 0.5, count * 0.98), (p99, count * 0.02)]
         for le in BUCKETS:
             s.buckets[le] = s.buckets.get(le, 0.0) + sum(n for lat, n in latencies if lat <= le)
-        s.requests += REQUESTS_PER_TICK
-        s.errors += REQUESTS_PER_TICK * k.error_ratio
+        s.requests += count
+        s.errors += count * k.error_ratio
         labels = self._labels(pod)
         for le, count in s.buckets.items():
             self.sink.set("http_request_duration_seconds_bucket", count, le=f"{le:g}", **labels)

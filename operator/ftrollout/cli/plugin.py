@@ -1003,6 +1003,47 @@ def prometheus_values(
     return out, ""
 
 
+def request_counts(
+    url: str,
+    namespace: str,
+    rollout: str,
+    pods: Mapping[str, Sequence[str]],
+    template: str,
+    gil: Mapping[str, PodGil] | None,
+    query: Callable[[str, str], Any] = prom_query,
+) -> tuple[report.RequestCounts | None, str]:
+    """Requests per second of each Running pod of both tracks (`template` summed by pod), and
+    the free-threaded pods the probe reports with the GIL off; (None, why) when not known."""
+    rates: dict[str, dict[str, float]] = {TRACK_FREE_THREADED: {}, TRACK_STANDARD: {}}
+    for track, by_pod in rates.items():
+        if not pods.get(track):
+            continue  # no pod of this track runs: it serves no requests
+        q = expand(template, namespace=namespace, rollout=rollout, track=track, pods=pods[track])
+        try:
+            result = query(url, q)
+        except (OSError, urllib.error.URLError) as exc:
+            return None, f"Prometheus at {url} unreachable: {getattr(exc, 'reason', exc)}"
+        except ValueError as exc:
+            return None, f"request-count query error: {exc}"
+        for sample in result if isinstance(result, list) else []:
+            if not isinstance(sample, dict):
+                continue
+            pod = (sample.get("metric") or {}).get("pod")
+            v = read_vector([sample]).value
+            if not isinstance(pod, str) or not pod:
+                return None, "the request-count query must keep the pod label (sum by (pod))"
+            if v is not None:
+                by_pod[pod] = by_pod.get(pod, 0.0) + v
+    if not any(rates.values()):
+        return None, f"no request counts in Prometheus for the tracks' pods ({template})"
+    gil_off = None
+    if gil:  # the probe's per-pod reading; empty: no probe metrics
+        gil_off = frozenset(p for p, g in gil.items() if g.enabled is False)
+    return report.RequestCounts(
+        rates[TRACK_FREE_THREADED], rates[TRACK_STANDARD], gil_off, f"Prometheus {url}"
+    ), ""
+
+
 def pod_gil(
     url: str,
     namespace: str,
@@ -1376,7 +1417,7 @@ def request_id() -> str:
 
 
 def _parse_queries(raw: Sequence[str]) -> dict[str, tuple[str, ...]]:
-    queries = dict(report.DEFAULT_QUERIES)
+    queries = {**report.DEFAULT_QUERIES, "requests": (report.REQUESTS_QUERY,)}
     for item in raw:
         key, sep, promql = item.partition("=")
         if not sep or key not in queries or not promql.strip():
@@ -1390,6 +1431,7 @@ def _parse_queries(raw: Sequence[str]) -> dict[str, tuple[str, ...]]:
 def cmd_report(cluster: Cluster, args: argparse.Namespace) -> int:
     ns = args.namespace or cluster.namespace
     queries = _parse_queries(args.query)
+    (requests_query,) = queries.pop("requests")
     obj = get_rollout(cluster, ns, args.name)
     spec = _spec(obj)
     status = _status(obj)
@@ -1397,14 +1439,22 @@ def cmd_report(cluster: Cluster, args: argparse.Namespace) -> int:
     if not url and spec is not None and spec.analysis is not None:
         url = spec.analysis.prometheus.address
     values: dict[str, report.TrackValues] | None = None
+    requests: report.RequestCounts | None = None
+    requests_why = ""
     if not url:
         why = "no Prometheus: pass --prometheus-url or set spec.analysis.prometheus.address"
     else:
         target = str(((obj.get("spec") or {}).get("targetRef") or {}).get("name", ""))
         pods, why = pods_by_track(cluster, ns, target)
+        requests_why = why
         if pods:
             values, why = prometheus_values(url, ns, args.name, pods, queries)
-    kpis = report.compute(spec, status, values, why)
+            if report.routing_on(spec, status):
+                gil, _ = pod_gil(url, ns, pods.get(TRACK_FREE_THREADED, ()))
+                requests, requests_why = request_counts(
+                    url, ns, args.name, pods, requests_query, gil
+                )
+    kpis = report.compute(spec, status, values, why, requests, requests_why)
     if args.output == "json":
         print(json.dumps([k.as_dict() for k in kpis], indent=2))
     else:
@@ -1765,7 +1815,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=PROMQL",
-        help="override a KPI query (throughput, p99, rss); {{pods}} etc. as in analysis",
+        help="override a KPI query (throughput, p99, rss; requests: per pod, for the traffic "
+        "share with routing); {{pods}} etc. as in analysis",
     )
     p.add_argument("-o", "--output", choices=["table", "json"], default="table")
     p.set_defaults(func=cmd_report)

@@ -6,7 +6,9 @@ three compare the free-threaded track with the standard one; they come from the 
 analysis results when a metric measures them, otherwise from Prometheus queries (I/O lives in
 the plugin; this module only turns numbers into KPIs). Once no standard pod is left (after
 promotion) they come from the last comparison of both tracks kept in status, with its time.
-The last three come from status.
+The last three come from status, except the traffic share with the GIL off when traffic routing
+decides the split: it then comes from request counts per pod (`REQUESTS_QUERY`), a request
+share not being a pod share.
 
 A KPI that cannot be computed says why ("n/a (no Prometheus: ...)"); it is never guessed.
 """
@@ -39,6 +41,13 @@ DEFAULT_QUERIES: dict[str, tuple[str, ...]] = {
         'avg(process_resident_memory_bytes{namespace="{{namespace}}", pod=~"{{pods}}"})',
     ),
 }
+
+# Requests per second of each pod of one track, for the traffic share with the GIL off when
+# traffic routing is on. Same template variables; overridable with `--query requests=PROMQL`,
+# which must keep the `pod` label (the GIL state is known per pod).
+REQUESTS_QUERY = (
+    'sum by (pod) (rate(http_requests_total{namespace="{{namespace}}", pod=~"{{pods}}"}[5m]))'
+)
 
 # Which analysis metrics (by name) already measure a comparative KPI.
 ANALYSIS_NAME_PATTERNS: dict[str, re.Pattern[str]] = {
@@ -170,7 +179,85 @@ def delta_kpi(key: str, values: TrackValues | None, why_missing: str) -> Kpi:
     return Kpi(key, TITLES[key], delta, f"{delta:+.1f} %", detail)
 
 
-def gil_off_share(status: api.RolloutStatus) -> Kpi:
+@dataclass(frozen=True)
+class RequestCounts:
+    """Requests per second of each Running pod of both tracks, and which free-threaded pods run
+    with the GIL off as the probe reports them per pod (None: not known per pod)."""
+
+    free_threaded: Mapping[str, float]
+    standard: Mapping[str, float]
+    gil_off: frozenset[str] | None
+    source: str = ""
+
+
+def routing_on(spec: api.RolloutSpec | None, status: api.RolloutStatus) -> bool:
+    """Traffic routing decides the split (spec), or the routes still carry its weights."""
+    routing = spec.traffic_routing if spec is not None else None
+    if routing is not None and routing.gateway_api is not None:
+        return True
+    return status.traffic_routing is not None and bool(status.traffic_routing.routes)
+
+
+def _rate(v: float) -> str:
+    return f"{fmt_number(v)} req/s"
+
+
+def gil_off_share(
+    status: api.RolloutStatus,
+    spec: api.RolloutSpec | None = None,
+    requests: RequestCounts | None = None,
+    requests_why: str = "",
+) -> Kpi:
+    """The share of traffic served by free-threaded pods with the GIL off.
+
+    Without traffic routing a step's weight is a share of pods, so the share of Ready pods
+    stands for it. With routing it is a share of requests: free-threaded requests on pods with
+    the GIL off / all requests of both tracks, from `requests`; without them (no Prometheus, no
+    request metric) the replica share is shown, saying so.
+    """
+    replica = _replica_share(status)
+    if not routing_on(spec, status):
+        return replica
+    if requests is None:
+        return _noted(replica, requests_why or "no request counts")
+    ft_total = sum(requests.free_threaded.values())
+    total = ft_total + sum(requests.standard.values())
+    if total <= 0:
+        return _noted(replica, f"no requests counted ({requests.source})")
+    off_pods = requests.gil_off
+    if off_pods is None:
+        g = status.gil
+        if g.pods > 0 and g.disabled == g.pods:
+            off_pods = frozenset(requests.free_threaded)  # every free-threaded pod is off
+        else:
+            return _noted(
+                replica,
+                "the GIL state of each free-threaded pod is not known (no probe metrics in "
+                "Prometheus) and not every one is off",
+            )
+    off = sum(v for pod, v in requests.free_threaded.items() if pod in off_pods)
+    share = off / total * 100.0
+    detail = f"{_rate(off)} of {_rate(total)} on free-threaded pods with the GIL off"
+    rest = ft_total - off
+    if rest > 0:
+        detail += f"; {_rate(rest)} on free-threaded pods with the GIL on or not known"
+    if status.traffic_routing is not None:
+        detail += f"; route weight {status.traffic_routing.weight}%"
+    if requests.source:
+        detail += f"; {requests.source}"
+    return Kpi("gil_off_share", TITLES["gil_off_share"], share, f"{share:.1f} %", detail)
+
+
+def _noted(replica: Kpi, why: str) -> Kpi:
+    """The replica share standing in for the request share, saying why."""
+    if replica.value is None:  # no share at all: its own reason says why
+        return replica
+    note = f"replica share, not requests ({why})"
+    detail = f"{note}; {replica.detail}" if replica.detail else note
+    return Kpi(replica.key, replica.title, replica.value, replica.text, detail)
+
+
+def _replica_share(status: api.RolloutStatus) -> Kpi:
     """Ready free-threaded pods running without the GIL / all Ready pods of both tracks."""
     r, g = status.replicas, status.gil
     if status.phase is None:
@@ -251,9 +338,12 @@ def compute(
     status: api.RolloutStatus,
     prometheus: Mapping[str, TrackValues] | None,
     prometheus_why: str,
+    requests: RequestCounts | None = None,
+    requests_why: str = "",
 ) -> list[Kpi]:
     """All six KPIs. `prometheus` maps throughput/p99/rss to measured values (None: no
-    Prometheus, `prometheus_why` says why)."""
+    Prometheus, `prometheus_why` says why); `requests` are the request counts per pod for the
+    traffic share with routing (None: `requests_why` says why)."""
     out: list[Kpi] = []
     compared = latest_round_compared(status)
     for key in ("throughput", "p99", "rss"):
@@ -275,7 +365,7 @@ def compute(
                 "analysis metric for it"
             )
         out.append(delta_kpi(key, values, why))
-    out.append(gil_off_share(status))
+    out.append(gil_off_share(status, spec, requests, requests_why or prometheus_why))
     out.append(incident_rate(status))
     out.append(deps_verified(spec, status))
     return out

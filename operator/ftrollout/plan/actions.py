@@ -21,6 +21,7 @@ from dataclasses import replace
 
 from ftrollout.model import api
 from ftrollout.model.api import Phase, RollbackReason
+from ftrollout.plan import routing
 from ftrollout.plan.context import Ctx
 from ftrollout.plan.preflight import retry_gate
 from ftrollout.plan.types import ACTIONS, Event, Observation, rfc3339
@@ -155,6 +156,10 @@ def _apply(ctx: Ctx, value: str) -> None:
             f"annotation freethreaded.dev/action={value!r} ignored: use one of "
             + ", ".join(ACTIONS),
         )
+        return
+    if action in ("promote", "promote-full", "resume") and routing.removed_mid_rollout(ctx):
+        # Promoted, the standard track would go to 0 while the stable Service is all there is.
+        ctx.events.append(action_ignored(value, routing.removed_why(ctx)))
         return
     if action == "rollback":
         if st.phase == Phase.ROLLED_BACK:

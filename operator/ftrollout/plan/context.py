@@ -21,6 +21,8 @@ class Ctx:
     set_paused: bool | None = None
     run_preflight: bool = False
     route_writes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # spec.trafficRouting removed while this revision's steps ran with it (`routing.hold_removed`)
+    routing_removed: bool = False
 
     def event(self, type_: EventType, reason: str, message: str) -> None:
         self.events.append(Event(type_, reason, message))

@@ -32,7 +32,7 @@ from ftrollout.plan.replicas import (
     standard_to_write,
     twin_to_write,
 )
-from ftrollout.plan.routing import plan_routes
+from ftrollout.plan.routing import hold_removed, plan_routes
 from ftrollout.plan.steps import advance, steps_shortened
 from ftrollout.plan.types import FIELD_MANAGER, Event, Observation, Result, Workload, rfc3339
 
@@ -98,6 +98,7 @@ def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observati
     if obs.target_selector is not None:
         ctx.update(selector=obs.target_selector)
     handle_action(ctx)
+    hold_removed(ctx)
     observe_guardrails(ctx, now)
     observe_analysis(ctx, now)
     advance(ctx, now)

@@ -43,7 +43,8 @@ def step_split(ctx: Ctx, weight: int) -> tuple[int, int]:
     Warm standard replicas of a post-promotion bake are kept from the last step on."""
     n = ctx.st.replicas.target
     std, ft = split(n, weight)
-    if routing.gateway(ctx) is not None:
+    # Routing removed mid-rollout: the stable Service still selects the standard pods only.
+    if routing.gateway(ctx) is not None or routing.removed(ctx):
         std = n
     return max(std, warm_standard(ctx, weight)), ft
 

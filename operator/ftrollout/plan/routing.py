@@ -18,6 +18,13 @@ Two layers, both pure:
   send it *as observed*: the free-threaded track is not lowered while the route still sends to
   it (so a rollback restores the route first, then scales down), and the standard track is not
   lowered while it still receives traffic (so a promotion moves the route to 100 first).
+
+- Routing removed from the spec while this revision's steps ran with it (`removed`,
+  `hold_removed`): the stable Service selects only the standard pods, so the replica split
+  (which assumes a Service selecting both tracks) would lower the pods that now take every
+  request. The standard track stays at N, nothing is promoted, and the rollout holds until
+  routing is back or it is rolled back; after promotion the routes are left on the
+  free-threaded Service.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 from ftrollout.model import api
@@ -39,7 +47,11 @@ Rule = dict[str, Any]
 Ref = dict[str, Any]
 
 REASON_ROUTING_ERROR = "RoutingError"
+REASON_ROUTING_REMOVED = "RoutingRemoved"
 CONDITION = "TrafficRouted"
+# The hold in status.message: a `paused (...)` hold (replicas.held_by_guardrail)
+HOLD = "paused (TrafficRoutingRemoved)"
+_HOLD_PHASES = (Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTED)
 
 
 class RoutingError(ValueError):
@@ -249,12 +261,30 @@ def gateway(ctx: Ctx) -> api.GatewayAPIRouting | None:
 def services(ctx: Ctx) -> Services:
     gw = gateway(ctx)
     ft = ft_service_name(ctx.spec.target_ref.name)
-    return Services(stable=gw.stable_service if gw is not None else "", free_threaded=ft)
+    stable = gw.stable_service if gw is not None else _stable_beside(ctx, ft)
+    return Services(stable=stable, free_threaded=ft)
+
+
+def _stable_beside(ctx: Ctx, ft: str) -> str:
+    """The stable Service with the spec gone: the backend the free-threaded one was put right
+    after (`_split_refs`). Without it every split rule would read as 100 % free-threaded."""
+    for route in ctx.obs.routes:
+        for rule in (route.spec or {}).get("rules") or []:
+            refs = rule.get("backendRefs") or []
+            for before, ref in pairwise(refs):
+                if _is_service(ref, ft) and not _is_service(before, ft):
+                    return str(before.get("name", ""))
+    return ""
 
 
 def routing_on(ctx: Ctx) -> bool:
     """Routing decides the split (spec), or routes still carry the operator's edits (status)."""
     return gateway(ctx) is not None or _recorded(ctx.st)
+
+
+def restoring(ctx: Ctx) -> bool:
+    """Routing is off in the spec and routes still carry the operator's edits."""
+    return gateway(ctx) is None and _recorded(ctx.st)
 
 
 def _recorded(st: api.RolloutStatus) -> bool:
@@ -266,6 +296,90 @@ def observed_weights(ctx: Ctx) -> list[int]:
     svc = services(ctx)
     out = [w for r in ctx.obs.routes for w in rule_weights(r.spec, svc)]
     return out or [0]
+
+
+def removed(ctx: Ctx) -> bool:
+    """spec.trafficRouting is gone while this revision's steps ran with it.
+
+    status.trafficRouting is the record: it is kept from step 1 for as long as the revision
+    runs, and dropped before step 1, after a rollback and at a new revision or retry (from
+    then on the replica split is the rule, and the Service must select both tracks).
+    """
+    return (
+        gateway(ctx) is None and ctx.st.traffic_routing is not None and ctx.st.phase in _HOLD_PHASES
+    )
+
+
+def removed_mid_rollout(ctx: Ctx) -> bool:
+    """Routing removed at a step: a promotion would take the standard pods away."""
+    return removed(ctx) and ctx.st.phase != Phase.PROMOTED
+
+
+def removed_why(ctx: Ctx) -> str:
+    n = ctx.st.replicas.target
+    if ctx.st.phase == Phase.PROMOTED:
+        return (
+            "spec.trafficRouting was removed after promotion: the routes still send every "
+            f"request to {services(ctx).free_threaded} and are left so (restored, they would send "
+            "it to the stable Service, which selects only the standard pods, and there are none "
+            "now); re-add spec.trafficRouting, or `kubectl ftr rollback` (the routes go back "
+            f"to the stable Service once {n} standard pods are Ready)"
+        )
+    return (
+        "spec.trafficRouting was removed mid-rollout: the routes are restored and the stable "
+        "Service selects only the standard pods, so they serve every request and the "
+        f"standard track stays at {n} (the free-threaded pods get none); the rollout holds "
+        "and cannot be promoted. Re-add spec.trafficRouting to carry on, or `kubectl ftr "
+        "rollback`"
+    )
+
+
+def hold_removed(ctx: Ctx) -> None:
+    """Hold the rollout while routing is removed (see `removed`); lift the hold once it is back.
+
+    The hold is a `paused (...)` hold like a guardrail's: the share in force is kept, `resume`
+    cannot lift it (`actions.handle_action` refuses it, and promote), and it is announced once.
+    """
+    st = ctx.st
+    if gateway(ctx) is not None:
+        if st.phase == Phase.PAUSED and HOLD in st.message:
+            rest = _without_hold(st.message)
+            if rest:
+                ctx.update(message=rest)
+            else:
+                ctx.update(phase=Phase.PROGRESSING, message="spec.trafficRouting is back: resuming")
+            ctx.event("Normal", "TrafficRoutingRestored", "spec.trafficRouting is back")
+        return
+    if not removed(ctx):
+        if st.traffic_routing is not None and not st.traffic_routing.routes:
+            _forget(ctx)
+        return
+    ctx.routing_removed = True
+    why = removed_why(ctx)
+    old = next((c for c in st.conditions if c.type == CONDITION), None)
+    if old is None or old.reason != REASON_ROUTING_REMOVED:
+        ctx.event("Warning", "TrafficRoutingRemoved", why)
+    _condition(ctx, "False", REASON_ROUTING_REMOVED, why)
+    if st.phase == Phase.PROMOTED or HOLD in st.message:
+        return
+    held = st.phase == Phase.PAUSED and st.message.startswith("paused (")
+    prefix = f"{st.message}; " if held else ""
+    # `; ` separates holds in the message: the hold's own text has none.
+    ctx.update(phase=Phase.PAUSED, message=f"{prefix}{HOLD}: {why.replace('; ', ', ')}")
+
+
+def _without_hold(message: str) -> str:
+    """status.message without the routing hold (other holds, joined by `; `, stay)."""
+    parts = message.split("; paused (")
+    parts = [parts[0], *(f"paused ({p}" for p in parts[1:])]
+    return "; ".join(p for p in parts if not p.startswith(HOLD))
+
+
+def _forget(ctx: Ctx) -> None:
+    ctx.update(
+        traffic_routing=None,
+        conditions=[c for c in ctx.st.conditions if c.type != CONDITION],
+    )
 
 
 def capacity_floor(ctx: Ctx) -> tuple[int, int]:
@@ -375,6 +489,8 @@ def plan_routes(ctx: Ctx) -> list[tuple[str, dict[str, Any]]]:
     """
     if not routing_on(ctx):
         return []
+    if ctx.routing_removed and ctx.st.phase == Phase.PROMOTED:
+        return []  # left on the free-threaded pods (`removed_why`); the record stays
     gw = gateway(ctx)
     svc = services(ctx)
     weight = desired_weight(ctx)
@@ -385,6 +501,7 @@ def plan_routes(ctx: Ctx) -> list[tuple[str, dict[str, Any]]]:
     matches = [api.dump(m) for m in gw.matches] if gw is not None and not promoted else []
     writes: list[tuple[str, dict[str, Any]]] = []
     kept: list[api.RouteRecord] = []
+    deferred = False
     for seen in ctx.obs.routes:
         records = _records_of(ctx.st, seen.name)
         if seen.spec is None:
@@ -396,6 +513,12 @@ def plan_routes(ctx: Ctx) -> list[tuple[str, dict[str, Any]]]:
             # Hold what is there: an error never moves traffic, in either direction.
             if records:
                 kept.append(api.RouteRecord(name=seen.name, rules=records))
+            continue
+        if records and _standard_short(ctx, seen.spec, w):
+            # Back to the stable Service only as its Ready pods allow (after promotion it
+            # has none): the route is held and the free-threaded pods with it.
+            kept.append(api.RouteRecord(name=seen.name, rules=records))
+            deferred = True
             continue
         try:
             new, made = apply(seen.spec, records, svc, w, matches)
@@ -409,14 +532,27 @@ def plan_routes(ctx: Ctx) -> list[tuple[str, dict[str, Any]]]:
         rules = made or (records if changed else [])
         if rules:
             kept.append(api.RouteRecord(name=seen.name, rules=rules))
+    std_ready = ctx.obs.target.ready if ctx.obs.target is not None else 0
     if why is not None:
         _condition(ctx, "False", REASON_ROUTING_ERROR, why)
+    elif deferred and gw is not None:
+        _condition(
+            ctx,
+            "True",
+            "WeightSet",
+            f"free-threaded weight {_current(ctx)}% on the routes: lowered to {weight}% once "
+            f"the standard track has the Ready pods for it ({std_ready} of "
+            f"{ctx.st.replicas.target} now)",
+        )
     elif gw is not None:
         _condition(ctx, "True", "WeightSet", f"free-threaded weight {weight}% on the routes")
     if writes:
         ctx.requeue.append(1.0)  # the next look reads the routes back
-    if gw is None and not kept:
-        ctx.update(traffic_routing=None)
+    if deferred:
+        weight = _current(ctx)
+        ctx.requeue.append(5.0)
+    if gw is None and not kept and not ctx.routing_removed:
+        _forget(ctx)
     else:
         ctx.update(
             traffic_routing=api.TrafficRoutingStatus(
@@ -426,6 +562,21 @@ def plan_routes(ctx: Ctx) -> list[tuple[str, dict[str, Any]]]:
             )
         )
     return writes
+
+
+def _standard_short(ctx: Ctx, spec: dict[str, Any], weight: int) -> bool:
+    """Lowering this route to `weight` would leave its requests fewer Ready pods per share than
+    they have now: the standard pods Ready are short of the share they would take, and the
+    free-threaded pods serve theirs better (crashing free-threaded pods do not hold it)."""
+    now = max(rule_weights(spec, services(ctx)) or [0])
+    if weight >= now or ctx.obs.target is None:
+        return False
+    n = ctx.st.replicas.target
+    std_need = math.ceil(n * (100 - weight) / 100)
+    ft_need = math.ceil(n * now / 100)
+    std_ready = ctx.obs.target.ready
+    ft_ready = ctx.obs.twin.ready if ctx.obs.twin is not None else 0
+    return std_ready < std_need and std_ready * ft_need < ft_ready * std_need
 
 
 def _condition(ctx: Ctx, status: str, reason: str, message: str) -> None:

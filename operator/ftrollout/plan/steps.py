@@ -75,6 +75,11 @@ def advance(ctx: Ctx, now: str) -> None:
         if why is not None:
             ctx.update(message=f"waiting for traffic routing before step 1: {why}")
             return
+        if routing.restoring(ctx):
+            # Routing removed: step 1 is a replica split, and the routes the last revision
+            # split are the user's again first (else their record would read as this one's).
+            ctx.update(message="waiting for the routes to be restored before step 1")
+            return
         if obs.target.ready >= n and obs.target.replicas >= n:
             first = ctx.spec.steps[0]
             ctx.update(

@@ -162,28 +162,36 @@ async def write_routes(
 
 
 async def restore_routes(state: State, body: Any) -> None:
-    """Deletion: every route the status records goes back to what the user had."""
+    """Deletion: every route the status records, or the spec names, goes back to what the
+    user had. A route the spec names but the status has no record of is still read: with the
+    record lost, the free-threaded backend (about to be deleted with its Service) is taken out
+    rather than left receiving its share of the requests."""
     meta = body.get("metadata") or {}
     namespace = meta.get("namespace", "")
     status = api.parse_status(body.get("status"))
     recorded = status.traffic_routing
-    if recorded is None or not recorded.routes:
+    records = {r.name: list(r.rules) for r in recorded.routes} if recorded is not None else {}
+    raw = ((body.get("spec") or {}).get("trafficRouting") or {}).get("gatewayAPI") or {}
+    names = list(records)
+    for ref in raw.get("httpRoutes") or []:
+        name = ref.get("name") if isinstance(ref, dict) else None
+        if isinstance(name, str) and name and name not in names:
+            names.append(name)
+    if not names:
         return
     target = ((body.get("spec") or {}).get("targetRef") or {}).get("name") or ""
+    target = status.target or target
     svc = routing.Services(stable="", free_threaded=routing.ft_service_name(str(target)))
-    raw = ((body.get("spec") or {}).get("trafficRouting") or {}).get("gatewayAPI") or {}
     matches = raw.get("matches") or []
-    for record in recorded.routes:
-        obj = await state.kube.get_httproute(namespace, record.name)
+    for name in names:
+        obj = await state.kube.get_httproute(namespace, name)
         if obj is None:
             continue
         current = obj.get("spec") or {}
-        restored = routing.restore(current, list(record.rules), svc, matches)
+        restored = routing.restore(current, records.get(name, []), svc, matches)
         if restored != current:
             rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
             await state.kube.patch_httproute_rules(
-                namespace, record.name, rv, list(restored.get("rules") or [])
+                namespace, name, rv, list(restored.get("rules") or [])
             )
-            log.info(
-                "%s/%s: deleting: HTTPRoute %s restored", namespace, meta.get("name"), record.name
-            )
+            log.info("%s/%s: deleting: HTTPRoute %s restored", namespace, meta.get("name"), name)

@@ -12,11 +12,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from planfixtures import DESIGN_STEPS, cond, make_spec, pause_elapsed
+from planfixtures import cond, make_spec, pause_elapsed
 from simcluster import Sim
 
 from ftrollout.model import api
-from ftrollout.plan import Observation, Result
+from ftrollout.plan import Observation, PodGil, Result
 from ftrollout.plan.routing import Services, rule_weights
 from ftrollout.plan.types import RouteObservation
 
@@ -230,13 +230,132 @@ def test_a_shell_routing_error_never_moves_traffic() -> None:
     assert cond(sim.status, "TrafficRouted").reason == "RoutingError"
 
 
-def test_routing_removed_from_the_spec_restores_the_route() -> None:
-    sim = RoutedSim(routed_spec())
+def removed(sim: RoutedSim) -> None:
+    """`spec.trafficRouting` deleted from the rollout (kubectl edit, a GitOps change)."""
+    sim.spec = sim.spec.model_copy(update={"traffic_routing": None})
+
+
+def warnings(sim: RoutedSim, reason: str) -> list[str]:
+    return [e.message for r in sim.history for e in r.events if e.reason == reason]
+
+
+def at_half(sim: RoutedSim) -> None:
     run_to(sim, 0)
-    sim.spec = make_spec(DESIGN_STEPS)
+    pause_elapsed(sim, 300)
+    run_to(sim, 1)
+    assert sim.weights == [50]
+    assert (sim.std.replicas, sim.ft.replicas) == (10, 5)
+
+
+def test_routing_removed_before_step_1_is_the_replica_split() -> None:
+    sim = RoutedSim(routed_spec(), route=None)
+    sim.run(2)
+    assert sim.status.phase == api.Phase.PENDING
+    sim.route = copy.deepcopy(USER_ROUTE)
+    removed(sim)
+    run_to(sim, 0)
+    assert sim.route == USER_ROUTE
+    assert (sim.std.replicas, sim.ft.replicas) == (9, 1)
+    assert sim.status.traffic_routing is None
+    assert not warnings(sim, "TrafficRoutingRemoved")
+
+
+def test_routing_removed_mid_rollout_restores_the_route_and_holds_the_standard_track() -> None:
+    """The stable Service selects only standard pods: once the route is restored they serve
+    every request, so the standard track stays at N and the rollout holds."""
+    sim = RoutedSim(routed_spec())
+    at_half(sim)
+    removed(sim)
+    sim.run(5)
+    assert sim.route == USER_ROUTE
+    assert (sim.std.replicas, sim.std.ready) == (10, 10)  # not lowered to the replica split
+    assert sim.ft.replicas == 5  # kept: re-adding routing carries on where it was
+    assert sim.status.phase == api.Phase.PAUSED
+    assert "spec.trafficRouting" in sim.status.message
+    c = cond(sim.status, "TrafficRouted")
+    assert (c.status, c.reason) == ("False", "RoutingRemoved")
+    assert "selects only the standard pods" in c.message
+    (warning,) = warnings(sim, "TrafficRoutingRemoved")  # once, not at every reconcile
+    assert "spec.trafficRouting" in warning
+    assert "kubectl ftr rollback" in warning
+    assert sim.status.traffic_routing is not None  # routing is still this revision's
+    assert sim.status.traffic_routing.routes == []
+    # Nothing moves however long it waits: the pause is over, the next step is not taken.
+    pause_elapsed(sim, 3600)
+    sim.run(3)
+    assert (sim.status.step_index, sim.std.replicas) == (1, 10)
+    check_invariants(sim)
+
+
+def test_promote_after_routing_was_removed_keeps_the_standard_track() -> None:
+    """A promotion would take the standard track to 0: the stable Service, which the routes
+    now send everything to, would have no endpoints."""
+    sim = RoutedSim(routed_spec(steps=((50, "1m"), (100, None))))
+    run_to(sim, 0)
+    removed(sim)
+    sim.run(2)
+    for action in ("promote-full", "promote", "resume"):
+        sim.action = action
+        sim.run(4)
+        assert sim.status.phase == api.Phase.PAUSED, action
+        assert sim.status.promoted_at is None
+        assert (sim.std.replicas, sim.std.ready) == (10, 10), action
+    ignored = warnings(sim, "ActionIgnored")
+    assert len(ignored) == 3
+    assert all("spec.trafficRouting" in m for m in ignored)
+    check_invariants(sim)
+
+
+def test_routing_added_back_carries_on_from_the_step() -> None:
+    sim = RoutedSim(routed_spec())
+    at_half(sim)
+    spec = sim.spec
+    removed(sim)
     sim.run(3)
     assert sim.route == USER_ROUTE
+    sim.spec = spec
+    sim.run(3)
+    assert sim.weights == [50]
+    assert sim.status.phase == api.Phase.PROGRESSING
+    assert (sim.status.step_index, sim.std.replicas, sim.ft.replicas) == (1, 10, 5)
+    assert cond(sim.status, "TrafficRouted").status == "True"
+    check_invariants(sim)
+
+
+def test_rollback_after_routing_was_removed_ends_the_hold() -> None:
+    sim = RoutedSim(routed_spec())
+    at_half(sim)
+    removed(sim)
+    sim.run(3)
+    sim.action = "rollback"
+    sim.run(3)
+    assert sim.status.phase == api.Phase.ROLLED_BACK
+    assert (sim.std.replicas, sim.ft.replicas) == (10, 0)
     assert sim.status.traffic_routing is None
+    check_invariants(sim)
+
+
+def test_routing_removed_after_promotion_leaves_the_routes_on_the_free_threaded_pods() -> None:
+    """Promoted: the routes send everything to <target>-ft and the standard track is at 0.
+    Restoring them would send every request to a stable Service without a Ready pod."""
+    sim = RoutedSim(routed_spec(steps=((10, None), (100, None))))
+    run_to(sim, 0)
+    sim.action = "promote-full"
+    sim.until(lambda s: s.status.phase == api.Phase.PROMOTED and s.std.replicas == 0)
+    sim.run(2)
+    removed(sim)
+    sim.run(5)
+    assert sim.weights == [100]
+    assert (sim.ft.replicas, sim.ft.ready) == (10, 10)
+    assert sim.status.phase == api.Phase.PROMOTED
+    c = cond(sim.status, "TrafficRouted")
+    assert (c.status, c.reason) == ("False", "RoutingRemoved")
+    (warning,) = warnings(sim, "TrafficRoutingRemoved")
+    assert "spec.trafficRouting" in warning
+    st = sim.status.traffic_routing
+    assert st is not None
+    assert st.routes  # the record stays: the routes are still the operator's edit
+    check_invariants(sim)
 
 
 def test_without_routing_nothing_changes() -> None:
@@ -245,3 +364,103 @@ def test_without_routing_nothing_changes() -> None:
     assert (sim.std.replicas, sim.ft.replicas) == (9, 1)
     assert sim.status.traffic_routing is None
     assert all(not r.route_writes for r in sim.history)
+
+
+def promoted(sim: RoutedSim) -> None:
+    run_to(sim, 0)
+    sim.action = "promote-full"
+    sim.until(lambda s: s.status.phase == api.Phase.PROMOTED and s.std.replicas == 0)
+    sim.run(2)
+    assert sim.weights == [100]
+    sim.trace.clear()
+
+
+def test_rollback_after_promotion_restores_the_route_once_the_standard_pods_are_ready() -> None:
+    """Promoted, the standard track is at 0: the route goes back to the stable Service only once
+    N standard pods are Ready, and the free-threaded pods stay until then."""
+    sim = RoutedSim(routed_spec(steps=((10, None), (100, None))), lag=3)
+    promoted(sim)
+    sim.action = "rollback"
+    sim.run(10)
+    assert sim.status.phase == api.Phase.ROLLED_BACK
+    assert sim.route == USER_ROUTE
+    assert (sim.std.replicas, sim.ft.replicas) == (10, 0)
+    assert sim.trace[0][0] == [100]  # not restored while the standard pods are starting
+    check_invariants(sim)
+
+
+def test_a_new_revision_after_promotion_restores_the_route_once_the_standard_pods_are_ready() -> (
+    None
+):
+    sim = RoutedSim(routed_spec(steps=((10, "1h"), (100, None))), lag=3)
+    promoted(sim)
+    sim.revision = "rev2"
+    run_to(sim, 0)
+    assert sim.weights == [10]
+    check_invariants(sim)
+
+
+def test_routing_added_back_keeps_a_guardrail_hold_that_came_meanwhile() -> None:
+    sim = RoutedSim(routed_spec(gil={"maxPods": 0, "action": "Pause"}))
+    at_half(sim)
+    spec = sim.spec
+    removed(sim)
+    sim.run(2)
+    sim.pods = (PodGil("app-ft-0", True, modules=("numpy",)),)
+    sim.run(2)
+    assert "TrafficRoutingRemoved" in sim.status.message
+    assert "GILFallback" in sim.status.message
+    sim.spec = spec
+    sim.run(3)
+    assert sim.status.phase == api.Phase.PAUSED
+    assert sim.status.message.startswith("paused (GILFallback)")
+    assert "TrafficRoutingRemoved" not in sim.status.message
+    assert (sim.std.replicas, sim.ft.replicas) == (10, 5)
+    check_invariants(sim)
+
+
+def test_rollback_after_routing_was_removed_after_promotion() -> None:
+    sim = RoutedSim(routed_spec(steps=((10, None), (100, None))), lag=3)
+    promoted(sim)
+    removed(sim)
+    sim.run(2)
+    (warning,) = warnings(sim, "TrafficRoutingRemoved")
+    assert "kubectl ftr rollback" in warning
+    sim.action = "rollback"
+    sim.run(10)
+    assert sim.status.phase == api.Phase.ROLLED_BACK
+    assert sim.route == USER_ROUTE
+    assert (sim.std.replicas, sim.ft.replicas) == (10, 0)
+    assert sim.status.traffic_routing is None
+    check_invariants(sim)
+
+
+def test_routing_removed_reads_the_route_weights_without_the_spec() -> None:
+    """The stable Service's name is gone with the spec: the route's weights are still read
+    right (the stable backend is the one the free-threaded backend was put beside), so the
+    twin is not raised to N for the moment before the route is seen restored."""
+    sim = RoutedSim(routed_spec())
+    at_half(sim)
+    sim.writes.clear()
+    removed(sim)
+    sim.run(3)
+    assert sim.route == USER_ROUTE
+    assert [w for w in sim.writes if w[0] in ("twin", "target")] == []
+
+
+def test_a_new_revision_after_routing_was_removed_is_the_replica_split() -> None:
+    """Promoted, routing removed (the routes left on the free-threaded pods), then a new
+    revision: the routes go back once N standard pods are Ready, and only then does step 1
+    start, as a replica split (the routing of the old revision does not hold the new one)."""
+    sim = RoutedSim(routed_spec(steps=((10, "1h"), (100, None))), lag=3)
+    promoted(sim)
+    removed(sim)
+    sim.run(2)
+    sim.revision = "rev2"
+    sim.until(lambda s: s.route == USER_ROUTE)
+    assert sim.status.phase == api.Phase.PENDING
+    check_invariants(sim)  # the route went back only to N Ready standard pods
+    run_to(sim, 0)
+    assert sim.status.phase == api.Phase.PROGRESSING
+    assert (sim.std.replicas, sim.ft.replicas) == (9, 1)
+    assert sim.status.traffic_routing is None
