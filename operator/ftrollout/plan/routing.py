@@ -31,7 +31,7 @@ from typing import Any
 
 from ftrollout.model import api
 from ftrollout.model.api import Phase
-from ftrollout.plan.conditions import cond
+from ftrollout.plan.conditions import cond, held_by_guardrail
 from ftrollout.plan.context import Ctx
 from ftrollout.plan.twin import twin_name
 
@@ -303,17 +303,35 @@ def target_weight(ctx: Ctx) -> int:
     if phase == Phase.PROMOTED:
         return 100
     if phase in (Phase.PROGRESSING, Phase.PAUSED) and ctx.st.step_index is not None:
+        if held_by_guardrail(ctx.st) and ctx.st.weight is not None:
+            # The share in force, like the replicas: an edit of spec.steps applies on resume,
+            # not while the free-threaded pods are under suspicion.
+            return ctx.st.weight
         return ctx.spec.steps[ctx.st.step_index].weight
     return 0
 
 
 def desired_weight(ctx: Ctx) -> int:
-    """Traffic moves only to Ready pods: min(step weight, 100 * Ready free-threaded / N)."""
+    """Traffic moves only to Ready pods, on both tracks.
+
+    The free-threaded share is at most 100 * Ready free-threaded / N. Lowering it sends
+    the rest to the standard track, so the weight is lowered only as far as
+    100 - 100 * Ready standard / N: after promotion (standard at 0 or a few warm replicas) a
+    rollback moves traffic back as standard pods become Ready, and a free-threaded pod lost or
+    an HPA raising N leaves the weight where it is (the bounds conflict) rather than send
+    requests to a track with no pods. The lower bound never raises the weight past the step's.
+    """
     n = ctx.st.replicas.target
-    ready = ctx.obs.twin.ready if ctx.obs.twin is not None else 0
     if n <= 0:
         return 0
-    return min(target_weight(ctx), math.floor(100 * ready / n))
+    ft_ready = ctx.obs.twin.ready if ctx.obs.twin is not None else 0
+    std_ready = ctx.obs.target.ready if ctx.obs.target is not None else 0
+    weight = min(target_weight(ctx), math.floor(100 * ft_ready / n))
+    current = _current(ctx)
+    low = 100 - math.floor(100 * min(std_ready, n) / n)
+    if weight < current and weight < low:
+        return min(current, low)
+    return weight
 
 
 def _current(ctx: Ctx) -> int:
@@ -339,6 +357,22 @@ def problem(ctx: Ctx) -> str | None:
         except RoutingError as exc:
             return f"HTTPRoute {ref.name!r}: {exc}"
     return None
+
+
+def _matches(ctx: Ctx, records: list[api.RuleRecord]) -> list[dict[str, Any]]:
+    """The spec's matches, or none: every rule is split.
+
+    Promoted: the standard track goes to 0, so every rule moves, not only the matching ones.
+    Leaving a promotion (rollback, failure) every rule still carries the split, and it goes
+    back rule by rule as the standard pods become Ready: the route keeps splitting every rule.
+    """
+    gw = gateway(ctx)
+    if gw is None or ctx.st.phase == Phase.PROMOTED:
+        return []
+    leaving = ctx.st.phase not in (Phase.PROGRESSING, Phase.PAUSED)
+    if leaving and records and not any(r.added for r in records):
+        return []
+    return [api.dump(m) for m in gw.matches]
 
 
 def _records_of(st: api.RolloutStatus, route: str) -> list[api.RuleRecord]:
@@ -380,13 +414,11 @@ def plan_routes(ctx: Ctx) -> list[tuple[str, dict[str, Any]]]:
     weight = desired_weight(ctx)
     why = problem(ctx)
     wanted = {r.name for r in gw.http_routes} if gw is not None else set()
-    # Promoted: the standard track goes to 0, so every rule moves, not only the matching ones.
-    promoted = ctx.st.phase == Phase.PROMOTED
-    matches = [api.dump(m) for m in gw.matches] if gw is not None and not promoted else []
     writes: list[tuple[str, dict[str, Any]]] = []
     kept: list[api.RouteRecord] = []
     for seen in ctx.obs.routes:
         records = _records_of(ctx.st, seen.name)
+        matches = _matches(ctx, records)
         if seen.spec is None:
             if records and seen.name in wanted:
                 kept.append(api.RouteRecord(name=seen.name, rules=records))
