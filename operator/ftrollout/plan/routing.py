@@ -210,6 +210,7 @@ def apply(
             "backendRefs": _split_refs([template], svc, weight),
         }
         new["rules"] = [added, *rules]
+        _check_limits(new)
         return new, [api.RuleRecord(rule=fingerprint(added), added=True)]
     out: list[Rule] = []
     made: list[api.RuleRecord] = []
@@ -221,7 +222,40 @@ def apply(
         made.append(api.RuleRecord(rule=fingerprint(rule), backend_refs=_canonical(refs)))
         out.append({**rule, "backendRefs": _split_refs(refs, svc, weight)})
     new["rules"] = out
+    _check_limits(new)
     return new, made
+
+
+# Gateway API v1 (HTTPRoute CRD validation): the apiserver rejects a route past these.
+MAX_RULES = 16
+MAX_BACKEND_REFS = 16
+MAX_WEIGHT = 1_000_000
+
+
+def _check_limits(spec: dict[str, Any]) -> None:
+    """Raise RoutingError naming the limit a split route would pass (the write would be
+    rejected with 422 at every reconcile while the step waits)."""
+    rules = spec.get("rules") or []
+    if len(rules) > MAX_RULES:
+        raise RoutingError(
+            f"the split needs {len(rules)} rules, Gateway API allows {MAX_RULES} rules per "
+            "HTTPRoute: remove a rule, or leave out spec.trafficRouting.gatewayAPI.matches "
+            "(the added rule)"
+        )
+    for i, rule in enumerate(rules):
+        refs = rule.get("backendRefs") or []
+        if len(refs) > MAX_BACKEND_REFS:
+            raise RoutingError(
+                f"rule {i} needs {len(refs)} backendRefs with the free-threaded Service, "
+                f"Gateway API allows {MAX_BACKEND_REFS} backendRefs per rule"
+            )
+        heaviest = max((int(r.get("weight", 1)) for r in refs), default=0)
+        if heaviest > MAX_WEIGHT:
+            raise RoutingError(
+                f"rule {i}: its backendRef weights are scaled by 100 to split the stable one, "
+                f"which gives {heaviest}, above Gateway API's maximum {MAX_WEIGHT}: use smaller "
+                "weights in that rule (their ratios are what counts)"
+            )
 
 
 def rule_weights(spec: dict[str, Any] | None, svc: Services) -> list[int]:
@@ -353,7 +387,8 @@ def problem(ctx: Ctx) -> str | None:
         if spec is None:
             return f"HTTPRoute {ref.name!r} not found in this namespace"
         try:
-            apply(spec, _records_of(ctx.st, ref.name), svc, 1, [])
+            records = _records_of(ctx.st, ref.name)
+            apply(spec, records, svc, 1, _matches(ctx, records))
         except RoutingError as exc:
             return f"HTTPRoute {ref.name!r}: {exc}"
     return None
@@ -442,6 +477,9 @@ def plan_routes(ctx: Ctx) -> list[tuple[str, dict[str, Any]]]:
         if rules:
             kept.append(api.RouteRecord(name=seen.name, rules=rules))
     if why is not None:
+        old = next((c for c in ctx.st.conditions if c.type == CONDITION), None)
+        if old is None or (old.status, old.message) != ("False", why):
+            ctx.event("Warning", REASON_ROUTING_ERROR, f"traffic routing: {why}")
         _condition(ctx, "False", REASON_ROUTING_ERROR, why)
     elif gw is not None:
         _condition(ctx, "True", "WeightSet", f"free-threaded weight {weight}% on the routes")

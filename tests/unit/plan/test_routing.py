@@ -263,3 +263,24 @@ def test_user_rules_added_mid_rollout_are_preserved(
     ft_rules = [x for x in r2["rules"] if any(b["name"] == "app-ft" for b in x["backendRefs"])]
     assert len(r2["rules"]) == len(expected["rules"]) + added
     assert len(ft_rules) <= len(expected["rules"]) + added
+
+
+SIXTEEN_RULES = route(*(rule(ref("app", port=80), path=f"/p{i}") for i in range(16)))
+SIXTEEN_REFS = route(rule(ref("app", port=80), *(ref(f"o{i}", port=80) for i in range(15))))
+HEAVY = route(rule(ref("app", 20000, port=80), ref("other", 20000, port=80)))
+
+
+@pytest.mark.parametrize(
+    ("user", "matches", "limit"),
+    [
+        (SIXTEEN_RULES, [{"path": {"type": "PathPrefix", "value": "/catalog"}}], "16 rules"),
+        (SIXTEEN_REFS, [], "16 backendRefs"),
+        (HEAVY, [], "1000000"),
+    ],
+)
+def test_a_split_past_gateway_api_limits_is_refused_with_the_limit(
+    user: dict[str, Any], matches: list[dict[str, Any]], limit: str
+) -> None:
+    # The apiserver rejects such a route (422): the planner says why instead of writing it.
+    with pytest.raises(RoutingError, match=limit):
+        apply(user, [], SVC, 10, matches)

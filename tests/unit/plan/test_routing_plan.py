@@ -322,3 +322,25 @@ def test_a_step_edited_during_a_guardrail_hold_does_not_move_the_route() -> None
         sim.step(1.0)
     assert sim.status.phase == api.Phase.PAUSED
     assert sim.weights == [10], (sim.weights, sim.status.weight, sim.ft)
+
+
+def test_a_route_past_gateway_api_limits_is_never_written_and_the_condition_says_why() -> None:
+    full: dict[str, Any] = {
+        "parentRefs": [{"name": "gw"}],
+        "rules": [
+            {
+                "matches": [{"path": {"type": "Exact", "value": f"/p{i}"}}],
+                "backendRefs": [{"name": "app", "port": 8080}],
+            }
+            for i in range(16)
+        ],
+    }
+    matches = [{"path": {"type": "PathPrefix", "value": "/catalog"}}]
+    sim = RoutedSim(routed_spec(matches=matches), route=copy.deepcopy(full))
+    sim.run(3)
+    assert sim.route == full
+    assert sim.status.phase == api.Phase.PENDING
+    c = cond(sim.status, "TrafficRouted")
+    assert c.status == "False"
+    assert "16 rules" in c.message
+    assert "RoutingError" in sim.all_events()
