@@ -457,6 +457,27 @@ async def test_promotion_moves_the_route_to_100_before_the_standard_track_goes(
     assert rules(kmock) == [split(MAIN, 100), STATIC]
 
 
+async def test_a_rule_another_rollout_splits_is_refused_naming_it(kmock: Any) -> None:
+    shell = routed(kmock)
+    shared = {
+        "matches": path("/"),
+        "backendRefs": [ref("web", 100), ref("shop", 90), ref("shop-ft", 10)],
+    }
+    kmock.objects[ROUTES, NS, "web"] = httproute([shared, STATIC])
+    shell.state.cache.set_rollout_target(NS, "shop", "shop")  # the watch saw rollout shop
+    for _ in range(3):
+        await shell.reconcile()
+    shell.watch_deployment("web-ft", replicas=1, readyReplicas=1)
+    await shell.reconcile()
+    assert route_patches(shell.new_requests()) == []
+    assert rules(kmock) == [shared, STATIC]
+    st = shell.body()["status"]
+    cond = {c["type"]: c for c in st["conditions"]}["TrafficRouted"]
+    assert (cond["status"], cond["reason"]) == ("False", "RoutingError")
+    assert "rollout 'shop'" in cond["message"]
+    assert st["phase"] == "Pending"
+
+
 def test_an_httproute_change_wakes_the_rollouts_naming_the_route() -> None:
     # A GitOps re-apply of the route after promotion must be undone within one event
     # round-trip, not at the next resync (the standard track has no pods then).

@@ -52,6 +52,8 @@ class Services:
 
     stable: str
     free_threaded: str
+    # (Service, rollout): other rollouts' free-threaded Services in the namespace
+    others: tuple[tuple[str, str], ...] = ()
 
 
 def ft_service_name(target: str) -> str:
@@ -219,11 +221,25 @@ def apply(
         if not _has_stable(rule, svc):
             out.append(rule)
             continue
+        _check_not_shared(rule, svc)
         made.append(api.RuleRecord(rule=fingerprint(rule), backend_refs=_canonical(refs)))
         out.append({**rule, "backendRefs": _split_refs(refs, svc, weight)})
     new["rules"] = out
     _check_limits(new)
     return new, made
+
+
+def _check_not_shared(rule: Rule, svc: Services) -> None:
+    """Two rollouts splitting one rule would each undo the other's edit at every reconcile:
+    the rule another rollout splits already is refused, naming it."""
+    for ref in rule.get("backendRefs") or []:
+        for service, rollout in svc.others:
+            if _is_service(ref, service):
+                raise RoutingError(
+                    f"a rule sending to {svc.stable!r} is split by rollout {rollout!r} already "
+                    f"(backendRef {service!r}): two rollouts cannot split one rule; give each "
+                    "Service its own rule, or use spec.trafficRouting.gatewayAPI.matches"
+                )
 
 
 # Gateway API v1 (HTTPRoute CRD validation): the apiserver rejects a route past these.
@@ -283,7 +299,11 @@ def gateway(ctx: Ctx) -> api.GatewayAPIRouting | None:
 def services(ctx: Ctx) -> Services:
     gw = gateway(ctx)
     ft = ft_service_name(ctx.spec.target_ref.name)
-    return Services(stable=gw.stable_service if gw is not None else "", free_threaded=ft)
+    return Services(
+        stable=gw.stable_service if gw is not None else "",
+        free_threaded=ft,
+        others=ctx.obs.other_ft_services,
+    )
 
 
 def routing_on(ctx: Ctx) -> bool:

@@ -284,3 +284,16 @@ def test_a_split_past_gateway_api_limits_is_refused_with_the_limit(
     # The apiserver rejects such a route (422): the planner says why instead of writing it.
     with pytest.raises(RoutingError, match=limit):
         apply(user, [], SVC, 10, matches)
+
+
+def test_a_rule_another_rollout_splits_is_refused_naming_it() -> None:
+    # Two rollouts whose stable Services share one rule would undo each other's edit at every
+    # reconcile: the second one is refused, the first keeps its split.
+    a = Services(stable="a", free_threaded="a-ft", others=(("b-ft", "rollout-b"),))
+    b = Services(stable="b", free_threaded="b-ft", others=(("a-ft", "rollout-a"),))
+    shared = route(rule(ref("a", 1, port=80), ref("b", 1, port=80)))
+    split_a, rec_a = apply(shared, [], a, 10, [])
+    with pytest.raises(RoutingError, match="'rollout-a'"):
+        apply(split_a, [], b, 10, [])
+    again, _ = apply(split_a, rec_a, a, 10, [])
+    assert again == split_a

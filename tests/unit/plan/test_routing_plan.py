@@ -344,3 +344,25 @@ def test_a_route_past_gateway_api_limits_is_never_written_and_the_condition_says
     assert c.status == "False"
     assert "16 rules" in c.message
     assert "RoutingError" in sim.all_events()
+
+
+def test_a_rule_split_by_another_rollout_is_never_written() -> None:
+    shared: dict[str, Any] = {
+        "rules": [
+            {
+                "backendRefs": [
+                    {"name": "app", "port": 8080, "weight": 90},
+                    {"name": "other-ft", "port": 8080, "weight": 10},
+                    {"name": "other", "port": 8080, "weight": 100},
+                ]
+            }
+        ]
+    }
+    sim = RoutedSim(routed_spec(), route=copy.deepcopy(shared))
+    for _ in range(3):
+        sim.step(1.0, other_ft_services=(("other-ft", "other"),))
+    assert sim.route == shared
+    assert sim.status.phase == api.Phase.PENDING
+    c = cond(sim.status, "TrafficRouted")
+    assert c.status == "False"
+    assert "'other'" in c.message
