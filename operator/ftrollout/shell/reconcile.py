@@ -12,9 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ftrollout.model import api
-from ftrollout.plan import FIELD_MANAGER, Observation, PodGil, Result, Workload, plan
+from ftrollout.plan import FIELD_MANAGER, Observation, PodGil, Result, Workload, plan, routing
 from ftrollout.plan import baseline as plan_baseline
-from ftrollout.plan import routing
 from ftrollout.plan import twin as workloads
 from ftrollout.plan.observe import (
     DeploymentSummary,
