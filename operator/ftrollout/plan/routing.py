@@ -198,19 +198,28 @@ def apply(
     if weight <= 0:
         return base, []
     rules: list[Rule] = list(base.get("rules") or [])
-    stable = next(
-        (r for rule in rules for r in rule.get("backendRefs") or [] if _is_service(r, svc.stable)),
-        None,
+    source, stable = next(
+        (
+            (rule, r)
+            for rule in rules
+            for r in rule.get("backendRefs") or []
+            if _is_service(r, svc.stable)
+        ),
+        ({}, None),
     )
     if stable is None:
         raise RoutingError(f"no rule sends to the stable Service {svc.stable!r}")
     new = dict(base)
     if matches:
-        template = {k: v for k, v in stable.items() if k not in ("weight", "filters")}
+        # The matched requests went through the first rule sending to the stable Service: its
+        # filters and timeouts, and the backend's port and filters, apply to both shares.
+        template = {k: v for k, v in stable.items() if k != "weight"}
         added: Rule = {
             "matches": [_with_defaults(m) for m in matches],
+            **{k: copy.deepcopy(source[k]) for k in RULE_SETTINGS if k in source},
             "backendRefs": _split_refs([template], svc, weight),
         }
+        _check_prefix_rewrite(added)
         new["rules"] = [added, *rules]
         _check_limits(new)
         return new, [api.RuleRecord(rule=fingerprint(added), added=True)]
@@ -227,6 +236,28 @@ def apply(
     new["rules"] = out
     _check_limits(new)
     return new, made
+
+
+# What a rule carries besides its matches and backendRefs (Gateway API v1 HTTPRouteRule).
+RULE_SETTINGS = ("filters", "timeouts", "retry", "sessionPersistence")
+
+
+def _check_prefix_rewrite(rule: Rule) -> None:
+    """Gateway API accepts a ReplacePrefixMatch rewrite or redirect only in a rule whose
+    matches are all PathPrefix: the rule's copied filter would make the route rejected."""
+    refs = [rule, *(rule.get("backendRefs") or [])]
+    filters = [f for r in refs for f in r.get("filters") or []]
+    paths = [
+        ((f.get("urlRewrite") or f.get("requestRedirect") or {}).get("path") or {}).get("type")
+        for f in filters
+    ]
+    types = {(m.get("path") or {}).get("type") for m in rule.get("matches") or []}
+    if "ReplacePrefixMatch" in paths and types != {"PathPrefix"}:
+        raise RoutingError(
+            "the rule sending to the stable Service rewrites with ReplacePrefixMatch, which "
+            "Gateway API allows only with PathPrefix matches: give every "
+            "spec.trafficRouting.gatewayAPI.matches entry a PathPrefix path"
+        )
 
 
 def _check_not_shared(rule: Rule, svc: Services) -> None:

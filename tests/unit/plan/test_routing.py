@@ -297,3 +297,43 @@ def test_a_rule_another_rollout_splits_is_refused_naming_it() -> None:
         apply(split_a, [], b, 10, [])
     again, _ = apply(split_a, rec_a, a, 10, [])
     assert again == split_a
+
+
+def test_the_added_rule_keeps_the_filters_timeouts_and_port_of_the_rule_it_takes_from() -> None:
+    # The matched requests used to go through the user's rule: its URL rewrite, header
+    # changes and timeouts apply to both shares of the added rule.
+    rewrite = {
+        "type": "URLRewrite",
+        "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/api/"}},
+    }
+    header = {
+        "type": "RequestHeaderModifier",
+        "requestHeaderModifier": {"set": [{"name": "x-env", "value": "prod"}]},
+    }
+    user = route(
+        rule(
+            ref("app", port=8080, filters=[header]),
+            path="/",
+            filters=[rewrite],
+            timeouts={"request": "5s"},
+        )
+    )
+    new, records = apply(user, [], SVC, 10, [{"path": {"type": "PathPrefix", "value": "/c"}}])
+    added = new["rules"][0]
+    assert added["filters"] == [rewrite]
+    assert added["timeouts"] == {"request": "5s"}
+    assert [(r["name"], r["port"], r.get("filters")) for r in added["backendRefs"]] == [
+        ("app", 8080, [header]),
+        ("app-ft", 8080, [header]),
+    ]
+    assert restore(new, records, SVC) == user
+
+
+def test_a_prefix_rewrite_copied_beside_an_exact_match_is_refused() -> None:
+    rewrite = {
+        "type": "URLRewrite",
+        "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/api/"}},
+    }
+    user = route(rule(ref("app"), path="/", filters=[rewrite]))
+    with pytest.raises(RoutingError, match="PathPrefix"):
+        apply(user, [], SVC, 10, [{"path": {"type": "Exact", "value": "/c"}}])
