@@ -368,7 +368,13 @@ def capacity_floor(ctx: Ctx) -> tuple[int, int]:
     if any(r.spec is None for r in ctx.obs.routes):
         shares.append(0)
     low, high = (min(shares), max(shares)) if shares else (0, 0)
-    return math.ceil(n * (100 - low) / 100), math.ceil(n * high / 100)
+    std = math.ceil(n * (100 - low) / 100)
+    if ctx.st.phase == Phase.PROMOTED and ctx.obs.target is not None:
+        # Promoted, the floor holds standard pods until the routes are seen at 100 but starts
+        # none: a route reverted by someone else (GitOps) is split again in this reconcile,
+        # and N pods started for it would be stopped at the next.
+        std = min(std, ctx.obs.target.replicas)
+    return std, math.ceil(n * high / 100)
 
 
 def _rule_shares(spec: dict[str, Any] | None, svc: Services) -> list[int]:

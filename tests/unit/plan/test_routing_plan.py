@@ -366,3 +366,11 @@ def test_a_rule_split_by_another_rollout_is_never_written() -> None:
     c = cond(sim.status, "TrafficRouted")
     assert c.status == "False"
     assert "'other'" in c.message
+
+
+def test_a_route_reverted_after_promotion_is_split_again_without_starting_standard_pods() -> None:
+    sim = promoted_sim()
+    sim.route = copy.deepcopy(USER_ROUTE)  # Argo CD self-heal / Flux re-applies Git's route
+    sim.step(1.0)
+    assert sim.weights == [100]  # written back at once
+    assert sim.std.replicas == 0, sim.std
