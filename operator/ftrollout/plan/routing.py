@@ -13,8 +13,9 @@ Two layers, both pure:
 
 - The weight (`desired_weight`) and what it means for replicas (`capacity_floor`): the weight
   sent to the routes is the share of free-threaded capacity that is Ready, never more than the
-  step's weight, and it is lowered only as far as Ready standard pods take; promotion is 100 and anything else (rollback, pending, failed, routing removed
-  from the spec) restores the routes. Each track keeps the replicas for the traffic the routes
+  step's weight, and it is lowered only as far as Ready standard pods take; promotion is 100
+  and anything else (rollback, pending, failed, routing removed from the spec) restores the
+  routes. Each track keeps the replicas for the traffic the routes
   send it *as observed*: the free-threaded track is not lowered while the route still sends to
   it (so a rollback restores the route first, then scales down), and the standard track is not
   lowered while it still receives traffic (so a promotion moves the route to 100 first).
