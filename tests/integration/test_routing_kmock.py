@@ -11,6 +11,7 @@ merge patch carrying another resourceVersion than the stored one is refused with
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from typing import Any
 
@@ -32,6 +33,9 @@ from test_handlers_kmock import (
     target_deployment,
     writes,
 )
+
+from ftrollout.shell import handlers
+from ftrollout.shell.state import State
 
 ROUTES = "gateway.networking.k8s.io/v1/httproutes"
 SERVICES = "v1/services"
@@ -537,3 +541,67 @@ async def test_promote_after_routing_was_removed_leaves_the_stable_service_its_p
         )
     ]  # fmt: skip
     assert "spec.trafficRouting" in ignored
+
+
+async def test_a_rule_another_rollout_splits_is_refused_naming_it(kmock: Any) -> None:
+    shell = routed(kmock)
+    shared = {
+        "matches": path("/"),
+        "backendRefs": [ref("web", 100), ref("shop", 90), ref("shop-ft", 10)],
+    }
+    kmock.objects[ROUTES, NS, "web"] = httproute([shared, STATIC])
+    shell.state.cache.set_rollout_target(NS, "shop", "shop")  # the watch saw rollout shop
+    for _ in range(3):
+        await shell.reconcile()
+    shell.watch_deployment("web-ft", replicas=1, readyReplicas=1)
+    await shell.reconcile()
+    assert route_patches(shell.new_requests()) == []
+    assert rules(kmock) == [shared, STATIC]
+    st = shell.body()["status"]
+    cond = {c["type"]: c for c in st["conditions"]}["TrafficRouted"]
+    assert (cond["status"], cond["reason"]) == ("False", "RoutingError")
+    assert "rollout 'shop'" in cond["message"]
+    assert st["phase"] == "Pending"
+
+
+def test_an_httproute_change_wakes_the_rollouts_naming_the_route() -> None:
+    # A GitOps re-apply of the route after promotion must be undone within one event
+    # round-trip, not at the next resync (the standard track has no pods then).
+    watched = {
+        (h.selector.group, h.selector.plural or h.selector.any_name)
+        for h in handlers.kopf.get_default_registry()._watching.get_all_handlers()
+        if h.selector is not None
+    }
+    assert ("gateway.networking.k8s.io", "httproutes") in watched
+    state = State()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(handlers, "STATE", state)
+        body = rollout_body()
+        body["spec"]["trafficRouting"] = {
+            "gatewayAPI": {"httpRoutes": [{"name": "web"}], "stableService": "web"}
+        }
+        body["status"] = {"trafficRouting": {"weight": 10, "routes": [{"name": "old"}]}}
+        other = rollout_body()
+        other["metadata"]["name"] = "other"
+
+        async def run() -> tuple[bool, bool, bool]:
+            for obj in (body, other):
+                state.pokes[(NS, obj["metadata"]["name"])] = asyncio.Event()
+                await handlers.rollout_event(
+                    event={"type": "ADDED", "object": obj},
+                    name=obj["metadata"]["name"],
+                    namespace=NS,
+                    spec=obj["spec"],
+                )
+                state.pokes[(NS, obj["metadata"]["name"])].clear()
+            out = []
+            for route in ("web", "old"):
+                route_obj = {"metadata": {"name": route, "namespace": NS}, "spec": {}}
+                await handlers.httproute_event(
+                    event={"type": "MODIFIED", "object": route_obj}, body=route_obj
+                )
+                out.append(state.pokes[(NS, "web")].is_set())
+                state.pokes[(NS, "web")].clear()
+            return out[0], out[1], state.pokes[(NS, "other")].is_set()
+
+        assert asyncio.run(run()) == (True, True, False)

@@ -46,7 +46,7 @@ NAMESPACED_RULES: dict[tuple[str, str], set[str]] = {
     ("", f"configmaps/{PROBE_CONFIGMAP}"): {"get", "update"},
     ("freethreaded.dev", "freethreadedrollouts/finalizers"): {"update"},
     ("", "services"): {"get", "create", "patch", "delete"},
-    ("gateway.networking.k8s.io", "httproutes"): {"get", "patch"},
+    ("gateway.networking.k8s.io", "httproutes"): {"get", "list", "watch", "patch"},
 }
 CLUSTER_ONLY_RULES: dict[tuple[str, str], set[str]] = {
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},

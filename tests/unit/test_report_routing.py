@@ -49,6 +49,7 @@ def test_with_routing_the_share_is_of_requests_on_pods_with_the_gil_off() -> Non
     assert "5 req/s of 100 req/s on free-threaded pods with the GIL off" in kpi.detail
     assert "5 req/s on free-threaded pods with the GIL on or not known" in kpi.detail
     assert "route weight 10%" in kpi.detail
+    assert "window (5m by default), readiness-probe requests included" in kpi.detail
     # The replica share would have said 40 % (4 of 10 Ready pods): not what the users get.
     assert report.gil_off_share(status).value == pytest.approx(40.0)
 
@@ -142,6 +143,23 @@ def test_request_counts_query_each_track_with_its_pods() -> None:
     got, _ = plugin.request_counts("u", "shop", "web", pods, report.REQUESTS_QUERY, {}, fake)
     assert got is not None
     assert got.gil_off is None
+
+
+def test_a_requests_query_without_pods_counts_each_pod_once_in_its_own_track() -> None:
+    # An overridden query by namespace only: each track's query returns the pods of both.
+    def fake(url: str, q: str) -> Any:
+        return [{"metric": {"pod": p}, "value": [0, str(v)]} for p, v in RATES.items()]
+
+    pods = {"free-threaded": list(FT_PODS), "standard": list(STD_PODS)}
+    gil = {"web-ft-h-1": plugin.PodGil(False), "web-ft-h-2": plugin.PodGil(False)}
+    template = 'sum by (pod) (rate(http_requests_total{namespace="{{namespace}}"}[5m]))'
+    got, why = plugin.request_counts("http://prom", "shop", "web", pods, template, gil, fake)
+    assert got is not None, why
+    assert set(got.free_threaded) == set(FT_PODS)
+    assert set(got.standard) == set(STD_PODS)
+    spec, status = routed()
+    kpi = report.gil_off_share(status, spec, got)
+    assert kpi.value == pytest.approx(10.0)
 
 
 @pytest.mark.parametrize(

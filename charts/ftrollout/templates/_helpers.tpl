@@ -124,8 +124,10 @@ operator calls; each rule names its user. Cluster-scoped extras live in rbac.yam
   resources: ["services"]
   verbs: ["get", "create", "patch", "delete"]
 # The HTTPRoutes a rollout names: read, and their rules' backendRefs patched (with the
-# resourceVersion read, so a concurrent edit is never overwritten). Read per reconcile: no watch.
+# resourceVersion read: an edit between the read and the write makes the write fail, and the
+# next reconcile starts from it). Watched, so a route re-applied by someone else (GitOps) is
+# split again at once; without the Gateway API CRDs the watch only waits for them.
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["httproutes"]
-  verbs: ["get", "patch"]
+  verbs: ["get", "list", "watch", "patch"]
 {{- end }}

@@ -1018,6 +1018,9 @@ def request_counts(
     for track, by_pod in rates.items():
         if not pods.get(track):
             continue  # no pod of this track runs: it serves no requests
+        # A query without {{pods}} (an override by namespace or app) returns both tracks' pods
+        # for each track: a sample counts only under the track its pod belongs to.
+        own = set(pods[track])
         q = expand(template, namespace=namespace, rollout=rollout, track=track, pods=pods[track])
         try:
             result = query(url, q)
@@ -1032,7 +1035,7 @@ def request_counts(
             v = read_vector([sample]).value
             if not isinstance(pod, str) or not pod:
                 return None, "the request-count query must keep the pod label (sum by (pod))"
-            if v is not None:
+            if v is not None and pod in own:
                 by_pod[pod] = by_pod.get(pod, 0.0) + v
     if not any(rates.values()):
         return None, f"no request counts in Prometheus for the tracks' pods ({template})"

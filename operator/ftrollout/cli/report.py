@@ -243,6 +243,9 @@ def gil_off_share(
         detail += f"; {_rate(rest)} on free-threaded pods with the GIL on or not known"
     if status.traffic_routing is not None:
         detail += f"; route weight {status.traffic_routing.weight}%"
+    # A rate lags a weight change by its window, and probes are requests too: said, so a
+    # share just after a step, or on a quiet service, is read for what it is.
+    detail += "; rates over the query's window (5m by default), readiness-probe requests included"
     if requests.source:
         detail += f"; {requests.source}"
     return Kpi("gil_off_share", TITLES["gil_off_share"], share, f"{share:.1f} %", detail)

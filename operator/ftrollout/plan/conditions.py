@@ -8,6 +8,11 @@ from ftrollout.plan.context import Ctx
 from ftrollout.plan.types import Observation, rfc3339
 
 
+def held_by_guardrail(st: api.RolloutStatus) -> bool:
+    """Paused by a guardrail or an inconclusive analysis (their message says `paused (...)`)."""
+    return st.phase == Phase.PAUSED and st.message.startswith("paused (")
+
+
 def cond(ctx: Ctx, type_: str, status: str, reason: str, message: str) -> None:
     ctx.update(conditions=set_condition(ctx.st.conditions, type_, status, reason, message, ctx.obs))
 

@@ -11,10 +11,10 @@ routes send it as observed, and the standard track stays at N until promotion.
 
 from __future__ import annotations
 
-from ftrollout.model import api
 from ftrollout.model.api import Phase
 from ftrollout.plan import routing
 from ftrollout.plan.bake import warm_standard
+from ftrollout.plan.conditions import held_by_guardrail
 from ftrollout.plan.context import Ctx
 from ftrollout.plan.twin import split, twin_name
 from ftrollout.plan.types import FIELD_MANAGER, Workload
@@ -47,11 +47,6 @@ def step_split(ctx: Ctx, weight: int) -> tuple[int, int]:
     if routing.gateway(ctx) is not None or routing.removed(ctx):
         std = n
     return max(std, warm_standard(ctx, weight)), ft
-
-
-def held_by_guardrail(st: api.RolloutStatus) -> bool:
-    """Paused by a guardrail or an inconclusive analysis (their message says `paused (...)`)."""
-    return st.phase == Phase.PAUSED and st.message.startswith("paused (")
 
 
 def standard_to_write(ctx: Ctx) -> int:

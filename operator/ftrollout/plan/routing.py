@@ -13,8 +13,9 @@ Two layers, both pure:
 
 - The weight (`desired_weight`) and what it means for replicas (`capacity_floor`): the weight
   sent to the routes is the share of free-threaded capacity that is Ready, never more than the
-  step's weight; promotion is 100 and anything else (rollback, pending, failed, routing removed
-  from the spec) restores the routes. Each track keeps the replicas for the traffic the routes
+  step's weight, and it is lowered only as far as Ready standard pods take; promotion is 100
+  and anything else (rollback, pending, failed, routing removed from the spec) restores the
+  routes. Each track keeps the replicas for the traffic the routes
   send it *as observed*: the free-threaded track is not lowered while the route still sends to
   it (so a rollback restores the route first, then scales down), and the standard track is not
   lowered while it still receives traffic (so a promotion moves the route to 100 first).
@@ -39,7 +40,7 @@ from typing import Any
 
 from ftrollout.model import api
 from ftrollout.model.api import Phase
-from ftrollout.plan.conditions import cond
+from ftrollout.plan.conditions import cond, held_by_guardrail
 from ftrollout.plan.context import Ctx
 from ftrollout.plan.twin import twin_name
 
@@ -64,6 +65,8 @@ class Services:
 
     stable: str
     free_threaded: str
+    # (Service, rollout): other rollouts' free-threaded Services in the namespace
+    others: tuple[tuple[str, str], ...] = ()
 
 
 def ft_service_name(target: str) -> str:
@@ -208,20 +211,30 @@ def apply(
     if weight <= 0:
         return base, []
     rules: list[Rule] = list(base.get("rules") or [])
-    stable = next(
-        (r for rule in rules for r in rule.get("backendRefs") or [] if _is_service(r, svc.stable)),
-        None,
+    source, stable = next(
+        (
+            (rule, r)
+            for rule in rules
+            for r in rule.get("backendRefs") or []
+            if _is_service(r, svc.stable)
+        ),
+        ({}, None),
     )
     if stable is None:
         raise RoutingError(f"no rule sends to the stable Service {svc.stable!r}")
     new = dict(base)
     if matches:
-        template = {k: v for k, v in stable.items() if k not in ("weight", "filters")}
+        # The matched requests went through the first rule sending to the stable Service: its
+        # filters and timeouts, and the backend's port and filters, apply to both shares.
+        template = {k: v for k, v in stable.items() if k != "weight"}
         added: Rule = {
             "matches": [_with_defaults(m) for m in matches],
+            **{k: copy.deepcopy(source[k]) for k in RULE_SETTINGS if k in source},
             "backendRefs": _split_refs([template], svc, weight),
         }
+        _check_prefix_rewrite(added)
         new["rules"] = [added, *rules]
+        _check_limits(new)
         return new, [api.RuleRecord(rule=fingerprint(added), added=True)]
     out: list[Rule] = []
     made: list[api.RuleRecord] = []
@@ -230,10 +243,79 @@ def apply(
         if not _has_stable(rule, svc):
             out.append(rule)
             continue
+        _check_not_shared(rule, svc)
         made.append(api.RuleRecord(rule=fingerprint(rule), backend_refs=_canonical(refs)))
         out.append({**rule, "backendRefs": _split_refs(refs, svc, weight)})
     new["rules"] = out
+    _check_limits(new)
     return new, made
+
+
+# What a rule carries besides its matches and backendRefs (Gateway API v1 HTTPRouteRule).
+RULE_SETTINGS = ("filters", "timeouts", "retry", "sessionPersistence")
+
+
+def _check_prefix_rewrite(rule: Rule) -> None:
+    """Gateway API accepts a ReplacePrefixMatch rewrite or redirect only in a rule whose
+    matches are all PathPrefix: the rule's copied filter would make the route rejected."""
+    refs = [rule, *(rule.get("backendRefs") or [])]
+    filters = [f for r in refs for f in r.get("filters") or []]
+    paths = [
+        ((f.get("urlRewrite") or f.get("requestRedirect") or {}).get("path") or {}).get("type")
+        for f in filters
+    ]
+    types = {(m.get("path") or {}).get("type") for m in rule.get("matches") or []}
+    if "ReplacePrefixMatch" in paths and types != {"PathPrefix"}:
+        raise RoutingError(
+            "the rule sending to the stable Service rewrites with ReplacePrefixMatch, which "
+            "Gateway API allows only with PathPrefix matches: give every "
+            "spec.trafficRouting.gatewayAPI.matches entry a PathPrefix path"
+        )
+
+
+def _check_not_shared(rule: Rule, svc: Services) -> None:
+    """Two rollouts splitting one rule would each undo the other's edit at every reconcile:
+    the rule another rollout splits already is refused, naming it."""
+    for ref in rule.get("backendRefs") or []:
+        for service, rollout in svc.others:
+            if _is_service(ref, service):
+                raise RoutingError(
+                    f"a rule sending to {svc.stable!r} is split by rollout {rollout!r} already "
+                    f"(backendRef {service!r}): two rollouts cannot split one rule; give each "
+                    "Service its own rule, or use spec.trafficRouting.gatewayAPI.matches"
+                )
+
+
+# Gateway API v1 (HTTPRoute CRD validation): the apiserver rejects a route past these.
+MAX_RULES = 16
+MAX_BACKEND_REFS = 16
+MAX_WEIGHT = 1_000_000
+
+
+def _check_limits(spec: dict[str, Any]) -> None:
+    """Raise RoutingError naming the limit a split route would pass (the write would be
+    rejected with 422 at every reconcile while the step waits)."""
+    rules = spec.get("rules") or []
+    if len(rules) > MAX_RULES:
+        raise RoutingError(
+            f"the split needs {len(rules)} rules, Gateway API allows {MAX_RULES} rules per "
+            "HTTPRoute: remove a rule, or leave out spec.trafficRouting.gatewayAPI.matches "
+            "(the added rule)"
+        )
+    for i, rule in enumerate(rules):
+        refs = rule.get("backendRefs") or []
+        if len(refs) > MAX_BACKEND_REFS:
+            raise RoutingError(
+                f"rule {i} needs {len(refs)} backendRefs with the free-threaded Service, "
+                f"Gateway API allows {MAX_BACKEND_REFS} backendRefs per rule"
+            )
+        heaviest = max((int(r.get("weight", 1)) for r in refs), default=0)
+        if heaviest > MAX_WEIGHT:
+            raise RoutingError(
+                f"rule {i}: its backendRef weights are scaled by 100 to split the stable one, "
+                f"which gives {heaviest}, above Gateway API's maximum {MAX_WEIGHT}: use smaller "
+                "weights in that rule (their ratios are what counts)"
+            )
 
 
 def rule_weights(spec: dict[str, Any] | None, svc: Services) -> list[int]:
@@ -262,7 +344,7 @@ def services(ctx: Ctx) -> Services:
     gw = gateway(ctx)
     ft = ft_service_name(ctx.spec.target_ref.name)
     stable = gw.stable_service if gw is not None else _stable_beside(ctx, ft)
-    return Services(stable=stable, free_threaded=ft)
+    return Services(stable=stable, free_threaded=ft, others=ctx.obs.other_ft_services)
 
 
 def _stable_beside(ctx: Ctx, ft: str) -> str:
@@ -397,7 +479,13 @@ def capacity_floor(ctx: Ctx) -> tuple[int, int]:
     if any(r.spec is None for r in ctx.obs.routes):
         shares.append(0)
     low, high = (min(shares), max(shares)) if shares else (0, 0)
-    return math.ceil(n * (100 - low) / 100), math.ceil(n * high / 100)
+    std = math.ceil(n * (100 - low) / 100)
+    if ctx.st.phase == Phase.PROMOTED and ctx.obs.target is not None:
+        # Promoted, the floor holds standard pods until the routes are seen at 100 but starts
+        # none: a route reverted by someone else (GitOps) is split again in this reconcile,
+        # and N pods started for it would be stopped at the next.
+        std = min(std, ctx.obs.target.replicas)
+    return std, math.ceil(n * high / 100)
 
 
 def _rule_shares(spec: dict[str, Any] | None, svc: Services) -> list[int]:
@@ -417,17 +505,35 @@ def target_weight(ctx: Ctx) -> int:
     if phase == Phase.PROMOTED:
         return 100
     if phase in (Phase.PROGRESSING, Phase.PAUSED) and ctx.st.step_index is not None:
+        if held_by_guardrail(ctx.st) and ctx.st.weight is not None:
+            # The share in force, like the replicas: an edit of spec.steps applies on resume,
+            # not while the free-threaded pods are under suspicion.
+            return ctx.st.weight
         return ctx.spec.steps[ctx.st.step_index].weight
     return 0
 
 
 def desired_weight(ctx: Ctx) -> int:
-    """Traffic moves only to Ready pods: min(step weight, 100 * Ready free-threaded / N)."""
+    """Traffic moves only to Ready pods, on both tracks.
+
+    The free-threaded share is at most 100 * Ready free-threaded / N. Lowering it sends
+    the rest to the standard track, so the weight is lowered only as far as
+    100 - 100 * Ready standard / N: after promotion (standard at 0 or a few warm replicas) a
+    rollback moves traffic back as standard pods become Ready, and a free-threaded pod lost or
+    an HPA raising N leaves the weight where it is (the bounds conflict) rather than send
+    requests to a track with no pods. The lower bound never raises the weight past the step's.
+    """
     n = ctx.st.replicas.target
-    ready = ctx.obs.twin.ready if ctx.obs.twin is not None else 0
     if n <= 0:
         return 0
-    return min(target_weight(ctx), math.floor(100 * ready / n))
+    ft_ready = ctx.obs.twin.ready if ctx.obs.twin is not None else 0
+    std_ready = ctx.obs.target.ready if ctx.obs.target is not None else 0
+    weight = min(target_weight(ctx), math.floor(100 * ft_ready / n))
+    current = _current(ctx)
+    low = 100 - math.floor(100 * min(std_ready, n) / n)
+    if weight < current and weight < low:
+        return min(current, low)
+    return weight
 
 
 def _current(ctx: Ctx) -> int:
@@ -449,10 +555,27 @@ def problem(ctx: Ctx) -> str | None:
         if spec is None:
             return f"HTTPRoute {ref.name!r} not found in this namespace"
         try:
-            apply(spec, _records_of(ctx.st, ref.name), svc, 1, [])
+            records = _records_of(ctx.st, ref.name)
+            apply(spec, records, svc, 1, _matches(ctx, records))
         except RoutingError as exc:
             return f"HTTPRoute {ref.name!r}: {exc}"
     return None
+
+
+def _matches(ctx: Ctx, records: list[api.RuleRecord]) -> list[dict[str, Any]]:
+    """The spec's matches, or none: every rule is split.
+
+    Promoted: the standard track goes to 0, so every rule moves, not only the matching ones.
+    Leaving a promotion (rollback, failure) every rule still carries the split, and it goes
+    back rule by rule as the standard pods become Ready: the route keeps splitting every rule.
+    """
+    gw = gateway(ctx)
+    if gw is None or ctx.st.phase == Phase.PROMOTED:
+        return []
+    leaving = ctx.st.phase not in (Phase.PROGRESSING, Phase.PAUSED)
+    if leaving and records and not any(r.added for r in records):
+        return []
+    return [api.dump(m) for m in gw.matches]
 
 
 def _records_of(st: api.RolloutStatus, route: str) -> list[api.RuleRecord]:
@@ -496,14 +619,12 @@ def plan_routes(ctx: Ctx) -> list[tuple[str, dict[str, Any]]]:
     weight = desired_weight(ctx)
     why = problem(ctx)
     wanted = {r.name for r in gw.http_routes} if gw is not None else set()
-    # Promoted: the standard track goes to 0, so every rule moves, not only the matching ones.
-    promoted = ctx.st.phase == Phase.PROMOTED
-    matches = [api.dump(m) for m in gw.matches] if gw is not None and not promoted else []
     writes: list[tuple[str, dict[str, Any]]] = []
     kept: list[api.RouteRecord] = []
     deferred = False
     for seen in ctx.obs.routes:
         records = _records_of(ctx.st, seen.name)
+        matches = _matches(ctx, records)
         if seen.spec is None:
             if records and seen.name in wanted:
                 kept.append(api.RouteRecord(name=seen.name, rules=records))
@@ -534,6 +655,9 @@ def plan_routes(ctx: Ctx) -> list[tuple[str, dict[str, Any]]]:
             kept.append(api.RouteRecord(name=seen.name, rules=rules))
     std_ready = ctx.obs.target.ready if ctx.obs.target is not None else 0
     if why is not None:
+        old = next((c for c in ctx.st.conditions if c.type == CONDITION), None)
+        if old is None or (old.status, old.message) != ("False", why):
+            ctx.event("Warning", REASON_ROUTING_ERROR, f"traffic routing: {why}")
         _condition(ctx, "False", REASON_ROUTING_ERROR, why)
     elif deferred and gw is not None:
         _condition(

@@ -7,9 +7,10 @@ from ftrollout.model.durations import format_duration
 from ftrollout.plan import routing
 from ftrollout.plan.actions import promote_full_done, rollback
 from ftrollout.plan.analysis import analysis_ok_since, describe, inconclusive_since
+from ftrollout.plan.conditions import held_by_guardrail
 from ftrollout.plan.context import Ctx
 from ftrollout.plan.preflight import gate_key, preflight_settled
-from ftrollout.plan.replicas import held_by_guardrail, step_split
+from ftrollout.plan.replicas import step_split
 from ftrollout.plan.types import Workload, parse_time
 
 

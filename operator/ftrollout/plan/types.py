@@ -130,6 +130,9 @@ class Observation:
     # not found); routing_error: what the shell found wrong (the stable Service...).
     routes: tuple[RouteObservation, ...] = ()
     routing_error: str | None = None
+    # (Service, rollout): the free-threaded Services of the other rollouts in this namespace,
+    # to refuse a rule one of them splits already.
+    other_ft_services: tuple[tuple[str, str], ...] = ()
     # The Deployment named like the fresh baseline, when there is one (whoever owns it).
     baseline: Workload | None = None
     # Values the operator itself wrote to the target's spec.replicas lately (shell.state): one

@@ -34,6 +34,8 @@ class Cache:
     targets: dict[Key, set[str]] = field(default_factory=dict)
     rollout_targets: dict[Key, str] = field(default_factory=dict)
     rollout_created: dict[Key, str] = field(default_factory=dict)  # creationTimestamp
+    # (namespace, rollout) -> the HTTPRoutes it names or still has edits in, to route their events
+    rollout_routes: dict[Key, frozenset[str]] = field(default_factory=dict)
     # Crash terminations seen per (namespace, deployment), kept after the pod changes or goes:
     # a watch event may show a termination that the next event (or kwok) already overwrote.
     terminations: dict[Key, dict[tuple[str, str], Termination]] = field(default_factory=dict)
@@ -64,6 +66,20 @@ class Cache:
         if target is not None:
             self.rollout_targets[key] = target
             self.targets.setdefault((namespace, target), set()).add(rollout)
+
+    def set_rollout_routes(self, namespace: str, rollout: str, routes: Iterable[str]) -> None:
+        names = frozenset(routes)
+        if names:
+            self.rollout_routes[(namespace, rollout)] = names
+        else:
+            self.rollout_routes.pop((namespace, rollout), None)
+
+    def rollouts_for_route(self, namespace: str, route: str) -> set[str]:
+        return {
+            rollout
+            for (ns, rollout), names in self.rollout_routes.items()
+            if ns == namespace and route in names
+        }
 
     def claims(self, namespace: str, target: str) -> tuple[Claim, ...]:
         """Every rollout the watch has shown targeting `target`, with its creation time."""

@@ -43,6 +43,7 @@ async def rollout_event(
     namespace = namespace or ""
     if event.get("type") == "DELETED":
         STATE.cache.set_rollout_target(namespace, name, None)
+        STATE.cache.set_rollout_routes(namespace, name, ())
         STATE.pending_status.pop((namespace, name), None)
         STATE.deferred_status.pop((namespace, name), None)
         STATE.written_at.pop((namespace, name), None)
@@ -58,8 +59,18 @@ async def rollout_event(
     STATE.cache.set_rollout_target(
         namespace, name, target if isinstance(target, str) else None, str(created or "")
     )
+    STATE.cache.set_rollout_routes(namespace, name, _route_names(event.get("object") or {}))
     if not _own_status_echo(STATE, (namespace, name), event.get("object") or {}):
         STATE.poke(namespace, name)
+
+
+def _route_names(body: Any) -> list[str]:
+    """The HTTPRoutes a rollout names in its spec or still has edits in (its status), read
+    leniently: an invalid spec still gets its routes watched for the restore."""
+    raw = ((body.get("spec") or {}).get("trafficRouting") or {}).get("gatewayAPI") or {}
+    recorded = ((body.get("status") or {}).get("trafficRouting") or {}).get("routes") or []
+    refs = [*(raw.get("httpRoutes") or []), *recorded]
+    return [r["name"] for r in refs if isinstance(r, dict) and isinstance(r.get("name"), str)]
 
 
 def _own_status_echo(state: State, key: Key, body: Any) -> bool:
@@ -109,6 +120,19 @@ async def pod_event(*, event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
     names = STATE.cache.rollouts_for_pod(p)
     if names:
         STATE.poke(p.namespace, names)
+
+
+# An edit of a route by someone else (a GitOps tool re-applying it from Git, a person) is
+# acted on at once: after promotion the standard track has no pods, and a route sending to it
+# must not wait for the resync. Without the Gateway API CRDs kopf only warns that the resource
+# is unresolved, and starts watching once they are installed.
+@kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes")
+async def httproute_event(*, event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    meta = body.get("metadata") or {}
+    namespace = str(meta.get("namespace") or "")
+    names = STATE.cache.rollouts_for_route(namespace, str(meta.get("name") or ""))
+    if names:
+        STATE.poke(namespace, names)
 
 
 # ------------------------------------------------------------------------- daemon

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ftrollout.model import api
-from ftrollout.plan import FIELD_MANAGER, Observation, PodGil, Result, Workload, plan
+from ftrollout.plan import FIELD_MANAGER, Observation, PodGil, Result, Workload, plan, routing
 from ftrollout.plan import baseline as plan_baseline
 from ftrollout.plan import twin as workloads
 from ftrollout.plan.observe import (
@@ -182,6 +182,13 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         twin_service_replicas=None if twin is None else twin.service_replicas,
         routes=routes.observed,
         routing_error=routes.error,
+        other_ft_services=tuple(
+            sorted(
+                (routing.ft_service_name(target), rollout)
+                for (ns, rollout), target in state.cache.rollout_targets.items()
+                if ns == namespace and rollout != name
+            )
+        ),
         baseline=None
         if baseline is None
         else Workload(baseline.replicas, baseline.ready, baseline.replicas_manager),

@@ -263,3 +263,77 @@ def test_user_rules_added_mid_rollout_are_preserved(
     ft_rules = [x for x in r2["rules"] if any(b["name"] == "app-ft" for b in x["backendRefs"])]
     assert len(r2["rules"]) == len(expected["rules"]) + added
     assert len(ft_rules) <= len(expected["rules"]) + added
+
+
+SIXTEEN_RULES = route(*(rule(ref("app", port=80), path=f"/p{i}") for i in range(16)))
+SIXTEEN_REFS = route(rule(ref("app", port=80), *(ref(f"o{i}", port=80) for i in range(15))))
+HEAVY = route(rule(ref("app", 20000, port=80), ref("other", 20000, port=80)))
+
+
+@pytest.mark.parametrize(
+    ("user", "matches", "limit"),
+    [
+        (SIXTEEN_RULES, [{"path": {"type": "PathPrefix", "value": "/catalog"}}], "16 rules"),
+        (SIXTEEN_REFS, [], "16 backendRefs"),
+        (HEAVY, [], "1000000"),
+    ],
+)
+def test_a_split_past_gateway_api_limits_is_refused_with_the_limit(
+    user: dict[str, Any], matches: list[dict[str, Any]], limit: str
+) -> None:
+    # The apiserver rejects such a route (422): the planner says why instead of writing it.
+    with pytest.raises(RoutingError, match=limit):
+        apply(user, [], SVC, 10, matches)
+
+
+def test_a_rule_another_rollout_splits_is_refused_naming_it() -> None:
+    # Two rollouts whose stable Services share one rule would undo each other's edit at every
+    # reconcile: the second one is refused, the first keeps its split.
+    a = Services(stable="a", free_threaded="a-ft", others=(("b-ft", "rollout-b"),))
+    b = Services(stable="b", free_threaded="b-ft", others=(("a-ft", "rollout-a"),))
+    shared = route(rule(ref("a", 1, port=80), ref("b", 1, port=80)))
+    split_a, rec_a = apply(shared, [], a, 10, [])
+    with pytest.raises(RoutingError, match="'rollout-a'"):
+        apply(split_a, [], b, 10, [])
+    again, _ = apply(split_a, rec_a, a, 10, [])
+    assert again == split_a
+
+
+def test_the_added_rule_keeps_the_filters_timeouts_and_port_of_the_rule_it_takes_from() -> None:
+    # The matched requests used to go through the user's rule: its URL rewrite, header
+    # changes and timeouts apply to both shares of the added rule.
+    rewrite = {
+        "type": "URLRewrite",
+        "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/api/"}},
+    }
+    header = {
+        "type": "RequestHeaderModifier",
+        "requestHeaderModifier": {"set": [{"name": "x-env", "value": "prod"}]},
+    }
+    user = route(
+        rule(
+            ref("app", port=8080, filters=[header]),
+            path="/",
+            filters=[rewrite],
+            timeouts={"request": "5s"},
+        )
+    )
+    new, records = apply(user, [], SVC, 10, [{"path": {"type": "PathPrefix", "value": "/c"}}])
+    added = new["rules"][0]
+    assert added["filters"] == [rewrite]
+    assert added["timeouts"] == {"request": "5s"}
+    assert [(r["name"], r["port"], r.get("filters")) for r in added["backendRefs"]] == [
+        ("app", 8080, [header]),
+        ("app-ft", 8080, [header]),
+    ]
+    assert restore(new, records, SVC) == user
+
+
+def test_a_prefix_rewrite_copied_beside_an_exact_match_is_refused() -> None:
+    rewrite = {
+        "type": "URLRewrite",
+        "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/api/"}},
+    }
+    user = route(rule(ref("app"), path="/", filters=[rewrite]))
+    with pytest.raises(RoutingError, match="PathPrefix"):
+        apply(user, [], SVC, 10, [{"path": {"type": "Exact", "value": "/c"}}])

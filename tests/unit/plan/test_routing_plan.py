@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from planfixtures import cond, make_spec, pause_elapsed
 from simcluster import Sim
 
@@ -464,3 +465,131 @@ def test_a_new_revision_after_routing_was_removed_is_the_replica_split() -> None
     assert sim.status.phase == api.Phase.PROGRESSING
     assert (sim.std.replicas, sim.ft.replicas) == (9, 1)
     assert sim.status.traffic_routing is None
+
+
+def promoted_sim(matches: list[dict[str, Any]] | None = None) -> RoutedSim:
+    sim = RoutedSim(routed_spec(matches=matches, steps=((10, None), (100, None))), lag=2)
+    for _ in range(5):
+        sim.step(1.0)
+    sim.action = "promote-full"
+    for _ in range(20):
+        sim.step(1.0)
+    assert sim.status.phase == api.Phase.PROMOTED
+    assert sim.weights == [100]
+    assert (sim.std.replicas, sim.std.ready) == (0, 0)
+    return sim
+
+
+def test_a_twin_pod_lost_after_promotion_keeps_the_route_off_the_empty_standard_track() -> None:
+    sim = promoted_sim()
+    sim.ft.ready -= 1  # a free-threaded pod crashes or is evicted
+    sim.step(1.0)
+    assert sim.weights == [100], (sim.weights, sim.std)
+
+
+def test_the_twin_scaled_up_after_promotion_keeps_the_route_off_the_empty_standard_track() -> None:
+    sim = promoted_sim()
+    sim.ft.scale(20)  # an HPA on the twin after promotion
+    for _ in range(4):
+        sim.step(1.0)
+        assert sim.weights == [100], (sim.weights, sim.std, sim.ft)
+
+
+@pytest.mark.parametrize("matches", [[], [{"path": {"type": "PathPrefix", "value": "/c"}}]])
+def test_rollback_after_promotion_moves_traffic_only_to_ready_standard_pods(
+    matches: list[dict[str, Any]],
+) -> None:
+    sim = promoted_sim(matches)
+    sim.action = "rollback"
+    for _ in range(12):
+        sim.step(1.0)
+        assert sim.route is not None
+        # every rule, split or left on the stable Service alone (free-threaded share 0)
+        shares = [
+            w for rule in sim.route["rules"] for w in rule_weights({"rules": [rule]}, SVC) or [0]
+        ]
+        # the share the route sends to the standard pods is backed by Ready standard pods
+        low, high = min(shares), max(shares)
+        assert sim.std.ready * 100 >= (100 - low) * 10, (sim.status.phase, shares, sim.std)
+        assert sim.ft.ready * 100 >= high * 10, (sim.status.phase, shares, sim.ft)
+    assert sim.status.phase == api.Phase.ROLLED_BACK
+    assert sim.route == USER_ROUTE
+    assert (sim.std.replicas, sim.ft.replicas) == (10, 0)
+
+
+def _guarded_spec(steps: tuple[tuple[int, str | None], ...]) -> api.RolloutSpec:
+    races = {"maxIncidents": 0, "window": "1h", "action": "Pause"}
+    raw = api.dump(make_spec(steps=steps, races=races))
+    raw["trafficRouting"] = {
+        "gatewayAPI": {"httpRoutes": [{"name": "web"}], "stableService": "app"}
+    }
+    return api.parse_spec(raw)
+
+
+def test_a_step_edited_during_a_guardrail_hold_does_not_move_the_route() -> None:
+    sim = RoutedSim(_guarded_spec(((10, "1h"), (100, None))), n=3)
+    for _ in range(6):
+        sim.step(1.0)
+    assert sim.weights == [10]
+    sim.incident(pod="app-ft-0", exit_code=134)
+    sim.step(1.0)
+    assert sim.status.phase == api.Phase.PAUSED
+    assert sim.status.message.startswith("paused (")
+    sim.spec = _guarded_spec(((30, "1h"), (100, None)))
+    sim.generation += 1
+    for _ in range(3):
+        sim.step(1.0)
+    assert sim.status.phase == api.Phase.PAUSED
+    assert sim.weights == [10], (sim.weights, sim.status.weight, sim.ft)
+
+
+def test_a_route_past_gateway_api_limits_is_never_written_and_the_condition_says_why() -> None:
+    full: dict[str, Any] = {
+        "parentRefs": [{"name": "gw"}],
+        "rules": [
+            {
+                "matches": [{"path": {"type": "Exact", "value": f"/p{i}"}}],
+                "backendRefs": [{"name": "app", "port": 8080}],
+            }
+            for i in range(16)
+        ],
+    }
+    matches = [{"path": {"type": "PathPrefix", "value": "/catalog"}}]
+    sim = RoutedSim(routed_spec(matches=matches), route=copy.deepcopy(full))
+    sim.run(3)
+    assert sim.route == full
+    assert sim.status.phase == api.Phase.PENDING
+    c = cond(sim.status, "TrafficRouted")
+    assert c.status == "False"
+    assert "16 rules" in c.message
+    assert "RoutingError" in sim.all_events()
+
+
+def test_a_rule_split_by_another_rollout_is_never_written() -> None:
+    shared: dict[str, Any] = {
+        "rules": [
+            {
+                "backendRefs": [
+                    {"name": "app", "port": 8080, "weight": 90},
+                    {"name": "other-ft", "port": 8080, "weight": 10},
+                    {"name": "other", "port": 8080, "weight": 100},
+                ]
+            }
+        ]
+    }
+    sim = RoutedSim(routed_spec(), route=copy.deepcopy(shared))
+    for _ in range(3):
+        sim.step(1.0, other_ft_services=(("other-ft", "other"),))
+    assert sim.route == shared
+    assert sim.status.phase == api.Phase.PENDING
+    c = cond(sim.status, "TrafficRouted")
+    assert c.status == "False"
+    assert "'other'" in c.message
+
+
+def test_a_route_reverted_after_promotion_is_split_again_without_starting_standard_pods() -> None:
+    sim = promoted_sim()
+    sim.route = copy.deepcopy(USER_ROUTE)  # Argo CD self-heal / Flux re-applies Git's route
+    sim.step(1.0)
+    assert sim.weights == [100]  # written back at once
+    assert sim.std.replicas == 0, sim.std
