@@ -142,11 +142,16 @@ def _connect(conn: HTTPConnection, deadline: Deadline) -> socket.socket:
         infos = socket.getaddrinfo(host, conn.port, allowed_gai_family(), socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise NameResolutionError(conn.host, conn, exc) from exc
+    # The connect timeout requests passed (what was left of the deadline when the request
+    # started); the deadline itself bounds the attempts together.
+    each = conn.timeout if isinstance(conn.timeout, int | float) else None
     err: OSError | None = None
     for family, kind, proto, _, address in infos:
         left = deadline.remaining()
         if left <= 0:
             break
+        if each is not None:
+            left = min(left, each)
         sock = socket.socket(family, kind, proto)
         try:
             for option in conn.socket_options or ():
@@ -243,7 +248,7 @@ def get_body(
         with adapter.send(
             prepared,
             stream=True,
-            timeout=(max(deadline.remaining(), 0.001), seconds),
+            timeout=(max(min(deadline.remaining(), seconds), 0.001), seconds),
             verify=s.verify,
             cert=s.cert,
             proxies={},
