@@ -469,7 +469,7 @@ def test_values_become_operator_flags() -> None:
             "healthPort=8081",
             "metrics.port=9200",
             "statusRefreshSeconds=60",
-            "prometheus.maxResponseBytes=2097152",
+            "prometheus.maxResponseBytes=1048576",
             "image.digest=sha256:" + "a" * 64,
         )
     )
@@ -485,7 +485,7 @@ def test_values_become_operator_flags() -> None:
         "--health-port=8081",
         "--metrics-port=9200",
         "--status-refresh=60",
-        "--prometheus-max-response-bytes=2097152",
+        "--prometheus-max-response-bytes=1048576",
     ):
         assert flag in args
     assert c["image"] == "ghcr.io/ftrollout/ftrollout@sha256:" + "a" * 64

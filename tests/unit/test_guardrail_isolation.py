@@ -8,6 +8,7 @@ with the GIL on and crashed 99 times. Team B's rollout must not see any of it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from prom_stub import Answer, PromStub, vector
@@ -18,6 +19,28 @@ from ftrollout.shell.state import GilReading, State
 
 POD_A = "web-ft-5d9f7-aaaaa"
 POD_B = "web-ft-7c4b2-bbbbb"
+POD_C = "web-ft-1a2b3-ccccc"
+
+
+def pod(namespace: str, name: str) -> dict[str, Any]:
+    rs = name.rsplit("-", 1)[0]
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"pod-template-hash": rs.rsplit("-", 1)[1]},
+            "ownerReferences": [{"kind": "ReplicaSet", "name": rs}],
+        },
+        "status": {},
+    }
+
+
+def with_pods() -> State:
+    """The operator keeps readings only of pods it knows (its cache)."""
+    state = State()
+    for namespace, name in (("team-a", POD_A), ("team-b", POD_B), ("team-c", POD_C)):
+        state.cache.put_pod(pod(namespace, name))
+    return state
 
 
 def hostile(promql: str) -> Answer:
@@ -40,7 +63,7 @@ def honest_b(promql: str) -> Answer:
 
 def own(promql: str) -> Answer:
     if "python_freethreading_incidents_total" in promql:
-        return vector(({"namespace": "team-c", "pod": "web-ft-1a2b3-ccccc"}, 2))
+        return vector(({"namespace": "team-c", "pod": POD_C}, 2))
     return vector()
 
 
@@ -62,7 +85,7 @@ def target(namespace: str, url: str) -> AnalysisTarget:
 async def test_a_hostile_exporter_cannot_speak_for_another_namespace(
     stubs: dict[str, PromStub],
 ) -> None:
-    state = State()
+    state = with_pods()
     sched = Scheduler(state, prom=Prometheus(workers=4), default_url=stubs["own"].url)
     sched.register(target("team-a", stubs["a"].url))
     sched.register(target("team-b", stubs["b"].url))
@@ -73,13 +96,13 @@ async def test_a_hostile_exporter_cannot_speak_for_another_namespace(
     assert ("team-b", POD_B) not in state.probe_counts  # no incidents invented by team A
     assert state.gil[("team-a", POD_A)] == GilReading(enabled=False)  # A speaks for itself
     # The operator's own Prometheus is the platform's: it speaks for every namespace.
-    assert state.probe_counts[("team-c", "web-ft-1a2b3-ccccc")] == 2.0
+    assert state.probe_counts[("team-c", POD_C)] == 2.0
 
 
 async def test_a_rollout_that_stopped_analysing_keeps_only_its_own_namespace(
     stubs: dict[str, PromStub],
 ) -> None:
-    state = State()
+    state = with_pods()
     sched = Scheduler(state, prom=Prometheus(workers=4))
     sched.register(target("team-a", stubs["a"].url))
     sched.unregister(("team-a", "web"))  # e.g. Promoted: its pods are still watched a while

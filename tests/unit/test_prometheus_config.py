@@ -73,7 +73,7 @@ def test_the_answer_size_cap_comes_from_the_flag_or_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv(prometheus_config.ENV_MAX_RESPONSE_BYTES, raising=False)
-    assert from_args(parse()).max_response_bytes == 10 * 1024 * 1024
+    assert from_args(parse()).max_response_bytes == 2 * 1024 * 1024
     assert from_args(parse("--prometheus-max-response-bytes=2048")).max_response_bytes == 2048
     monkeypatch.setenv(prometheus_config.ENV_MAX_RESPONSE_BYTES, "4096")
     assert from_args(parse()).max_response_bytes == 4096

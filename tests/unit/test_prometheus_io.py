@@ -1,9 +1,11 @@
 """Prometheus I/O against a local stub: what a broken or hostile server can put in status
-(status code and a short reason only), redirects refused."""
+(status code and a short reason only), redirects refused, nothing kept of its cookies."""
 
 from __future__ import annotations
 
 import argparse
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 from prom_stub import Answer, PromStub, vector
 
 from ftrollout.model import api
+from ftrollout.shell import scheduler
 from ftrollout.shell.prometheus_config import from_args
 from ftrollout.shell.runner import add_arguments
 from ftrollout.shell.scheduler import AnalysisTarget, Prometheus, QueryError, Scheduler
@@ -127,3 +130,57 @@ async def test_a_failed_range_query_reports_a_short_reason_only(
     with pytest.raises(QueryError) as exc:
         await Prometheus(workers=1).query_range(s.url, "up", end - timedelta(minutes=1), end, 5, 2)
     assert str(exc.value) == f"prometheus {s.url}: {reason}"
+
+
+def serve_cookies(listener: socket.socket) -> None:
+    """Answers every request with a 500 and 90 cookies of 60 kB, new names each time."""
+    n = 0
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            got = b""
+            while b"\r\n\r\n" not in got:
+                data = conn.recv(1 << 20)
+                if not data:
+                    break
+                got += data
+            n += 1
+            head = [b"HTTP/1.1 500 Internal Server Error"]
+            head += [f"Set-Cookie: c{n}_{i}={'x' * 60000}; Path=/".encode() for i in range(90)]
+            head += [b"Content-Length: 0", b"Connection: close", b"", b""]
+            conn.sendall(b"\r\n".join(head))
+
+
+async def test_cookies_of_a_hostile_prometheus_are_not_kept() -> None:
+    """A kept cookie jar grew by megabytes per answer of a hostile server, for ever, and was
+    sent back with every query."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    threading.Thread(target=serve_cookies, args=(listener,), daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    prom = Prometheus(workers=1)
+    try:
+        for _ in range(3):
+            with pytest.raises(QueryError, match="HTTP 500"):
+                await prom.query(url, "up", 10.0)
+        jar = prom.sessions[url].cookies
+    finally:
+        listener.close()
+    assert len(jar) == 0
+
+
+async def test_sessions_are_kept_for_a_bounded_number_of_addresses(
+    stubs: list[PromStub], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With '*' every address a rollout names gets a session (a connection pool)."""
+    monkeypatch.setattr(scheduler, "MAX_SESSIONS", 2)
+    made = [stub(stubs, vector(({}, 1))) for _ in range(3)]
+    prom = Prometheus(workers=1)
+    for s in made:
+        await prom.query(s.url, "up", 2.0)
+    await prom.query(made[1].url, "up", 2.0)  # the most recently used ones stay
+    assert list(prom.sessions) == [made[2].url, made[1].url]

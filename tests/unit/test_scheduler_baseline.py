@@ -18,9 +18,10 @@ class FakeProm:
         self.value = value
         self.queries: list[str] = []
 
-    async def query(self, url: str, promql: str, seconds: float) -> list[dict[str, Any]]:
+    async def query(self, url: str, promql: str, seconds: float, shape: Any = None) -> Any:
         self.queries.append(promql)
-        return [{"metric": {}, "value": [0, str(self.value)]}]
+        out = [{"metric": {}, "value": [0, str(self.value)]}]
+        return out if shape is None else shape(out)
 
 
 def compare_analysis() -> api.Analysis:

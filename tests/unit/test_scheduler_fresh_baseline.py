@@ -29,17 +29,28 @@ class Prom:
         self.asked.append(promql)
         return next((v for pods, v in self.by_pods.items() if f'"{pods}"' in promql), None)
 
-    async def query(self, url: str, promql: str, seconds: float) -> list[dict[str, Any]]:
+    async def query(self, url: str, promql: str, seconds: float, shape: Any = None) -> Any:
         v = self._value(promql)
-        return [] if v is None else [{"metric": {}, "value": [0, str(v)]}]
+        out = [] if v is None else [{"metric": {}, "value": [0, str(v)]}]
+        return out if shape is None else shape(out)
 
     async def query_range(
-        self, url: str, promql: str, start: datetime, end: datetime, step: float, seconds: float
-    ) -> list[dict[str, Any]]:
+        self,
+        url: str,
+        promql: str,
+        start: datetime,
+        end: datetime,
+        step: float,
+        seconds: float,
+        shape: Any = None,
+    ) -> Any:
         v = self._value(promql)
-        if v is None:
-            return []
-        return [{"metric": {}, "values": [[i, str(b * v / 100)] for i, b in enumerate(BASE)]}]
+        out = (
+            []
+            if v is None
+            else [{"metric": {}, "values": [[i, str(b * v / 100)] for i, b in enumerate(BASE)]}]
+        )
+        return out if shape is None else shape(out)
 
 
 def analysis(judge: str) -> api.Analysis:

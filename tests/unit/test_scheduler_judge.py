@@ -21,16 +21,25 @@ class RangeProm:
         self.ranges: list[tuple[str, datetime, datetime, float]] = []
         self.instant: list[str] = []
 
-    async def query(self, url: str, promql: str, seconds: float) -> list[dict[str, Any]]:
+    async def query(self, url: str, promql: str, seconds: float, shape: Any = None) -> Any:
         self.instant.append(promql)
-        return [{"metric": {}, "value": [0, "1"]}]
+        out = [{"metric": {}, "value": [0, "1"]}]
+        return out if shape is None else shape(out)
 
     async def query_range(
-        self, url: str, promql: str, start: datetime, end: datetime, step: float, seconds: float
-    ) -> list[dict[str, Any]]:
+        self,
+        url: str,
+        promql: str,
+        start: datetime,
+        end: datetime,
+        step: float,
+        seconds: float,
+        shape: Any = None,
+    ) -> Any:
         self.ranges.append((promql, start, end, step))
         track = "free-threaded" if "free-threaded" in promql else "standard"
-        return [{"metric": {}, "values": [[i, str(v)] for i, v in enumerate(self.by_track[track])]}]
+        out = [{"metric": {}, "values": [[i, str(v)] for i, v in enumerate(self.by_track[track])]}]
+        return out if shape is None else shape(out)
 
 
 def analysis(judge: str) -> api.Analysis:

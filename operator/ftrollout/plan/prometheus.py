@@ -17,11 +17,12 @@ deliberately narrower than RFC 3986, and anything outside it is refused rather t
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ftrollout.model import api
+from ftrollout.plan.metrics import read_vector
 
 FIELD_ADDRESS = "spec.analysis.prometheus.address"
 ALLOW_ANY = "*"
@@ -266,4 +267,31 @@ def series_for(series: Sequence[Mapping[str, Any]], trust: Trust) -> list[Mappin
             continue
         if trust is None or labels.get("namespace") in trust:
             out.append(s)
+    return out
+
+
+@dataclass(frozen=True)
+class ProbeSeries:
+    """One guardrail series reduced to what the operator keeps of it."""
+
+    namespace: str
+    pod: str
+    module: str
+    value: float | None  # None: NaN, infinite, not a number or no value
+
+
+def probe_series(
+    series: Sequence[Mapping[str, Any]], trust: Trust, pods: Container[tuple[str, str]]
+) -> list[ProbeSeries]:
+    """`series_for`, then only the pods the operator knows (its cache), each reduced to its
+    labels and value. The cost is the answer's, the result the known pods': the shell runs this
+    in the query's worker, so a huge answer neither blocks the event loop nor leaves a reading
+    for every pod name a hostile server invents."""
+    out = []
+    for s in series_for(series, trust):
+        labels = s.get("metric", {})
+        key = (labels.get("namespace", ""), labels.get("pod", ""))
+        if key in pods:
+            value = read_vector([dict(s)]).value
+            out.append(ProbeSeries(key[0], key[1], labels.get("module", ""), value))
     return out

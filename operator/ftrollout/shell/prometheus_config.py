@@ -14,6 +14,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from http.cookiejar import DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from ftrollout.shell.prometheus_http import (
 ENV_ALLOW = "FTR_PROMETHEUS_ALLOW"
 ENV_INSECURE = "FTR_PROMETHEUS_INSECURE_SKIP_VERIFY"
 ENV_MAX_RESPONSE_BYTES = "FTR_PROMETHEUS_MAX_RESPONSE_BYTES"
-DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_RESPONSE_BYTES = 2 * 1024 * 1024
 
 
 class ConfigError(ValueError):
@@ -85,7 +86,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="BYTES",
         help="largest Prometheus answer the operator reads, after decompression (env "
         "FTR_PROMETHEUS_MAX_RESPONSE_BYTES); a larger one fails the query with 'answer larger "
-        f"than BYTES bytes'. Default: {DEFAULT_MAX_RESPONSE_BYTES} (10 MiB)",
+        f"than BYTES bytes'. Default: {DEFAULT_MAX_RESPONSE_BYTES} (2 MiB)",
     )
     p.add_argument(
         "--prometheus-bearer-token-file",
@@ -249,7 +250,8 @@ def short_reason(exc: BaseException) -> str:
 
 def session(config: PrometheusConfig, url: str) -> requests.Session:
     """A session for one address: its TLS verification, its credentials, no redirects (a
-    redirect would take the operator, and possibly its credentials, somewhere not allowed)."""
+    redirect would take the operator, and possibly its credentials, somewhere not allowed), no
+    cookies."""
     s = requests.Session()
     s.verify = config.verify(url)
     s.max_redirects = 0
@@ -258,4 +260,7 @@ def session(config: PrometheusConfig, url: str) -> requests.Session:
         s.auth = auth
     # No proxies or netrc from the environment: the address is the whole destination.
     s.trust_env = False
+    # No cookies: a Prometheus API needs none, and a jar that keeps whatever a server sets
+    # (and sends it all back) grows with every answer of a hostile one.
+    s.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
     return mount(s)

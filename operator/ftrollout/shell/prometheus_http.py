@@ -6,13 +6,18 @@
   expires it when the query's time is up, and `shutdown()` on the connection's socket makes
   whatever read the worker is blocked in (headers, body; Python already bounds a TLS handshake
   as a whole) return at once. (`close()` from another thread would not wake a blocked `recv` on
-  Linux.)
+  Linux.) A `connect()` cannot be woken that way, so connecting gets what is left of the
+  deadline, shared by the host's addresses in turn: a name resolving to many unreachable
+  addresses no longer holds the worker for each address's full timeout.
 * Size: the body is read in chunks and inflated by the operator itself with a bound on the
   output, so a gzip bomb (a few hundred kB inflating to hundreds of MB) stops at the cap. Only
   gzip is asked for; an answer in another encoding is refused. Error answers are not read at all:
   their status code is all the operator reports.
-* Redirects are not followed (and their bodies not read): a redirect could lead the operator, and
-  its credentials, off the allow-list.
+* Redirects are not followed and their bodies not read: a redirect could lead the operator, and
+  its credentials, off the allow-list. The request goes through the transport adapter, not
+  `Session.send`: the session reads (and inflates, without bound) the body of every 3xx answer
+  before its caller sees the status, even with `allow_redirects=False`, and stores every
+  Set-Cookie in its jar.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import contextlib
 import json
 import socket
 import threading
+import time
 import zlib
 from collections.abc import Mapping
 from typing import Any
@@ -30,6 +36,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.util.connection import allowed_gai_family
 
 CHUNK = 64 * 1024
 
@@ -61,9 +69,12 @@ _current = threading.local()
 
 
 class Deadline:
-    """The end of one request; `expire()` (from any thread) aborts it at the socket."""
+    """The end of one request; `expire()` (from any thread) aborts it at the socket.
 
-    def __init__(self) -> None:
+    `seconds`: when it ends (None: only when expired), for what a shutdown cannot wake."""
+
+    def __init__(self, seconds: float | None = None) -> None:
+        self.end = time.monotonic() + seconds if seconds is not None else float("inf")
         self._lock = threading.Lock()
         # Duplicates of the connection's socket: the TLS wrapper detaches the original socket
         # object during the handshake, a duplicate keeps a handle on the same connection.
@@ -104,8 +115,11 @@ class Deadline:
                 dup.close()
             self._socks.clear()
 
+    def remaining(self) -> float:
+        return 0.0 if self.expired else self.end - time.monotonic()
+
     def check(self) -> None:
-        if self.expired:
+        if self.remaining() <= 0:
             raise TimeoutError("deadline")
 
 
@@ -120,11 +134,55 @@ def _attach(conn: HTTPConnection, sock: socket.socket | None) -> None:
         deadline.attach(conn, sock)
 
 
+def _connect(conn: HTTPConnection, deadline: Deadline) -> socket.socket:
+    """urllib3's create_connection, but every attempt within what is left of the deadline and
+    no attempt once it has passed (urllib3 gives each resolved address the whole timeout)."""
+    host = conn._dns_host.strip("[]")
+    try:
+        infos = socket.getaddrinfo(host, conn.port, allowed_gai_family(), socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise NameResolutionError(conn.host, conn, exc) from exc
+    # The connect timeout requests passed (what was left of the deadline when the request
+    # started); the deadline itself bounds the attempts together.
+    each = conn.timeout if isinstance(conn.timeout, int | float) else None
+    err: OSError | None = None
+    for family, kind, proto, _, address in infos:
+        left = deadline.remaining()
+        if left <= 0:
+            break
+        if each is not None:
+            left = min(left, each)
+        sock = socket.socket(family, kind, proto)
+        try:
+            for option in conn.socket_options or ():
+                sock.setsockopt(*option)
+            sock.settimeout(left)
+            if conn.source_address:
+                sock.bind(conn.source_address)
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            err = exc
+            sock.close()
+        if deadline.remaining() <= 0:
+            break  # the next address would get no time at all
+    if err is None or isinstance(err, TimeoutError):
+        raise ConnectTimeoutError(conn, "connect timed out")
+    raise NewConnectionError(conn, "connection failed") from err
+
+
+def _new_conn(conn: HTTPConnection) -> socket.socket | None:
+    deadline: Deadline | None = getattr(_current, "deadline", None)
+    if deadline is None:
+        return None
+    sock = _connect(conn, deadline)
+    _attach(conn, sock)  # from the first byte on: nothing on this connection outlives it
+    return sock
+
+
 class _DeadlineHTTPConnection(HTTPConnection):
     def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        _attach(self, sock)  # from the first byte on: nothing on this connection outlives it
-        return sock
+        return _new_conn(self) or super()._new_conn()
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         _attach(self, self.sock)  # a pooled connection serving another request
@@ -133,9 +191,7 @@ class _DeadlineHTTPConnection(HTTPConnection):
 
 class _DeadlineHTTPSConnection(HTTPSConnection):
     def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        _attach(self, sock)
-        return sock
+        return _new_conn(self) or super()._new_conn()
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         _attach(self, self.sock)
@@ -168,6 +224,51 @@ def mount(s: requests.Session) -> requests.Session:
     return s
 
 
+def get_body(
+    s: requests.Session,
+    url: str,
+    params: Mapping[str, str],
+    seconds: float,
+    limit: int,
+    deadline: Deadline,
+) -> bytes:
+    """GET `url` and return its body, within `deadline` and `limit` decoded bytes. The
+    connection is done with (and the deadline's hold on it released) when this returns.
+
+    Raises TimeoutError once the deadline expired (whatever the aborted read raised),
+    HTTPStatusError, RedirectRefused, AnswerTooLarge, BadEncoding, or the requests exception
+    of a connection that failed."""
+    deadline.check()
+    _current.deadline = deadline
+    try:
+        prepared = s.prepare_request(requests.Request("GET", url, params=params))
+        # The adapter, not s.send(): see the module docstring (3xx bodies, cookies). The
+        # session only lends its headers, credentials and TLS verification.
+        adapter = s.get_adapter(prepared.url or url)
+        with adapter.send(
+            prepared,
+            stream=True,
+            timeout=(max(min(deadline.remaining(), seconds), 0.001), seconds),
+            verify=s.verify,
+            cert=s.cert,
+            proxies={},
+        ) as response:
+            if 300 <= response.status_code < 400:
+                raise RedirectRefused()
+            if response.status_code != 200:
+                raise HTTPStatusError(response.status_code)
+            body = read_capped(response, limit)
+        # A shutdown socket reads as the end of the answer: what came before is not one.
+        deadline.check()
+        return body
+    except Exception:
+        deadline.check()  # an aborted read says so in its own words: the cause is the deadline
+        raise
+    finally:
+        _current.deadline = None
+        deadline.finish()
+
+
 def get_json(
     s: requests.Session,
     url: str,
@@ -176,29 +277,8 @@ def get_json(
     limit: int,
     deadline: Deadline,
 ) -> Any:
-    """GET `url` and parse its JSON answer, within `deadline` and `limit` decoded bytes.
-
-    Raises TimeoutError once the deadline expired (whatever the aborted read raised),
-    HTTPStatusError, RedirectRefused, AnswerTooLarge, ValueError for a body that is not JSON,
-    or the requests exception of a connection that failed."""
-    deadline.check()
-    _current.deadline = deadline
-    try:
-        with s.get(
-            url, params=params, timeout=seconds, stream=True, allow_redirects=False
-        ) as response:
-            if response.is_redirect:
-                raise RedirectRefused()
-            if response.status_code != 200:
-                raise HTTPStatusError(response.status_code)
-            body = read_capped(response, limit)
-        return json.loads(body)
-    except Exception:
-        deadline.check()  # an aborted read says so in its own words: the cause is the deadline
-        raise
-    finally:
-        _current.deadline = None
-        deadline.finish()
+    """`get_body` parsed as JSON (ValueError for a body that is not JSON)."""
+    return json.loads(get_body(s, url, params, seconds, limit, deadline))
 
 
 def read_capped(response: requests.Response, limit: int) -> bytes:

@@ -14,14 +14,19 @@ rounds Inconclusive, it never blocks reconciles or other addresses' queries.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hashlib
+import json
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import requests
 
@@ -41,17 +46,25 @@ from ftrollout.plan.metrics import (
     read_matrix,
     read_vector,
 )
-from ftrollout.plan.prometheus import series_for, trusted_namespaces
+from ftrollout.plan.prometheus import probe_series, trusted_namespaces
 from ftrollout.shell.gillog import LOG_INTERVAL, LogScanner
 from ftrollout.shell.prometheus_config import PrometheusConfig, session, short_reason
-from ftrollout.shell.prometheus_http import Deadline, get_json
+from ftrollout.shell.prometheus_http import Deadline, get_body
 from ftrollout.shell.state import GilReading, State
 
 log = logging.getLogger("ftrollout.shell.scheduler")
+T = TypeVar("T")
 
 GUARD_INTERVAL = 5.0  # seconds between batched guardrail queries
 RECENT_URL_SECONDS = 600.0
-PER_URL_CONCURRENCY = 4  # a dead or slow Prometheus cannot take every worker
+# One address holds at most this fraction of the shared workers: a dead, slow or hostile
+# Prometheus cannot take them all, and it takes ADDRESS_SHARE of them to hold every worker (the
+# operator's own Prometheus has workers of its own).
+ADDRESS_SHARE = 4
+# Answers parsed at once at the size cap (ParseBudget): the memory a parse takes is bounded by
+# this many capped answers, however many workers there are.
+PARSE_BUDGET_ANSWERS = 2
+MAX_SESSIONS = 256  # per-address sessions kept (connection pools); '*' allows any number
 # Only twin pods (<target>-ft-<replicaset hash>-<suffix>): answers stay proportional to the
 # free-threaded pods even where standard pods export the probe's metrics too.
 TWIN_PODS = '{pod=~".+-ft-[a-z0-9]+-[a-z0-9]+"}'
@@ -67,19 +80,102 @@ class QueryError(Exception):
     pass
 
 
+class _Slots:
+    """Workers of one pool, counted per address, waited for on the event loop.
+
+    A query waits here, not in the executor's queue: a caller that gives up while waiting
+    (its deadline) takes nothing with it, and a query that gets a slot gets a worker at once."""
+
+    def __init__(self, total: int, per_address: int) -> None:
+        self.total = total
+        self.per_address = per_address
+        self.held: dict[str, int] = {}  # only addresses holding workers: it cannot grow
+        self.used = 0
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def _free(self, url: str) -> bool:
+        return self.used < self.total and self.held.get(url, 0) < self.per_address
+
+    async def acquire(self, url: str) -> None:
+        while not self._free(url):
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        self.held[url] = self.held.get(url, 0) + 1
+        self.used += 1
+
+    def release(self, url: str) -> None:
+        left = self.held[url] - 1
+        if left:
+            self.held[url] = left
+        else:
+            del self.held[url]
+        self.used -= 1
+        # Every waiter looks again, in the order they came: the first whose address is under
+        # its cap takes the worker.
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+class ParseBudget:
+    """Decoded answer bytes being parsed at once, process-wide.
+
+    The size cap bounds an answer's bytes, not the objects they parse into (`[{},{},...]`:
+    about 25 times the bytes); without a budget every worker could hold a capped answer's
+    objects at the same time. Waiting for the budget counts against the query's deadline."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.used = 0
+        self._cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, size: int, deadline: Deadline) -> Iterator[None]:
+        size = min(size, self.total)
+        with self._cond:
+            while self.used + size > self.total:
+                left = deadline.remaining()
+                if left <= 0:
+                    raise TimeoutError("deadline")
+                self._cond.wait(left)
+            self.used += size
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.used -= size
+                self._cond.notify_all()
+
+
 class Prometheus:
-    """Prometheus API queries, run in a thread pool off the event loop and counted.
+    """Prometheus API queries, run in thread pools off the event loop and counted.
 
     Each query has one deadline for the whole request (connect, TLS, headers, body): when it
-    passes, the request is aborted at its socket and the worker thread is free again; and one
-    address never holds more than PER_URL_CONCURRENCY workers, counted until the worker is
-    really done, not until the caller gave up."""
+    passes, the request is aborted at its socket and the worker thread is free again. The
+    operator's own Prometheus (--prometheus-url, the platform's) has workers of its own; the
+    other addresses share `workers`, one address at most 1/ADDRESS_SHARE of them, counted until
+    the worker is really done, not until the caller gave up. An answer is parsed, and reduced
+    by the caller's `shape`, in the worker, within the process-wide ParseBudget: what reaches
+    the event loop is the small shaped result."""
 
-    def __init__(self, workers: int = 8, config: PrometheusConfig | None = None) -> None:
+    def __init__(
+        self, workers: int = 8, config: PrometheusConfig | None = None, own_workers: int = 4
+    ) -> None:
         self.config = config or PrometheusConfig()
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prom")
-        self.sessions: dict[str, requests.Session] = {}
-        self.limits: dict[str, asyncio.Semaphore] = {}
+        self.own_pool = ThreadPoolExecutor(max_workers=own_workers, thread_name_prefix="prom-own")
+        self.per_address = max(1, workers // ADDRESS_SHARE)
+        self.slots = _Slots(workers, self.per_address)
+        self.own_slots = _Slots(own_workers, own_workers)
+        self.budget = ParseBudget(PARSE_BUDGET_ANSWERS * self.config.max_response_bytes)
+        # Most recently used last; bounded: with '*' every address a rollout names gets one.
+        self.sessions: OrderedDict[str, requests.Session] = OrderedDict()
         self.queries = 0
         self.errors = 0
         self.on_query: list[Callable[[bool], None]] = []
@@ -90,28 +186,65 @@ class Prometheus:
             # No client-side retries (requests' default): the next interval is the retry, and
             # a retry loop against a dead server would only hold a worker longer.
             s = self.sessions[url] = session(self.config, url)
+            while len(self.sessions) > MAX_SESSIONS:
+                # Not closed: a worker may still be using it; its pool goes with the last use.
+                self.sessions.popitem(last=False)
+        else:
+            self.sessions.move_to_end(url)
         return s
 
-    def _get(self, url: str, path: str, params: dict[str, str], seconds: float) -> Any:
+    def _get(
+        self,
+        url: str,
+        path: str,
+        params: dict[str, str],
+        seconds: float,
+        shape: Callable[[Any], Any],
+    ) -> Any:
         s = self._session(url)
         limit = self.config.max_response_bytes
+        budget = self.budget
 
         def call(deadline: Deadline) -> Any:
-            answer = get_json(s, f"{url}{path}", params, seconds, limit, deadline)
-            return answer["data"]["result"]
+            body = get_body(s, f"{url}{path}", params, seconds, limit, deadline)
+            with budget.hold(len(body), deadline):
+                return shape(_parse(body))
 
         return self._run(url, seconds, call)
 
-    async def query(self, url: str, promql: str, seconds: float) -> list[dict[str, Any]]:
-        out = await self._get(
-            url, "/api/v1/query", {"query": promql, "timeout": f"{seconds:g}s"}, seconds
-        )
-        if not isinstance(out, list):
-            return [{"value": out}] if out is not None else []
-        return out
+    @overload
+    async def query(self, url: str, promql: str, seconds: float) -> list[dict[str, Any]]: ...
+
+    @overload
+    async def query(
+        self, url: str, promql: str, seconds: float, shape: Callable[[list[dict[str, Any]]], T]
+    ) -> T: ...
+
+    async def query(
+        self,
+        url: str,
+        promql: str,
+        seconds: float,
+        shape: Callable[[list[dict[str, Any]]], Any] | None = None,
+    ) -> Any:
+        """An instant query's result series, or `shape` of them (computed in the worker)."""
+
+        def as_series(out: Any) -> Any:
+            series = out if isinstance(out, list) else [{"value": out}] if out is not None else []
+            return series if shape is None else shape(series)
+
+        params = {"query": promql, "timeout": f"{seconds:g}s"}
+        return await self._get(url, "/api/v1/query", params, seconds, as_series)
 
     async def query_range(
-        self, url: str, promql: str, start: datetime, end: datetime, step: float, seconds: float
+        self,
+        url: str,
+        promql: str,
+        start: datetime,
+        end: datetime,
+        step: float,
+        seconds: float,
+        shape: Callable[[Any], Any] | None = None,
     ) -> Any:
         """A range query (`/api/v1/query_range`): the MannWhitney judge's samples."""
         params = {
@@ -121,13 +254,13 @@ class Prometheus:
             "step": f"{step:g}s",
             "timeout": f"{seconds:g}s",
         }
-        return await self._get(url, "/api/v1/query_range", params, seconds)
+        return await self._get(url, "/api/v1/query_range", params, seconds, shape or _same)
 
     async def _run(self, url: str, seconds: float, call: Callable[[Deadline], Any]) -> Any:
         """One query in the pool, bounded per address and in time, counted for the metrics."""
         self.queries += 1
         loop = asyncio.get_running_loop()
-        deadline = Deadline()
+        deadline = Deadline(seconds)
         timer = loop.call_later(seconds, deadline.expire)
         try:
             # The deadline frees the worker at `seconds`; the extra second only covers what a
@@ -148,19 +281,27 @@ class Prometheus:
         return out
 
     async def _in_pool(self, url: str, call: Callable[[Deadline], Any], deadline: Deadline) -> Any:
-        limit = self.limits.get(url)
-        if limit is None:
-            limit = self.limits[url] = asyncio.Semaphore(PER_URL_CONCURRENCY)
-        await limit.acquire()
+        own = url == self.config.own
+        slots, pool = (self.own_slots, self.own_pool) if own else (self.slots, self.pool)
+        await slots.acquire(url)
         try:
-            work = asyncio.get_running_loop().run_in_executor(self.pool, call, deadline)
+            deadline.check()  # given up while waiting for a worker: take none
+            work = asyncio.get_running_loop().run_in_executor(pool, call, deadline)
         except BaseException:
-            limit.release()
+            slots.release(url)
             raise
         # Released when the worker is done, not when the caller stops waiting (shield): a
         # caller that gave up must not hand the address another worker.
-        work.add_done_callback(lambda _: limit.release())
+        work.add_done_callback(lambda _: slots.release(url))
         return await asyncio.shield(work)
+
+
+def _parse(body: bytes) -> Any:
+    return json.loads(body)["data"]["result"]
+
+
+def _same(out: Any) -> Any:
+    return out
 
 
 def sample_step(start: datetime, end: datetime, interval: float) -> float:
@@ -291,7 +432,7 @@ class Scheduler:
                 pods=pods[track],
             )
             try:
-                return read_vector(await self.prom.query(t.url or "", q, timeout))
+                return await self.prom.query(t.url or "", q, timeout, read_vector)
             except QueryError as exc:
                 return Value(None, str(exc))
 
@@ -306,7 +447,10 @@ class Scheduler:
             start, end = parse_time(t.step_started_at), datetime.now(UTC)
             step = sample_step(start, end, t.analysis.interval_seconds)
             try:
-                return read_matrix(await self.prom.query_range(t.url, q, start, end, step, timeout))
+                got: Samples = await self.prom.query_range(
+                    t.url, q, start, end, step, timeout, shape=read_matrix
+                )
+                return got
             except QueryError as exc:
                 return Samples(problem=str(exc))
 
@@ -364,35 +508,28 @@ class Scheduler:
         changed: set[tuple[str, str]] = set()
         counted: set[tuple[str, str]] = set()
         complete = True
+        known = self._known_pods()
         for url, spaces in trust.items():
+            # Filtered in the worker: the event loop sees the known pods' series only.
+            keep = functools.partial(probe_series, trust=spaces, pods=known)
             try:
                 answers = await asyncio.gather(
-                    *(self.prom.query(url, q, 10.0) for q in PROBE_QUERIES.values())
+                    *(self.prom.query(url, q, 10.0, keep) for q in PROBE_QUERIES.values())
                 )
             except QueryError as exc:
                 log.warning("guardrail query failed: %s", exc)
                 complete = False
                 continue
-            gil_r, build_r, fallback_r, incidents_r = (series_for(a, spaces) for a in answers)
+            gil_r, build_r, fallback_r, incidents_r = answers
             modules: dict[tuple[str, str], set[str]] = {}
             for s in fallback_r:
-                m = s.get("metric", {})
-                modules.setdefault((m.get("namespace", ""), m.get("pod", "")), set()).add(
-                    m.get("module", "")
-                )
-            builds = {
-                (s["metric"].get("namespace", ""), s["metric"].get("pod", "")): read_vector(
-                    [s]
-                ).value
-                for s in build_r
-            }
+                modules.setdefault((s.namespace, s.pod), set()).add(s.module)
+            builds = {(s.namespace, s.pod): s.value for s in build_r}
             for s in gil_r:
-                m = s.get("metric", {})
-                pkey = (m.get("namespace", ""), m.get("pod", ""))
-                v = read_vector([s]).value
+                pkey = (s.namespace, s.pod)
                 build = builds.get(pkey)
                 reading = GilReading(
-                    enabled=None if v is None else v >= 1,
+                    enabled=None if s.value is None else s.value >= 1,
                     modules=tuple(sorted(x for x in modules.get(pkey, ()) if x)),
                     build=None if build is None else build >= 1,
                 )
@@ -400,25 +537,33 @@ class Scheduler:
                     self.state.gil[pkey] = reading
                     changed.add(pkey)
             for s in incidents_r:
-                m = s.get("metric", {})
-                pkey = (m.get("namespace", ""), m.get("pod", ""))
-                v = read_vector([s]).value
-                if v is None:  # NaN, infinite or no value
+                pkey = (s.namespace, s.pod)
+                if s.value is None:  # NaN, infinite or no value
                     continue
                 counted.add(pkey)
                 # The highest value only: with two Prometheus replicas behind one Service a
                 # lagging one answers lower; the planner counts rises against status.
-                if v > self.state.probe_counts.get(pkey, 0.0):
-                    self.state.probe_counts[pkey] = v
+                if s.value > self.state.probe_counts.get(pkey, 0.0):
+                    self.state.probe_counts[pkey] = s.value
                     changed.add(pkey)
         if complete:
             # Pods gone from every Prometheus: forgetting them is safe, the counted baseline
             # lives in the rollout's status.
             for pkey in set(self.state.probe_counts) - counted:
                 del self.state.probe_counts[pkey]
+        # Readings of pods gone from the cluster (from the cache now: a pod may have come
+        # during the round): nothing reads them any more.
+        live = self._known_pods()
+        for pkey in set(self.state.gil) - live:
+            del self.state.gil[pkey]
         for ns, pod in changed:
             for p in self._pods_named(ns, pod):
                 self.state.poke(ns, self.state.cache.rollouts_for_pod(p))
+
+    def _known_pods(self) -> frozenset[tuple[str, str]]:
+        return frozenset(
+            (ns, name) for (ns, _), group in self.state.cache.pods.items() for name in group
+        )
 
     def _pods_named(self, namespace: str, pod: str) -> list[Any]:
         out = []
