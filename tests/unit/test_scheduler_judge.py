@@ -140,17 +140,26 @@ def test_long_steps_sample_coarser_so_the_pairwise_comparison_stays_bounded() ->
 class HonestProm:
     """Answers a range query the way Prometheus does: start, start+step, ... <= end."""
 
-    async def query(self, url: str, promql: str, seconds: float) -> list[dict[str, Any]]:
-        return [{"metric": {}, "value": [0, "1"]}]
+    async def query(self, url: str, promql: str, seconds: float, shape: Any = None) -> Any:
+        out = [{"metric": {}, "value": [0, "1"]}]
+        return out if shape is None else shape(out)
 
     async def query_range(
-        self, url: str, promql: str, start: datetime, end: datetime, step: float, seconds: float
-    ) -> list[dict[str, Any]]:
+        self,
+        url: str,
+        promql: str,
+        start: datetime,
+        end: datetime,
+        step: float,
+        seconds: float,
+        shape: Any = None,
+    ) -> Any:
         step = float(f"{step:g}")  # what the request carries
         n = math.floor((end - start).total_seconds() / step) + 1
         base = 130.0 if "free-threaded" in promql else 100.0
         t0 = start.timestamp()
-        return [{"metric": {}, "values": [[t0 + i * step, str(base + i % 5)] for i in range(n)]}]
+        out = [{"metric": {}, "values": [[t0 + i * step, str(base + i % 5)] for i in range(n)]}]
+        return out if shape is None else shape(out)
 
 
 async def test_an_honest_prometheus_on_a_long_step_is_not_reported_as_thinned() -> None:
