@@ -206,8 +206,44 @@ class ArgoRolloutsController(Controller):
 # ------------------------------------------------------------------------ objects
 
 
-def argo_rollout(name: str, replicas: int) -> dict[str, Any]:
+# The query of ftrollout's `error-ratio` metric (benchmarks/scale.py), over the rollout's pods.
+_PODS = 'namespace="' + NAMESPACE + '", pod=~"{{args.name}}-.*"'
+ARGO_ERROR_RATIO = (
+    "sum(rate(http_errors_total{" + _PODS + "}[30s])) / "
+    "sum(rate(http_requests_total{" + _PODS + "}[30s]))"
+)
+
+
+def argo_analysis_template(prometheus: str) -> dict[str, Any]:
+    """One metric every 30 s for as long as the canary runs (no count), like ftrollout's
+    analysis interval: a background analysis of the canary strategy."""
+    return {
+        "apiVersion": f"{ARGO_GROUP}/{ARGO_VERSION}",
+        "kind": "AnalysisTemplate",
+        "metadata": {"name": "error-ratio"},
+        "spec": {
+            "args": [{"name": "name"}],
+            "metrics": [
+                {
+                    "name": "error-ratio",
+                    "interval": "30s",
+                    "successCondition": "result[0] <= 0.01",
+                    "failureLimit": 1,
+                    "provider": {"prometheus": {"address": prometheus, "query": ARGO_ERROR_RATIO}},
+                }
+            ],
+        },
+    }
+
+
+def argo_rollout(name: str, replicas: int, analysing: bool = False) -> dict[str, Any]:
     labels = {"app": name}
+    canary: dict[str, Any] = {"steps": [{"setWeight": 50}, {"pause": {}}]}
+    if analysing:
+        canary["analysis"] = {
+            "templates": [{"templateName": "error-ratio"}],
+            "args": [{"name": "name", "value": name}],
+        }
     return {
         "apiVersion": f"{ARGO_GROUP}/{ARGO_VERSION}",
         "kind": "Rollout",
@@ -222,7 +258,7 @@ def argo_rollout(name: str, replicas: int) -> dict[str, Any]:
                     "tolerations": [{"operator": "Exists"}],
                 },
             },
-            "strategy": {"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}},
+            "strategy": {"canary": canary},
         },
     }
 
@@ -240,10 +276,11 @@ def argo_summary(o: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def ftr_rollout(name: str) -> dict[str, Any]:
-    """scale.rollout without analysis: the idle mode."""
-    body = scale.rollout(name, name, "http://unused", "30s")
-    del body["spec"]["analysis"]
+def ftr_rollout(name: str, prometheus: str, analysing: bool = False) -> dict[str, Any]:
+    """scale.rollout: analysis every 30 s, or (idle mode) none."""
+    body = scale.rollout(name, name, prometheus, "30s")
+    if not analysing:
+        del body["spec"]["analysis"]
     return body
 
 
@@ -314,7 +351,7 @@ def sample_window(
     return out
 
 
-def run_one(n: int, controller: str, args: argparse.Namespace) -> dict[str, Any]:
+def run_one(n: int, controller: str, mode: str, args: argparse.Namespace) -> dict[str, Any]:
     import kubernetes
 
     from ftrollout_dev.localcluster import start_prometheus
@@ -325,15 +362,19 @@ def run_one(n: int, controller: str, args: argparse.Namespace) -> dict[str, Any]
         "controller": controller,
         "rollouts": n,
         "replicas": args.replicas,
-        "mode": "idle",
+        "mode": mode,
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "load_at_start": loadavg(),
         "qps": args.qps,
         "burst": args.burst,
     }
-    work = Path(tempfile.mkdtemp(prefix=f"ftr-peers-{controller}-{n}-"))
-    log(f"=== {controller}, {n} canaries (work dir {work}); load average {res['load_at_start']}")
+    analysing = mode == "analysing"
+    work = Path(tempfile.mkdtemp(prefix=f"ftr-peers-{controller}-{mode}-{n}-"))
+    log(
+        f"=== {controller}, {n} canaries, {mode} (work dir {work}); "
+        f"load average {res['load_at_start']}"
+    )
     pods_needed = n * (args.replicas + 1) + n  # + transient surge pods
     nodes = max(args.nodes, math.ceil(pods_needed / args.pods_per_node))
     cluster = bench_cluster(work / "cluster", nodes, args.pods_per_node)
@@ -409,6 +450,14 @@ def run_one(n: int, controller: str, args: argparse.Namespace) -> dict[str, Any]
 
         ctl: Controller
         if controller == "argo-rollouts":
+            if analysing:
+                custom.create_namespaced_custom_object(
+                    ARGO_GROUP,
+                    ARGO_VERSION,
+                    NAMESPACE,
+                    "analysistemplates",
+                    argo_analysis_template(prom.url),
+                )
             ctl = ArgoRolloutsController(cluster, work, exe, args)
         else:
             ctl = Ftrollout(cluster, work, prom.url, args)
@@ -428,7 +477,7 @@ def run_one(n: int, controller: str, args: argparse.Namespace) -> dict[str, Any]
                         ARGO_VERSION,
                         NAMESPACE,
                         ARGO_PLURAL,
-                        argo_rollout(t, args.replicas),
+                        argo_rollout(t, args.replicas, analysing),
                         _preload_content=False,
                     ),
                     targets,
@@ -509,7 +558,7 @@ def run_one(n: int, controller: str, args: argparse.Namespace) -> dict[str, Any]
                         scale.VERSION,
                         NAMESPACE,
                         scale.PLURAL,
-                        ftr_rollout(t),
+                        ftr_rollout(t, prom.url, analysing),
                         _preload_content=False,
                     ),
                     targets,
@@ -546,13 +595,13 @@ def run_one(n: int, controller: str, args: argparse.Namespace) -> dict[str, Any]
         time.sleep(args.warmup)
         profile_out = None
         if args.profile and controller == "ftrollout":
-            profile_out = HERE / f"profile-idle-{n}.raw"
+            profile_out = HERE / f"profile-{mode}-{n}{'-' + args.tag if args.tag else ''}.raw"
         res["steady"] = sample_window(ctl, cluster, args, profile_out)
         if profile_out is not None and profile_out.exists():
             incl, own, samples = scale.summarize_profile(profile_out)
             text = [
                 f"py-spy record --gil --duration {int(args.profile)} of ftrollout, {n} paused "
-                f"rollouts, idle mode: {samples} samples holding the GIL (= Python CPU time)",
+                f"rollouts, {mode} mode: {samples} samples holding the GIL (= Python CPU time)",
                 "",
                 "== self (leaf) share",
                 *(f"{p_:5.1f}%  {fn}" for fn, p_ in own[:30]),
@@ -560,9 +609,10 @@ def run_one(n: int, controller: str, args: argparse.Namespace) -> dict[str, Any]
                 "== inclusive share",
                 *(f"{p_:5.1f}%  {fn}" for fn, p_ in incl[:60]),
             ]
-            (HERE / f"profile-idle-{n}.txt").write_text("\n".join(text) + "\n")
+            profile_txt = profile_out.with_suffix(".txt")
+            profile_txt.write_text("\n".join(text) + "\n")
             profile_out.unlink()
-            res["profile"] = f"profile-idle-{n}.txt"
+            res["profile"] = profile_txt.name
         res["load_at_end"] = loadavg()
         return res
     finally:
@@ -692,8 +742,19 @@ def main() -> int:
         default="argo-rollouts,ftrollout",
         help="which controllers, in order (argo-rollouts, ftrollout)",
     )
+    p.add_argument(
+        "--modes",
+        default="idle",
+        help="idle (paused, no analysis) and/or analysing (a PromQL query per rollout every 30 s)",
+    )
     p.add_argument("--replicas", type=int, default=2)
-    p.add_argument("--duration", type=float, default=180, help="steady window (seconds)")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=300,
+        help="steady window (seconds); at least ftrollout's idle resync (300 s), so every "
+        "rollout's periodic look falls in it once",
+    )
     p.add_argument("--warmup", type=float, default=30, help="wait before the window (seconds)")
     p.add_argument("--nodes", type=int, default=10)
     p.add_argument("--pods-per-node", type=int, default=1000)
@@ -724,26 +785,32 @@ def main() -> int:
     if "argo-rollouts" in controllers and not ArgoRollouts().is_built():
         log("Argo Rollouts is not built yet: building it (about 6 minutes on an idle machine)")
         build_argo_rollouts(log=lambda m: log(m.strip()))
-    for n in [int(x) for x in args.counts.split(",") if x]:
-        for ctl in controllers:
-            res = run_one(n, ctl, args)
-            res["tag"] = args.tag
-            # Runs of other controllers or counts may be going on beside this one.
-            with (HERE / ".results.lock").open("w") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-                runs = [
-                    r
-                    for r in load_results()
-                    if not (
-                        r["controller"] == ctl
-                        and r["rollouts"] == n
-                        and r.get("mode", "idle") == res["mode"]
-                        and r.get("tag", "") == args.tag
-                    )
-                ]
-                runs.append(res)
-                save_results(runs)
-            log(f"saved {ctl} N={n} to {RESULTS_JSON}")
+    modes = [m for m in args.modes.split(",") if m]
+    for mode in modes:
+        if mode not in ("idle", "analysing"):
+            print(f"unknown mode {mode!r} (idle, analysing)", file=sys.stderr)
+            return 2
+    for mode in modes:
+        for n in [int(x) for x in args.counts.split(",") if x]:
+            for ctl in controllers:
+                res = run_one(n, ctl, mode, args)
+                res["tag"] = args.tag
+                # Runs of other controllers or counts may be going on beside this one.
+                with (HERE / ".results.lock").open("w") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                    runs = [
+                        r
+                        for r in load_results()
+                        if not (
+                            r["controller"] == ctl
+                            and r["rollouts"] == n
+                            and r.get("mode", "idle") == res["mode"]
+                            and r.get("tag", "") == args.tag
+                        )
+                    ]
+                    runs.append(res)
+                    save_results(runs)
+                log(f"saved {ctl} N={n} to {RESULTS_JSON}")
     write_report(load_results())
     return 0
 
