@@ -72,6 +72,17 @@ from scale import (  # noqa: E402
     wait,
 )
 
+# Measured in the first run on a cluster only: a --compare run takes over objects at their step.
+NOT_COMPARED = (
+    "compare",
+    "profile",
+    "idle_rss_mib",
+    "initial_ready_s",
+    "to_first_step_s",
+    "to_first_step_cpu_cores",
+    "setup_cpu_s",
+)
+DEADLINE = "1h"  # progress deadline of both controllers' canaries (see ftr_rollout)
 RESULTS_JSON = HERE / "results.json"
 RESULTS_MD = HERE / "results.md"
 NAMESPACE = scale.NAMESPACE
@@ -131,11 +142,19 @@ class Controller:
 class Ftrollout(Controller):
     name = "ftrollout"
 
-    def __init__(self, cluster: Any, work: Path, prom_url: str, args: argparse.Namespace) -> None:
+    def __init__(
+        self,
+        cluster: Any,
+        work: Path,
+        prom_url: str,
+        args: argparse.Namespace,
+        pythonpath: str | None = None,
+    ) -> None:
         self.op = scale.Operator(
             cluster,
             work,
             ["--qps", str(args.qps), "--burst", str(args.burst), "--prometheus-url", prom_url],
+            extra_env=None if pythonpath is None else {"PYTHONPATH": pythonpath},
         )
         self.pid = self.op.pid
 
@@ -258,6 +277,7 @@ def argo_rollout(name: str, replicas: int, analysing: bool = False) -> dict[str,
                     "tolerations": [{"operator": "Exists"}],
                 },
             },
+            "progressDeadlineSeconds": 3600,
             "strategy": {"canary": canary},
         },
     }
@@ -279,6 +299,8 @@ def argo_summary(o: dict[str, Any]) -> dict[str, Any]:
 def ftr_rollout(name: str, prometheus: str, analysing: bool = False) -> dict[str, Any]:
     """scale.rollout: analysis every 30 s, or (idle mode) none."""
     body = scale.rollout(name, name, prometheus, "30s")
+    # On a loaded machine 1000 twins can take longer than the default 10 minutes to be Ready.
+    body["spec"]["progressDeadline"] = DEADLINE
     if not analysing:
         del body["spec"]["analysis"]
     return body
@@ -349,6 +371,54 @@ def sample_window(
         + (f"; {out['reconciles_per_s']} reconciles/s" if "reconciles_per_s" in out else "")
     )
     return out
+
+
+def compare_run(
+    ctl: Ftrollout,
+    cluster: Any,
+    work: Path,
+    prom_url: str,
+    n: int,
+    mode: str,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """The same cluster and objects under another build of the operator (e.g. the code before
+    a fix): stop this one, start that one, let it take over every rollout, sample again."""
+    log(f"  restarting ftrollout from {args.compare_pythonpath} ({args.compare_tag})")
+    ctl.stop()
+    other = Ftrollout(cluster, work, prom_url, args, pythonpath=args.compare_pythonpath)
+    try:
+        settle = max(args.warmup, 120.0)
+        log(f"  {args.compare_tag}: pid {other.pid}; {settle:.0f} s to take over {n} rollouts")
+        time.sleep(settle)
+        profile_out = None
+        if args.profile:
+            profile_out = HERE / f"profile-{mode}-{n}-{args.compare_tag}.raw"
+        out: dict[str, Any] = {"tag": args.compare_tag, "pythonpath": args.compare_pythonpath}
+        out["steady"] = sample_window(other, cluster, args, profile_out)
+        if profile_out is not None and profile_out.exists():
+            out["profile"] = write_profile(profile_out, n, mode, args)
+        return out
+    finally:
+        other.stop()
+
+
+def write_profile(raw: Path, n: int, mode: str, args: argparse.Namespace) -> str:
+    incl, own, samples = scale.summarize_profile(raw)
+    text = [
+        f"py-spy record --gil --duration {int(args.profile)} of ftrollout, {n} paused "
+        f"rollouts, {mode} mode: {samples} samples holding the GIL (= Python CPU time)",
+        "",
+        "== self (leaf) share",
+        *(f"{p_:5.1f}%  {fn}" for fn, p_ in own[:30]),
+        "",
+        "== inclusive share",
+        *(f"{p_:5.1f}%  {fn}" for fn, p_ in incl[:60]),
+    ]
+    txt = raw.with_suffix(".txt")
+    txt.write_text("\n".join(text) + "\n")
+    raw.unlink()
+    return txt.name
 
 
 def run_one(n: int, controller: str, mode: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -598,22 +668,10 @@ def run_one(n: int, controller: str, mode: str, args: argparse.Namespace) -> dic
             profile_out = HERE / f"profile-{mode}-{n}{'-' + args.tag if args.tag else ''}.raw"
         res["steady"] = sample_window(ctl, cluster, args, profile_out)
         if profile_out is not None and profile_out.exists():
-            incl, own, samples = scale.summarize_profile(profile_out)
-            text = [
-                f"py-spy record --gil --duration {int(args.profile)} of ftrollout, {n} paused "
-                f"rollouts, {mode} mode: {samples} samples holding the GIL (= Python CPU time)",
-                "",
-                "== self (leaf) share",
-                *(f"{p_:5.1f}%  {fn}" for fn, p_ in own[:30]),
-                "",
-                "== inclusive share",
-                *(f"{p_:5.1f}%  {fn}" for fn, p_ in incl[:60]),
-            ]
-            profile_txt = profile_out.with_suffix(".txt")
-            profile_txt.write_text("\n".join(text) + "\n")
-            profile_out.unlink()
-            res["profile"] = profile_txt.name
+            res["profile"] = write_profile(profile_out, n, mode, args)
         res["load_at_end"] = loadavg()
+        if args.compare_pythonpath and isinstance(ctl, Ftrollout):
+            res["compare"] = compare_run(ctl, cluster, work, prom.url, n, mode, args)
         return res
     finally:
         stack.close()
@@ -767,6 +825,13 @@ def main() -> int:
         help="py-spy executable (for --profile)",
     )
     p.add_argument("--tag", default="", help="label stored with the runs (e.g. before-fix)")
+    p.add_argument(
+        "--compare-pythonpath",
+        default="",
+        help="after ftrollout's window, run the operator from this PYTHONPATH (another build, "
+        "e.g. an export of the code before a fix) on the same cluster and sample it again",
+    )
+    p.add_argument("--compare-tag", default="before-fix", help="tag of the --compare run")
     p.add_argument("--keep", action="store_true", help="keep the work directories")
     p.add_argument("--report-only", action="store_true")
     args = p.parse_args()
@@ -809,6 +874,25 @@ def main() -> int:
                         )
                     ]
                     runs.append(res)
+                    if res.get("compare"):
+                        tag = res["compare"]["tag"]
+                        runs = [
+                            r
+                            for r in runs
+                            if not (
+                                r["controller"] == ctl
+                                and r["rollouts"] == n
+                                and r.get("mode", "idle") == mode
+                                and r.get("tag", "") == tag
+                            )
+                        ]
+                        runs.append(
+                            {
+                                **{k: v for k, v in res.items() if k not in NOT_COMPARED},
+                                **res["compare"],
+                                "same_cluster_as": args.tag or "this branch",
+                            }
+                        )
                     save_results(runs)
                 log(f"saved {ctl} N={n} to {RESULTS_JSON}")
     write_report(load_results())
