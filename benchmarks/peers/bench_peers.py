@@ -421,6 +421,17 @@ def write_profile(raw: Path, n: int, mode: str, args: argparse.Namespace) -> str
     return txt.name
 
 
+def established(cluster: Any, crd: str) -> None:
+    """`kubectl wait` fails at once while the new CRD has no conditions yet: ask again."""
+    for attempt in range(10):
+        proc = cluster.kubectl(
+            "wait", "--for=condition=Established", crd, "--timeout=60s", check=attempt == 9
+        )
+        if proc.returncode == 0:
+            return
+        time.sleep(1)
+
+
 def run_one(n: int, controller: str, mode: str, args: argparse.Namespace) -> dict[str, Any]:
     import kubernetes
 
@@ -458,20 +469,10 @@ def run_one(n: int, controller: str, mode: str, args: argparse.Namespace) -> dic
             exe, crds = ArgoRollouts().require()
             res["argo_version"] = ArgoRollouts().version
             cluster.kubectl("apply", "--server-side", "-f", str(crds))
-            cluster.kubectl(
-                "wait",
-                "--for=condition=Established",
-                "crd/rollouts.argoproj.io",
-                "--timeout=60s",
-            )
+            established(cluster, "crd/rollouts.argoproj.io")
         else:
             cluster.kubectl("apply", "--server-side", "-f", str(scale.CRD))
-            cluster.kubectl(
-                "wait",
-                "--for=condition=Established",
-                "crd/freethreadedrollouts.freethreaded.dev",
-                "--timeout=60s",
-            )
+            established(cluster, "crd/freethreadedrollouts.freethreaded.dev")
         cluster.kubectl("create", "namespace", NAMESPACE)
         cluster.kubectl(
             "wait", "--for=create", "serviceaccount/default", "-n", NAMESPACE, "--timeout=60s"

@@ -184,7 +184,7 @@ def build_argo_rollouts(
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    ldflags = f"-s -w -X {ARGO_ROLLOUTS_MODULE}/utils/version.version=v{peer.version}"
+    ldflags = f"-s -w -X {ARGO_ROLLOUTS_MODULE}/utils/version.version={peer.version}"
     log("==> [3/4] compiling rollouts-controller (CGO_ENABLED=0, -trimpath; ~6 min idle)")
     _run_logged(
         f"{peer.key}: go build",
