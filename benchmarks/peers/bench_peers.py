@@ -10,7 +10,8 @@ ftrollout), one run:
    its own cluster, so neither finds the other's objects (both watch the whole cluster);
 2. only that controller, as a process of its own, with the same client limits
    (`--qps 200 --burst 400`), no leader election;
-3. N canaries of 2 replicas brought to "paused at 50 %" with no analysis (idle mode):
+3. N canaries of 2 replicas brought to "paused at 50 %" with no analysis (idle mode; the
+   analysing mode adds one PromQL query per rollout every 30 s, see README.md):
    * Argo Rollouts: a Rollout (2 replicas, canary steps `setWeight: 50`, `pause: {}`) created,
      Healthy, then its pod template changed to the free-threaded image: the canary
      ReplicaSet gets 1 pod, the rollout pauses (phase Paused, a CanaryPauseStep condition);
@@ -703,26 +704,33 @@ def ratio(a: float | None, b: float | None) -> str:
 
 def report(runs: list[dict[str, Any]]) -> str:
     """One row per count and ftrollout build (run tag), against the Argo run of that count."""
-    argo = {r["rollouts"]: r for r in runs if r["controller"] == "argo-rollouts"}
+    argo = {
+        (r.get("mode", "idle"), r["rollouts"]): r
+        for r in runs
+        if r["controller"] == "argo-rollouts"
+    }
     ftr = sorted(
         (r for r in runs if r["controller"] == "ftrollout"),
         key=lambda r: (r["rollouts"], r.get("tag", "") != "before-fix", r.get("tag", "")),
     )
     lines = [
-        "| N | ftrollout build | Argo RSS MiB | ftrollout RSS MiB | ratio | Argo CPU cores | "
-        "ftrollout CPU cores | ratio | Argo API writes/min | ftrollout API writes/min | "
-        "Argo to first step s | ftrollout to first step s | ratio | ftrollout reconciles/s |",
-        "|" + "---|" * 14,
+        "| mode | N | ftrollout build | Argo RSS MiB | ftrollout RSS MiB | ratio | "
+        "Argo CPU cores | ftrollout CPU cores | ratio | Argo API writes/min | "
+        "ftrollout API writes/min | Argo to first step s | ftrollout to first step s | "
+        "ratio | ftrollout reconciles/s |",
+        "|" + "---|" * 15,
     ]
-    counts = sorted({r["rollouts"] for r in runs})
-    for n in counts:
-        a = argo.get(n) or {}
-        rows = [f for f in ftr if f["rollouts"] == n] or [{}]
+    keys = sorted(
+        {(r.get("mode", "idle"), r["rollouts"]) for r in runs}, key=lambda k: (k[0] != "idle", k)
+    )
+    for mode, n in keys:
+        a = argo.get((mode, n)) or {}
+        rows = [f for f in ftr if f["rollouts"] == n and f.get("mode", "idle") == mode] or [{}]
         for f in rows:
             sa, sf = a.get("steady") or {}, f.get("steady") or {}
             lines.append(
-                f"| {n} | {f.get('tag') or 'this branch'} | {sa.get('rss_mib_mean', '-')} | "
-                f"{sf.get('rss_mib_mean', '-')} | "
+                f"| {mode} | {n} | {f.get('tag') or 'this branch'} | "
+                f"{sa.get('rss_mib_mean', '-')} | {sf.get('rss_mib_mean', '-')} | "
                 f"{ratio(sf.get('rss_mib_mean'), sa.get('rss_mib_mean'))} | "
                 f"{sa.get('cpu_cores', '-')} | {sf.get('cpu_cores', '-')} | "
                 f"{ratio(sf.get('cpu_cores'), sa.get('cpu_cores'))} | "
@@ -736,7 +744,10 @@ def report(runs: list[dict[str, Any]]) -> str:
         pts = sorted(
             (r["rollouts"], r["steady"]["rss_mib_mean"])
             for r in runs
-            if r["controller"] == ctl and r.get("steady") and (tag is None or r.get("tag") == tag)
+            if r["controller"] == ctl
+            and r.get("steady")
+            and r.get("mode", "idle") == "idle"
+            and (tag is None or r.get("tag") == tag)
         )
         if len(pts) >= 2 and pts[-1][0] != pts[0][0]:
             kib = (pts[-1][1] - pts[0][1]) * 1024 / (pts[-1][0] - pts[0][0])
@@ -754,11 +765,12 @@ def write_report(runs: list[dict[str, Any]]) -> None:
         return
     m = runs[-1]["machine"]
     details = []
-    for r in sorted(runs, key=lambda r: (r["rollouts"], r["controller"])):
+    for r in sorted(runs, key=lambda r: (r.get("mode", "idle"), r["rollouts"], r["controller"])):
         s = r.get("steady") or {}
         load = s.get("load") or []
         details.append(
-            f"* {r['controller']} N={r['rollouts']} ({r['started']}): window "
+            f"* {r['controller']} N={r['rollouts']} {r.get('mode', 'idle')}"
+            f"{' (' + r['tag'] + ')' if r.get('tag') else ''}, started {r['started']}: window "
             f"{s.get('window_s')} s, load average (1 min) {load[0][0] if load else '-'} → "
             f"{load[-1][0] if load else '-'}, RSS max {s.get('rss_mib_max')} MiB, idle RSS "
             f"before any object {r.get('idle_rss_mib')} MiB, setup before the canaries "
@@ -785,6 +797,9 @@ def write_report(runs: list[dict[str, Any]]) -> None:
         *details,
         "",
     ]
+    findings = HERE / "findings.md"  # hand-written reading of the figures, kept with them
+    if findings.is_file():
+        text += ["## Findings", "", findings.read_text()]
     RESULTS_MD.write_text("\n".join(text))
     log(f"wrote {RESULTS_MD}")
     print(report(runs))
@@ -803,7 +818,7 @@ def main() -> int:
     )
     p.add_argument(
         "--modes",
-        default="idle",
+        default="idle,analysing",
         help="idle (paused, no analysis) and/or analysing (a PromQL query per rollout every 30 s)",
     )
     p.add_argument("--replicas", type=int, default=2)
