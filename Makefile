@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 KREW_URI_BASE ?= https://REPLACE-WITH-YOUR-RELEASES-URL
 PLUGIN_ARGS ?=
 
-.PHONY: venv test unit e2e lint fmt crd manifests demo tools bench plugin chart clean
+.PHONY: venv test unit e2e lint fmt crd manifests demo tools bench bench-peers peers plugin chart clean
 
 venv: $(STAMP)
 
@@ -86,6 +86,16 @@ demo: venv tools
 bench: venv tools
 	@if [ -f benchmarks/scale.py ]; then $(BIN)/python benchmarks/scale.py; \
 	else echo "the scale benchmark is not written yet"; fi
+
+# Argo Rollouts v1.10.2 built from its Go module (cached; ~6 min the first time).
+peers: venv
+	@$(BIN)/ftrollout-dev peers build
+
+# ftrollout side by side with Argo Rollouts (benchmarks/peers/): 100 and 1000 paused canaries.
+# PEERS_ARGS='--counts 100 --duration 120' for a shorter run.
+PEERS_ARGS ?=
+bench-peers: venv tools peers
+	@$(BIN)/python benchmarks/peers/bench_peers.py $(PEERS_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis dist

@@ -1390,3 +1390,83 @@ async def test_the_finalizer_deletes_only_the_twin_it_read(kmock: Any) -> None:
     (delete,) = [r for r in writes(shell.new_requests()) if r.url.path.endswith("/web-ft")]
     assert delete.data["preconditions"]["uid"] == "uid-web-ft"
     assert not exists(kmock, "web-ft")
+
+
+async def _first_look_of_daemon(shell: Shell, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Run the rollout's daemon once round and return the timeouts it waited for a poke with."""
+    monkeypatch.setattr(handlers, "STATE", shell.state)
+    real_wait_for = asyncio.wait_for
+    timeouts: list[float] = []
+
+    async def recording(aw: Any, timeout: float | None) -> Any:  # noqa: ASYNC109
+        if getattr(aw, "__qualname__", "") == "Event.wait":  # the daemon's wait for a poke
+            assert timeout is not None
+            timeouts.append(timeout)
+            timeout = 0.01
+        return await real_wait_for(aw, timeout)
+
+    monkeypatch.setattr(handlers.asyncio, "wait_for", recording)
+
+    class Stopped:
+        flag = False
+
+        def __bool__(self) -> bool:
+            return self.flag
+
+    stopped = Stopped()
+    fn = getattr(handlers.rollout_daemon, "__wrapped__", handlers.rollout_daemon)
+    task = asyncio.create_task(
+        fn(body=shell.body(), name="web", namespace=NS, stopped=stopped, logger=LOG)
+    )
+    try:
+        for _ in range(200):
+            if timeouts:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        stopped.flag = True
+        shell.state.poke(NS, "web")
+        await real_wait_for(task, 5)
+    return timeouts
+
+
+@pytest.mark.parametrize(
+    ("pause", "seconds"),
+    [({}, 300.0), ({"duration": "1h"}, 300.0), ({"duration": "90s"}, 90.0)],
+)
+async def test_a_paused_rollout_with_nothing_due_is_not_looked_at_every_minute(
+    kmock: Any, monkeypatch: pytest.MonkeyPatch, pause: dict[str, Any], seconds: float
+) -> None:
+    """Issue 22: at 1000 paused rollouts a look every 60 s was most of the idle CPU. Everything
+    the reconcile reads is watched (a poke) or asked for by the plan (the pause's end)."""
+    kmock.objects[DEPLOYMENTS, NS, "web"] = target_deployment()
+    kmock.objects[FTR, NS, "web"] = rollout_body(
+        steps=[{"weight": 50, "pause": pause}, {"weight": 100}]
+    )
+    shell = Shell(kmock)
+    await shell.reconcile()
+    shell.watch_deployment("web-ft", replicas=5, readyReplicas=5)
+    await shell.reconcile()
+    shell.watch_deployment("web", replicas=5, readyReplicas=5)
+    await shell.reconcile()
+    await shell.reconcile()
+    status = shell.body()["status"]
+    assert status["stepStartedAt"], status["message"]  # the step is reached: nothing to do
+    assert status["phase"] == ("Paused" if not pause else "Progressing")
+    shell.new_requests()
+    timeouts = await _first_look_of_daemon(shell, monkeypatch)
+    assert writes(shell.new_requests()) == []  # the daemon's look found nothing to do
+    assert len(timeouts) >= 1
+    assert timeouts[0] == pytest.approx(seconds, abs=2.0)
+
+
+def test_a_rollout_whose_routes_are_read_not_watched_keeps_the_minute() -> None:
+    routed = {"spec": {"trafficRouting": {"gatewayAPI": {"httpRoutes": [{"name": "web"}]}}}}
+    assert handlers.next_look(routed, None) == 60.0
+    assert handlers.next_look(routed, 5.0) == 5.0
+    assert handlers.next_look({"spec": {}}, None) == 300.0
+    assert handlers.next_look({"spec": {}}, 0.0) == 0.05
+    # A promoted rollout's reconcile keeps its Prometheus on the guardrail loop's list.
+    from ftrollout.shell.scheduler import RECENT_URL_SECONDS
+
+    assert handlers.IDLE_RESYNC_SECONDS < RECENT_URL_SECONDS

@@ -1,0 +1,919 @@
+#!/usr/bin/env python3
+"""ftrollout side by side with Argo Rollouts: N canaries of 2 replicas held paused at 50 %.
+
+For each count N (default 100 and 1000) and each controller (Argo Rollouts v1.10.2, then
+ftrollout), one run:
+
+1. a fresh local control plane, configured exactly as `benchmarks/scale.py` configures it
+   (etcd, kube-apiserver, controller-manager and scheduler at 300 QPS, kwok nodes of 1000
+   pods), the same exporter and a real Prometheus scraping it every 5 s. Each controller gets
+   its own cluster, so neither finds the other's objects (both watch the whole cluster);
+2. only that controller, as a process of its own, with the same client limits
+   (`--qps 200 --burst 400`), no leader election;
+3. N canaries of 2 replicas brought to "paused at 50 %" with no analysis (idle mode; the
+   analysing mode adds one PromQL query per rollout every 30 s, see README.md):
+   * Argo Rollouts: a Rollout (2 replicas, canary steps `setWeight: 50`, `pause: {}`) created,
+     Healthy, then its pod template changed to the free-threaded image: the canary
+     ReplicaSet gets 1 pod, the rollout pauses (phase Paused, a CanaryPauseStep condition);
+   * ftrollout: a Deployment (2 replicas) and a FreeThreadedRollout (steps 50 % / 100 %, each
+     waiting for a promote; no analysis): the twin gets 1 pod, the rollout pauses (phase
+     Paused, stepIndex 0);
+4. after a warm-up, the same sampler over a steady window for both: RSS (/proc VmRSS) and
+   CPU (/proc utime+stime) of the controller process every 5 s, and API writes counted by the
+   kube-apiserver (`apiserver_request_total` for POST/PUT/PATCH/DELETE/APPLY, leases and
+   nodes left out: those are the control plane's and kwok's heartbeats) plus each
+   controller's own count of its requests (`controller_clientset_k8s_request_total` for Argo,
+   `ftrollout_api_writes_total` for ftrollout);
+5. optionally (`--profile S`) py-spy records the ftrollout process for S seconds of the
+   window (`--gil`: Python CPU only).
+
+Results: `benchmarks/peers/results.json` (every run; a later run of the same controller and N
+replaces the earlier one) and `results.md` (table with ratios ftrollout / Argo).
+
+    make bench-peers                                        # 100 and 1000, both controllers
+    python benchmarks/peers/bench_peers.py --counts 100 --controllers ftrollout --duration 120
+    python benchmarks/peers/bench_peers.py --report-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import math
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # benchmarks/: the scale benchmark's cluster and sampler
+
+import scale  # noqa: E402
+from scale import (  # noqa: E402
+    Exporter,
+    Watcher,
+    bench_cluster,
+    loadavg,
+    log,
+    machine,
+    names,
+    pod_summary,
+    proc_cpu_seconds,
+    proc_rss_mib,
+    proc_threads,
+    wait,
+)
+
+# Measured in the first run on a cluster only: a --compare run takes over objects at their step.
+NOT_COMPARED = (
+    "compare",
+    "profile",
+    "idle_rss_mib",
+    "initial_ready_s",
+    "to_first_step_s",
+    "to_first_step_cpu_cores",
+    "setup_cpu_s",
+)
+DEADLINE = "1h"  # progress deadline of both controllers' canaries (see ftr_rollout)
+RESULTS_JSON = HERE / "results.json"
+RESULTS_MD = HERE / "results.md"
+NAMESPACE = scale.NAMESPACE
+STANDARD_IMAGE = "example/app:3.13"
+FT_IMAGE = "example/app:3.14t"
+ARGO_GROUP, ARGO_VERSION, ARGO_PLURAL = "argoproj.io", "v1alpha1", "rollouts"
+WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "APPLY", "DELETECOLLECTION"}
+# Heartbeats of the control plane and kwok's nodes, the same whichever controller runs.
+HEARTBEATS = {"leases", "nodes"}
+
+
+# ------------------------------------------------------------------------ API writes
+
+
+def apiserver_writes(cluster: Any) -> dict[str, float]:
+    """Write requests served by the kube-apiserver so far, per resource[/subresource]."""
+    text = cluster.kubectl("get", "--raw", "/metrics").stdout
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+        if labels.get("verb") not in WRITE_VERBS or labels.get("resource") in HEARTBEATS:
+            continue
+        res = labels.get("resource", "")
+        if labels.get("subresource"):
+            res += "/" + labels["subresource"]
+        out[res] = out.get(res, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def delta(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    return {k: round(v - a.get(k, 0.0), 1) for k, v in b.items() if v - a.get(k, 0.0) > 0}
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return str(r.read().decode())
+
+
+# ------------------------------------------------------------------------ controllers
+
+
+class Controller:
+    """A controller process the sampler reads: pid and its own count of API writes."""
+
+    name = ""
+    pid = 0
+
+    def own_writes(self) -> float:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+
+class Ftrollout(Controller):
+    name = "ftrollout"
+
+    def __init__(
+        self,
+        cluster: Any,
+        work: Path,
+        prom_url: str,
+        args: argparse.Namespace,
+        pythonpath: str | None = None,
+    ) -> None:
+        self.op = scale.Operator(
+            cluster,
+            work,
+            ["--qps", str(args.qps), "--burst", str(args.burst), "--prometheus-url", prom_url],
+            extra_env=None if pythonpath is None else {"PYTHONPATH": pythonpath},
+        )
+        self.pid = self.op.pid
+
+    def own_writes(self) -> float:
+        return self.op.metrics().get("ftrollout_api_writes_total", 0.0)
+
+    def reconciles(self) -> float:
+        return self.op.metrics().get("ftrollout_reconcile_duration_seconds_count", 0.0)
+
+    def stop(self) -> None:
+        self.op.stop()
+
+
+class ArgoRolloutsController(Controller):
+    name = "argo-rollouts"
+    WRITES = re.compile(r'^controller_clientset_k8s_request_total\{[^}]*verb="(\w+)"[^}]*\} (\S+)')
+
+    def __init__(self, cluster: Any, work: Path, exe: Path, args: argparse.Namespace) -> None:
+        from ftrollout_dev.localcluster import free_port
+
+        self.port = free_port()
+        self.log_path = work / "argo-rollouts.log"
+        cmd = [
+            str(exe),
+            f"--kubeconfig={cluster.kubeconfig}",
+            f"--metricsPort={self.port}",
+            f"--healthzPort={free_port()}",
+            f"--qps={args.qps}",
+            f"--burst={args.burst}",
+            "--leader-elect=false",
+            "--loglevel=warn",
+            "--logformat=json",
+        ]
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT, env=cluster.env()
+        )
+        self.pid = self.proc.pid
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"argo-rollouts exited: {self.log_path.read_text()[-2000:]}")
+            with contextlib.suppress(OSError):
+                scrape(f"http://127.0.0.1:{self.port}/metrics")
+                break
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("argo-rollouts metrics endpoint did not come up")
+            time.sleep(0.3)
+
+    def own_writes(self) -> float:
+        total = 0.0
+        for line in scrape(f"http://127.0.0.1:{self.port}/metrics").splitlines():
+            m = self.WRITES.match(line)
+            if m and m.group(1).upper() in {"CREATE", "UPDATE", "PATCH", "DELETE", *WRITE_VERBS}:
+                total += float(m.group(2))
+        return total
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# ------------------------------------------------------------------------ objects
+
+
+# The query of ftrollout's `error-ratio` metric (benchmarks/scale.py), over the rollout's pods.
+_PODS = 'namespace="' + NAMESPACE + '", pod=~"{{args.name}}-.*"'
+ARGO_ERROR_RATIO = (
+    "sum(rate(http_errors_total{" + _PODS + "}[30s])) / "
+    "sum(rate(http_requests_total{" + _PODS + "}[30s]))"
+)
+
+
+def argo_analysis_template(prometheus: str) -> dict[str, Any]:
+    """One metric every 30 s for as long as the canary runs (no count), like ftrollout's
+    analysis interval: a background analysis of the canary strategy."""
+    return {
+        "apiVersion": f"{ARGO_GROUP}/{ARGO_VERSION}",
+        "kind": "AnalysisTemplate",
+        "metadata": {"name": "error-ratio"},
+        "spec": {
+            "args": [{"name": "name"}],
+            "metrics": [
+                {
+                    "name": "error-ratio",
+                    "interval": "30s",
+                    "successCondition": "result[0] <= 0.01",
+                    "failureLimit": 1,
+                    "provider": {"prometheus": {"address": prometheus, "query": ARGO_ERROR_RATIO}},
+                }
+            ],
+        },
+    }
+
+
+def argo_rollout(name: str, replicas: int, analysing: bool = False) -> dict[str, Any]:
+    labels = {"app": name}
+    canary: dict[str, Any] = {"steps": [{"setWeight": 50}, {"pause": {}}]}
+    if analysing:
+        canary["analysis"] = {
+            "templates": [{"templateName": "error-ratio"}],
+            "args": [{"name": "name", "value": name}],
+        }
+    return {
+        "apiVersion": f"{ARGO_GROUP}/{ARGO_VERSION}",
+        "kind": "Rollout",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [{"name": "app", "image": STANDARD_IMAGE}],
+                    "tolerations": [{"operator": "Exists"}],
+                },
+            },
+            "progressDeadlineSeconds": 3600,
+            "strategy": {"canary": canary},
+        },
+    }
+
+
+def argo_summary(o: dict[str, Any]) -> dict[str, Any]:
+    st = o.get("status") or {}
+    return {
+        "phase": st.get("phase"),
+        "step": st.get("currentStepIndex"),
+        "available": st.get("availableReplicas") or 0,
+        "updated": st.get("updatedReplicas") or 0,
+        "paused": bool(st.get("pauseConditions")),
+        "generation_seen": str(st.get("observedGeneration") or ""),
+        "generation": (o.get("metadata") or {}).get("generation"),
+    }
+
+
+def ftr_rollout(name: str, prometheus: str, analysing: bool = False) -> dict[str, Any]:
+    """scale.rollout: analysis every 30 s, or (idle mode) none."""
+    body = scale.rollout(name, name, prometheus, "30s")
+    # On a loaded machine 1000 twins can take longer than the default 10 minutes to be Ready.
+    body["spec"]["progressDeadline"] = DEADLINE
+    if not analysing:
+        del body["spec"]["analysis"]
+    return body
+
+
+# ------------------------------------------------------------------------ one run
+
+
+def sample_window(
+    ctl: Controller, cluster: Any, args: argparse.Namespace, profile_out: Path | None
+) -> dict[str, Any]:
+    log(f"  steady window: sampling {ctl.name} (pid {ctl.pid}) every 5 s for {args.duration:.0f} s")
+    api0, own0 = apiserver_writes(cluster), ctl.own_writes()
+    rec0 = ctl.reconciles() if isinstance(ctl, Ftrollout) else None
+    t0, cpu0 = time.monotonic(), proc_cpu_seconds(ctl.pid)
+    rss = [proc_rss_mib(ctl.pid)]
+    load = [loadavg()]
+    spy: subprocess.Popen[bytes] | None = None
+    if profile_out is not None:
+        exe = Path(args.py_spy)
+        log(f"  py-spy record --gil for {args.profile:.0f} s -> {profile_out}")
+        spy = subprocess.Popen(
+            [
+                str(exe),
+                "record",
+                "--pid",
+                str(ctl.pid),
+                "--duration",
+                str(int(args.profile)),
+                "--format",
+                "raw",
+                "--output",
+                str(profile_out),
+                "--nonblocking",
+                "--gil",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    end = t0 + args.duration
+    while time.monotonic() < end:
+        time.sleep(min(5.0, max(0.0, end - time.monotonic())))
+        rss.append(proc_rss_mib(ctl.pid))
+        load.append(loadavg())
+    dt = time.monotonic() - t0
+    cpu = proc_cpu_seconds(ctl.pid) - cpu0
+    api1, own1 = apiserver_writes(cluster), ctl.own_writes()
+    if spy is not None:
+        spy.wait(timeout=args.profile + 60)
+    by_res = delta(api0, api1)
+    out: dict[str, Any] = {
+        "window_s": round(dt, 1),
+        "rss_mib_mean": round(sum(rss) / len(rss), 1),
+        "rss_mib_max": round(max(rss), 1),
+        "threads": proc_threads(ctl.pid),
+        "cpu_cores": round(cpu / dt, 4),
+        "api_writes_per_min": round(sum(by_res.values()) / dt * 60, 1),
+        "api_writes_by_resource": by_res,
+        "own_writes_per_min": round((own1 - own0) / dt * 60, 1),
+        "load": load,
+    }
+    if rec0 is not None and isinstance(ctl, Ftrollout):
+        out["reconciles_per_s"] = round((ctl.reconciles() - rec0) / dt, 2)
+    log(
+        f"  {ctl.name}: RSS {out['rss_mib_mean']} MiB, CPU {out['cpu_cores']} cores, API writes "
+        f"{out['api_writes_per_min']}/min (own count {out['own_writes_per_min']}/min) "
+        f"{by_res}; load {load[-1]}"
+        + (f"; {out['reconciles_per_s']} reconciles/s" if "reconciles_per_s" in out else "")
+    )
+    return out
+
+
+def compare_run(
+    ctl: Ftrollout,
+    cluster: Any,
+    work: Path,
+    prom_url: str,
+    n: int,
+    mode: str,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """The same cluster and objects under another build of the operator (e.g. the code before
+    a fix): stop this one, start that one, let it take over every rollout, sample again."""
+    log(f"  restarting ftrollout from {args.compare_pythonpath} ({args.compare_tag})")
+    ctl.stop()
+    other = Ftrollout(cluster, work, prom_url, args, pythonpath=args.compare_pythonpath)
+    try:
+        settle = max(args.warmup, 120.0)
+        log(f"  {args.compare_tag}: pid {other.pid}; {settle:.0f} s to take over {n} rollouts")
+        time.sleep(settle)
+        profile_out = None
+        if args.profile:
+            profile_out = HERE / f"profile-{mode}-{n}-{args.compare_tag}.raw"
+        out: dict[str, Any] = {"tag": args.compare_tag, "pythonpath": args.compare_pythonpath}
+        out["steady"] = sample_window(other, cluster, args, profile_out)
+        if profile_out is not None and profile_out.exists():
+            out["profile"] = write_profile(profile_out, n, mode, args)
+        return out
+    finally:
+        other.stop()
+
+
+def write_profile(raw: Path, n: int, mode: str, args: argparse.Namespace) -> str:
+    incl, own, samples = scale.summarize_profile(raw)
+    text = [
+        f"py-spy record --gil --duration {int(args.profile)} of ftrollout, {n} paused "
+        f"rollouts, {mode} mode: {samples} samples holding the GIL (= Python CPU time)",
+        "",
+        "== self (leaf) share",
+        *(f"{p_:5.1f}%  {fn}" for fn, p_ in own[:30]),
+        "",
+        "== inclusive share",
+        *(f"{p_:5.1f}%  {fn}" for fn, p_ in incl[:60]),
+    ]
+    txt = raw.with_suffix(".txt")
+    txt.write_text("\n".join(text) + "\n")
+    raw.unlink()
+    return txt.name
+
+
+def established(cluster: Any, crd: str) -> None:
+    """`kubectl wait` fails at once while the new CRD has no conditions yet: ask again."""
+    for attempt in range(10):
+        proc = cluster.kubectl(
+            "wait", "--for=condition=Established", crd, "--timeout=60s", check=attempt == 9
+        )
+        if proc.returncode == 0:
+            return
+        time.sleep(1)
+
+
+def run_one(n: int, controller: str, mode: str, args: argparse.Namespace) -> dict[str, Any]:
+    import kubernetes
+
+    from ftrollout_dev.localcluster import start_prometheus
+    from ftrollout_dev.peers import ArgoRollouts
+    from ftrollout_dev.simulator import app_deployment
+
+    res: dict[str, Any] = {
+        "controller": controller,
+        "rollouts": n,
+        "replicas": args.replicas,
+        "mode": mode,
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "load_at_start": loadavg(),
+        "qps": args.qps,
+        "burst": args.burst,
+    }
+    analysing = mode == "analysing"
+    work = Path(tempfile.mkdtemp(prefix=f"ftr-peers-{controller}-{mode}-{n}-"))
+    log(
+        f"=== {controller}, {n} canaries, {mode} (work dir {work}); "
+        f"load average {res['load_at_start']}"
+    )
+    pods_needed = n * (args.replicas + 1) + n  # + transient surge pods
+    nodes = max(args.nodes, math.ceil(pods_needed / args.pods_per_node))
+    cluster = bench_cluster(work / "cluster", nodes, args.pods_per_node)
+    stack = contextlib.ExitStack()
+    try:
+        t_up = time.monotonic()
+        cluster.up()
+        stack.callback(cluster.down)
+        res["cluster_up_s"] = round(time.monotonic() - t_up, 1)
+        if controller == "argo-rollouts":
+            exe, crds = ArgoRollouts().require()
+            res["argo_version"] = ArgoRollouts().version
+            cluster.kubectl("apply", "--server-side", "-f", str(crds))
+            established(cluster, "crd/rollouts.argoproj.io")
+        else:
+            cluster.kubectl("apply", "--server-side", "-f", str(scale.CRD))
+            established(cluster, "crd/freethreadedrollouts.freethreaded.dev")
+        cluster.kubectl("create", "namespace", NAMESPACE)
+        cluster.kubectl(
+            "wait", "--for=create", "serviceaccount/default", "-n", NAMESPACE, "--timeout=60s"
+        )
+
+        cfg = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(str(cluster.kubeconfig), client_configuration=cfg)
+        cfg.connection_pool_maxsize = 32
+        client = kubernetes.client.ApiClient(cfg)
+        apps = kubernetes.client.AppsV1Api(client)
+        core = kubernetes.client.CoreV1Api(client)
+        custom = kubernetes.client.CustomObjectsApi(client)
+        pods = Watcher("pods", core.list_namespaced_pod, (NAMESPACE,), pod_summary)
+        watchers = [pods]
+        if controller == "argo-rollouts":
+            objs = Watcher(
+                "rollouts",
+                custom.list_namespaced_custom_object,
+                (ARGO_GROUP, ARGO_VERSION, NAMESPACE, ARGO_PLURAL),
+                argo_summary,
+            )
+            watchers.append(objs)
+            deps = None
+        else:
+            objs = Watcher(
+                "ftrs",
+                custom.list_namespaced_custom_object,
+                (scale.GROUP, scale.VERSION, NAMESPACE, scale.PLURAL),
+                scale.ftr_summary,
+            )
+            deps = Watcher(
+                "deployments",
+                apps.list_namespaced_deployment,
+                (NAMESPACE,),
+                scale.deploy_summary,
+            )
+            watchers += [objs, deps]
+        for w in watchers:
+            w.start()
+            stack.callback(w.stopped.set)
+            w.synced.wait(30)
+        exporter = Exporter(pods)
+        stack.callback(exporter.close)
+        prom = start_prometheus([exporter.target], work / "prometheus", scrape_interval="5s")
+        stack.callback(prom.stop)
+
+        ctl: Controller
+        if controller == "argo-rollouts":
+            if analysing:
+                custom.create_namespaced_custom_object(
+                    ARGO_GROUP,
+                    ARGO_VERSION,
+                    NAMESPACE,
+                    "analysistemplates",
+                    argo_analysis_template(prom.url),
+                )
+            ctl = ArgoRolloutsController(cluster, work, exe, args)
+        else:
+            ctl = Ftrollout(cluster, work, prom.url, args)
+        stack.callback(ctl.stop)
+        res["idle_rss_mib"] = round(proc_rss_mib(ctl.pid), 1)
+        log(f"{controller} pid {ctl.pid} up, RSS {res['idle_rss_mib']} MiB")
+
+        targets = names(n)
+        pool = ThreadPoolExecutor(max_workers=8)
+        stack.callback(pool.shutdown)
+        cpu0, t0 = proc_cpu_seconds(ctl.pid), time.monotonic()
+        if controller == "argo-rollouts":
+            list(
+                pool.map(
+                    lambda t: custom.create_namespaced_custom_object(
+                        ARGO_GROUP,
+                        ARGO_VERSION,
+                        NAMESPACE,
+                        ARGO_PLURAL,
+                        argo_rollout(t, args.replicas, analysing),
+                        _preload_content=False,
+                    ),
+                    targets,
+                )
+            )
+
+            def healthy() -> int:
+                snap = objs.snapshot()
+                return sum(
+                    1
+                    for t in targets
+                    if (s := snap.get(t))
+                    and s["phase"] == "Healthy"
+                    and s["available"] == args.replicas
+                )
+
+            wait(
+                "Rollouts Healthy",
+                lambda: healthy() == n,
+                1800,
+                progress=lambda: f"{healthy()}/{n}",
+            )
+            res["initial_ready_s"] = round(time.monotonic() - t0, 1)
+            log(f"{n} Rollouts Healthy in {res['initial_ready_s']} s; starting the canaries")
+            cpu1, t1 = proc_cpu_seconds(ctl.pid), time.monotonic()
+            patch = {
+                "spec": {"template": {"spec": {"containers": [{"name": "app", "image": FT_IMAGE}]}}}
+            }
+            list(
+                pool.map(
+                    lambda t: custom.patch_namespaced_custom_object(
+                        ARGO_GROUP,
+                        ARGO_VERSION,
+                        NAMESPACE,
+                        ARGO_PLURAL,
+                        t,
+                        patch,
+                        _preload_content=False,
+                    ),
+                    targets,
+                )
+            )
+
+            def at_step() -> int:
+                snap = objs.snapshot()
+                return sum(
+                    1
+                    for t in targets
+                    if (s := snap.get(t))
+                    and s["phase"] == "Paused"
+                    and s["paused"]
+                    and s["updated"] >= 1
+                    and s["available"] >= args.replicas
+                )
+        else:
+            list(
+                pool.map(
+                    lambda t: apps.create_namespaced_deployment(
+                        NAMESPACE, app_deployment(t, args.replicas), _preload_content=False
+                    ),
+                    targets,
+                )
+            )
+            assert deps is not None
+
+            def ready() -> int:
+                snap = deps.snapshot()
+                return sum(1 for t in targets if (d := snap.get(t)) and d["ready"] == args.replicas)
+
+            wait("Deployments Ready", lambda: ready() == n, 1800, progress=lambda: f"{ready()}/{n}")
+            res["initial_ready_s"] = round(time.monotonic() - t0, 1)
+            log(f"{n} Deployments Ready in {res['initial_ready_s']} s; creating the rollouts")
+            cpu1, t1 = proc_cpu_seconds(ctl.pid), time.monotonic()
+            list(
+                pool.map(
+                    lambda t: custom.create_namespaced_custom_object(
+                        scale.GROUP,
+                        scale.VERSION,
+                        NAMESPACE,
+                        scale.PLURAL,
+                        ftr_rollout(t, prom.url, analysing),
+                        _preload_content=False,
+                    ),
+                    targets,
+                )
+            )
+
+            def at_step() -> int:
+                snap, dsnap = objs.snapshot(), deps.snapshot()
+                count = 0
+                for t in targets:
+                    f, twin = snap.get(t), dsnap.get(f"{t}-ft")
+                    if (
+                        f
+                        and f["phase"] == "Paused"
+                        and f["step"] == 0
+                        and twin
+                        and twin["ready"] >= 1
+                    ):
+                        count += 1
+                return count
+
+        wait(
+            "canaries paused at 50 %",
+            lambda: at_step() == n,
+            1800,
+            progress=lambda: f"{at_step()}/{n}, {controller} RSS {proc_rss_mib(ctl.pid):.0f} MiB",
+        )
+        ramp = time.monotonic() - t1
+        res["to_first_step_s"] = round(ramp, 1)
+        res["to_first_step_cpu_cores"] = round((proc_cpu_seconds(ctl.pid) - cpu1) / ramp, 3)
+        res["setup_cpu_s"] = round(proc_cpu_seconds(ctl.pid) - cpu0, 1)
+        log(f"all {n} canaries paused at 50 % {ramp:.1f} s after the change")
+        log(f"warm-up {args.warmup:.0f} s")
+        time.sleep(args.warmup)
+        profile_out = None
+        if args.profile and controller == "ftrollout":
+            profile_out = HERE / f"profile-{mode}-{n}{'-' + args.tag if args.tag else ''}.raw"
+        res["steady"] = sample_window(ctl, cluster, args, profile_out)
+        if profile_out is not None and profile_out.exists():
+            res["profile"] = write_profile(profile_out, n, mode, args)
+        res["load_at_end"] = loadavg()
+        if args.compare_pythonpath and isinstance(ctl, Ftrollout):
+            res["compare"] = compare_run(ctl, cluster, work, prom.url, n, mode, args)
+        return res
+    finally:
+        stack.close()
+        if not args.keep:
+            subprocess.run(["rm", "-rf", str(work)], check=False)
+
+
+# ------------------------------------------------------------------------ report
+
+
+def load_results() -> list[dict[str, Any]]:
+    try:
+        data = json.loads(RESULTS_JSON.read_text())
+    except (OSError, ValueError):
+        return []
+    return list(data.get("runs", []))
+
+
+def save_results(runs: list[dict[str, Any]]) -> None:
+    RESULTS_JSON.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None or b == 0:
+        return "-"
+    return f"{a / b:.2f}" if a / b < 10 else f"{a / b:.0f}"
+
+
+def report(runs: list[dict[str, Any]]) -> str:
+    """One row per count and ftrollout build (run tag), against the Argo run of that count."""
+    argo = {
+        (r.get("mode", "idle"), r["rollouts"]): r
+        for r in runs
+        if r["controller"] == "argo-rollouts"
+    }
+    ftr = sorted(
+        (r for r in runs if r["controller"] == "ftrollout"),
+        key=lambda r: (r["rollouts"], r.get("tag", "") != "before-fix", r.get("tag", "")),
+    )
+    lines = [
+        "| mode | N | ftrollout build | Argo RSS MiB | ftrollout RSS MiB | ratio | "
+        "Argo CPU cores | ftrollout CPU cores | ratio | Argo API writes/min | "
+        "ftrollout API writes/min | Argo to first step s | ftrollout to first step s | "
+        "ratio | ftrollout reconciles/s |",
+        "|" + "---|" * 15,
+    ]
+    keys = sorted(
+        {(r.get("mode", "idle"), r["rollouts"]) for r in runs}, key=lambda k: (k[0] != "idle", k)
+    )
+    for mode, n in keys:
+        a = argo.get((mode, n)) or {}
+        rows = [f for f in ftr if f["rollouts"] == n and f.get("mode", "idle") == mode] or [{}]
+        for f in rows:
+            sa, sf = a.get("steady") or {}, f.get("steady") or {}
+            lines.append(
+                f"| {mode} | {n} | {f.get('tag') or 'this branch'} | "
+                f"{sa.get('rss_mib_mean', '-')} | {sf.get('rss_mib_mean', '-')} | "
+                f"{ratio(sf.get('rss_mib_mean'), sa.get('rss_mib_mean'))} | "
+                f"{sa.get('cpu_cores', '-')} | {sf.get('cpu_cores', '-')} | "
+                f"{ratio(sf.get('cpu_cores'), sa.get('cpu_cores'))} | "
+                f"{sa.get('api_writes_per_min', '-')} | {sf.get('api_writes_per_min', '-')} | "
+                f"{a.get('to_first_step_s', '-')} | {f.get('to_first_step_s', '-')} | "
+                f"{ratio(f.get('to_first_step_s'), a.get('to_first_step_s'))} | "
+                f"{sf.get('reconciles_per_s', '-')} |"
+            )
+    slopes = []
+    for ctl, tag in (("argo-rollouts", None), ("ftrollout", "before-fix"), ("ftrollout", "")):
+        pts = sorted(
+            (r["rollouts"], r["steady"]["rss_mib_mean"])
+            for r in runs
+            if r["controller"] == ctl
+            and r.get("steady")
+            and r.get("mode", "idle") == "idle"
+            and (tag is None or r.get("tag") == tag)
+        )
+        if len(pts) >= 2 and pts[-1][0] != pts[0][0]:
+            kib = (pts[-1][1] - pts[0][1]) * 1024 / (pts[-1][0] - pts[0][0])
+            label = ctl if tag is None else f"{ctl} ({tag or 'this branch'})"
+            slopes.append(f"{label} {kib:.0f} KiB per rollout ({pts[0][0]} → {pts[-1][0]})")
+    table = "\n".join(lines)
+    if slopes:
+        table += "\n\nMemory per rollout (RSS difference / count difference): " + "; ".join(slopes)
+    return table
+
+
+def write_report(runs: list[dict[str, Any]]) -> None:
+    if not runs:
+        log("no results to report")
+        return
+    m = runs[-1]["machine"]
+    details = []
+    for r in sorted(runs, key=lambda r: (r.get("mode", "idle"), r["rollouts"], r["controller"])):
+        s = r.get("steady") or {}
+        load = s.get("load") or []
+        details.append(
+            f"* {r['controller']} N={r['rollouts']} {r.get('mode', 'idle')}"
+            f"{' (' + r['tag'] + ')' if r.get('tag') else ''}, started {r['started']}: window "
+            f"{s.get('window_s')} s, load average (1 min) {load[0][0] if load else '-'} → "
+            f"{load[-1][0] if load else '-'}, RSS max {s.get('rss_mib_max')} MiB, idle RSS "
+            f"before any object {r.get('idle_rss_mib')} MiB, setup before the canaries "
+            f"{r.get('initial_ready_s')} s, controller's own write count "
+            f"{s.get('own_writes_per_min')}/min, writes by resource "
+            f"{s.get('api_writes_by_resource')}"
+        )
+    text = [
+        "# Side by side with Argo Rollouts (issue 22)",
+        "",
+        "Generated by `benchmarks/peers/bench_peers.py` (`make bench-peers`); see README.md here "
+        "for what one run does. Idle mode: N canaries of 2 replicas paused at 50 %, no analysis.",
+        "",
+        f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['ram_mib']} MiB RAM, Linux "
+        f"{m['kernel']}, Python {m['python']}; shared with other jobs, so the figures are noisy.",
+        "",
+        report(runs),
+        "",
+        "Ratios are ftrollout / Argo Rollouts. API writes are counted by the kube-apiserver "
+        "(write verbs, leases and nodes left out) over the steady window.",
+        "",
+        "## Runs",
+        "",
+        *details,
+        "",
+    ]
+    findings = HERE / "findings.md"  # hand-written reading of the figures, kept with them
+    if findings.is_file():
+        text += ["## Findings", "", findings.read_text()]
+    RESULTS_MD.write_text("\n".join(text))
+    log(f"wrote {RESULTS_MD}")
+    print(report(runs))
+
+
+# ------------------------------------------------------------------------ main
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--counts", default="100,1000", help="canary counts (comma-separated)")
+    p.add_argument(
+        "--controllers",
+        default="argo-rollouts,ftrollout",
+        help="which controllers, in order (argo-rollouts, ftrollout)",
+    )
+    p.add_argument(
+        "--modes",
+        default="idle,analysing",
+        help="idle (paused, no analysis) and/or analysing (a PromQL query per rollout every 30 s)",
+    )
+    p.add_argument("--replicas", type=int, default=2)
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=300,
+        help="steady window (seconds); at least ftrollout's idle resync (300 s), so every "
+        "rollout's periodic look falls in it once",
+    )
+    p.add_argument("--warmup", type=float, default=30, help="wait before the window (seconds)")
+    p.add_argument("--nodes", type=int, default=10)
+    p.add_argument("--pods-per-node", type=int, default=1000)
+    p.add_argument("--qps", type=float, default=200, help="client QPS of both controllers")
+    p.add_argument("--burst", type=int, default=400, help="client burst of both controllers")
+    p.add_argument("--profile", type=float, default=0, help="py-spy ftrollout for S seconds")
+    p.add_argument(
+        "--py-spy",
+        default=str(Path(sys.executable).parent / "py-spy"),
+        help="py-spy executable (for --profile)",
+    )
+    p.add_argument("--tag", default="", help="label stored with the runs (e.g. before-fix)")
+    p.add_argument(
+        "--compare-pythonpath",
+        default="",
+        help="after ftrollout's window, run the operator from this PYTHONPATH (another build, "
+        "e.g. an export of the code before a fix) on the same cluster and sample it again",
+    )
+    p.add_argument("--compare-tag", default="before-fix", help="tag of the --compare run")
+    p.add_argument("--keep", action="store_true", help="keep the work directories")
+    p.add_argument("--report-only", action="store_true")
+    args = p.parse_args()
+    if args.report_only:
+        write_report(load_results())
+        return 0
+
+    from ftrollout_dev.localcluster import Binaries
+    from ftrollout_dev.peers import ArgoRollouts, build_argo_rollouts
+
+    missing = Binaries.locate().missing_for_cluster()
+    if missing:
+        print(f"not built: {missing}; run `make tools`", file=sys.stderr)
+        return 2
+    controllers = [c for c in args.controllers.split(",") if c]
+    if "argo-rollouts" in controllers and not ArgoRollouts().is_built():
+        log("Argo Rollouts is not built yet: building it (about 6 minutes on an idle machine)")
+        build_argo_rollouts(log=lambda m: log(m.strip()))
+    modes = [m for m in args.modes.split(",") if m]
+    for mode in modes:
+        if mode not in ("idle", "analysing"):
+            print(f"unknown mode {mode!r} (idle, analysing)", file=sys.stderr)
+            return 2
+    for mode in modes:
+        for n in [int(x) for x in args.counts.split(",") if x]:
+            for ctl in controllers:
+                res = run_one(n, ctl, mode, args)
+                res["tag"] = args.tag
+                # Runs of other controllers or counts may be going on beside this one.
+                with (HERE / ".results.lock").open("w") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                    runs = [
+                        r
+                        for r in load_results()
+                        if not (
+                            r["controller"] == ctl
+                            and r["rollouts"] == n
+                            and r.get("mode", "idle") == res["mode"]
+                            and r.get("tag", "") == args.tag
+                        )
+                    ]
+                    runs.append(res)
+                    if res.get("compare"):
+                        tag = res["compare"]["tag"]
+                        runs = [
+                            r
+                            for r in runs
+                            if not (
+                                r["controller"] == ctl
+                                and r["rollouts"] == n
+                                and r.get("mode", "idle") == mode
+                                and r.get("tag", "") == tag
+                            )
+                        ]
+                        runs.append(
+                            {
+                                **{k: v for k, v in res.items() if k not in NOT_COMPARED},
+                                **res["compare"],
+                                "same_cluster_as": args.tag or "this branch",
+                            }
+                        )
+                    save_results(runs)
+                log(f"saved {ctl} N={n} to {RESULTS_JSON}")
+    write_report(load_results())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
