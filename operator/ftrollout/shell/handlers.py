@@ -29,8 +29,9 @@ log = logging.getLogger("ftrollout")
 
 # A periodic look even without events. Everything a reconcile reads comes from a watch (and
 # pokes the daemon) or is asked for by the plan (clock-driven pauses, deadlines, the bake, the
-# race window: `requeue_after`), except the HTTPRoutes of a rollout with `trafficRouting`: those
-# are read, not watched, so such a rollout looks again every RESYNC_SECONDS. Any other rollout
+# race window: `requeue_after`). HTTPRoutes are watched too, but only once the Gateway API CRDs
+# were there when the watch started (namespaced mode: at the operator's start), so a rollout
+# with `trafficRouting` still looks again every RESYNC_SECONDS. Any other rollout
 # with nothing due waits IDLE_RESYNC_SECONDS: at 1000 paused rollouts a look every 60 s was
 # 17 reconciles a second that found nothing to do, most of the operator's idle CPU (issue 22).
 # It stays below scheduler.RECENT_URL_SECONDS, which a promoted rollout's reconcile refreshes.
