@@ -136,7 +136,7 @@ def handle_action(ctx: Ctx) -> None:
         # after the status that records a pause: a stop in between left it unwritten.
         verb = verb_of(value)
         if verb in ("pause", "resume") and ctx.spec.paused != (verb == "pause"):
-            ctx.set_paused = verb == "pause"
+            ctx.pause(verb == "pause")
         return
     ctx.update(last_action=record(ctx.obs))
     first = len(ctx.events)
@@ -174,10 +174,10 @@ def _apply(ctx: Ctx, value: str) -> None:
         else:
             ctx.event("Normal", "ActionIgnored", f"retry: nothing to retry in phase {st.phase}")
     elif action == "pause":
-        ctx.set_paused = True
+        ctx.pause(True)
         ctx.event("Normal", "PauseRequested", "pause requested: holding at the current step")
     elif action == "resume":
-        ctx.set_paused = False
+        ctx.pause(False)
         ctx.event("Normal", "ResumeRequested", "resume requested")
         if waiting_for_promote(ctx):
             promote_step(ctx, "resume")

@@ -368,3 +368,24 @@ def test_an_ignored_request_is_said_once() -> None:
     assert "ActionIgnored" in sim.events(res)
     assert [e.action for e in res.events if e.reason == "ActionIgnored"] == ["promote@x"]
     assert "ActionIgnored" not in sim.events(sim.step(action="promote@x"))
+
+
+def test_pause_holds_the_current_step_in_the_reconcile_that_applies_it() -> None:
+    """A pause read when the step's timed pause is over holds that step (it is reported held
+    there); the plan used to read spec.paused as it was before the request and advance."""
+    sim = at_step(Sim(make_spec(((10, "1m"), (50, "1m"), (100, None))), n=10), 0)
+    pause_elapsed(sim, 61)
+    res = sim.step(action="pause@x")
+    assert res.set_paused is True
+    (rec,) = res.status.recent_actions
+    assert rec.outcome == "Applied"
+    assert "holding at the current step" in rec.message
+    assert res.status.step_index == 0, (res.status.step_index, sim.events(res))
+    assert res.status.phase == Phase.PAUSED
+
+
+def test_pause_from_pending_does_not_start_step_1() -> None:
+    sim = Sim(make_spec(((10, "1m"), (50, "1m"), (100, None))), n=10)
+    res = sim.step(action="pause@y")
+    assert res.set_paused is True
+    assert res.status.phase == Phase.PENDING, (res.status.phase, sim.events(res))
