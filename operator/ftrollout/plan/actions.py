@@ -23,7 +23,7 @@ from ftrollout.model import api
 from ftrollout.model.api import Phase, RollbackReason
 from ftrollout.plan import routing
 from ftrollout.plan.context import Ctx
-from ftrollout.plan.preflight import retry_gate
+from ftrollout.plan.preflight import gate_unpassed, retry_gate
 from ftrollout.plan.types import ACTIONS, Event, Observation, rfc3339
 
 
@@ -123,7 +123,8 @@ def ignore_request(
     return st.model_copy(update=update), (event,)
 
 
-def handle_action(ctx: Ctx) -> None:
+def handle_action(ctx: Ctx, new_revision: bool = False) -> None:
+    """`new_revision`: this reconcile is the first to see the target's current revision."""
     value = ctx.obs.action
     if value is None:
         # Gone, unless the shell only hid a request it is still removing: lastAction is what
@@ -140,7 +141,18 @@ def handle_action(ctx: Ctx) -> None:
         return
     ctx.update(last_action=record(ctx.obs))
     first = len(ctx.events)
-    _apply(ctx, value)
+    if new_revision:
+        # Written for the revision the user saw: applied to one nobody has looked at, a
+        # promote would skip its steps, its gate and its analysis.
+        ctx.events.append(
+            action_ignored(
+                value,
+                f"the target changed to revision {ctx.obs.revision} in the same moment: "
+                "request again for the new revision",
+            )
+        )
+    else:
+        _apply(ctx, value)
     # Every Event of this request names it (the shell puts it in an annotation of the Event).
     ctx.events[first:] = [replace(e, action=value) for e in ctx.events[first:]]
     ctx.update(recent_actions=remember(ctx.st, ctx.obs, ctx.events[first:]))
@@ -187,6 +199,9 @@ def _apply(ctx: Ctx, value: str) -> None:
     elif action in ("promote", "promote-full"):
         if st.phase in (Phase.ROLLED_BACK, Phase.PROMOTED, Phase.FAILED):
             ctx.event("Normal", "ActionIgnored", f"{action}: not possible in phase {st.phase}")
+        elif action == "promote-full" and (why := gate_unpassed(ctx)) is not None:
+            # Skipping the steps is the user's call; skipping the image check is not.
+            ctx.events.append(action_ignored(value, f"{why}: request again once it has passed"))
         elif action == "promote-full":
             # Promoted at once: the capacity rule still scales standard down only as
             # free-threaded pods become Ready.

@@ -389,3 +389,37 @@ def test_pause_from_pending_does_not_start_step_1() -> None:
     res = sim.step(action="pause@y")
     assert res.set_paused is True
     assert res.status.phase == Phase.PENDING, (res.status.phase, sim.events(res))
+
+
+def gated(steps: tuple[tuple[int, str | None], ...]) -> api.RolloutSpec:
+    spec = make_spec(steps)
+    guards = spec.guardrails.model_copy(
+        update={"dependency_gate": api.DependencyGate(modules=["numpy"])}
+    )
+    return spec.model_copy(update={"guardrails": guards})
+
+
+@pytest.mark.parametrize("value", ["promote-full@x", "promote@x", "rollback@x"])
+def test_a_request_read_with_a_new_revision_is_ignored(value: str) -> None:
+    """Written for the revision the user saw: applied to a new one (CI pushed an image in the
+    same moment) it promoted an image nobody checked, past its gate and analysis."""
+    steps = ((10, "1h"), (50, "1h"), (100, None))
+    sim = at_step(Sim(make_spec(steps), n=10), 0)
+    sim.spec = gated(steps)
+    sim.revision = "rev2"
+    res = sim.step(action=value)
+    assert res.status.revision == "rev2"
+    assert res.status.phase == Phase.PENDING, (res.status.phase, sim.events(res))
+    (rec,) = res.status.recent_actions
+    assert rec.outcome == "Ignored"
+    assert "changed to revision rev2" in rec.message
+    assert "request again for the new revision" in rec.message
+
+
+def test_promote_full_does_not_skip_a_dependency_gate_that_has_not_passed() -> None:
+    sim = Sim(gated(((10, "1h"), (50, "1h"), (100, None))), n=10)
+    res = sim.step(action="promote-full@y")
+    assert res.status.phase == Phase.PENDING, (res.status.phase, sim.events(res))
+    (rec,) = res.status.recent_actions
+    assert rec.outcome == "Ignored"
+    assert "dependency gate" in rec.message
