@@ -132,12 +132,24 @@ def handle_action(ctx: Ctx, new_revision: bool = False) -> None:
         if ctx.st.last_action is not None and not ctx.obs.action_consuming:
             ctx.update(last_action=None)  # its annotation is gone: any later one is new
         return
-    if already_read(ctx.st, value, ctx.obs.action_written_at):
+    if same_request(ctx.st.last_action, value, ctx.obs.action_written_at):
         # Applied already; the shell removes the annotation again. spec.paused is written
         # after the status that records a pause: a stop in between left it unwritten.
         verb = verb_of(value)
         if verb in ("pause", "resume") and ctx.spec.paused != (verb == "pause"):
             ctx.pause(verb == "pause")
+        return
+    if already_read(ctx.st, value, ctx.obs.action_written_at):
+        # An id written again after its annotation was seen gone (a script re-using a fixed
+        # id): answered, so that nobody waits for it, but never applied twice.
+        earlier = next(r for r in reversed(ctx.st.recent_actions) if r.value == value)
+        event = action_ignored(
+            value,
+            f"already answered at {earlier.time} ({earlier.outcome}): a request id is "
+            "applied once, write a new id to request it again",
+        )
+        ctx.events.append(event)
+        ctx.update(last_action=record(ctx.obs), recent_actions=remember(ctx.st, ctx.obs, [event]))
         return
     ctx.update(last_action=record(ctx.obs))
     first = len(ctx.events)

@@ -423,3 +423,26 @@ def test_promote_full_does_not_skip_a_dependency_gate_that_has_not_passed() -> N
     (rec,) = res.status.recent_actions
     assert rec.outcome == "Ignored"
     assert "dependency gate" in rec.message
+
+
+def test_a_fixed_id_written_again_is_answered_not_dropped() -> None:
+    """A release script writes `promote@release-7` on each run: the second run used to be
+    dropped without an Event or a record (a `--wait` hung) while the same write after a few
+    other requests was applied. It is answered Ignored, once, and never applied twice."""
+    sim = at_step(Sim(make_spec(((10, "1h"), (50, "1h"), (70, "1h"), (100, None)))), 0)
+    sim.step(action="promote@release-7")
+    assert sim.status.step_index == 1
+    applied_at = sim.status.recent_actions[-1].time
+    sim.step()  # annotation gone: lastAction cleared
+    res = sim.step(action="promote@release-7")
+    assert res.status.step_index == 1
+    answered = [e for e in res.events if e.action == "promote@release-7"]
+    assert [e.reason for e in answered] == ["ActionIgnored"]
+    rec = res.status.recent_actions[-1]
+    assert rec.value == "promote@release-7"
+    assert rec.outcome == "Ignored"
+    assert f"already answered at {applied_at}" in rec.message
+    again = sim.step(action="promote@release-7")  # still on the rollout: said once
+    assert again.status.step_index == 1
+    assert not [e for e in again.events if e.action == "promote@release-7"]
+    assert len(again.status.recent_actions) == 2
