@@ -5,8 +5,10 @@ steps again from 0 (`start_revision`).
 
 Each request is applied once: status.lastAction records it until the annotation is seen gone
 (not merely hidden by the shell while it removes it), and status.recentActions keeps the last
-few requests with their outcome: one with an id found there is never applied again, and
-`kubectl ftr <action> --wait` reads its outcome there.
+few requests with their outcome: one with an id found there is never applied again (written
+again after its annotation was seen gone, it is answered Ignored: "already answered at ..."),
+and `kubectl ftr <action> --wait` reads its outcome there. A request read in the reconcile
+that first sees a new revision is Ignored: it was meant for the revision the user saw.
 The shell records the Events (each naming the request it answers) and then removes the
 annotation, only while it still holds that request: one written over it meanwhile stays, for
 the next reconcile. If that removal fails or the operator dies in between, the request is seen
