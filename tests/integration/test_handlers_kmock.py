@@ -1470,3 +1470,61 @@ def test_a_rollout_whose_routes_are_read_not_watched_keeps_the_minute() -> None:
     from ftrollout.shell.scheduler import RECENT_URL_SECONDS
 
     assert handlers.IDLE_RESYNC_SECONDS < RECENT_URL_SECONDS
+
+
+async def test_a_rollback_applied_by_the_other_replica_is_not_undone_on_resume(kmock: Any) -> None:
+    """A replica paused by a peering handover keeps its process and its in-memory status (a
+    deferred analysis-only status here); the other replica applies a rollback. On resume the
+    first one used to plan from its memory and write it back: the rollback undone, its record
+    lost. The memory counts only while the API shows the status it was planned from."""
+    a = await at_first_step(kmock, "1h")
+    a.state.analysis[NS, "web"] = round_of("2030-01-01T00:00:00Z", 0.001)
+    await a.reconcile()
+    a.state.analysis[NS, "web"] = round_of("2030-01-01T00:00:30Z", 0.002)
+    await a.reconcile()  # only new numbers: kept in memory (deferred_status)
+    assert (NS, "web") in a.state.deferred_status
+
+    b = Shell(kmock)
+    request = "rollback@20300101T000100Z-abcdef"
+    annotate(kmock, request)
+    await b.reconcile()
+    st = kmock.objects[FTR, NS, "web"].raw["status"]
+    assert st["phase"] == "RolledBack"
+
+    a.new_requests()
+    await a.reconcile()
+    a.watch_deployment("web", replicas=10, readyReplicas=10)
+    await a.reconcile()
+    st = kmock.objects[FTR, NS, "web"].raw["status"]
+    scales = [
+        (r.url.path.rsplit("/", 2)[-2], r.data["spec"]["replicas"])
+        for r in a.new_requests()
+        if r.url.path.endswith("/scale")
+    ]
+    assert st["phase"] == "RolledBack", (st["phase"], st.get("message"), scales)
+    assert request in [r["value"] for r in st.get("recentActions") or []]
+    assert (NS, "web") not in a.state.deferred_status
+
+
+async def test_a_pending_write_of_ours_does_not_hide_a_newer_status_written_by_another(
+    kmock: Any,
+) -> None:
+    """Our last status write not yet seen back (pending_status) stands in for the API's
+    status only while the API shows what it was written over: a status written by another
+    replica since is newer, and planning from ours would undo its rollback."""
+    a = await at_first_step(kmock, "1h")
+    before = copy.deepcopy(kmock.objects[FTR, NS, "web"].raw["status"])
+    ours = {**before, "message": "a write of ours still in flight"}
+    b = Shell(kmock)
+    request = "rollback@20300101T000100Z-fedcba"
+    annotate(kmock, request)
+    await b.reconcile()
+    assert kmock.objects[FTR, NS, "web"].raw["status"]["phase"] == "RolledBack"
+    a.state.pending_status[NS, "web"] = ours
+    getattr(a.state, "pending_bases", {})[NS, "web"] = [before]
+    a.new_requests()
+    await a.reconcile()
+    st = kmock.objects[FTR, NS, "web"].raw["status"]
+    assert st["phase"] == "RolledBack", (st["phase"], st.get("message"))
+    assert request in [r["value"] for r in st.get("recentActions") or []]
+    assert a.state.pending_status.get((NS, "web")) != ours

@@ -5,8 +5,10 @@ steps again from 0 (`start_revision`).
 
 Each request is applied once: status.lastAction records it until the annotation is seen gone
 (not merely hidden by the shell while it removes it), and status.recentActions keeps the last
-few requests with their outcome: one with an id found there is never applied again, and
-`kubectl ftr <action> --wait` reads its outcome there.
+few requests with their outcome: one with an id found there is never applied again (written
+again after its annotation was seen gone, it is answered Ignored: "already answered at ..."),
+and `kubectl ftr <action> --wait` reads its outcome there. A request read in the reconcile
+that first sees a new revision is Ignored: it was meant for the revision the user saw.
 The shell records the Events (each naming the request it answers) and then removes the
 annotation, only while it still holds that request: one written over it meanwhile stays, for
 the next reconcile. If that removal fails or the operator dies in between, the request is seen
@@ -23,7 +25,7 @@ from ftrollout.model import api
 from ftrollout.model.api import Phase, RollbackReason
 from ftrollout.plan import routing
 from ftrollout.plan.context import Ctx
-from ftrollout.plan.preflight import retry_gate
+from ftrollout.plan.preflight import gate_unpassed, retry_gate
 from ftrollout.plan.types import ACTIONS, Event, Observation, rfc3339
 
 
@@ -123,7 +125,8 @@ def ignore_request(
     return st.model_copy(update=update), (event,)
 
 
-def handle_action(ctx: Ctx) -> None:
+def handle_action(ctx: Ctx, new_revision: bool = False) -> None:
+    """`new_revision`: this reconcile is the first to see the target's current revision."""
     value = ctx.obs.action
     if value is None:
         # Gone, unless the shell only hid a request it is still removing: lastAction is what
@@ -131,16 +134,39 @@ def handle_action(ctx: Ctx) -> None:
         if ctx.st.last_action is not None and not ctx.obs.action_consuming:
             ctx.update(last_action=None)  # its annotation is gone: any later one is new
         return
-    if already_read(ctx.st, value, ctx.obs.action_written_at):
+    if same_request(ctx.st.last_action, value, ctx.obs.action_written_at):
         # Applied already; the shell removes the annotation again. spec.paused is written
         # after the status that records a pause: a stop in between left it unwritten.
         verb = verb_of(value)
         if verb in ("pause", "resume") and ctx.spec.paused != (verb == "pause"):
-            ctx.set_paused = verb == "pause"
+            ctx.pause(verb == "pause")
+        return
+    if already_read(ctx.st, value, ctx.obs.action_written_at):
+        # An id written again after its annotation was seen gone (a script re-using a fixed
+        # id): answered, so that nobody waits for it, but never applied twice.
+        earlier = next(r for r in reversed(ctx.st.recent_actions) if r.value == value)
+        event = action_ignored(
+            value,
+            f"already answered at {earlier.time} ({earlier.outcome}): a request id is "
+            "applied once, write a new id to request it again",
+        )
+        ctx.events.append(event)
+        ctx.update(last_action=record(ctx.obs), recent_actions=remember(ctx.st, ctx.obs, [event]))
         return
     ctx.update(last_action=record(ctx.obs))
     first = len(ctx.events)
-    _apply(ctx, value)
+    if new_revision:
+        # Written for the revision the user saw: applied to one nobody has looked at, a
+        # promote would skip its steps, its gate and its analysis.
+        ctx.events.append(
+            action_ignored(
+                value,
+                f"the target changed to revision {ctx.obs.revision} in the same moment: "
+                "request again for the new revision",
+            )
+        )
+    else:
+        _apply(ctx, value)
     # Every Event of this request names it (the shell puts it in an annotation of the Event).
     ctx.events[first:] = [replace(e, action=value) for e in ctx.events[first:]]
     ctx.update(recent_actions=remember(ctx.st, ctx.obs, ctx.events[first:]))
@@ -174,10 +200,10 @@ def _apply(ctx: Ctx, value: str) -> None:
         else:
             ctx.event("Normal", "ActionIgnored", f"retry: nothing to retry in phase {st.phase}")
     elif action == "pause":
-        ctx.set_paused = True
+        ctx.pause(True)
         ctx.event("Normal", "PauseRequested", "pause requested: holding at the current step")
     elif action == "resume":
-        ctx.set_paused = False
+        ctx.pause(False)
         ctx.event("Normal", "ResumeRequested", "resume requested")
         if waiting_for_promote(ctx):
             promote_step(ctx, "resume")
@@ -187,6 +213,9 @@ def _apply(ctx: Ctx, value: str) -> None:
     elif action in ("promote", "promote-full"):
         if st.phase in (Phase.ROLLED_BACK, Phase.PROMOTED, Phase.FAILED):
             ctx.event("Normal", "ActionIgnored", f"{action}: not possible in phase {st.phase}")
+        elif action == "promote-full" and (why := gate_unpassed(ctx)) is not None:
+            # Skipping the steps is the user's call; skipping the image check is not.
+            ctx.events.append(action_ignored(value, f"{why}: request again once it has passed"))
         elif action == "promote-full":
             # Promoted at once: the capacity rule still scales standard down only as
             # free-threaded pods become Ready.

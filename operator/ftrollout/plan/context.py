@@ -29,3 +29,9 @@ class Ctx:
 
     def update(self, **changes: object) -> None:
         self.st = self.st.model_copy(update=changes)
+
+    def pause(self, paused: bool) -> None:
+        """spec.paused is written by the shell after the plan: the rest of this plan reads it
+        as it will be, so a pause holds the step in the very reconcile that records it."""
+        self.set_paused = paused
+        self.spec = self.spec.model_copy(update={"paused": paused})

@@ -348,18 +348,39 @@ def retry_gate(ctx: Ctx, previous: api.PreflightStatus | None) -> None:
     )
 
 
-def preflight_settled(ctx: Ctx) -> bool:
-    """Whether the dependency gate lets the rollout start; runs the Job when needed."""
-    gate = ctx.spec.guardrails.dependency_gate
-    assert gate is not None
-    image = ctx.spec.free_threaded.image
-    key = gate_key(image, gate.modules)
+def gate_verdict(ctx: Ctx, gate: api.DependencyGate) -> api.PreflightStatus | None:
+    """The gate's latest word on this image and module list (None: not asked yet)."""
+    key = gate_key(ctx.spec.free_threaded.image, gate.modules)
     # A verdict counts only for this image and module list, and only from the attempt asked
     # for (the shell may still hold the verdict that a `retry` asked to replace).
     held = ctx.st.preflight if ctx.st.preflight and ctx.st.preflight.checked == key else None
     attempt = held.attempt if held is not None else 0
     seen = ctx.obs.preflight
-    pf = seen if seen is not None and (seen.checked, seen.attempt) == (key, attempt) else held
+    return seen if seen is not None and (seen.checked, seen.attempt) == (key, attempt) else held
+
+
+def gate_unpassed(ctx: Ctx) -> str | None:
+    """Why a configured dependency gate does not let this image through (yet); None when it
+    does or none is configured. Pure: it neither runs the Job nor records a verdict."""
+    gate = ctx.spec.guardrails.dependency_gate
+    if gate is None or not gate.modules:
+        return None
+    pf = gate_verdict(ctx, gate)
+    if pf is None:
+        return f"the dependency gate has not checked {ctx.spec.free_threaded.image} yet"
+    if pf.phase in ("Passed", "Warned"):
+        return None
+    if pf.phase == "Failed" and gate.action != api.GateAction.BLOCK:
+        return None
+    return f"the dependency gate has not passed ({pf.phase}: {pf.message})"
+
+
+def preflight_settled(ctx: Ctx) -> bool:
+    """Whether the dependency gate lets the rollout start; runs the Job when needed."""
+    gate = ctx.spec.guardrails.dependency_gate
+    assert gate is not None
+    image = ctx.spec.free_threaded.image
+    pf = gate_verdict(ctx, gate)
     if pf is None:
         ctx.run_preflight = True
         ctx.requeue.append(2.0)

@@ -67,12 +67,13 @@ def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observati
 
     # First sight, or a new revision (target template or spec.freeThreaded changed).
     first_sight = ctx.st.revision is None or ctx.st.phase is None
+    new_revision = not first_sight and ctx.st.revision != obs.revision
     if first_sight:
         n = spec.replicas if spec.replicas is not None else first_sight_total(obs)
         start_revision(ctx, n=n, first=True)
         if obs.status_error is not None:
             status_unreadable(ctx, obs.status_error)
-    elif ctx.st.revision != obs.revision:
+    elif new_revision:
         start_revision(ctx, n=ctx.st.replicas.target, first=False)
     elif ctx.st.phase == Phase.FAILED and failed_for_spec_or_target(ctx.st):
         # The spec or target became valid again: carry on from where the status says. A
@@ -97,7 +98,7 @@ def plan(spec: api.RolloutSpec | None, status: api.RolloutStatus, obs: Observati
         follow_external_scale(ctx)
     if obs.target_selector is not None:
         ctx.update(selector=obs.target_selector)
-    handle_action(ctx)
+    handle_action(ctx, new_revision)
     hold_removed(ctx)
     observe_guardrails(ctx, now)
     observe_analysis(ctx, now)

@@ -53,8 +53,8 @@ async def rollout_event(
     if event.get("type") == "DELETED":
         STATE.cache.set_rollout_target(namespace, name, None)
         STATE.cache.set_rollout_routes(namespace, name, ())
-        STATE.pending_status.pop((namespace, name), None)
-        STATE.deferred_status.pop((namespace, name), None)
+        STATE.forget_pending((namespace, name))
+        STATE.forget_deferred((namespace, name))
         STATE.written_at.pop((namespace, name), None)
         STATE.last_trigger.pop((namespace, name), None)
         STATE.analysis.pop((namespace, name), None)

@@ -82,6 +82,10 @@ def _probe_counts(state: State, namespace: str, twin: str) -> tuple[tuple[str, f
     return tuple(out)
 
 
+# Our own status writes still in flight that the API may show before the latest one.
+PENDING_BASES = 8
+
+
 async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
     started = time.perf_counter()
     state.reconciles += 1
@@ -94,10 +98,16 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
     pending = state.pending_status.get(key)
     if pending is not None:
         if pending == status_raw:
-            del state.pending_status[key]
-        else:
+            state.forget_pending(key)
+        elif status_raw in state.pending_bases.get(key, ()):
             status_raw = pending  # our last write has not come back through the watch yet
+        else:
+            # Written by someone else since (another replica while this one was paused by
+            # peering): newer than our memory, which would undo it (a rollback, a request).
+            state.forget_pending(key)
     written = status_raw
+    if state.deferred_base.get(key, written) != written:
+        state.forget_deferred(key)  # planned from a status that is no longer the current one
     status_raw = state.deferred_status.get(key, written)
     status, status_error = api.parse_status_checked(status_raw)
     generation = int(meta.get("generation") or 0)
@@ -436,22 +446,28 @@ async def _act(
     new_status = api.dump(result.status)
     since_write = time.monotonic() - state.written_at.get(key, float("-inf"))
     if new_status == written:
-        state.deferred_status.pop(key, None)
+        state.forget_deferred(key)
     elif status_writes.can_wait(written, new_status, since_write, state.status_refresh):
         state.deferred_status[key] = new_status
+        state.deferred_base[key] = written
     else:
         # Known before the write: its watch event may arrive before the call returns.
         previous = state.pending_status.get(key)
+        previous_bases = state.pending_bases.get(key, [])
+        shown = dict(body.get("status") or {})  # what the API showed: ours not yet applied
+        bases = [shown] if previous is None else [shown, previous, *previous_bases]
         state.pending_status[key] = new_status
+        state.pending_bases[key] = bases[:PENDING_BASES]
         try:
             await kube.patch_rollout_status(namespace, name, new_status)
         except BaseException:
             if previous is None:
-                state.pending_status.pop(key, None)
+                state.forget_pending(key)
             else:
                 state.pending_status[key] = previous
+                state.pending_bases[key] = previous_bases
             raise
-        state.deferred_status.pop(key, None)
+        state.forget_deferred(key)
         state.written_at[key] = time.monotonic()
     # spec.paused before the Events: a pause recorded in status takes effect first.
     if result.set_paused is not None:

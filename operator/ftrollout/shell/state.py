@@ -38,9 +38,16 @@ class State:
     kube: Any = None  # ftrollout.shell.kube.Kube, created at startup (tests may inject a fake)
     pokes: dict[Key, asyncio.Event] = field(default_factory=dict)
     pending_status: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    # The statuses the API may still show while pending_status is on its way (the one it was
+    # written over, earlier writes of ours in flight): any other status was written by someone
+    # else (another replica during a peering handover) and is newer than our memory.
+    pending_bases: dict[Key, list[dict[str, Any]]] = field(default_factory=dict)
     # A newer status than the one in the API whose only news are analysis numbers: the planner
     # reads it from here; it is written with the next material change or after status_refresh.
     deferred_status: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    # The status deferred_status was planned from: once the API (or our own pending write)
+    # shows another, the deferred copy is stale and dropped.
+    deferred_base: dict[Key, dict[str, Any]] = field(default_factory=dict)
     written_at: dict[Key, float] = field(default_factory=dict)  # monotonic time of the write
     status_refresh: float = status_writes.DEFAULT_REFRESH_SECONDS
     # (generation, deletionTimestamp, action annotation) of the latest watch event per rollout
@@ -82,3 +89,11 @@ class State:
             ev = self.pokes.get((namespace, name))
             if ev is not None:
                 ev.set()
+
+    def forget_pending(self, key: Key) -> None:
+        self.pending_status.pop(key, None)
+        self.pending_bases.pop(key, None)
+
+    def forget_deferred(self, key: Key) -> None:
+        self.deferred_status.pop(key, None)
+        self.deferred_base.pop(key, None)

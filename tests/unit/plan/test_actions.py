@@ -368,3 +368,81 @@ def test_an_ignored_request_is_said_once() -> None:
     assert "ActionIgnored" in sim.events(res)
     assert [e.action for e in res.events if e.reason == "ActionIgnored"] == ["promote@x"]
     assert "ActionIgnored" not in sim.events(sim.step(action="promote@x"))
+
+
+def test_pause_holds_the_current_step_in_the_reconcile_that_applies_it() -> None:
+    """A pause read when the step's timed pause is over holds that step (it is reported held
+    there); the plan used to read spec.paused as it was before the request and advance."""
+    sim = at_step(Sim(make_spec(((10, "1m"), (50, "1m"), (100, None))), n=10), 0)
+    pause_elapsed(sim, 61)
+    res = sim.step(action="pause@x")
+    assert res.set_paused is True
+    (rec,) = res.status.recent_actions
+    assert rec.outcome == "Applied"
+    assert "holding at the current step" in rec.message
+    assert res.status.step_index == 0, (res.status.step_index, sim.events(res))
+    assert res.status.phase == Phase.PAUSED
+
+
+def test_pause_from_pending_does_not_start_step_1() -> None:
+    sim = Sim(make_spec(((10, "1m"), (50, "1m"), (100, None))), n=10)
+    res = sim.step(action="pause@y")
+    assert res.set_paused is True
+    assert res.status.phase == Phase.PENDING, (res.status.phase, sim.events(res))
+
+
+def gated(steps: tuple[tuple[int, str | None], ...]) -> api.RolloutSpec:
+    spec = make_spec(steps)
+    guards = spec.guardrails.model_copy(
+        update={"dependency_gate": api.DependencyGate(modules=["numpy"])}
+    )
+    return spec.model_copy(update={"guardrails": guards})
+
+
+@pytest.mark.parametrize("value", ["promote-full@x", "promote@x", "rollback@x"])
+def test_a_request_read_with_a_new_revision_is_ignored(value: str) -> None:
+    """Written for the revision the user saw: applied to a new one (CI pushed an image in the
+    same moment) it promoted an image nobody checked, past its gate and analysis."""
+    steps = ((10, "1h"), (50, "1h"), (100, None))
+    sim = at_step(Sim(make_spec(steps), n=10), 0)
+    sim.spec = gated(steps)
+    sim.revision = "rev2"
+    res = sim.step(action=value)
+    assert res.status.revision == "rev2"
+    assert res.status.phase == Phase.PENDING, (res.status.phase, sim.events(res))
+    (rec,) = res.status.recent_actions
+    assert rec.outcome == "Ignored"
+    assert "changed to revision rev2" in rec.message
+    assert "request again for the new revision" in rec.message
+
+
+def test_promote_full_does_not_skip_a_dependency_gate_that_has_not_passed() -> None:
+    sim = Sim(gated(((10, "1h"), (50, "1h"), (100, None))), n=10)
+    res = sim.step(action="promote-full@y")
+    assert res.status.phase == Phase.PENDING, (res.status.phase, sim.events(res))
+    (rec,) = res.status.recent_actions
+    assert rec.outcome == "Ignored"
+    assert "dependency gate" in rec.message
+
+
+def test_a_fixed_id_written_again_is_answered_not_dropped() -> None:
+    """A release script writes `promote@release-7` on each run: the second run used to be
+    dropped without an Event or a record (a `--wait` hung) while the same write after a few
+    other requests was applied. It is answered Ignored, once, and never applied twice."""
+    sim = at_step(Sim(make_spec(((10, "1h"), (50, "1h"), (70, "1h"), (100, None)))), 0)
+    sim.step(action="promote@release-7")
+    assert sim.status.step_index == 1
+    applied_at = sim.status.recent_actions[-1].time
+    sim.step()  # annotation gone: lastAction cleared
+    res = sim.step(action="promote@release-7")
+    assert res.status.step_index == 1
+    answered = [e for e in res.events if e.action == "promote@release-7"]
+    assert [e.reason for e in answered] == ["ActionIgnored"]
+    rec = res.status.recent_actions[-1]
+    assert rec.value == "promote@release-7"
+    assert rec.outcome == "Ignored"
+    assert f"already answered at {applied_at}" in rec.message
+    again = sim.step(action="promote@release-7")  # still on the rollout: said once
+    assert again.status.step_index == 1
+    assert not [e for e in again.events if e.action == "promote@release-7"]
+    assert len(again.status.recent_actions) == 2
