@@ -563,8 +563,10 @@ def _better_lowered(ctx: Ctx, now: int, weight: int) -> bool:
 
 
 def _current(ctx: Ctx) -> int:
+    """The weight in force: the record's, or the routes' as observed when the status lost it
+    (a promoted route at 100 is not restored at once onto a stable Service with no pods)."""
     st = ctx.st.traffic_routing
-    return st.weight if st is not None else 0
+    return st.weight if st is not None else max(observed_weights(ctx))
 
 
 def problem(ctx: Ctx) -> str | None:
@@ -661,10 +663,11 @@ def plan_routes(ctx: Ctx) -> list[tuple[str, dict[str, Any]]]:
             if records:
                 kept.append(api.RouteRecord(name=seen.name, rules=records))
             continue
-        if records and _standard_short(ctx, seen.spec, w):
+        if _standard_short(ctx, seen.spec, w):
             # Back to the stable Service only as its Ready pods allow (after promotion it
             # has none): the route is held and the free-threaded pods with it.
-            kept.append(api.RouteRecord(name=seen.name, rules=records))
+            if records:
+                kept.append(api.RouteRecord(name=seen.name, rules=records))
             deferred = True
             continue
         try:

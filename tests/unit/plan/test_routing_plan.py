@@ -665,3 +665,18 @@ def test_a_warm_standard_pod_lost_after_promotion_moves_its_share_back() -> None
         _pin(sim, std_ready=0, ft_ready=9)
         sim.step(1.0)
     assert sim.weights == [100], (sim.weights, sim.std, sim.ft)
+
+
+def test_lost_status_after_promotion_keeps_the_route_on_the_ready_pods() -> None:
+    sim = promoted_sim()
+    assert (sim.std.replicas, sim.std.ready, sim.ft.ready) == (0, 0, 10)
+    sim.status = api.RolloutStatus()  # lost: the shell parses it as unreadable / empty
+    sim.trace.clear()
+    sim.step(1.0, twin_service_replicas=10)
+    assert sim.status.replicas.target == 10  # N recovered from the twin's annotation
+    # not restored onto the stable Service, which has 0 Ready pods
+    assert sim.weights == [100], (sim.weights, sim.route, sim.std, sim.ft)
+    # then the rollout starts over: the route leaves the twin only as standard pods are Ready
+    run_to(sim, 0)
+    assert sim.weights == [10]
+    check_invariants(sim)
