@@ -407,6 +407,16 @@ def removed_why(ctx: Ctx) -> str:
             "now); re-add spec.trafficRouting, or `kubectl ftr rollback` (the routes go back "
             f"to the stable Service once {n} standard pods are Ready)"
         )
+    if any(r.spec is not None and _standard_short(ctx, r.spec, 0) for r in ctx.obs.routes):
+        std_ready = ctx.obs.target.ready if ctx.obs.target is not None else 0
+        return (
+            "spec.trafficRouting was removed mid-rollout: the routes go back to the stable "
+            "Service, which selects only the standard pods, and the restore waits for Ready "
+            f"standard pods ({std_ready} of {n} Ready: the free-threaded pods keep their share "
+            f"until then); then the standard pods serve every request and the standard track "
+            f"stays at {n}; the rollout holds and cannot be promoted. Re-add "
+            "spec.trafficRouting to carry on, or `kubectl ftr rollback`"
+        )
     return (
         "spec.trafficRouting was removed mid-rollout: the routes are restored and the stable "
         "Service selects only the standard pods, so they serve every request and the "
@@ -442,12 +452,19 @@ def hold_removed(ctx: Ctx) -> None:
     if old is None or old.reason != REASON_ROUTING_REMOVED:
         ctx.event("Warning", "TrafficRoutingRemoved", why)
     _condition(ctx, "False", REASON_ROUTING_REMOVED, why)
-    if st.phase == Phase.PROMOTED or HOLD in st.message:
+    # `; ` separates holds in the message: the hold's own text has none.
+    hold = f"{HOLD}: {why.replace('; ', ', ')}"
+    if st.phase == Phase.PROMOTED:
+        return
+    if HOLD in st.message:
+        if st.phase == Phase.PAUSED and hold not in st.message:
+            # The restore waited for standard pods and is done (or the counts moved).
+            rest = _without_hold(st.message)
+            ctx.update(message=f"{rest}; {hold}" if rest else hold)
         return
     held = st.phase == Phase.PAUSED and st.message.startswith("paused (")
     prefix = f"{st.message}; " if held else ""
-    # `; ` separates holds in the message: the hold's own text has none.
-    ctx.update(phase=Phase.PAUSED, message=f"{prefix}{HOLD}: {why.replace('; ', ', ')}")
+    ctx.update(phase=Phase.PAUSED, message=f"{prefix}{hold}")
 
 
 def _without_hold(message: str) -> str:

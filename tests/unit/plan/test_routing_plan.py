@@ -680,3 +680,23 @@ def test_lost_status_after_promotion_keeps_the_route_on_the_ready_pods() -> None
     run_to(sim, 0)
     assert sim.weights == [10]
     check_invariants(sim)
+
+
+def test_routing_removed_while_standard_pods_are_unready_says_the_restore_waits() -> None:
+    """The restore is deferred while the standard pods are short: the hold says so, with the
+    counts, and says the routes are restored only once they are."""
+    sim = RoutedSim(routed_spec())
+    at_half(sim)
+    _pin(sim, std_ready=4, ft_ready=5)
+    removed(sim)
+    sim.step(1.0)
+    assert sim.weights == [50]  # deferred: the stable Service has 4 Ready pods of 10
+    for text in (sim.status.message, cond(sim.status, "TrafficRouted").message):
+        assert "restored" not in text, text
+        assert "waits for Ready standard pods (4 of 10 Ready" in text, text
+    _pin(sim, std_ready=10, ft_ready=5)
+    sim.run(3)
+    assert sim.route == USER_ROUTE
+    for text in (sim.status.message, cond(sim.status, "TrafficRouted").message):
+        assert "the routes are restored" in text, text
+    assert sim.status.phase == api.Phase.PAUSED
