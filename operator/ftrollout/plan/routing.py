@@ -407,6 +407,16 @@ def removed_why(ctx: Ctx) -> str:
             "now); re-add spec.trafficRouting, or `kubectl ftr rollback` (the routes go back "
             f"to the stable Service once {n} standard pods are Ready)"
         )
+    if any(r.spec is not None and _standard_short(ctx, r.spec, 0) for r in ctx.obs.routes):
+        std_ready = ctx.obs.target.ready if ctx.obs.target is not None else 0
+        return (
+            "spec.trafficRouting was removed mid-rollout: the routes go back to the stable "
+            "Service, which selects only the standard pods, and the restore waits for Ready "
+            f"standard pods ({std_ready} of {n} Ready: the free-threaded pods keep their share "
+            f"until then); then the standard pods serve every request and the standard track "
+            f"stays at {n}; the rollout holds and cannot be promoted. Re-add "
+            "spec.trafficRouting to carry on, or `kubectl ftr rollback`"
+        )
     return (
         "spec.trafficRouting was removed mid-rollout: the routes are restored and the stable "
         "Service selects only the standard pods, so they serve every request and the "
@@ -442,12 +452,19 @@ def hold_removed(ctx: Ctx) -> None:
     if old is None or old.reason != REASON_ROUTING_REMOVED:
         ctx.event("Warning", "TrafficRoutingRemoved", why)
     _condition(ctx, "False", REASON_ROUTING_REMOVED, why)
-    if st.phase == Phase.PROMOTED or HOLD in st.message:
+    # `; ` separates holds in the message: the hold's own text has none.
+    hold = f"{HOLD}: {why.replace('; ', ', ')}"
+    if st.phase == Phase.PROMOTED:
+        return
+    if HOLD in st.message:
+        if st.phase == Phase.PAUSED and hold not in st.message:
+            # The restore waited for standard pods and is done (or the counts moved).
+            rest = _without_hold(st.message)
+            ctx.update(message=f"{rest}; {hold}" if rest else hold)
         return
     held = st.phase == Phase.PAUSED and st.message.startswith("paused (")
     prefix = f"{st.message}; " if held else ""
-    # `; ` separates holds in the message: the hold's own text has none.
-    ctx.update(phase=Phase.PAUSED, message=f"{prefix}{HOLD}: {why.replace('; ', ', ')}")
+    ctx.update(phase=Phase.PAUSED, message=f"{prefix}{hold}")
 
 
 def _without_hold(message: str) -> str:
@@ -516,29 +533,57 @@ def target_weight(ctx: Ctx) -> int:
 def desired_weight(ctx: Ctx) -> int:
     """Traffic moves only to Ready pods, on both tracks.
 
-    The free-threaded share is at most 100 * Ready free-threaded / N. Lowering it sends
-    the rest to the standard track, so the weight is lowered only as far as
-    100 - 100 * Ready standard / N: after promotion (standard at 0 or a few warm replicas) a
-    rollback moves traffic back as standard pods become Ready, and a free-threaded pod lost or
-    an HPA raising N leaves the weight where it is (the bounds conflict) rather than send
-    requests to a track with no pods. The lower bound never raises the weight past the step's.
+    The free-threaded share is at most 100 * Ready free-threaded / N (the upper bound).
+    Lowering it sends the rest to the standard track, so the weight is lowered only as far as
+    100 - 100 * Ready standard / N (the lower bound): after promotion (standard at 0 or a few
+    warm replicas) a rollback moves traffic back as standard pods become Ready. The lower
+    bound never raises the weight past the step's or the route's.
+
+    When the bounds conflict (pods lost on one track and too few Ready on the other: a
+    free-threaded pod crashed while a standard pod is unReady, an HPA raised N, the warm
+    standard pod left after promotion went unReady), no weight keeps both tracks whole: the
+    one whose short track has more Ready pods per share is taken (`_better_lowered`), so a
+    track with 0 Ready pods gets no share while the other has Ready pods.
     """
     n = ctx.st.replicas.target
     if n <= 0:
         return 0
     ft_ready = ctx.obs.twin.ready if ctx.obs.twin is not None else 0
     std_ready = ctx.obs.target.ready if ctx.obs.target is not None else 0
-    weight = min(target_weight(ctx), math.floor(100 * ft_ready / n))
-    current = _current(ctx)
+    ft_cap = math.floor(100 * min(ft_ready, n) / n)
     low = 100 - math.floor(100 * min(std_ready, n) / n)
-    if weight < current and weight < low:
-        return min(current, low)
+    target = target_weight(ctx)
+    weight = min(target, ft_cap)
+    if weight >= low:
+        return weight
+    held = min(low, max(_current(ctx), target))
+    if held <= weight:
+        return weight
+    if held <= ft_cap or not _better_lowered(ctx, held, weight):
+        return held
     return weight
 
 
+def _better_lowered(ctx: Ctx, now: int, weight: int) -> bool:
+    """Lowering from `now` to `weight` leaves the short track more Ready pods per share.
+
+    At `weight` the standard track takes 100 - weight, at `now` the free-threaded track takes
+    `now`: standard Ready / standard needed is compared with free-threaded Ready /
+    free-threaded needed (a tie lowers: the stable Service is where a rollback ends).
+    """
+    n = ctx.st.replicas.target
+    std_need = math.ceil(n * (100 - weight) / 100)
+    ft_need = math.ceil(n * now / 100)
+    std_ready = ctx.obs.target.ready if ctx.obs.target is not None else 0
+    ft_ready = ctx.obs.twin.ready if ctx.obs.twin is not None else 0
+    return std_ready * ft_need >= ft_ready * std_need
+
+
 def _current(ctx: Ctx) -> int:
+    """The weight in force: the record's, or the routes' as observed when the status lost it
+    (a promoted route at 100 is not restored at once onto a stable Service with no pods)."""
     st = ctx.st.traffic_routing
-    return st.weight if st is not None else 0
+    return st.weight if st is not None else max(observed_weights(ctx))
 
 
 def problem(ctx: Ctx) -> str | None:
@@ -635,10 +680,11 @@ def plan_routes(ctx: Ctx) -> list[tuple[str, dict[str, Any]]]:
             if records:
                 kept.append(api.RouteRecord(name=seen.name, rules=records))
             continue
-        if records and _standard_short(ctx, seen.spec, w):
+        if _standard_short(ctx, seen.spec, w):
             # Back to the stable Service only as its Ready pods allow (after promotion it
             # has none): the route is held and the free-threaded pods with it.
-            kept.append(api.RouteRecord(name=seen.name, rules=records))
+            if records:
+                kept.append(api.RouteRecord(name=seen.name, rules=records))
             deferred = True
             continue
         try:
@@ -697,10 +743,7 @@ def _standard_short(ctx: Ctx, spec: dict[str, Any], weight: int) -> bool:
         return False
     n = ctx.st.replicas.target
     std_need = math.ceil(n * (100 - weight) / 100)
-    ft_need = math.ceil(n * now / 100)
-    std_ready = ctx.obs.target.ready
-    ft_ready = ctx.obs.twin.ready if ctx.obs.twin is not None else 0
-    return std_ready < std_need and std_ready * ft_need < ft_ready * std_need
+    return ctx.obs.target.ready < std_need and not _better_lowered(ctx, now, weight)
 
 
 def _condition(ctx: Ctx, status: str, reason: str, message: str) -> None:

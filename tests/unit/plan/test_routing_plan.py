@@ -593,3 +593,110 @@ def test_a_route_reverted_after_promotion_is_split_again_without_starting_standa
     sim.step(1.0)
     assert sim.weights == [100]  # written back at once
     assert sim.std.replicas == 0, sim.std
+
+
+# The bounds conflict (crashed pods on one track, too few Ready on the other): the weight
+# goes to the track with more Ready pods per share, never to a track with 0 Ready.
+
+
+def _pin(sim: RoutedSim, std_ready: int, ft_ready: int) -> None:
+    # pods that never become Ready again within the test (crash loop / stuck)
+    sim.std.ready, sim.std.pending = std_ready, [10_000] * (sim.std.replicas - std_ready)
+    sim.ft.ready, sim.ft.pending = ft_ready, [10_000] * (sim.ft.replicas - ft_ready)
+
+
+def test_a_crashed_twin_loses_its_share_while_one_standard_pod_is_unready() -> None:
+    sim = RoutedSim(routed_spec(steps=((10, "1h"), (100, None))))
+    run_to(sim, 0)
+    assert sim.weights == [10]
+    assert sim.ft.ready == 1
+    for _ in range(5):
+        _pin(sim, std_ready=9, ft_ready=0)  # the only free-threaded pod crashes
+        sim.step(1.0)
+    # 10 % of requests go to <target>-ft, which has no Ready endpoint; 9 standard pods are Ready
+    assert sim.weights == [0], (sim.weights, sim.std, sim.ft)
+
+
+def test_rollback_for_crashes_after_promotion_moves_traffic_off_the_crashed_twin() -> None:
+    """Promoted, then rolled back because the free-threaded pods crash-loop (RaceBudget):
+    6 of 10 standard pods are Ready, none free-threaded: the route must not keep 40 % on
+    <target>-ft."""
+    sim = RoutedSim(routed_spec(steps=((10, None), (100, None))), lag=2)
+    for _ in range(5):
+        sim.step(1.0)
+    sim.action = "promote-full"
+    sim.until(lambda s: s.status.phase == api.Phase.PROMOTED and s.std.replicas == 0)
+    sim.run(2)
+    sim.action = "rollback"
+    sim.step(1.0)
+    for std_ready in (2, 4, 6, 6, 6):
+        _pin(sim, std_ready=std_ready, ft_ready=0)
+        sim.step(1.0)
+    assert sim.status.phase == api.Phase.ROLLED_BACK
+    # every request sent to <target>-ft fails (no endpoints); standard has 6 Ready pods
+    assert sim.weights == [0], (sim.weights, sim.std, sim.ft)
+
+
+def test_hpa_raising_n_then_a_crashed_twin_moves_its_share_to_the_standard_pods() -> None:
+    """spec.replicas 10 -> 20 (an HPA on the rollout) at a 10 % step, then the free-threaded
+    pod crashes: the lower bound 100 - 100*10/20 = 50 must not pin the route at 10 % on zero
+    Ready pods while 10 standard pods are Ready."""
+    sim = RoutedSim(routed_spec(steps=((10, "1h"), (100, None))))
+    run_to(sim, 0)
+    sim.spec = sim.spec.model_copy(update={"replicas": 20})
+    for _ in range(3):
+        _pin(sim, std_ready=10, ft_ready=0)
+        sim.step(1.0)
+    assert sim.status.replicas.target == 20
+    assert sim.weights == [0], (sim.weights, sim.std, sim.ft)
+
+
+def test_a_warm_standard_pod_lost_after_promotion_moves_its_share_back() -> None:
+    """The mirror case: promoted, route at 90 (a free-threaded pod was down, the one warm
+    standard pod took 10 %), then that standard pod goes unReady: the upper bound
+    floor(100 * 9 / 10) = 90 must not keep 10 % on a stable Service with 0 Ready pods."""
+    sim = RoutedSim(routed_spec(steps=((10, None), (100, None))))
+    run_to(sim, 0)
+    sim.action = "promote-full"
+    sim.until(lambda s: s.status.phase == api.Phase.PROMOTED and s.weights == [100])
+    _pin(sim, std_ready=min(sim.std.ready, sim.std.replicas), ft_ready=9)
+    sim.step(1.0)
+    for _ in range(3):
+        _pin(sim, std_ready=0, ft_ready=9)
+        sim.step(1.0)
+    assert sim.weights == [100], (sim.weights, sim.std, sim.ft)
+
+
+def test_lost_status_after_promotion_keeps_the_route_on_the_ready_pods() -> None:
+    sim = promoted_sim()
+    assert (sim.std.replicas, sim.std.ready, sim.ft.ready) == (0, 0, 10)
+    sim.status = api.RolloutStatus()  # lost: the shell parses it as unreadable / empty
+    sim.trace.clear()
+    sim.step(1.0, twin_service_replicas=10)
+    assert sim.status.replicas.target == 10  # N recovered from the twin's annotation
+    # not restored onto the stable Service, which has 0 Ready pods
+    assert sim.weights == [100], (sim.weights, sim.route, sim.std, sim.ft)
+    # then the rollout starts over: the route leaves the twin only as standard pods are Ready
+    run_to(sim, 0)
+    assert sim.weights == [10]
+    check_invariants(sim)
+
+
+def test_routing_removed_while_standard_pods_are_unready_says_the_restore_waits() -> None:
+    """The restore is deferred while the standard pods are short: the hold says so, with the
+    counts, and says the routes are restored only once they are."""
+    sim = RoutedSim(routed_spec())
+    at_half(sim)
+    _pin(sim, std_ready=4, ft_ready=5)
+    removed(sim)
+    sim.step(1.0)
+    assert sim.weights == [50]  # deferred: the stable Service has 4 Ready pods of 10
+    for text in (sim.status.message, cond(sim.status, "TrafficRouted").message):
+        assert "restored" not in text, text
+        assert "waits for Ready standard pods (4 of 10 Ready" in text, text
+    _pin(sim, std_ready=10, ft_ready=5)
+    sim.run(3)
+    assert sim.route == USER_ROUTE
+    for text in (sim.status.message, cond(sim.status, "TrafficRouted").message):
+        assert "the routes are restored" in text, text
+    assert sim.status.phase == api.Phase.PAUSED
