@@ -22,7 +22,7 @@ from e2e_operator import OperatorProcess, apply, deployment, ftr_status, replica
 from test_engine import CapacityWatch
 
 from ftrollout_dev.localcluster import LocalCluster, PodMetricsExporter, PrometheusHandle
-from ftrollout_dev.simulator import PodSeries, Simulator
+from ftrollout_dev.simulator import REQUESTS_PER_TICK, PodSeries, Simulator
 
 pytestmark = pytest.mark.e2e
 N = 10
@@ -46,8 +46,8 @@ class LatencySimulator(Simulator):
         }
         self.rng = random.Random(seed)
 
-    def _traffic(self, pod: str, s: PodSeries) -> None:
-        super()._traffic(pod, s)
+    def _traffic(self, pod: str, s: PodSeries, count: float = REQUESTS_PER_TICK) -> None:
+        super()._traffic(pod, s, count)
         value = REFERENCE_P99 * self.factors.get(s.track, 1.0)
         value *= self.rng.lognormvariate(0.0, NOISE_SIGMA)
         self.sink.set("app_latency_p99_seconds", value, **self._labels(pod))
