@@ -16,12 +16,16 @@ from ftrollout.plan.types import Workload, parse_time
 
 def gate_outdated(ctx: Ctx) -> bool:
     """dependencyGate.modules changed after step 1 started (the image is part of the revision,
-    the module list is not): the verdict in status is for another list."""
+    the module list is not): the verdict in status is for another list, or the check of the
+    list now asked for is still running. (A Pending verdict recorded in status let the steps
+    go on at the next reconcile, before the gate had passed: found by the property test.)"""
     gate = ctx.spec.guardrails.dependency_gate
     if gate is None or not gate.modules:
         return False
     pf = ctx.st.preflight
-    return pf is None or pf.checked != gate_key(ctx.spec.free_threaded.image, gate.modules)
+    if pf is None or pf.checked != gate_key(ctx.spec.free_threaded.image, gate.modules):
+        return True
+    return pf.phase in ("Pending", "Running")
 
 
 def steps_shortened(ctx: Ctx) -> None:

@@ -717,3 +717,31 @@ def test_random_walk_never_drops_capacity_below_n(
         sim.step(advance=seconds)
         assert sim.status.replicas.target == n
     assert all(r >= n for r in worst)
+
+
+def test_a_pending_gate_verdict_recorded_in_status_still_holds_the_step() -> None:
+    """Found by the machine above (Dec 2026): promoted past step 1 while the dependency gate's
+    check of the module list was Pending, the first reconcile held the step and recorded the
+    Pending verdict; the next one took that record as settled and went on, before the gate had
+    passed (and a second reconcile of the same world changed the status)."""
+    spec = api.parse_spec(
+        {
+            "targetRef": {"name": "app"},
+            "freeThreaded": {
+                "image": "registry.example/app:2.0-py3.14t",
+                "probe": {"enabled": False},
+            },
+            "steps": [{"weight": 1, "pause": {}}, {"weight": 100, "pause": {}}],
+            "guardrails": {
+                "gilFallback": {"maxPods": 0, "action": "Rollback"},
+                "raceBudget": {"maxIncidents": 0, "window": "1m", "action": "Rollback"},
+                "dependencyGate": {"modules": ["numpy"], "action": "Block", "timeout": "5m"},
+            },
+        }
+    )
+    m = RolloutMachine()
+    m.start(spec=spec, n=1, lag=2)
+    m.user_action(action="promote")
+    m.user_action(action="promote")
+    m.preflight_result(phase="Pending")  # asserts a second reconcile changes nothing
+    assert m.sim.status.message.startswith("dependency gate"), m.sim.status.message
