@@ -382,9 +382,9 @@ def _generated_replaces(go: Path, comp: GoComponent, env: dict[str, str], log_fi
     return f"replace (\n{body}\n)\n"
 
 
-def parse_local_replaces(gomod: str) -> list[str]:
-    """Module paths that a go.mod replaces with a local directory (`=> ./...` or `=> ../...`)."""
-    out: list[str] = []
+def replace_directives(gomod: str) -> Iterator[tuple[str, str, str]]:
+    """Each `replace` directive of a go.mod, in a block or on its own line, comments dropped:
+    (the directive without `replace`, its left side, its right side)."""
     in_block = False
     for raw in gomod.splitlines():
         line = raw.split("//", 1)[0].strip()
@@ -402,7 +402,14 @@ def parse_local_replaces(gomod: str) -> list[str]:
             continue
         if "=>" not in line:
             continue
-        left, right = (s.strip() for s in line.split("=>", 1))
+        left, right = (part.strip() for part in line.split("=>", 1))
+        yield line, left, right
+
+
+def parse_local_replaces(gomod: str) -> list[str]:
+    """Module paths that a go.mod replaces with a local directory (`=> ./...` or `=> ../...`)."""
+    out: list[str] = []
+    for _, left, right in replace_directives(gomod):
         target = right.split()[0]
         if target.startswith(("./", "../")) and "FORBIDDEN" not in target:
             out.append(left.split()[0])

@@ -34,6 +34,7 @@ from ftrollout_dev.localcluster import (
     _run_logged,
     cache_dir,
     find_go,
+    replace_directives,
 )
 
 ARGO_ROLLOUTS_VERSION = "1.10.2"
@@ -86,28 +87,11 @@ def copied_replaces(gomod: str) -> str:
 
     Local-directory replaces (``=> ./x``) cannot be followed by a consumer and are dropped.
     """
-    lines: list[str] = []
-    in_block = False
-    for raw in gomod.splitlines():
-        line = raw.split("//", 1)[0].strip()
-        if not line:
-            continue
-        if line.startswith("replace ("):
-            in_block = True
-            continue
-        if in_block and line == ")":
-            in_block = False
-            continue
-        if line.startswith("replace "):
-            line = line[len("replace ") :].strip()
-        elif not in_block:
-            continue
-        if "=>" not in line:
-            continue
-        right = line.split("=>", 1)[1].strip()
-        if right.startswith(("./", "../")) or len(right.split()) != 2:
-            continue
-        lines.append(line)
+    lines = [
+        line
+        for line, _, right in replace_directives(gomod)
+        if not right.startswith(("./", "../")) and len(right.split()) == 2
+    ]
     if not lines:
         return ""
     body = "\n".join(f"\t{s}" for s in lines)

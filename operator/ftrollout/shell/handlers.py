@@ -59,6 +59,7 @@ async def rollout_event(
         STATE.last_trigger.pop((namespace, name), None)
         STATE.analysis.pop((namespace, name), None)
         STATE.baseline_errors.pop((namespace, name), None)
+        STATE.target_writes.pop((namespace, name), None)
         if STATE.scheduler is not None:
             STATE.scheduler.unregister((namespace, name))
         metrics.forget((namespace, name))
