@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -54,3 +54,38 @@ class PromStub:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+Series = tuple[dict[str, str], float | str]
+
+
+def probe_answer(
+    promql: str,
+    *,
+    gil: Sequence[Series] = (),
+    build: Sequence[Series] = (),
+    fallback: Sequence[Series] = (),
+    incidents: Sequence[Series] = (),
+) -> Answer:
+    """What a Prometheus holding these probe series (already aggregated per pod) answers to the
+    operator's guardrail queries (plan.prometheus.GUARD_QUERY and REPORTING_QUERY), with the
+    queries' filters applied as PromQL applies them (NaN != 0 holds there too)."""
+    from ftrollout.plan.prometheus import GUARD_LABEL, GUARD_QUERY, REPORTING_QUERY
+
+    if promql == REPORTING_QUERY:
+        return vector(*((labels, 1) for labels, _ in gil))
+    if promql != GUARD_QUERY:
+        return vector()
+
+    def part(kind: str, series: Sequence[Series], keep: Callable[[float], bool]) -> list[Series]:
+        return [({**labels, GUARD_LABEL: kind}, v) for labels, v in series if keep(float(v))]
+
+    out = [
+        *part("gil", gil, lambda v: v != 0),
+        *part("build", build, lambda v: v != 1),
+        *part("fallback", fallback, lambda v: v > 0),
+        *part("incidents", incidents, lambda v: v > 0),
+    ]
+    if gil:
+        out.append(({GUARD_LABEL: "reporting"}, len(gil)))
+    return vector(*out)

@@ -9,14 +9,13 @@
 from __future__ import annotations
 
 import itertools
-import json
 import threading
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from prom_stub import Answer, PromStub
+from prom_stub import Answer, PromStub, probe_answer
 
 from ftrollout.model import api
 from ftrollout.plan import prometheus as plan_prometheus
@@ -64,18 +63,21 @@ async def test_a_hostile_guardrail_answer_is_filtered_off_the_event_loop(
     hostile = PromStub(lambda _q: (200, {"Content-Encoding": "gzip"}, packed))
     stubs.append(hostile)
     threads: list[threading.Thread] = []
-    real = plan_prometheus.series_for
 
-    def recorded(series: Sequence[Mapping[str, Any]], trust: Any) -> Any:
-        threads.append(threading.current_thread())
-        return real(series, trust)
+    def recorded(real: Callable[..., Any]) -> Callable[..., Any]:
+        def shape(*args: Any, **kw: Any) -> Any:
+            threads.append(threading.current_thread())
+            return real(*args, **kw)
 
-    monkeypatch.setattr(plan_prometheus, "series_for", recorded)
-    monkeypatch.setattr(scheduler, "series_for", recorded, raising=False)  # where it was called
+        return shape
+
+    # Both answers of a first round: what is not healthy, and which pods report.
+    monkeypatch.setattr(scheduler, "guard_answer", recorded(plan_prometheus.guard_answer))
+    monkeypatch.setattr(scheduler, "reporting_pods", recorded(plan_prometheus.reporting_pods))
     sched = Scheduler(State(), prom=Prometheus(workers=4))
     sched.register(target(hostile.url))
     await sched.guard_round()
-    assert len(threads) == len(scheduler.PROBE_QUERIES)  # every answer was filtered...
+    assert len(threads) == 2  # every answer was filtered...
     assert threading.current_thread() not in threads  # ...in a worker, not on the event loop
 
 
@@ -83,16 +85,12 @@ async def test_readings_are_kept_for_known_pods_only(stubs: list[PromStub]) -> N
     rounds = itertools.count()
 
     def answer(promql: str) -> Answer:
-        result = []
-        if "python_gil_enabled" in promql:
-            r = next(rounds)
-            result = [
-                {"metric": {"namespace": "team-a", "pod": f"p{r}-{i}"}, "value": [0, "1"]}
-                for i in range(5000)
-            ]
-            result.append({"metric": {"namespace": "team-a", "pod": REAL_POD}, "value": [0, "1"]})
-        body = {"status": "success", "data": {"resultType": "vector", "result": result}}
-        return 200, {}, json.dumps(body).encode()
+        r = next(rounds)
+        gil: list[tuple[dict[str, str], float]] = [
+            ({"namespace": "team-a", "pod": f"p{r}-{i}"}, 1) for i in range(5000)
+        ]
+        gil.append(({"namespace": "team-a", "pod": REAL_POD}, 1))
+        return probe_answer(promql, gil=gil)
 
     hostile = PromStub(answer)
     stubs.append(hostile)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from prom_stub import Answer, PromStub, vector
+from prom_stub import Answer, PromStub, probe_answer
 
 from ftrollout.model import api
 from ftrollout.shell.scheduler import AnalysisTarget, Prometheus, Scheduler
@@ -44,27 +44,23 @@ def with_pods() -> State:
 
 
 def hostile(promql: str) -> Answer:
-    if "python_gil_enabled" in promql:
-        return vector(
-            ({"namespace": "team-a", "pod": POD_A}, 0), ({"namespace": "team-b", "pod": POD_B}, 1)
-        )
-    if "python_freethreading_incidents_total" in promql:
-        return vector(({"namespace": "team-b", "pod": POD_B}, 99))
-    if "python_gil_fallback_total" in promql:
-        return vector(({"namespace": "team-b", "pod": POD_B, "module": "evil"}, 1))
-    return vector()
+    return probe_answer(
+        promql,
+        gil=[
+            ({"namespace": "team-a", "pod": POD_A}, 0),
+            ({"namespace": "team-b", "pod": POD_B}, 1),
+        ],
+        incidents=[({"namespace": "team-b", "pod": POD_B}, 99)],
+        fallback=[({"namespace": "team-b", "pod": POD_B, "module": "evil"}, 1)],
+    )
 
 
 def honest_b(promql: str) -> Answer:
-    if "python_gil_enabled" in promql:
-        return vector(({"namespace": "team-b", "pod": POD_B}, 0))
-    return vector()
+    return probe_answer(promql, gil=[({"namespace": "team-b", "pod": POD_B}, 0)])
 
 
 def own(promql: str) -> Answer:
-    if "python_freethreading_incidents_total" in promql:
-        return vector(({"namespace": "team-c", "pod": POD_C}, 2))
-    return vector()
+    return probe_answer(promql, incidents=[({"namespace": "team-c", "pod": POD_C}, 2)])
 
 
 @pytest.fixture
@@ -105,9 +101,30 @@ async def test_a_rollout_that_stopped_analysing_keeps_only_its_own_namespace(
     state = with_pods()
     sched = Scheduler(state, prom=Prometheus(workers=4))
     sched.register(target("team-a", stubs["a"].url))
-    sched.unregister(("team-a", "web"))  # e.g. Promoted: its pods are still watched a while
+    # Promoted: no longer analysed, its pods still watched there (what reconcile does).
+    sched.unregister(("team-a", "web"))
+    sched.watch(("team-a", "web"), stubs["a"].url)
     await sched.guard_round()
     assert stubs["a"].queries
     assert ("team-b", POD_B) not in state.gil
     assert ("team-b", POD_B) not in state.probe_counts
     assert state.gil[("team-a", POD_A)] == GilReading(enabled=False)
+
+
+async def test_a_promoted_rollout_keeps_its_prometheus_until_it_is_deleted(
+    stubs: dict[str, PromStub],
+) -> None:
+    """Not for a time: an idle promoted rollout may not reconcile again for a long time
+    (issue 22), and its pods are still guarded after promotion."""
+    state = with_pods()
+    sched = Scheduler(state, prom=Prometheus(workers=4))
+    sched.watch(("team-b", "web"), stubs["b"].url)
+    sched.watch(("team-b", "other"), stubs["b"].url)
+    await sched.guard_round()
+    assert len(stubs["b"].queries) == 2  # the round's query, and the first listing
+    sched.forget(("team-b", "web"))  # deleted; "other" still watches that address
+    await sched.guard_round()
+    assert len(stubs["b"].queries) == 3
+    sched.watch(("team-b", "other"), None)  # left Promoted (a new revision, say)
+    await sched.guard_round()
+    assert len(stubs["b"].queries) == 3

@@ -295,3 +295,91 @@ def probe_series(
             value = read_vector([dict(s)]).value
             out.append(ProbeSeries(key[0], key[1], labels.get("module", ""), value))
     return out
+
+
+# ------------------------------------------------------------ guardrail queries (issue 22)
+
+# Only twin pods (<target>-ft-<replicaset hash>-<suffix>): answers stay proportional to the
+# free-threaded pods even where standard pods export the probe's metrics too.
+TWIN_PODS = '{pod=~".+-ft-[a-z0-9]+-[a-z0-9]+"}'
+GUARD_LABEL = "ftrollout_guard"  # which part of GUARD_QUERY a series answers
+
+
+def _tagged(tag: str, expr: str) -> str:
+    return f'label_replace({expr}, "{GUARD_LABEL}", "{tag}", "", "")'
+
+
+# One request per Prometheus and round that answers only what is not healthy: a pod whose GIL
+# value is not exactly 0 (on, NaN, anything odd: the worker reads it as before), whose build
+# value is not exactly 1, a fallback module or an incident counter above 0, plus one number,
+# how many twin pods report at all. At 1000 healthy rollouts the answer is that one number
+# instead of four answers of 1000 series every 5 s (most of the operator's idle CPU).
+GUARD_QUERY = " or ".join(
+    (
+        _tagged("gil", f"max by (namespace, pod) (python_gil_enabled{TWIN_PODS}) != 0"),
+        _tagged("build", f"min by (namespace, pod) (python_freethreading_build{TWIN_PODS}) != 1"),
+        _tagged(
+            "fallback",
+            f"sum by (namespace, pod, module) (python_gil_fallback_total{TWIN_PODS}) > 0",
+        ),
+        _tagged(
+            "incidents",
+            f"sum by (namespace, pod) (python_freethreading_incidents_total{TWIN_PODS}) > 0",
+        ),
+        _tagged("reporting", f"count(group by (namespace, pod) (python_gil_enabled{TWIN_PODS}))"),
+    )
+)
+# Which twin pods report a GIL value at all (GIL off vs not known yet): asked when the number
+# of reporting pods or the pods in the cache changed, and every GuardRounds.dense_seconds.
+REPORTING_QUERY = f"group by (namespace, pod) (python_gil_enabled{TWIN_PODS})"
+
+
+@dataclass(frozen=True)
+class GuardAnswer:
+    """GUARD_QUERY's answer from one Prometheus, reduced to what may count (trusted namespace,
+    known pod) in the query's worker."""
+
+    gil: tuple[ProbeSeries, ...] = ()
+    build: tuple[ProbeSeries, ...] = ()
+    fallback: tuple[ProbeSeries, ...] = ()
+    incidents: tuple[ProbeSeries, ...] = ()
+    reporting: int = 0  # twin pods with a python_gil_enabled series, any namespace
+
+
+def guard_answer(
+    series: Sequence[Mapping[str, Any]], trust: Trust, pods: Container[tuple[str, str]]
+) -> GuardAnswer:
+    parts: dict[str, list[ProbeSeries]] = {"gil": [], "build": [], "fallback": [], "incidents": []}
+    reporting = 0
+    if not isinstance(series, list):
+        return GuardAnswer()
+    for s in series:
+        labels = s.get("metric", {}) if isinstance(s, Mapping) else None
+        if not isinstance(labels, Mapping):
+            continue
+        tag = labels.get(GUARD_LABEL)
+        if tag == "reporting":
+            # Not about any namespace: it only decides whether REPORTING_QUERY is asked again
+            # (a lie costs this address one more query per round, nothing else).
+            value = read_vector([dict(s)]).value
+            reporting = int(value) if value is not None and 0 <= value < 2**31 else -1
+            continue
+        if tag not in parts:
+            continue
+        parts[tag].extend(probe_series([s], trust, pods))
+    return GuardAnswer(
+        gil=tuple(parts["gil"]),
+        build=tuple(parts["build"]),
+        fallback=tuple(parts["fallback"]),
+        incidents=tuple(parts["incidents"]),
+        reporting=reporting,
+    )
+
+
+def reporting_pods(
+    series: Sequence[Mapping[str, Any]], trust: Trust, pods: Container[tuple[str, str]]
+) -> tuple[frozenset[tuple[str, str]], int]:
+    """REPORTING_QUERY's answer: the known, trusted pods that report, and how many series the
+    answer had (what GUARD_QUERY's `reporting` number is compared with)."""
+    n = len(series) if isinstance(series, list) else 0
+    return frozenset((s.namespace, s.pod) for s in probe_series(series, trust, pods)), n

@@ -46,6 +46,10 @@ class Cache:
     # uids of recently deleted Deployments: a write's response handled after the watch showed
     # the deletion must not bring the Deployment back (bounded: only in-flight writes need it).
     deleted: dict[str, None] = field(default_factory=dict)
+    # (namespace, pod) of every cached pod, built again only when a pod comes or goes: the
+    # guardrail round filters every answer by it (rebuilt each round, a fifth of idle CPU at
+    # 1000 rollouts). The same object until then, so `is` tells whether it changed.
+    _pod_keys: frozenset[Key] | None = field(default=None, init=False, repr=False)
 
     # --- rollouts
     def set_rollout_target(
@@ -150,7 +154,10 @@ class Cache:
     def put_pod(self, body: Mapping[str, Any]) -> PodSummary:
         p = summarize_pod(body)
         if p.deployment is not None:
-            self.pods.setdefault((p.namespace, p.deployment), {})[p.name] = p
+            group = self.pods.setdefault((p.namespace, p.deployment), {})
+            if p.name not in group:
+                self._pod_keys = None
+            group[p.name] = p
             if p.terminations:
                 seen = self.terminations.setdefault((p.namespace, p.deployment), {})
                 for t in p.terminations:
@@ -174,11 +181,18 @@ class Cache:
         p = summarize_pod(body)
         if p.deployment is not None:
             group = self.pods.get((p.namespace, p.deployment))
-            if group is not None:
-                group.pop(p.name, None)
+            if group is not None and group.pop(p.name, None) is not None:
+                self._pod_keys = None
                 if not group:
                     del self.pods[(p.namespace, p.deployment)]
         return p
+
+    def pod_keys(self) -> frozenset[Key]:
+        if self._pod_keys is None:
+            self._pod_keys = frozenset(
+                (ns, name) for (ns, _), group in self.pods.items() for name in group
+            )
+        return self._pod_keys
 
     def pods_of(self, namespace: str, deployment: str) -> Iterable[PodSummary]:
         return self.pods.get((namespace, deployment), {}).values()

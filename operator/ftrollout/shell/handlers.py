@@ -18,7 +18,7 @@ from ftrollout.model import api
 from ftrollout.plan import baseline as plan_baseline
 from ftrollout.plan import routing
 from ftrollout.plan import twin as workloads
-from ftrollout.plan.observe import DeploymentSummary, Key, controller_of
+from ftrollout.plan.observe import DeploymentSummary, Key, controller_of, slim_managed_fields
 from ftrollout.shell import metrics
 from ftrollout.shell.kube import short_error
 from ftrollout.shell.reconcile import Logger, reconcile
@@ -31,12 +31,13 @@ log = logging.getLogger("ftrollout")
 # pokes the daemon) or is asked for by the plan (clock-driven pauses, deadlines, the bake, the
 # race window: `requeue_after`). HTTPRoutes are watched too, but only once the Gateway API CRDs
 # were there when the watch started (namespaced mode: at the operator's start), so a rollout
-# with `trafficRouting` still looks again every RESYNC_SECONDS. Any other rollout
-# with nothing due waits IDLE_RESYNC_SECONDS: at 1000 paused rollouts a look every 60 s was
-# 17 reconciles a second that found nothing to do, most of the operator's idle CPU (issue 22).
-# It stays below scheduler.RECENT_URL_SECONDS, which a promoted rollout's reconcile refreshes.
+# with `trafficRouting` still looks again every RESYNC_SECONDS. Any other rollout with nothing
+# due waits IDLE_RESYNC_SECONDS, Argo Rollouts' default resync: at 1000 paused rollouts a look
+# every 60 s was 17 reconciles a second that found nothing to do (issue 22). Nothing else
+# depends on it: a promoted rollout's Prometheus stays on the guardrail loop's list until the
+# rollout is deleted or leaves Promoted (Scheduler.watch), not for a time.
 RESYNC_SECONDS = 60.0
-IDLE_RESYNC_SECONDS = 300.0
+IDLE_RESYNC_SECONDS = 900.0
 ERROR_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 STATE = State()
@@ -61,9 +62,10 @@ async def rollout_event(
         STATE.baseline_errors.pop((namespace, name), None)
         STATE.target_writes.pop((namespace, name), None)
         if STATE.scheduler is not None:
-            STATE.scheduler.unregister((namespace, name))
+            STATE.scheduler.forget((namespace, name))
         metrics.forget((namespace, name))
         return
+    _slim(event.get("object") or {})
     target = (spec.get("targetRef") or {}).get("name")
     created = ((event.get("object") or {}).get("metadata") or {}).get("creationTimestamp")
     STATE.cache.set_rollout_target(
@@ -72,6 +74,16 @@ async def rollout_event(
     STATE.cache.set_rollout_routes(namespace, name, _route_names(event.get("object") or {}))
     if not _own_status_echo(STATE, (namespace, name), event.get("object") or {}):
         STATE.poke(namespace, name)
+
+
+def _slim(raw: Any) -> None:
+    """Drop what the operator never reads from the body kopf keeps for the rollout's daemon (the
+    same dict: kopf hands event handlers the raw event it stores), as client-go informers'
+    transform functions do: most of a rollout's managedFields."""
+    meta = raw.get("metadata") if isinstance(raw, dict) else None
+    managed = meta.get("managedFields") if isinstance(meta, dict) else None
+    if isinstance(managed, list) and managed:
+        meta["managedFields"] = slim_managed_fields(managed, (workloads.ANNOTATION_ACTION,))
 
 
 def _route_names(body: Any) -> list[str]:
@@ -96,7 +108,13 @@ def _own_status_echo(state: State, key: Key, body: Any) -> bool:
     previous = state.last_trigger.get(key)
     state.last_trigger[key] = trigger
     pending = state.pending_status.get(key)
-    return previous == trigger and pending is not None and pending == body.get("status")
+    if pending is None or pending != body.get("status"):
+        return False
+    # The write came back: what the next reconcile would forget first. Kept until then, an
+    # idle rollout held its last status and up to PENDING_BASES earlier ones in memory for
+    # its whole pause (issue 22: memory per rollout).
+    state.forget_pending(key)
+    return previous == trigger
 
 
 @kopf.on.event("apps", "v1", "deployments")

@@ -367,12 +367,11 @@ def _register_analysis(
 
     analysis = spec.analysis if spec is not None else None
     if spec is None or analysis is None or not analysis.metrics:
-        state.scheduler.unregister(key)
+        state.scheduler.forget(key)
         return
     address = analysis.prometheus.address
     url = normalise(address) if address else state.default_prometheus
-    if result.status.phase == api.Phase.PROMOTED and url:
-        state.scheduler.watch(url, key[0])
+    state.scheduler.watch(key, url if result.status.phase == api.Phase.PROMOTED else None)
     if result.status.phase not in ANALYSED_PHASES and not _baking(result.status):
         state.scheduler.unregister(key)
         return

@@ -46,7 +46,14 @@ from ftrollout.plan.metrics import (
     read_matrix,
     read_vector,
 )
-from ftrollout.plan.prometheus import probe_series, trusted_namespaces
+from ftrollout.plan.prometheus import (
+    GUARD_QUERY,
+    REPORTING_QUERY,
+    GuardAnswer,
+    guard_answer,
+    reporting_pods,
+    trusted_namespaces,
+)
 from ftrollout.shell.gillog import LOG_INTERVAL, LogScanner
 from ftrollout.shell.prometheus_config import PrometheusConfig, session, short_reason
 from ftrollout.shell.prometheus_http import Deadline, get_body
@@ -56,7 +63,6 @@ log = logging.getLogger("ftrollout.shell.scheduler")
 T = TypeVar("T")
 
 GUARD_INTERVAL = 5.0  # seconds between batched guardrail queries
-RECENT_URL_SECONDS = 600.0
 # One address holds at most this fraction of the shared workers: a dead, slow or hostile
 # Prometheus cannot take them all, and it takes ADDRESS_SHARE of them to hold every worker (the
 # operator's own Prometheus has workers of its own).
@@ -65,15 +71,10 @@ ADDRESS_SHARE = 4
 # this many capped answers, however many workers there are.
 PARSE_BUDGET_ANSWERS = 2
 MAX_SESSIONS = 256  # per-address sessions kept (connection pools); '*' allows any number
-# Only twin pods (<target>-ft-<replicaset hash>-<suffix>): answers stay proportional to the
-# free-threaded pods even where standard pods export the probe's metrics too.
-TWIN_PODS = '{pod=~".+-ft-[a-z0-9]+-[a-z0-9]+"}'
-PROBE_QUERIES = {
-    "gil": f"max by (namespace, pod) (python_gil_enabled{TWIN_PODS})",
-    "build": f"min by (namespace, pod) (python_freethreading_build{TWIN_PODS})",
-    "fallback": f"sum by (namespace, pod, module) (python_gil_fallback_total{TWIN_PODS}) > 0",
-    "incidents": f"sum by (namespace, pod) (python_freethreading_incidents_total{TWIN_PODS})",
-}
+# A round asks only for what is not healthy (plan.prometheus.GUARD_QUERY); the full list of
+# reporting pods is asked again when the count or the cached pods change, and at least this often
+# (a pod that stopped reporting while another started in the same round is seen by then).
+DENSE_SECONDS = 60.0
 
 
 class QueryError(Exception):
@@ -338,9 +339,12 @@ class Scheduler:
     prom: Prometheus = field(default_factory=Prometheus)
     targets: dict[tuple[str, str], AnalysisTarget] = field(default_factory=dict)
     default_url: str | None = None
-    # (Prometheus URL, namespace) of rollouts whose analysis ended (e.g. Promoted): their pods'
-    # probe metrics are still watched there for a while, then the URL is forgotten.
-    recent_urls: dict[tuple[str, str], float] = field(default_factory=dict)
+    # rollout -> (Prometheus URL, namespace) of a rollout whose analysis ended (Promoted): its
+    # pods' probe metrics are still read there (the guardrails alert after promotion) until it
+    # is deleted or leaves Promoted. Keyed by rollout, not timed: an idle rollout may not
+    # reconcile for a long time.
+    watched: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    reporting: dict[str, _Reporting] = field(default_factory=dict)  # per address
     running: set[tuple[str, str]] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     on_result: list[Callable[[str], None]] = field(default_factory=list)
@@ -354,8 +358,6 @@ class Scheduler:
     # --- registration from reconciles
     def register(self, t: AnalysisTarget) -> None:
         key = (t.namespace, t.name)
-        if t.url:
-            self.recent_urls[(t.url, t.namespace)] = time.monotonic()
         old = self.targets.get(key)
         if old is not None and old.analysis == t.analysis and old.url == t.url:
             t.due = old.due
@@ -363,13 +365,21 @@ class Scheduler:
             t.due = time.monotonic() + _spread(key, t.analysis.interval_seconds)
         self.targets[key] = t
 
-    def watch(self, url: str, namespace: str) -> None:
-        """Keep reading the probe metrics of `namespace` from `url` (a promoted rollout's own
-        Prometheus: the guardrails alert after promotion); refreshed by every reconcile."""
-        self.recent_urls[(url, namespace)] = time.monotonic()
+    def watch(self, key: tuple[str, str], url: str | None) -> None:
+        """Keep reading the probe metrics of the rollout's namespace from `url` (a promoted
+        rollout's own Prometheus: the guardrails alert after promotion); None: stop."""
+        if url is None:
+            self.watched.pop(key, None)
+        else:
+            self.watched[key] = (url, key[0])
 
     def unregister(self, key: tuple[str, str]) -> None:
         self.targets.pop(key, None)
+
+    def forget(self, key: tuple[str, str]) -> None:
+        """The rollout is gone: neither analysed nor watched."""
+        self.targets.pop(key, None)
+        self.watched.pop(key, None)
 
     # --- the loop
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -495,75 +505,84 @@ class Scheduler:
         )
 
     async def guard_round(self) -> None:
-        """Batched probe metrics for every free-threaded pod on every known Prometheus."""
+        """The probe metrics of every free-threaded pod on every known Prometheus: one query per
+        address answering only what is not healthy, plus the reporting pods when they may have
+        changed (`_Reporting`)."""
 
-        now = time.monotonic()
-        for pair, seen in list(self.recent_urls.items()):
-            if now - seen > RECENT_URL_SECONDS:
-                del self.recent_urls[pair]
         registered = {(t.url, t.namespace) for t in self.targets.values() if t.url}
         # A series from a rollout's own Prometheus speaks only for that rollout's namespace:
         # a hostile exporter behind one team's address cannot roll back another team's pods.
-        trust = trusted_namespaces(registered | set(self.recent_urls), self.default_url)
+        trust = trusted_namespaces(registered | set(self.watched.values()), self.default_url)
+        for url in set(self.reporting) - set(trust):
+            del self.reporting[url]
         changed: set[tuple[str, str]] = set()
-        counted: set[tuple[str, str]] = set()
-        complete = True
-        known = self._known_pods()
+        known = self.state.cache.pod_keys()
+        now = time.monotonic()
         for url, spaces in trust.items():
             # Filtered in the worker: the event loop sees the known pods' series only.
-            keep = functools.partial(probe_series, trust=spaces, pods=known)
+            keep = functools.partial(guard_answer, trust=spaces, pods=known)
             try:
-                answers = await asyncio.gather(
-                    *(self.prom.query(url, q, 10.0, keep) for q in PROBE_QUERIES.values())
-                )
+                answer: GuardAnswer = await self.prom.query(url, GUARD_QUERY, 10.0, keep)
             except QueryError as exc:
                 log.warning("guardrail query failed: %s", exc)
-                complete = False
                 continue
-            gil_r, build_r, fallback_r, incidents_r = answers
-            modules: dict[tuple[str, str], set[str]] = {}
-            for s in fallback_r:
-                modules.setdefault((s.namespace, s.pod), set()).add(s.module)
-            builds = {(s.namespace, s.pod): s.value for s in build_r}
-            for s in gil_r:
-                pkey = (s.namespace, s.pod)
-                build = builds.get(pkey)
-                reading = GilReading(
-                    enabled=None if s.value is None else s.value >= 1,
-                    modules=tuple(sorted(x for x in modules.get(pkey, ()) if x)),
-                    build=None if build is None else build >= 1,
-                )
-                if self.state.gil.get(pkey) != reading:
-                    self.state.gil[pkey] = reading
-                    changed.add(pkey)
-            for s in incidents_r:
-                pkey = (s.namespace, s.pod)
-                if s.value is None:  # NaN, infinite or no value
-                    continue
-                counted.add(pkey)
-                # The highest value only: with two Prometheus replicas behind one Service a
-                # lagging one answers lower; the planner counts rises against status.
-                if s.value > self.state.probe_counts.get(pkey, 0.0):
-                    self.state.probe_counts[pkey] = s.value
-                    changed.add(pkey)
-        if complete:
-            # Pods gone from every Prometheus: forgetting them is safe, the counted baseline
-            # lives in the rollout's status.
-            for pkey in set(self.state.probe_counts) - counted:
-                del self.state.probe_counts[pkey]
-        # Readings of pods gone from the cluster (from the cache now: a pod may have come
-        # during the round): nothing reads them any more.
-        live = self._known_pods()
+            seen = self.reporting.get(url)
+            if seen is None or seen.stale(answer.reporting, known, now):
+                listing = functools.partial(reporting_pods, trust=spaces, pods=known)
+                try:
+                    pods, count = await self.prom.query(url, REPORTING_QUERY, 10.0, listing)
+                except QueryError as exc:
+                    log.warning("guardrail query failed: %s", exc)
+                    if seen is None:
+                        continue
+                else:
+                    seen = self.reporting[url] = _Reporting(pods, count, known, now)
+            changed |= self._read(answer, seen.pods)
+        # Readings and counts of pods gone from the cluster (from the cache now: a pod may have
+        # come during the round): nothing reads them any more. A pod still known keeps its
+        # highest count (a lagging Prometheus replica answering 0 is not news); the counted
+        # baseline lives in the rollout's status.
+        live = self.state.cache.pod_keys()
         for pkey in set(self.state.gil) - live:
             del self.state.gil[pkey]
+        for pkey in set(self.state.probe_counts) - live:
+            del self.state.probe_counts[pkey]
         for ns, pod in changed:
             for p in self._pods_named(ns, pod):
                 self.state.poke(ns, self.state.cache.rollouts_for_pod(p))
 
-    def _known_pods(self) -> frozenset[tuple[str, str]]:
-        return frozenset(
-            (ns, name) for (ns, _), group in self.state.cache.pods.items() for name in group
-        )
+    def _read(
+        self, answer: GuardAnswer, reporting: frozenset[tuple[str, str]]
+    ) -> set[tuple[str, str]]:
+        """Readings from one address's answer; the pods whose reading or count changed."""
+        changed: set[tuple[str, str]] = set()
+        modules: dict[tuple[str, str], set[str]] = {}
+        for s in answer.fallback:
+            modules.setdefault((s.namespace, s.pod), set()).add(s.module)
+        builds = {(s.namespace, s.pod): s.value for s in answer.build}
+        odd = {(s.namespace, s.pod): s.value for s in answer.gil}
+        for pkey in reporting | set(odd):
+            # Not in the answer's GIL part: the value is exactly 0, the GIL is off.
+            value = odd.get(pkey, 0.0)
+            build = builds.get(pkey)
+            reading = GilReading(
+                enabled=None if value is None else value >= 1,
+                modules=tuple(sorted(x for x in modules.get(pkey, ()) if x)),
+                build=None if build is None else build >= 1,
+            )
+            if self.state.gil.get(pkey) != reading:
+                self.state.gil[pkey] = reading
+                changed.add(pkey)
+        for s in answer.incidents:
+            pkey = (s.namespace, s.pod)
+            if s.value is None:  # NaN, infinite or no value
+                continue
+            # The highest value only: with two Prometheus replicas behind one Service a
+            # lagging one answers lower; the planner counts rises against status.
+            if s.value > self.state.probe_counts.get(pkey, 0.0):
+                self.state.probe_counts[pkey] = s.value
+                changed.add(pkey)
+        return changed
 
     def _pods_named(self, namespace: str, pod: str) -> list[Any]:
         out = []
@@ -574,6 +593,20 @@ class Scheduler:
 
 
 _NO_ROUND = AnalysisRound(time="", results=())
+
+
+@dataclass(frozen=True)
+class _Reporting:
+    """The pods one address last listed as reporting, and what that listing is good for."""
+
+    pods: frozenset[tuple[str, str]]
+    count: int  # series in that answer: GUARD_QUERY's `reporting` number, if nothing changed
+    known: frozenset[tuple[str, str]]  # the cached pods it was asked for
+    at: float  # monotonic time
+
+    def stale(self, count: int, known: frozenset[tuple[str, str]], now: float) -> bool:
+        # `is`: the cache builds a new set only when a pod came or went.
+        return count != self.count or known is not self.known or now - self.at >= DENSE_SECONDS
 
 
 def _spread(key: tuple[str, str], interval: float) -> float:
