@@ -196,7 +196,7 @@ def slim_managed_fields(
         if not isinstance(m, Mapping):
             continue
         owned = ((m.get("fieldsV1") or {}).get("f:metadata") or {}).get("f:annotations") or {}
-        kept = {f"f:{a}": {} for a in annotations if f"f:{a}" in owned}
+        kept: dict[str, Any] = {f"f:{a}": {} for a in annotations if f"f:{a}" in owned}
         if kept:
             entry = {k: m[k] for k in ("manager", "operation", "subresource", "time") if k in m}
             entry["fieldsV1"] = {"f:metadata": {"f:annotations": kept}}

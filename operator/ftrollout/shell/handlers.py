@@ -81,7 +81,9 @@ def _slim(raw: Any) -> None:
     same dict: kopf hands event handlers the raw event it stores), as client-go informers'
     transform functions do: most of a rollout's managedFields."""
     meta = raw.get("metadata") if isinstance(raw, dict) else None
-    managed = meta.get("managedFields") if isinstance(meta, dict) else None
+    if not isinstance(meta, dict):
+        return
+    managed = meta.get("managedFields")
     if isinstance(managed, list) and managed:
         meta["managedFields"] = slim_managed_fields(managed, (workloads.ANNOTATION_ACTION,))
 
