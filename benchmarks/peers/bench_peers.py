@@ -44,6 +44,7 @@ import json
 import math
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -342,10 +343,12 @@ def sample_window(
             stderr=subprocess.DEVNULL,
         )
     end = t0 + args.duration
+    ticks = [(0.0, cpu0)]  # (seconds into the window, CPU seconds): the soak's slopes
     while time.monotonic() < end:
         time.sleep(min(5.0, max(0.0, end - time.monotonic())))
         rss.append(proc_rss_mib(ctl.pid))
         load.append(loadavg())
+        ticks.append((time.monotonic() - t0, proc_cpu_seconds(ctl.pid)))
     dt = time.monotonic() - t0
     cpu = proc_cpu_seconds(ctl.pid) - cpu0
     api1, own1 = apiserver_writes(cluster), ctl.own_writes()
@@ -363,6 +366,7 @@ def sample_window(
         "own_writes_per_min": round((own1 - own0) / dt * 60, 1),
         "load": load,
     }
+    out.update(drift(ticks, rss))
     if rec0 is not None and isinstance(ctl, Ftrollout):
         out["reconciles_per_s"] = round((ctl.reconciles() - rec0) / dt, 2)
     log(
@@ -372,6 +376,25 @@ def sample_window(
         + (f"; {out['reconciles_per_s']} reconciles/s" if "reconciles_per_s" in out else "")
     )
     return out
+
+
+def drift(ticks: list[tuple[float, float]], rss: list[float]) -> dict[str, Any]:
+    """Growth over the window (the one-hour soak): RSS slope by least squares, and CPU in the
+    first and the last third of the window (a leak or a growing loop shows as a difference)."""
+    if len(ticks) < 7:
+        return {}
+    times = [t for t, _ in ticks]
+    slope = statistics.linear_regression(times, rss[: len(times)]).slope
+    third = len(ticks) // 3
+
+    def cores(a: tuple[float, float], b: tuple[float, float]) -> float:
+        return round((b[1] - a[1]) / max(b[0] - a[0], 1e-9), 4)
+
+    return {
+        "rss_slope_mib_per_h": round(slope * 3600, 2),
+        "cpu_cores_first_third": cores(ticks[0], ticks[third]),
+        "cpu_cores_last_third": cores(ticks[-1 - third], ticks[-1]),
+    }
 
 
 def compare_run(
