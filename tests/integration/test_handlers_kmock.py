@@ -1432,7 +1432,7 @@ async def _first_look_of_daemon(shell: Shell, monkeypatch: pytest.MonkeyPatch) -
 
 @pytest.mark.parametrize(
     ("pause", "seconds"),
-    [({}, 900.0), ({"duration": "1h"}, 900.0), ({"duration": "90s"}, 90.0)],
+    [({}, 3600.0), ({"duration": "1h"}, 3600.0), ({"duration": "90s"}, 90.0)],
 )
 async def test_a_paused_rollout_with_nothing_due_is_not_looked_at_every_minute(
     kmock: Any, monkeypatch: pytest.MonkeyPatch, pause: dict[str, Any], seconds: float
@@ -1457,15 +1457,28 @@ async def test_a_paused_rollout_with_nothing_due_is_not_looked_at_every_minute(
     timeouts = await _first_look_of_daemon(shell, monkeypatch)
     assert writes(shell.new_requests()) == []  # the daemon's look found nothing to do
     assert len(timeouts) >= 1
-    assert timeouts[0] == pytest.approx(seconds, abs=2.0)
+    if seconds == handlers.IDLE_RESYNC_SECONDS:  # spread over the last quarter per rollout
+        assert seconds * 0.75 - 2.0 <= timeouts[0] <= seconds + 2.0
+    else:
+        assert timeouts[0] == pytest.approx(seconds, abs=2.0)
 
 
 def test_a_rollout_whose_routes_are_read_not_watched_keeps_the_minute() -> None:
     routed = {"spec": {"trafficRouting": {"gatewayAPI": {"httpRoutes": [{"name": "web"}]}}}}
-    assert handlers.next_look(routed, None) == 60.0
+    assert 45.0 <= handlers.next_look(routed, None) <= 60.0
     assert handlers.next_look(routed, 5.0) == 5.0
-    assert handlers.next_look({"spec": {}}, None) == 900.0
+    assert 2700.0 <= handlers.next_look({"spec": {}}, None) <= 3600.0
     assert handlers.next_look({"spec": {}}, 0.0) == 0.05
+
+
+def test_the_looks_of_rollouts_created_together_are_spread() -> None:
+    looks = {
+        handlers.next_look({"metadata": {"namespace": "ns", "name": f"r{i}"}, "spec": {}}, None)
+        for i in range(100)
+    }
+    assert len(looks) > 90
+    assert min(looks) < 2800.0
+    assert max(looks) > 3500.0
 
 
 async def test_a_rollback_applied_by_the_other_replica_is_not_undone_on_resume(kmock: Any) -> None:

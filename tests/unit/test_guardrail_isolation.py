@@ -7,6 +7,7 @@ with the GIL on and crashed 99 times. Team B's rollout must not see any of it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -128,3 +129,38 @@ async def test_a_promoted_rollout_keeps_its_prometheus_until_it_is_deleted(
     sched.watch(("team-b", "other"), None)  # left Promoted (a new revision, say)
     await sched.guard_round()
     assert len(stubs["b"].queries) == 3
+
+
+async def test_the_loop_sleeps_between_rounds_but_wakes_for_a_new_rollout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 22: the loop used to wake twice a second to look for due rounds. It now sleeps
+    until the next round is due; a rollout registered meanwhile wakes it."""
+    from ftrollout.shell import scheduler as mod
+
+    monkeypatch.setattr(mod, "GUARD_INTERVAL", 60.0)
+    monkeypatch.setattr(mod, "_spread", lambda key, interval: 0.0)
+    sched = Scheduler(State(), prom=Prometheus(workers=2))
+    analysed = asyncio.Event()
+    wakes = 0
+
+    async def guard_round() -> None:
+        nonlocal wakes
+        wakes += 1
+
+    async def analyse(t: AnalysisTarget) -> None:
+        analysed.set()
+
+    monkeypatch.setattr(sched, "guard_round", guard_round)
+    monkeypatch.setattr(sched, "_analyse", analyse)
+    stop = asyncio.Event()
+    task = asyncio.create_task(sched.run(stop))
+    try:
+        await asyncio.sleep(0.2)  # asleep now, the next guardrail round a minute away
+        sched.register(target("team-a", "http://prometheus.invalid"))
+        await asyncio.wait_for(analysed.wait(), 10)  # not a minute later
+        assert wakes == 1
+    finally:
+        stop.set()
+        sched.wake.set()
+        await asyncio.wait_for(task, 5)

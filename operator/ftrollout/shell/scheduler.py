@@ -345,6 +345,11 @@ class Scheduler:
     # reconcile for a long time.
     watched: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
     reporting: dict[str, _Reporting] = field(default_factory=dict)  # per address
+    # Per address, the last answer read and the listing it was read with: the same again
+    # changes no reading (a healthy idle fleet answers the same every round).
+    last_read: dict[str, tuple[GuardAnswer, _Reporting]] = field(default_factory=dict)
+    pruned_for: frozenset[tuple[str, str]] | None = None  # the cached pods at the last pruning
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # a target due sooner
     running: set[tuple[str, str]] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     on_result: list[Callable[[str], None]] = field(default_factory=list)
@@ -363,6 +368,7 @@ class Scheduler:
             t.due = old.due
         else:
             t.due = time.monotonic() + _spread(key, t.analysis.interval_seconds)
+            self.wake.set()
         self.targets[key] = t
 
     def watch(self, key: tuple[str, str], url: str | None) -> None:
@@ -387,18 +393,26 @@ class Scheduler:
         next_logs = 0.0
         while stop is None or not stop.is_set():
             now = time.monotonic()
+            soonest = now + GUARD_INTERVAL
             for key, t in list(self.targets.items()):
                 if t.due <= now and key not in self.running:
                     t.due = now + t.analysis.interval_seconds
                     self.running.add(key)
                     self._spawn(self._analyse(t))
+                # A round still running past its due time is looked at again in half a second.
+                soonest = min(soonest, t.due if t.due > now else now + 0.5)
             if now >= next_guard:
                 next_guard = now + GUARD_INTERVAL
                 self._spawn(self.guard_round())
             if self.logs is not None and now >= next_logs:
                 next_logs = now + LOG_INTERVAL
                 self._spawn(self.logs.round())
-            await asyncio.sleep(0.5)
+            soonest = min(soonest, next_guard, next_logs if self.logs is not None else soonest)
+            # Asleep until something is due or a rollout registers an earlier round: an idle
+            # operator wakes once per guardrail round, not twice a second.
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), max(0.05, soonest - time.monotonic()))
 
     async def _analyse(self, t: AnalysisTarget) -> None:
         key = (t.namespace, t.name)
@@ -515,6 +529,8 @@ class Scheduler:
         trust = trusted_namespaces(registered | set(self.watched.values()), self.default_url)
         for url in set(self.reporting) - set(trust):
             del self.reporting[url]
+        for url in set(self.last_read) - set(trust):
+            del self.last_read[url]
         changed: set[tuple[str, str]] = set()
         known = self.state.cache.pod_keys()
         now = time.monotonic()
@@ -537,16 +553,20 @@ class Scheduler:
                         continue
                 else:
                     seen = self.reporting[url] = _Reporting(pods, count, known, now)
-            changed |= self._read(answer, seen.pods)
+            if self.last_read.get(url) != (answer, seen):
+                self.last_read[url] = (answer, seen)
+                changed |= self._read(answer, seen.pods)
         # Readings and counts of pods gone from the cluster (from the cache now: a pod may have
         # come during the round): nothing reads them any more. A pod still known keeps its
         # highest count (a lagging Prometheus replica answering 0 is not news); the counted
         # baseline lives in the rollout's status.
         live = self.state.cache.pod_keys()
-        for pkey in set(self.state.gil) - live:
-            del self.state.gil[pkey]
-        for pkey in set(self.state.probe_counts) - live:
-            del self.state.probe_counts[pkey]
+        if changed or live is not self.pruned_for:  # readings are added only for known pods
+            self.pruned_for = live
+            for pkey in set(self.state.gil) - live:
+                del self.state.gil[pkey]
+            for pkey in set(self.state.probe_counts) - live:
+                del self.state.probe_counts[pkey]
         for ns, pod in changed:
             for p in self._pods_named(ns, pod):
                 self.state.poke(ns, self.state.cache.rollouts_for_pod(p))
