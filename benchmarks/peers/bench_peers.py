@@ -25,7 +25,12 @@ ftrollout), one run:
    controller's own count of its requests (`controller_clientset_k8s_request_total` for Argo,
    `ftrollout_api_writes_total` for ftrollout);
 5. optionally (`--profile S`) py-spy records the ftrollout process for S seconds of the
-   window (`--gil`: Python CPU only).
+   window (`--gil`: Python CPU only);
+6. after the window (`--latency-samples K`, 0 skips it), the same method for both, one
+   rollout at a time, each figure on rollouts of its own: promote request -> canary's
+   spec.replicas raised, abort (Argo) / rollback (ftrollout) request -> canary scaled to 0,
+   and for ftrollout a crashed twin pod -> target back to full (Argo does not act on a
+   crashed pod, see ARGO_NO_CRASH_ROW); times on receipt of the workload's watch event.
 
 Results: `benchmarks/peers/results.json` (every run; a later run of the same controller and N
 replaces the earlier one) and `results.md` (table with ratios ftrollout / Argo).
@@ -40,6 +45,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import functools
 import json
 import math
 import re
@@ -48,8 +54,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,6 +91,7 @@ NOT_COMPARED = (
     "to_first_step_s",
     "to_first_step_cpu_cores",
     "setup_cpu_s",
+    "latency",
 )
 DEADLINE = "1h"  # progress deadline of both controllers' canaries (see ftr_rollout)
 RESULTS_JSON = HERE / "results.json"
@@ -306,6 +315,278 @@ def ftr_rollout(name: str, prometheus: str, analysing: bool = False) -> dict[str
     if not analysing:
         del body["spec"]["analysis"]
     return body
+
+
+# ------------------------------------------------------------------------ latencies
+
+# Argo Rollouts v1.10.2, pkg/kubectl-argo-rollouts/cmd/promote/promote.go (getPatches, default
+# case): a canary paused at a `pause: {}` step (pause conditions set, spec.paused false) is
+# promoted by this merge patch of the status subresource; cmd/abort/abort.go: abortPatch.
+ARGO_PROMOTE = {"status": {"pauseConditions": None}}
+ARGO_ABORT = {"status": {"abort": True}}
+ARGO_NO_CRASH_ROW = (
+    "Argo Rollouts does not act on a crashed canary pod by itself: its rollout controller "
+    "watches ReplicaSets, not pods (rollout/controller.go ControllerConfig), and aborts only "
+    "on a failed AnalysisRun, Experiment or step plugin (rollout/analysis.go, experiment.go, "
+    "stepplugin.go) or, with spec.progressDeadlineAbort, a progress deadline, which an "
+    "indefinite `pause: {}` step never runs into (rollout/sync.go isIndefiniteStep, "
+    "evaluateProgressDeadlineAbort)"
+)
+LATENCY_TIMEOUT = 60.0  # per sample: a sample not done by then counts as not completed
+
+
+def rs_summary(o: dict[str, Any]) -> dict[str, Any]:
+    """An Argo ReplicaSet: its Rollout, image (canary or stable) and desired replicas."""
+    owners = o["metadata"].get("ownerReferences") or []
+    containers = ((o.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers")
+    return {
+        "owner": next((r["name"] for r in owners if r.get("kind") == "Rollout"), None),
+        "image": (containers or [{}])[0].get("image"),
+        "replicas": (o.get("spec") or {}).get("replicas", 0),
+    }
+
+
+def figure(lat: list[float], count: int, request: str, end: str) -> dict[str, Any]:
+    return {
+        "request": request,
+        "end": end,
+        "count": count,
+        "completed": len(lat),
+        "p50_ms": scale._ms(scale.pct(lat, 0.5)),
+        "p99_ms": scale._ms(scale.pct(lat, 0.99)),
+        "max_ms": scale._ms(max(lat) if lat else None),
+        "samples_ms": [round(x * 1000, 1) for x in lat],
+    }
+
+
+class Workloads:
+    """The canary and stable workloads of each rollout, read from a watch (Deployments for
+    ftrollout, ReplicaSets for Argo), and the receipt time of the first event that meets an
+    end condition after a request."""
+
+    def __init__(self, controller: str, watcher: Watcher) -> None:
+        self.argo = controller == "argo-rollouts"
+        self.watcher = watcher
+        self.lock = threading.Lock()
+        # rollout -> (kind of workload, condition, key of the end point)
+        self.pending: dict[str, list[tuple[str, Callable[[int], bool], str]]] = {}
+        self.reached: dict[tuple[str, str], float] = {}
+        watcher.on_change.append(self._hook)
+
+    def close(self) -> None:
+        self.watcher.on_change.remove(self._hook)
+
+    def _owner(self, name: str, s: dict[str, Any]) -> tuple[str, str] | None:
+        """(rollout, 'canary' | 'stable') of a workload event, None for others."""
+        if self.argo:
+            if not s.get("owner"):
+                return None
+            return s["owner"], "canary" if s["image"] == FT_IMAGE else "stable"
+        if name.endswith("-ft"):
+            return name[: -len("-ft")], "canary"
+        return name, "stable"
+
+    def _hook(self, name: str, s: dict[str, Any] | None) -> None:
+        if s is None:
+            return
+        who = self._owner(name, s)
+        if who is None:
+            return
+        rollout, kind = who
+        with self.lock:
+            for want, cond, key in self.pending.get(rollout, []):
+                if want == kind and (rollout, key) not in self.reached and cond(s["replicas"]):
+                    self.reached[(rollout, key)] = s["seen"]
+
+    def replicas(self, rollout: str, kind: str) -> int | None:
+        for name, s in self.watcher.snapshot().items():
+            if self._owner(name, s) == (rollout, kind):
+                return int(s["replicas"])
+        return None
+
+    def expect(self, rollout: str, ends: list[tuple[str, Callable[[int], bool], str]]) -> None:
+        with self.lock:
+            self.pending[rollout] = ends
+
+    def done(self, rollout: str, keys: list[str]) -> bool:
+        with self.lock:
+            return all((rollout, k) in self.reached for k in keys)
+
+
+def one_by_one(
+    what: str,
+    chosen: list[str],
+    request: Callable[[str], None],
+    ends: Callable[[str], list[tuple[str, Callable[[int], bool], str]]],
+    work: Workloads,
+    every: float,
+) -> dict[str, list[float]]:
+    """Each rollout in turn: note the time, send the request, wait for every end point (or
+    LATENCY_TIMEOUT), pause `every` seconds. Latency per end-point key, in request order."""
+    out: dict[str, list[float]] = {}
+    for i, name in enumerate(chosen):
+        e = ends(name)
+        keys = [k for _, _, k in e]
+        work.expect(name, e)
+        t0 = time.monotonic()
+        try:
+            request(name)
+        except Exception as exc:  # one sample lost, not the run
+            log(f"    {what} {name}: request failed ({type(exc).__name__}: {str(exc)[:120]})")
+            continue
+        with contextlib.suppress(TimeoutError):
+            wait(
+                f"{what} {name}",
+                functools.partial(work.done, name, keys),
+                LATENCY_TIMEOUT,
+                every=15,
+            )
+        lat = {k: work.reached[(name, k)] - t0 for k in keys if (name, k) in work.reached}
+        for k, v in lat.items():
+            out.setdefault(k, []).append(v)
+        log(
+            f"    {what} {i + 1}/{len(chosen)} {name}: "
+            + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in lat.items())
+            + ("" if len(lat) == len(keys) else f" (not reached in {LATENCY_TIMEOUT:.0f} s)")
+        )
+        time.sleep(every)
+    return out
+
+
+def latency_phase(
+    controller: str,
+    custom: Any,
+    core: Any,
+    pods: Watcher,
+    work: Workloads,
+    targets: list[str],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """Promote and abort/rollback latency, the same method for both controllers, each on
+    rollouts of its own; ftrollout's crash -> rollback as well."""
+    from ftrollout.cli.plugin import ANNOTATION_ACTION, request_id
+    from ftrollout_dev.simulator import crash_status_patch
+
+    argo = controller == "argo-rollouts"
+    k = min(args.latency_samples, len(targets) // 3)
+    full = args.replicas
+    promoted, requested, crashed = targets[:k], targets[k : 2 * k], targets[2 * k : 3 * k]
+    res: dict[str, Any] = {"samples": k, "every_s": args.latency_every}
+    log(
+        f"latency: {k} rollouts per figure, one at a time, {args.latency_every:g} s apart "
+        f"(times on receipt of the {'ReplicaSet' if argo else 'Deployment'} watch event)"
+    )
+
+    def patch_ftr(name: str, action: str) -> None:
+        custom.patch_namespaced_custom_object(
+            scale.GROUP,
+            scale.VERSION,
+            NAMESPACE,
+            scale.PLURAL,
+            name,
+            {"metadata": {"annotations": {ANNOTATION_ACTION: f"{action}@{request_id()}"}}},
+            _preload_content=False,
+        )
+
+    def patch_argo_status(name: str, body: dict[str, Any]) -> None:
+        custom.patch_namespaced_custom_object_status(
+            ARGO_GROUP, ARGO_VERSION, NAMESPACE, ARGO_PLURAL, name, body, _preload_content=False
+        )
+
+    def promote(name: str) -> None:
+        if argo:
+            patch_argo_status(name, ARGO_PROMOTE)
+        else:
+            patch_ftr(name, "promote")
+
+    def abort(name: str) -> None:
+        if argo:
+            patch_argo_status(name, ARGO_ABORT)
+        else:
+            patch_ftr(name, "rollback")
+
+    def up_from(name: str) -> list[tuple[str, Callable[[int], bool], str]]:
+        base = work.replicas(name, "canary") or 0
+        return [("canary", lambda r: r > base, "canary")]
+
+    def down(name: str) -> list[tuple[str, Callable[[int], bool], str]]:
+        ends: list[tuple[str, Callable[[int], bool], str]] = [
+            ("canary", lambda r: r == 0, "canary")
+        ]
+        # Only while the stable is below full (both hold 1 of 2 at 50 %): were it already
+        # there, a later event showing it at full would not be the controller's answer.
+        if (work.replicas(name, "stable") or 0) < full:
+            ends.append(("stable", lambda r: r >= full, "stable"))
+        return ends
+
+    stable_low = sum(1 for t in requested if (work.replicas(t, "stable") or 0) < full)
+    verb = "kubectl argo rollouts" if argo else "kubectl ftr"
+
+    log(f"  promote ({verb} promote) -> canary's replicas raised")
+    got = one_by_one("promote", promoted, promote, up_from, work, args.latency_every)
+    res["promote"] = figure(
+        got.get("canary", []),
+        k,
+        "status.pauseConditions cleared (status subresource)"
+        if argo
+        else f"{ANNOTATION_ACTION}=promote@<id>",
+        "canary ReplicaSet's spec.replicas raised" if argo else "twin's spec.replicas raised",
+    )
+    what = "abort" if argo else "rollback"
+    log(f"  {what} ({verb} {what}) -> canary scaled to 0, stable back to {full}")
+    got = one_by_one(what, requested, abort, down, work, args.latency_every)
+    req = (
+        "status.abort: true (status subresource)" if argo else f"{ANNOTATION_ACTION}=rollback@<id>"
+    )
+    res["abort_to_canary_down"] = figure(got.get("canary", []), k, req, "canary's spec.replicas 0")
+    res["abort_to_stable_full"] = figure(
+        got.get("stable", []), k, req, f"stable's spec.replicas back to {full}"
+    )
+    # Counted only where the stable was below full at the request.
+    res["abort_to_stable_full"]["count"] = stable_low
+    if argo:
+        res["crash"] = {"na": ARGO_NO_CRASH_ROW}
+    else:
+        log(f"  crash -> rollback: one twin pod crashed (exit 139) -> target back to {full}")
+        snap = pods.snapshot()
+
+        def crash(name: str) -> None:
+            pod = next(
+                (
+                    p
+                    for p, s in sorted(snap.items())
+                    if p.startswith(f"{name}-ft-") and s["track"] == "free-threaded"
+                ),
+                None,
+            )
+            if pod is None:
+                raise RuntimeError(f"no twin pod for {name}")
+            core.patch_namespaced_pod_status(
+                pod, NAMESPACE, crash_status_patch("app", FT_IMAGE), _preload_content=False
+            )
+
+        got = one_by_one("crash", crashed, crash, down, work, args.latency_every)
+        res["crash"] = {
+            "to_target_scaled": figure(
+                got.get("stable", []), k, "twin pod status: exit 139", f"target back to {full}"
+            ),
+            "to_twin_down": figure(
+                got.get("canary", []), k, "twin pod status: exit 139", "twin's spec.replicas 0"
+            ),
+        }
+    p, a = res["promote"], res["abort_to_canary_down"]
+    log(
+        f"  {controller}: promote p50 {p['p50_ms']} / p99 {p['p99_ms']} / max {p['max_ms']} ms "
+        f"({p['completed']}/{k}); {what} -> canary down p50 {a['p50_ms']} / p99 {a['p99_ms']} / "
+        f"max {a['max_ms']} ms ({a['completed']}/{k})"
+        + (
+            ""
+            if argo
+            else f"; crash -> target back p50 {res['crash']['to_target_scaled']['p50_ms']} / max "
+            f"{res['crash']['to_target_scaled']['max_ms']} ms"
+        )
+    )
+    return res
 
 
 # ------------------------------------------------------------------------ one run
@@ -694,6 +975,23 @@ def run_one(n: int, controller: str, mode: str, args: argparse.Namespace) -> dic
         res["steady"] = sample_window(ctl, cluster, args, profile_out)
         if profile_out is not None and profile_out.exists():
             res["profile"] = write_profile(profile_out, n, mode, args)
+        if args.latency_samples > 0 and args.compare_pythonpath:
+            log("latency phase skipped: it would change the objects the --compare run samples")
+        elif args.latency_samples > 0:
+            if deps is None:  # Argo: its ReplicaSets, watched from here on only
+                deps = Watcher(
+                    "replicasets", apps.list_namespaced_replica_set, (NAMESPACE,), rs_summary
+                )
+                deps.start()
+                stack.callback(deps.stopped.set)
+                deps.synced.wait(30)
+            workloads = Workloads(controller, deps)
+            try:
+                res["latency"] = latency_phase(
+                    controller, custom, core, pods, workloads, targets, args
+                )
+            finally:
+                workloads.close()
         res["load_at_end"] = loadavg()
         if args.compare_pythonpath and isinstance(ctl, Ftrollout):
             res["compare"] = compare_run(ctl, cluster, work, prom.url, n, mode, args)
@@ -782,6 +1080,78 @@ def report(runs: list[dict[str, Any]]) -> str:
     return table
 
 
+# (label, key in latency, key below it or None): one row of the latency table each.
+LATENCY_ROWS = (
+    ("promote request → canary scaled up", "promote", None),
+    ("abort / rollback request → canary scaled to 0", "abort_to_canary_down", None),
+    ("abort / rollback request → stable back to full", "abort_to_stable_full", None),
+    ("crash of one canary pod → target back to full", "crash", "to_target_scaled"),
+    ("crash of one canary pod → canary scaled to 0", "crash", "to_twin_down"),
+)
+
+
+def latency_report(runs: list[dict[str, Any]]) -> str:
+    """p50 / p99 / max in ms per figure, Argo beside each ftrollout build that has them."""
+    argo = {
+        (r.get("mode", "idle"), r["rollouts"]): r.get("latency") or {}
+        for r in runs
+        if r["controller"] == "argo-rollouts"
+    }
+    ftr = sorted(
+        (r for r in runs if r["controller"] == "ftrollout" and r.get("latency")),
+        key=lambda r: (r.get("mode", "idle") != "idle", r["rollouts"], r.get("tag", "")),
+    )
+    if not ftr and not any(argo.values()):
+        return ""
+    lines = [
+        "| mode | N | ftrollout build | figure | Argo p50 / p99 / max ms | "
+        "ftrollout p50 / p99 / max ms | ratio p50 | ratio p99 | Argo samples done | "
+        "ftrollout samples done |",
+        "|" + "---|" * 10,
+    ]
+    pairs = [(f.get("mode", "idle"), f["rollouts"], f) for f in ftr] or [
+        (m, n, {}) for (m, n), a in sorted(argo.items()) if a
+    ]
+    notes: set[str] = set()
+
+    def cell(fig: dict[str, Any] | None) -> str:
+        if not fig:
+            return "-"
+        if "na" in fig:
+            return "n/a"
+        return f"{fig.get('p50_ms')} / {fig.get('p99_ms')} / {fig.get('max_ms')}"
+
+    def done(fig: dict[str, Any] | None) -> str:
+        if not fig or "na" in fig:
+            return "-"
+        return f"{fig.get('completed')}/{fig.get('count')}"
+
+    for mode, n, f in pairs:
+        la, lf = argo.get((mode, n)) or {}, f.get("latency") or {}
+        for label, key, sub in LATENCY_ROWS:
+            fa, ff = la.get(key), lf.get(key)
+            if sub is not None:
+                if fa and "na" in fa:
+                    notes.add(fa["na"])
+                fa = fa if fa and "na" in fa else (fa or {}).get(sub)
+                ff = ff if ff and "na" in ff else (ff or {}).get(sub)
+            fa = fa if fa is None or "na" in fa or fa.get("completed") else None
+            ff = ff if ff is None or "na" in ff or ff.get("completed") else None
+            if fa is None and ff is None:
+                continue
+            lines.append(
+                f"| {mode} | {n} | {f.get('tag') or 'this branch' if f else '-'} | {label} | "
+                f"{cell(fa)} | {cell(ff)} | "
+                f"{ratio((ff or {}).get('p50_ms'), (fa or {}).get('p50_ms'))} | "
+                f"{ratio((ff or {}).get('p99_ms'), (fa or {}).get('p99_ms'))} | "
+                f"{done(fa)} | {done(ff)} |"
+            )
+    text = "\n".join(lines)
+    for note in sorted(notes):
+        text += f"\n\nn/a: {note}."
+    return text
+
+
 def write_report(runs: list[dict[str, Any]]) -> None:
     if not runs:
         log("no results to report")
@@ -815,6 +1185,23 @@ def write_report(runs: list[dict[str, Any]]) -> None:
         "Ratios are ftrollout / Argo Rollouts. API writes are counted by the kube-apiserver "
         "(write verbs, leases and nodes left out) over the steady window.",
         "",
+    ]
+    lat = latency_report(runs)
+    if lat:
+        text += [
+            "## Latencies",
+            "",
+            "After the steady window, on the run's own cluster: from the request (what "
+            "`kubectl ftr promote` / `rollback` and `kubectl argo rollouts promote` / `abort` "
+            "write, or the crash written into one canary pod's status) to the receipt of the first "
+            "Deployment (ftrollout) or ReplicaSet (Argo) watch event showing the controller's "
+            'write; one rollout at a time, each figure on rollouts of its own. "stable back to '
+            'full" only where the stable was below full at the request.',
+            "",
+            lat,
+            "",
+        ]
+    text += [
         "## Runs",
         "",
         *details,
@@ -826,6 +1213,8 @@ def write_report(runs: list[dict[str, Any]]) -> None:
     RESULTS_MD.write_text("\n".join(text))
     log(f"wrote {RESULTS_MD}")
     print(report(runs))
+    if lat:
+        print("\n" + lat)
 
 
 # ------------------------------------------------------------------------ main
@@ -853,6 +1242,16 @@ def main() -> int:
         "rollout's periodic look falls in it once",
     )
     p.add_argument("--warmup", type=float, default=30, help="wait before the window (seconds)")
+    p.add_argument(
+        "--latency-samples",
+        type=int,
+        default=20,
+        help="after the window: rollouts per latency figure (promote, abort/rollback request, "
+        "crash), one at a time; 0 skips the latency phase",
+    )
+    p.add_argument(
+        "--latency-every", type=float, default=2.0, help="seconds between latency samples"
+    )
     p.add_argument("--nodes", type=int, default=10)
     p.add_argument("--pods-per-node", type=int, default=1000)
     p.add_argument("--qps", type=float, default=200, help="client QPS of both controllers")
