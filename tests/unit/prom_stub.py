@@ -70,11 +70,14 @@ def probe_answer(
     """What a Prometheus holding these probe series (already aggregated per pod) answers to the
     operator's guardrail queries (plan.prometheus.GUARD_QUERY and REPORTING_QUERY), with the
     queries' filters applied as PromQL applies them (NaN != 0 holds there too)."""
-    from ftrollout.plan.prometheus import GUARD_LABEL, GUARD_QUERY, REPORTING_QUERY
+    from ftrollout.plan.prometheus import GUARD_LABEL, GUARD_PARTS, GUARD_QUERY, REPORTING_QUERY
 
     if promql == REPORTING_QUERY:
         return vector(*((labels, 1) for labels, _ in gil))
-    if promql != GUARD_QUERY:
+    asked = {k for k, q in GUARD_PARTS.items() if q == promql}
+    if promql == GUARD_QUERY:
+        asked = set(GUARD_PARTS)
+    if not asked:
         return vector()
 
     def part(kind: str, series: Sequence[Series], keep: Callable[[float], bool]) -> list[Series]:
@@ -88,4 +91,4 @@ def probe_answer(
     ]
     if gil:
         out.append(({GUARD_LABEL: "reporting"}, len(gil)))
-    return vector(*out)
+    return vector(*(s for s in out if s[0][GUARD_LABEL] in asked))

@@ -31,8 +31,11 @@ TRACK_BASELINE = "baseline"
 REASON_BASELINE_NOT_OWNED = "BaselineNotOwned"
 
 
+BASELINE_SUFFIX = "-baseline"
+
+
 def baseline_name(target: str) -> str:
-    return f"{target}-baseline"
+    return f"{target}{BASELINE_SUFFIX}"
 
 
 def wanted(spec: api.RolloutSpec) -> bool:

@@ -314,23 +314,29 @@ def _tagged(tag: str, expr: str) -> str:
 # value is not exactly 1, a fallback module or an incident counter above 0, plus one number,
 # how many twin pods report at all. At 1000 healthy rollouts the answer is that one number
 # instead of four answers of 1000 series every 5 s (most of the operator's idle CPU).
-GUARD_QUERY = " or ".join(
-    (
-        _tagged("gil", f"max by (namespace, pod) (python_gil_enabled{TWIN_PODS}) != 0"),
-        _tagged("build", f"min by (namespace, pod) (python_freethreading_build{TWIN_PODS}) != 1"),
-        _tagged(
-            "fallback",
-            f"sum by (namespace, pod, module) (python_gil_fallback_total{TWIN_PODS}) > 0",
-        ),
-        _tagged(
-            "incidents",
-            f"sum by (namespace, pod) (python_freethreading_incidents_total{TWIN_PODS}) > 0",
-        ),
-        _tagged("reporting", f"count(group by (namespace, pod) (python_gil_enabled{TWIN_PODS}))"),
-    )
-)
+GUARD_PARTS = {
+    "gil": _tagged("gil", f"max by (namespace, pod) (python_gil_enabled{TWIN_PODS}) != 0"),
+    "build": _tagged(
+        "build", f"min by (namespace, pod) (python_freethreading_build{TWIN_PODS}) != 1"
+    ),
+    "fallback": _tagged(
+        "fallback", f"sum by (namespace, pod, module) (python_gil_fallback_total{TWIN_PODS}) > 0"
+    ),
+    "incidents": _tagged(
+        "incidents",
+        f"sum by (namespace, pod) (python_freethreading_incidents_total{TWIN_PODS}) > 0",
+    ),
+    "reporting": _tagged(
+        "reporting", f"count(group by (namespace, pod) (python_gil_enabled{TWIN_PODS}))"
+    ),
+}
+GUARD_QUERY = " or ".join(GUARD_PARTS.values())
+# When the fleet is not healthy (a base image that turns the GIL on everywhere) the one answer
+# may pass the size cap: the parts are then asked one by one, each as large as one of the old
+# per-metric answers at most.
 # Which twin pods report a GIL value at all (GIL off vs not known yet): asked when the number
-# of reporting pods or the pods in the cache changed, and every GuardRounds.dense_seconds.
+# of reporting pods, the pods in the cache or the trusted namespaces changed, and every minute
+# (shell.scheduler.DENSE_SECONDS).
 REPORTING_QUERY = f"group by (namespace, pod) (python_gil_enabled{TWIN_PODS})"
 
 
@@ -374,6 +380,20 @@ def guard_answer(
         incidents=tuple(parts["incidents"]),
         reporting=reporting,
     )
+
+
+def merge_answers(parts: Iterable[GuardAnswer]) -> GuardAnswer:
+    """GUARD_PARTS asked one by one, as one answer."""
+    out = GuardAnswer()
+    for a in parts:
+        out = GuardAnswer(
+            gil=out.gil + a.gil,
+            build=out.build + a.build,
+            fallback=out.fallback + a.fallback,
+            incidents=out.incidents + a.incidents,
+            reporting=max(out.reporting, a.reporting),
+        )
+    return out
 
 
 def reporting_pods(

@@ -25,8 +25,11 @@ ANNOTATION_ACTION = f"{api.GROUP}/action"
 ANNOTATION_SERVICE_REPLICAS = f"{api.GROUP}/service-replicas"
 
 
+TWIN_SUFFIX = "-ft"
+
+
 def twin_name(target: str) -> str:
-    return f"{target}-ft"
+    return f"{target}{TWIN_SUFFIX}"
 
 
 def split(total: int, weight: int) -> tuple[int, int]:

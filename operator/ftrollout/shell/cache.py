@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from ftrollout.plan.baseline import BASELINE_SUFFIX
 from ftrollout.plan.observe import (
     DeploymentSummary,
     Key,
@@ -19,6 +20,7 @@ from ftrollout.plan.observe import (
     summarize_deployment,
     summarize_pod,
 )
+from ftrollout.plan.twin import TWIN_SUFFIX
 from ftrollout.plan.types import Claim, rfc3339
 
 MAX_TERMINATIONS = 200  # per deployment: more than any race budget worth having
@@ -94,6 +96,12 @@ class Cache:
 
     def rollouts_for_deployment(self, d: DeploymentSummary) -> set[str]:
         out = set(self.targets.get((d.namespace, d.name), set()))
+        # A Deployment under a name the rollout needs (its twin, its baseline), whoever owns
+        # it: one that is not the rollout's holds it (TwinNotOwned, BaselineNotOwned) until it
+        # is renamed or deleted, which must wake the rollout.
+        for suffix in (TWIN_SUFFIX, BASELINE_SUFFIX):
+            if d.name.endswith(suffix):
+                out |= self.targets.get((d.namespace, d.name[: -len(suffix)]), set())
         if d.rollout_label:
             out.add(d.rollout_label)
         return out

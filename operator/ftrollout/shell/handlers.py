@@ -55,6 +55,13 @@ async def rollout_event(
     *, event: kopf.RawEvent, name: str, namespace: str | None, spec: kopf.Spec, **_: Any
 ) -> None:
     namespace = namespace or ""
+    # A rollout waiting for this one's target (TargetClaimed) carries on once it is free: its
+    # next look may be an hour away, so it is woken when the claim goes.
+    held = STATE.cache.rollout_targets.get((namespace, name))
+    if held is not None:
+        target_now = (spec.get("targetRef") or {}).get("name")
+        if event.get("type") == "DELETED" or target_now != held:
+            STATE.poke(namespace, STATE.cache.targets.get((namespace, held), set()) - {name})
     if event.get("type") == "DELETED":
         STATE.cache.set_rollout_target(namespace, name, None)
         STATE.cache.set_rollout_routes(namespace, name, ())

@@ -47,16 +47,19 @@ from ftrollout.plan.metrics import (
     read_vector,
 )
 from ftrollout.plan.prometheus import (
+    GUARD_PARTS,
     GUARD_QUERY,
     REPORTING_QUERY,
     GuardAnswer,
+    Trust,
     guard_answer,
+    merge_answers,
     reporting_pods,
     trusted_namespaces,
 )
 from ftrollout.shell.gillog import LOG_INTERVAL, LogScanner
 from ftrollout.shell.prometheus_config import PrometheusConfig, session, short_reason
-from ftrollout.shell.prometheus_http import Deadline, get_body
+from ftrollout.shell.prometheus_http import AnswerTooLarge, Deadline, get_body
 from ftrollout.shell.state import GilReading, State
 
 log = logging.getLogger("ftrollout.shell.scheduler")
@@ -78,7 +81,9 @@ DENSE_SECONDS = 60.0
 
 
 class QueryError(Exception):
-    pass
+    def __init__(self, message: str, too_large: bool = False) -> None:
+        super().__init__(message)
+        self.too_large = too_large  # the answer passed the size cap
 
 
 class _Slots:
@@ -274,7 +279,9 @@ class Prometheus:
                 hook(False)
             # Status code and a short reason only: the body is the server's to choose and
             # would end up in status and Events.
-            raise QueryError(f"prometheus {url}: {short_reason(exc)}") from None
+            raise QueryError(
+                f"prometheus {url}: {short_reason(exc)}", isinstance(exc, AnswerTooLarge)
+            ) from None
         finally:
             timer.cancel()
         for hook in self.on_query:
@@ -350,6 +357,7 @@ class Scheduler:
     last_read: dict[str, tuple[GuardAnswer, _Reporting]] = field(default_factory=dict)
     pruned_for: frozenset[tuple[str, str]] | None = None  # the cached pods at the last pruning
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # a target due sooner
+    guarding: bool = False  # a guardrail round is running
     running: set[tuple[str, str]] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     on_result: list[Callable[[str], None]] = field(default_factory=list)
@@ -401,18 +409,30 @@ class Scheduler:
                     self._spawn(self._analyse(t))
                 # A round still running past its due time is looked at again in half a second.
                 soonest = min(soonest, t.due if t.due > now else now + 0.5)
-            if now >= next_guard:
+            if now >= next_guard and not self.guarding:
+                # One round at a time: a slow address must not get a second query meanwhile.
                 next_guard = now + GUARD_INTERVAL
-                self._spawn(self.guard_round())
+                self.guarding = True
+                self._spawn(self._guard())
             if self.logs is not None and now >= next_logs:
                 next_logs = now + LOG_INTERVAL
                 self._spawn(self.logs.round())
             soonest = min(soonest, next_guard, next_logs if self.logs is not None else soonest)
             # Asleep until something is due or a rollout registers an earlier round: an idle
-            # operator wakes once per guardrail round, not twice a second.
+            # operator wakes once per guardrail round, not twice a second; never more often
+            # than that (1000 analysed rollouts have 1000 due times per interval).
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), max(0.05, soonest - time.monotonic()))
+                await asyncio.wait_for(self.wake.wait(), max(0.5, soonest - time.monotonic()))
+
+    async def _guard(self) -> None:
+        try:
+            await self.guard_round()
+        except Exception:
+            log.exception("guardrail round failed")
+        finally:
+            self.guarding = False
+            self.wake.set()
 
     async def _analyse(self, t: AnalysisTarget) -> None:
         key = (t.namespace, t.name)
@@ -521,87 +541,125 @@ class Scheduler:
     async def guard_round(self) -> None:
         """The probe metrics of every free-threaded pod on every known Prometheus: one query per
         address answering only what is not healthy, plus the reporting pods when they may have
-        changed (`_Reporting`)."""
+        changed (`_Reporting`). Addresses are asked side by side: a slow one delays only its
+        own readings."""
 
         registered = {(t.url, t.namespace) for t in self.targets.values() if t.url}
         # A series from a rollout's own Prometheus speaks only for that rollout's namespace:
         # a hostile exporter behind one team's address cannot roll back another team's pods.
         trust = trusted_namespaces(registered | set(self.watched.values()), self.default_url)
+        dropped = set(self.last_read) - set(trust)
         for url in set(self.reporting) - set(trust):
             del self.reporting[url]
-        for url in set(self.last_read) - set(trust):
+        for url in dropped:
             del self.last_read[url]
-        changed: set[tuple[str, str]] = set()
         known = self.state.cache.pod_keys()
         now = time.monotonic()
-        for url, spaces in trust.items():
-            # Filtered in the worker: the event loop sees the known pods' series only.
-            keep = functools.partial(guard_answer, trust=spaces, pods=known)
-            try:
-                answer: GuardAnswer = await self.prom.query(url, GUARD_QUERY, 10.0, keep)
-            except QueryError as exc:
-                log.warning("guardrail query failed: %s", exc)
-                continue
-            seen = self.reporting.get(url)
-            if seen is None or seen.stale(answer.reporting, known, now):
-                listing = functools.partial(reporting_pods, trust=spaces, pods=known)
-                try:
-                    pods, count = await self.prom.query(url, REPORTING_QUERY, 10.0, listing)
-                except QueryError as exc:
-                    log.warning("guardrail query failed: %s", exc)
-                    if seen is None:
-                        continue
-                else:
-                    seen = self.reporting[url] = _Reporting(pods, count, known, now)
-            if self.last_read.get(url) != (answer, seen):
-                self.last_read[url] = (answer, seen)
-                changed |= self._read(answer, seen.pods)
-        # Readings and counts of pods gone from the cluster (from the cache now: a pod may have
-        # come during the round): nothing reads them any more. A pod still known keeps its
-        # highest count (a lagging Prometheus replica answering 0 is not news); the counted
-        # baseline lives in the rollout's status.
+        # Each address's news is read as it comes: a slow address delays only its own.
+        await asyncio.gather(
+            *(self._guard_address(url, spaces, known, now) for url, spaces in trust.items())
+        )
+        if dropped:
+            self._apply()
+        self._prune(False)
+
+    def _apply(self) -> None:
+        changed = self._read()
+        self._prune(bool(changed))
+        for ns, pod in changed:
+            for p in self._pods_named(ns, pod):
+                self.state.poke(ns, self.state.cache.rollouts_for_pod(p))
+
+    def _prune(self, force: bool) -> None:
+        """Readings and counts of pods gone from the cluster (from the cache now: a pod may
+        have come during the round): nothing reads them any more. A pod still known keeps its
+        highest count (a lagging Prometheus replica answering 0 is not news); the counted
+        baseline lives in the rollout's status."""
         live = self.state.cache.pod_keys()
-        if changed or live is not self.pruned_for:  # readings are added only for known pods
+        if force or live is not self.pruned_for:  # readings are added only for known pods
             self.pruned_for = live
             for pkey in set(self.state.gil) - live:
                 del self.state.gil[pkey]
             for pkey in set(self.state.probe_counts) - live:
                 del self.state.probe_counts[pkey]
-        for ns, pod in changed:
-            for p in self._pods_named(ns, pod):
-                self.state.poke(ns, self.state.cache.rollouts_for_pod(p))
 
-    def _read(
-        self, answer: GuardAnswer, reporting: frozenset[tuple[str, str]]
-    ) -> set[tuple[str, str]]:
-        """Readings from one address's answer; the pods whose reading or count changed."""
+    async def _guard_address(
+        self, url: str, spaces: Trust, known: frozenset[tuple[str, str]], now: float
+    ) -> None:
+        """One address's round; its answer read when it differs from the last one."""
+        # Filtered in the worker: the event loop sees the known pods' series only.
+        keep = functools.partial(guard_answer, trust=spaces, pods=known)
+        try:
+            try:
+                answer: GuardAnswer = await self.prom.query(url, GUARD_QUERY, 10.0, keep)
+            except QueryError as exc:
+                if not exc.too_large:
+                    raise
+                parts = await asyncio.gather(
+                    *(self.prom.query(url, q, 10.0, keep) for q in GUARD_PARTS.values())
+                )
+                answer = merge_answers(parts)
+        except QueryError as exc:
+            log.warning("guardrail query failed: %s", exc)
+            return
+        seen = self.reporting.get(url)
+        if seen is None or seen.stale(answer.reporting, known, spaces, now):
+            listing = functools.partial(reporting_pods, trust=spaces, pods=known)
+            try:
+                pods, count = await self.prom.query(url, REPORTING_QUERY, 10.0, listing)
+            except QueryError as exc:
+                log.warning("guardrail query failed: %s", exc)
+                # The pods that are not healthy still count; which are healthy is not known.
+                seen = seen or _Reporting(frozenset(), -1, known, spaces, float("-inf"))
+            else:
+                seen = self.reporting[url] = _Reporting(pods, count, known, spaces, now)
+        if self.last_read.get(url) != (answer, seen):
+            self.last_read[url] = (answer, seen)
+            self._apply()
+
+    def _read(self) -> set[tuple[str, str]]:
+        """Readings from every address's last answer; the pods whose reading or count changed.
+
+        Two addresses may both speak for a pod (a team's Prometheus and the platform's, one
+        lagging the other): the GIL is on if either says so, off if either reports it off and
+        none on, and a build is not free-threaded if either says so. So a lagging or a
+        hostile (trusted only for its own namespaces) address cannot turn a fallback off."""
         changed: set[tuple[str, str]] = set()
+        enabled: dict[tuple[str, str], bool | None] = {}
+        builds: dict[tuple[str, str], bool | None] = {}
         modules: dict[tuple[str, str], set[str]] = {}
-        for s in answer.fallback:
-            modules.setdefault((s.namespace, s.pod), set()).add(s.module)
-        builds = {(s.namespace, s.pod): s.value for s in answer.build}
-        odd = {(s.namespace, s.pod): s.value for s in answer.gil}
-        for pkey in reporting | set(odd):
-            # Not in the answer's GIL part: the value is exactly 0, the GIL is off.
-            value = odd.get(pkey, 0.0)
-            build = builds.get(pkey)
+        for answer, seen in self.last_read.values():
+            for s in answer.fallback:
+                if s.module:
+                    modules.setdefault((s.namespace, s.pod), set()).add(s.module)
+            odd = {(s.namespace, s.pod): s.value for s in answer.gil}
+            for pkey in seen.pods | set(odd):
+                # Not in the answer's GIL part: the value is exactly 0, the GIL is off.
+                value = odd.get(pkey, 0.0)
+                enabled[pkey] = _either(enabled.get(pkey), None if value is None else value >= 1)
+            for s in answer.build:
+                pkey = (s.namespace, s.pod)
+                build = None if s.value is None else s.value >= 1
+                builds[pkey] = build if builds.get(pkey) is not False else False
+        for pkey, on in enabled.items():
             reading = GilReading(
-                enabled=None if value is None else value >= 1,
-                modules=tuple(sorted(x for x in modules.get(pkey, ()) if x)),
-                build=None if build is None else build >= 1,
+                enabled=on,
+                modules=tuple(sorted(modules.get(pkey, ()))),
+                build=builds.get(pkey),
             )
             if self.state.gil.get(pkey) != reading:
                 self.state.gil[pkey] = reading
                 changed.add(pkey)
-        for s in answer.incidents:
-            pkey = (s.namespace, s.pod)
-            if s.value is None:  # NaN, infinite or no value
-                continue
-            # The highest value only: with two Prometheus replicas behind one Service a
-            # lagging one answers lower; the planner counts rises against status.
-            if s.value > self.state.probe_counts.get(pkey, 0.0):
-                self.state.probe_counts[pkey] = s.value
-                changed.add(pkey)
+        for answer, _ in self.last_read.values():
+            for s in answer.incidents:
+                pkey = (s.namespace, s.pod)
+                if s.value is None:  # NaN, infinite or no value
+                    continue
+                # The highest value only: with two Prometheus replicas behind one Service a
+                # lagging one answers lower; the planner counts rises against status.
+                if s.value > self.state.probe_counts.get(pkey, 0.0):
+                    self.state.probe_counts[pkey] = s.value
+                    changed.add(pkey)
         return changed
 
     def _pods_named(self, namespace: str, pod: str) -> list[Any]:
@@ -622,11 +680,28 @@ class _Reporting:
     pods: frozenset[tuple[str, str]]
     count: int  # series in that answer: GUARD_QUERY's `reporting` number, if nothing changed
     known: frozenset[tuple[str, str]]  # the cached pods it was asked for
+    trust: Trust  # the namespaces it was filtered for
     at: float  # monotonic time
 
-    def stale(self, count: int, known: frozenset[tuple[str, str]], now: float) -> bool:
+    def stale(
+        self, count: int, known: frozenset[tuple[str, str]], trust: Trust, now: float
+    ) -> bool:
         # `is`: the cache builds a new set only when a pod came or went.
-        return count != self.count or known is not self.known or now - self.at >= DENSE_SECONDS
+        return (
+            count != self.count
+            or known is not self.known
+            or trust != self.trust
+            or now - self.at >= DENSE_SECONDS
+        )
+
+
+def _either(a: bool | None, b: bool | None) -> bool | None:
+    """Two addresses' GIL readings of one pod: on wins, then off, then not known."""
+    if a is True or b is True:
+        return True
+    if a is False or b is False:
+        return False
+    return None
 
 
 def _spread(key: tuple[str, str], interval: float) -> float:
