@@ -1212,6 +1212,11 @@ def write_report(runs: list[dict[str, Any]]) -> None:
         text += ["## Findings", "", findings.read_text()]
     RESULTS_MD.write_text("\n".join(text))
     log(f"wrote {RESULTS_MD}")
+    from plot_peers import plot
+
+    png = plot(runs, HERE / "peers.png")
+    if png is not None:
+        log(f"wrote {png}")
     print(report(runs))
     if lat:
         print("\n" + lat)
