@@ -194,9 +194,13 @@ async def rollout_daemon(
     failures = 0
     try:
         while not stopped:
-            poke.clear()
             try:
-                delay = await reconcile(STATE, body, logger)
+                # A bounded number at once: 1000 rollouts taken over together held 1000
+                # reconciles' bodies, models and requests while they queued for the client's
+                # rate limit (RSS high water, issue 22); a poke meanwhile is this reconcile's.
+                async with STATE.reconcile_slots():
+                    poke.clear()
+                    delay = await reconcile(STATE, body, logger)
                 failures = 0
             except Exception as exc:
                 delay = ERROR_BACKOFF[min(failures, len(ERROR_BACKOFF) - 1)]

@@ -119,7 +119,7 @@ def configure(settings: kopf.OperatorSettings, args: argparse.Namespace) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    from ftrollout.shell import handlers, metrics
+    from ftrollout.shell import handlers, memory, metrics
     from ftrollout.shell.gillog import LogScanner
     from ftrollout.shell.kube import Kube
     from ftrollout.shell.scheduler import Prometheus, Scheduler
@@ -182,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
         scheduler.default_url = prom_config.own
         handlers.STATE.scheduler = scheduler
         tasks.append(asyncio.create_task(scheduler.run()))
+        tasks.append(asyncio.create_task(memory.trim_forever()))
         if args.metrics_port:
             metrics.serve(args.metrics_port, handlers.STATE)
 

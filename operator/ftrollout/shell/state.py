@@ -17,6 +17,10 @@ from ftrollout.shell import status_writes
 from ftrollout.shell.cache import Cache
 from ftrollout.shell.prometheus_config import PrometheusConfig
 
+# Reconciles running at once (a semaphore): at 200 client QPS more would only queue, holding
+# their memory, for the rate limiter.
+RECONCILES_AT_ONCE = 32
+
 # How long a value the operator wrote to a target is remembered as its own (State.target_writes):
 # longer than a GitOps tool takes from reading the live object to applying it.
 OWN_WRITES_SECONDS = 120.0
@@ -74,7 +78,16 @@ class State:
     # The last refused write of each rollout's baseline, so its Warning is said once per error.
     baseline_errors: dict[Key, str] = field(default_factory=dict)
     reconciles: int = 0
+    _slots: asyncio.Semaphore | None = field(default=None, init=False, repr=False)
+    _slots_loop: asyncio.AbstractEventLoop | None = field(default=None, init=False, repr=False)
     on_result: list[Any] = field(default_factory=list)  # hooks (metrics) called per result
+
+    def reconcile_slots(self) -> asyncio.Semaphore:
+        """The semaphore of the running event loop (tests run many loops in one process)."""
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots_loop is not loop:
+            self._slots, self._slots_loop = asyncio.Semaphore(RECONCILES_AT_ONCE), loop
+        return self._slots
 
     def wrote_target(self, key: Key, value: int, now: float) -> None:
         kept = [w for w in self.target_writes.get(key, []) if now - w[0] < OWN_WRITES_SECONDS]
