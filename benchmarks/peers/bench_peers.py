@@ -119,6 +119,8 @@ FLAGGER_INTERVAL = "30s"
 # (which takes status.iterations back by one, scheduler_hooks.go runConfirmPromotionHooks)
 # never brings it to 0, where a tick runs the pre-rollout hooks instead of the metric checks.
 FLAGGER_ITERATIONS = 2
+# Room for 3 Services per canary at 10,000 canaries (a /16 holds 65,534 addresses).
+SERVICE_CIDR = "10.0.0.0/16"
 WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "APPLY", "DELETECOLLECTION"}
 # Heartbeats of the control plane and kwok's nodes, the same whichever controller runs.
 HEARTBEATS = {"leases", "nodes"}
@@ -267,7 +269,8 @@ class ArgoRolloutsController(Controller):
 class PromotionGate:
     """Flagger's `confirm-promotion` webhook target, served from this process: every call is
     answered 403 "not ready", so each canary stays at its analysis with canary and primary
-    both running. Counts the calls (one per canary per analysis tick once it waits)."""
+    both running. Counts the calls: one per canary every other analysis tick once it waits (the
+    tick between puts status.iterations back up, see README.md)."""
 
     def __init__(self) -> None:
         self.calls = 0
@@ -949,6 +952,7 @@ def established(cluster: Any, crd: str) -> None:
 def run_one(n: int, controller: str, mode: str, args: argparse.Namespace) -> dict[str, Any]:
     import kubernetes
 
+    from ftrollout_dev import localcluster
     from ftrollout_dev.localcluster import start_prometheus
     from ftrollout_dev.peers import ARGO_ROLLOUTS, FLAGGER
     from ftrollout_dev.simulator import app_deployment
@@ -974,6 +978,10 @@ def run_one(n: int, controller: str, mode: str, args: argparse.Namespace) -> dic
     per = 2 * args.replicas if controller == "flagger" else args.replicas + 1
     pods_needed = n * per + n  # + transient surge pods
     nodes = max(args.nodes, math.ceil(pods_needed / args.pods_per_node))
+    # Flagger creates 3 ClusterIP Services per canary (apex, -primary, -canary): the local
+    # cluster's /24 ran out at about 85 canaries ("failed to allocate a serviceIP ... range is
+    # full"). Every controller gets the same, larger range, so the setups stay alike.
+    localcluster.SERVICE_CIDR = SERVICE_CIDR
     cluster = bench_cluster(work / "cluster", nodes, args.pods_per_node)
     stack = contextlib.ExitStack()
     try:
