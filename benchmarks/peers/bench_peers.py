@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""ftrollout side by side with Argo Rollouts: N canaries of 2 replicas held paused at 50 %.
+"""ftrollout side by side with Argo Rollouts (and Flagger): N canaries of 2 replicas held
+paused at 50 %.
 
 For each count N (default 100 and 1000) and each controller (Argo Rollouts v1.10.2, then
-ftrollout), one run:
+ftrollout; Flagger v1.36.1 with `--controllers ...,flagger`), one run:
 
 1. a fresh local control plane, configured exactly as `benchmarks/scale.py` configures it
    (etcd, kube-apiserver, controller-manager and scheduler at 300 QPS, kwok nodes of 1000
@@ -18,12 +19,20 @@ ftrollout), one run:
    * ftrollout: a Deployment (2 replicas) and a FreeThreadedRollout (steps 50 % / 100 %, each
      waiting for a promote; no analysis): the twin gets 1 pod, the rollout pauses (phase
      Paused, stepIndex 0);
+   * Flagger (`-mesh-provider=kubernetes`, `-metrics-server` the run's Prometheus): a
+     Deployment (2 replicas) Ready, a Canary (provider kubernetes, analysis every 30 s,
+     2 blue/green iterations, a confirm-promotion webhook served by this process that always
+     answers 403) Initialized (primary Ready, target at 0), then the Deployment's template
+     changed: Flagger scales it back to 2 beside the primary's 2 and, after its iterations,
+     holds it at the gate (phase WaitingPromotion), the nearest it has to "paused at 50 %"
+     (its kubernetes provider does blue/green only, no weights);
 4. after a warm-up, the same sampler over a steady window for both: RSS (/proc VmRSS) and
    CPU (/proc utime+stime) of the controller process every 5 s, and API writes counted by the
    kube-apiserver (`apiserver_request_total` for POST/PUT/PATCH/DELETE/APPLY, leases and
    nodes left out: those are the control plane's and kwok's heartbeats) plus each
    controller's own count of its requests (`controller_clientset_k8s_request_total` for Argo,
-   `ftrollout_api_writes_total` for ftrollout);
+   `ftrollout_api_writes_total` for ftrollout; Flagger exports none), and GETs of single
+   objects (Flagger reads through the API at every tick);
 5. optionally (`--profile S`) py-spy records the ftrollout process for S seconds of the
    window (`--gil`: Python CPU only);
 6. after the window (`--latency-samples K`, 0 skips it), the same method for both, one
@@ -31,6 +40,7 @@ ftrollout), one run:
    spec.replicas raised, abort (Argo) / rollback (ftrollout) request -> canary scaled to 0,
    and for ftrollout a crashed twin pod -> target back to full (Argo does not act on a
    crashed pod, see ARGO_NO_CRASH_ROW); times on receipt of the workload's watch event.
+   Not for Flagger (FLAGGER_NO_LATENCY: it acts on its 30 s tick).
 
 Results: `benchmarks/peers/results.json` (every run; a later run of the same controller and N
 replaces the earlier one) and `results.md` (table with ratios ftrollout / Argo).
@@ -60,6 +70,7 @@ import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +111,16 @@ NAMESPACE = scale.NAMESPACE
 STANDARD_IMAGE = "example/app:3.13"
 FT_IMAGE = "example/app:3.14t"
 ARGO_GROUP, ARGO_VERSION, ARGO_PLURAL = "argoproj.io", "v1alpha1", "rollouts"
+FLAGGER_GROUP, FLAGGER_VERSION, FLAGGER_PLURAL = "flagger.app", "v1beta1", "canaries"
+# Flagger's per-canary scheduler ticks every analysis.interval (the docs' examples use 1m, the
+# default is 60s); 30 s is ftrollout's analysis interval and Argo's AnalysisTemplate interval.
+FLAGGER_INTERVAL = "30s"
+# Blue/green iterations before the promotion gate: 2, not 1, so that the gate's "not ready"
+# (which takes status.iterations back by one, scheduler_hooks.go runConfirmPromotionHooks)
+# never brings it to 0, where a tick runs the pre-rollout hooks instead of the metric checks.
+FLAGGER_ITERATIONS = 2
+# Room for 3 Services per canary at 10,000 canaries (a /16 holds 65,534 addresses).
+SERVICE_CIDR = "10.0.0.0/16"
 WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "APPLY", "DELETECOLLECTION"}
 # Heartbeats of the control plane and kwok's nodes, the same whichever controller runs.
 HEARTBEATS = {"leases", "nodes"}
@@ -110,19 +131,30 @@ HEARTBEATS = {"leases", "nodes"}
 
 def apiserver_writes(cluster: Any) -> dict[str, float]:
     """Write requests served by the kube-apiserver so far, per resource[/subresource]."""
+    return apiserver_requests(cluster)[0]
+
+
+def apiserver_requests(cluster: Any) -> tuple[dict[str, float], dict[str, float]]:
+    """Write and GET requests (single objects; lists and watches left out) served by the
+    kube-apiserver so far, per resource[/subresource]."""
     text = cluster.kubectl("get", "--raw", "/metrics").stdout
-    out: dict[str, float] = {}
+    writes: dict[str, float] = {}
+    gets: dict[str, float] = {}
     for line in text.splitlines():
         if not line.startswith("apiserver_request_total{"):
             continue
         labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
-        if labels.get("verb") not in WRITE_VERBS or labels.get("resource") in HEARTBEATS:
+        if labels.get("resource") in HEARTBEATS or not labels.get("resource"):
+            continue
+        verb = labels.get("verb")
+        out = writes if verb in WRITE_VERBS else gets if verb == "GET" else None
+        if out is None:
             continue
         res = labels.get("resource", "")
         if labels.get("subresource"):
             res += "/" + labels["subresource"]
         out[res] = out.get(res, 0.0) + float(line.rsplit(" ", 1)[1])
-    return out
+    return writes, gets
 
 
 def delta(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
@@ -143,7 +175,8 @@ class Controller:
     name = ""
     pid = 0
 
-    def own_writes(self) -> float:
+    def own_writes(self) -> float | None:
+        """The controller's own count of its write requests; None where it exports none."""
         raise NotImplementedError
 
     def stop(self) -> None:
@@ -233,6 +266,103 @@ class ArgoRolloutsController(Controller):
                 self.proc.wait()
 
 
+class PromotionGate:
+    """Flagger's `confirm-promotion` webhook target, served from this process: every call is
+    answered 403 "not ready", so each canary stays at its analysis with canary and primary
+    both running. Counts the calls: one per canary every other analysis tick once it waits (the
+    tick between puts status.iterations back up, see README.md)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.lock = threading.Lock()
+        gate = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with gate.lock:
+                    gate.calls += 1
+                body = b"not ready\n"
+                self.send_response(403)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True, name="gate").start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/gate/halt"
+
+    def count(self) -> int:
+        with self.lock:
+            return self.calls
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+class FlaggerController(Controller):
+    """Flagger's controller out of cluster: the kubernetes provider (no mesh), Prometheus at
+    the run's server, the same client limits (-kubeconfig-qps/-kubeconfig-burst), no leader
+    election. Flagger exports no count of its own API requests (no client-go metrics)."""
+
+    name = "flagger"
+
+    def __init__(
+        self, cluster: Any, work: Path, exe: Path, prom_url: str, args: argparse.Namespace
+    ) -> None:
+        from ftrollout_dev.localcluster import free_port
+
+        self.port = free_port()
+        self.log_path = work / "flagger.log"
+        self.gate = PromotionGate()
+        cmd = [
+            str(exe),
+            f"-kubeconfig={cluster.kubeconfig}",
+            f"-kubeconfig-qps={int(args.qps)}",
+            f"-kubeconfig-burst={args.burst}",
+            "-mesh-provider=kubernetes",
+            f"-metrics-server={prom_url}",
+            f"-port={self.port}",
+            "-enable-leader-election=false",
+            "-log-level=warn",
+        ]
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT, env=cluster.env()
+        )
+        self.pid = self.proc.pid
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                self.gate.close()
+                raise RuntimeError(f"flagger exited: {self.log_path.read_text()[-2000:]}")
+            with contextlib.suppress(OSError):
+                scrape(f"http://127.0.0.1:{self.port}/healthz")
+                break
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("flagger's /healthz did not come up")
+            time.sleep(0.3)
+
+    def own_writes(self) -> float | None:
+        return None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.gate.close()
+
+
 # ------------------------------------------------------------------------ objects
 
 
@@ -317,6 +447,73 @@ def ftr_rollout(name: str, prometheus: str, analysing: bool = False) -> dict[str
     return body
 
 
+# ftrollout's error-ratio over the canary's pods, as Flagger's MetricTemplate: {{ target }} is
+# the Deployment Flagger runs as the canary; its pods are <target>-<hash>-<id>, and the anchored
+# pattern leaves out the primary's <target>-primary-<hash>-<id>.
+_FLAGGER_PODS = 'namespace="{{ namespace }}", pod=~"{{ target }}-[0-9a-z]+-[0-9a-z]+"'
+FLAGGER_ERROR_RATIO = (
+    "sum(rate(http_errors_total{" + _FLAGGER_PODS + "}[30s])) / "
+    "sum(rate(http_requests_total{" + _FLAGGER_PODS + "}[30s]))"
+)
+
+
+def flagger_metric_template(prometheus: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{FLAGGER_GROUP}/{FLAGGER_VERSION}",
+        "kind": "MetricTemplate",
+        "metadata": {"name": "error-ratio"},
+        "spec": {
+            "provider": {"type": "prometheus", "address": prometheus},
+            "query": FLAGGER_ERROR_RATIO,
+        },
+    }
+
+
+def flagger_canary(name: str, gate_url: str, analysing: bool = False) -> dict[str, Any]:
+    """A Canary of the Deployment `name` with the kubernetes provider (blue/green: the only
+    strategy it has), held before promotion by a confirm-promotion gate that never opens."""
+    analysis: dict[str, Any] = {
+        "interval": FLAGGER_INTERVAL,
+        "iterations": FLAGGER_ITERATIONS,
+        "threshold": 5,
+        "webhooks": [
+            {
+                "name": "promotion-gate",
+                "type": "confirm-promotion",
+                "url": gate_url,
+                "timeout": "5s",
+                "muteAlert": True,
+            }
+        ],
+    }
+    if analysing:
+        analysis["metrics"] = [
+            {
+                "name": "error-ratio",
+                "templateRef": {"name": "error-ratio"},
+                "thresholdRange": {"max": 0.01},
+                "interval": "30s",
+            }
+        ]
+    return {
+        "apiVersion": f"{FLAGGER_GROUP}/{FLAGGER_VERSION}",
+        "kind": "Canary",
+        "metadata": {"name": name},
+        "spec": {
+            "provider": "kubernetes",
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "progressDeadlineSeconds": 3600,
+            "service": {"port": 80, "targetPort": 8080},
+            "analysis": analysis,
+        },
+    }
+
+
+def flagger_summary(o: dict[str, Any]) -> dict[str, Any]:
+    st = o.get("status") or {}
+    return {"phase": st.get("phase"), "iterations": st.get("iterations") or 0}
+
+
 # ------------------------------------------------------------------------ latencies
 
 # Argo Rollouts v1.10.2, pkg/kubectl-argo-rollouts/cmd/promote/promote.go (getPatches, default
@@ -331,6 +528,12 @@ ARGO_NO_CRASH_ROW = (
     "stepplugin.go) or, with spec.progressDeadlineAbort, a progress deadline, which an "
     "indefinite `pause: {}` step never runs into (rollout/sync.go isIndefiniteStep, "
     "evaluateProgressDeadlineAbort)"
+)
+FLAGGER_NO_LATENCY = (
+    "Flagger acts on a canary only at its analysis tick (every analysis.interval, 30 s here; "
+    "pkg/controller/scheduler.go: one ticker per canary, no watch on the canary's objects "
+    "drives it), so a promote (gate opened) or rollback (rollback webhook) latency measures "
+    "where in the 30 s the request fell, not the controller"
 )
 LATENCY_TIMEOUT = 60.0  # per sample: a sample not done by then counts as not completed
 
@@ -596,8 +799,9 @@ def sample_window(
     ctl: Controller, cluster: Any, args: argparse.Namespace, profile_out: Path | None
 ) -> dict[str, Any]:
     log(f"  steady window: sampling {ctl.name} (pid {ctl.pid}) every 5 s for {args.duration:.0f} s")
-    api0, own0 = apiserver_writes(cluster), ctl.own_writes()
+    (api0, get0), own0 = apiserver_requests(cluster), ctl.own_writes()
     rec0 = ctl.reconciles() if isinstance(ctl, Ftrollout) else None
+    gate0 = ctl.gate.count() if isinstance(ctl, FlaggerController) else None
     t0, cpu0 = time.monotonic(), proc_cpu_seconds(ctl.pid)
     rss = [proc_rss_mib(ctl.pid)]
     load = [loadavg()]
@@ -632,10 +836,11 @@ def sample_window(
         ticks.append((time.monotonic() - t0, proc_cpu_seconds(ctl.pid)))
     dt = time.monotonic() - t0
     cpu = proc_cpu_seconds(ctl.pid) - cpu0
-    api1, own1 = apiserver_writes(cluster), ctl.own_writes()
+    (api1, get1), own1 = apiserver_requests(cluster), ctl.own_writes()
     if spy is not None:
         spy.wait(timeout=args.profile + 60)
     by_res = delta(api0, api1)
+    gets = delta(get0, get1)
     out: dict[str, Any] = {
         "window_s": round(dt, 1),
         "rss_mib_mean": round(sum(rss) / len(rss), 1),
@@ -644,17 +849,24 @@ def sample_window(
         "cpu_cores": round(cpu / dt, 4),
         "api_writes_per_min": round(sum(by_res.values()) / dt * 60, 1),
         "api_writes_by_resource": by_res,
-        "own_writes_per_min": round((own1 - own0) / dt * 60, 1),
+        "own_writes_per_min": (
+            None if own0 is None or own1 is None else round((own1 - own0) / dt * 60, 1)
+        ),
+        "api_gets_per_min": round(sum(gets.values()) / dt * 60, 1),
+        "api_gets_by_resource": gets,
         "load": load,
     }
     out.update(drift(ticks, rss))
     if rec0 is not None and isinstance(ctl, Ftrollout):
         out["reconciles_per_s"] = round((ctl.reconciles() - rec0) / dt, 2)
+    if gate0 is not None and isinstance(ctl, FlaggerController):
+        out["gate_calls_per_min"] = round((ctl.gate.count() - gate0) / dt * 60, 1)
     log(
         f"  {ctl.name}: RSS {out['rss_mib_mean']} MiB, CPU {out['cpu_cores']} cores, API writes "
         f"{out['api_writes_per_min']}/min (own count {out['own_writes_per_min']}/min) "
-        f"{by_res}; load {load[-1]}"
+        f"{by_res}; GETs {out['api_gets_per_min']}/min; load {load[-1]}"
         + (f"; {out['reconciles_per_s']} reconciles/s" if "reconciles_per_s" in out else "")
+        + (f"; gate calls {out['gate_calls_per_min']}/min" if "gate_calls_per_min" in out else "")
     )
     return out
 
@@ -740,8 +952,9 @@ def established(cluster: Any, crd: str) -> None:
 def run_one(n: int, controller: str, mode: str, args: argparse.Namespace) -> dict[str, Any]:
     import kubernetes
 
+    from ftrollout_dev import localcluster
     from ftrollout_dev.localcluster import start_prometheus
-    from ftrollout_dev.peers import ArgoRollouts
+    from ftrollout_dev.peers import ARGO_ROLLOUTS, FLAGGER
     from ftrollout_dev.simulator import app_deployment
 
     res: dict[str, Any] = {
@@ -761,8 +974,14 @@ def run_one(n: int, controller: str, mode: str, args: argparse.Namespace) -> dic
         f"=== {controller}, {n} canaries, {mode} (work dir {work}); "
         f"load average {res['load_at_start']}"
     )
-    pods_needed = n * (args.replicas + 1) + n  # + transient surge pods
+    # Flagger's canary runs at full size beside the primary (blue/green).
+    per = 2 * args.replicas if controller == "flagger" else args.replicas + 1
+    pods_needed = n * per + n  # + transient surge pods
     nodes = max(args.nodes, math.ceil(pods_needed / args.pods_per_node))
+    # Flagger creates 3 ClusterIP Services per canary (apex, -primary, -canary): the local
+    # cluster's /24 ran out at about 85 canaries ("failed to allocate a serviceIP ... range is
+    # full"). Every controller gets the same, larger range, so the setups stay alike.
+    localcluster.SERVICE_CIDR = SERVICE_CIDR
     cluster = bench_cluster(work / "cluster", nodes, args.pods_per_node)
     stack = contextlib.ExitStack()
     try:
@@ -771,10 +990,16 @@ def run_one(n: int, controller: str, mode: str, args: argparse.Namespace) -> dic
         stack.callback(cluster.down)
         res["cluster_up_s"] = round(time.monotonic() - t_up, 1)
         if controller == "argo-rollouts":
-            exe, crds = ArgoRollouts().require()
-            res["argo_version"] = ArgoRollouts().version
+            exe, crds = ARGO_ROLLOUTS.require()
+            res["argo_version"] = ARGO_ROLLOUTS.version
             cluster.kubectl("apply", "--server-side", "-f", str(crds))
             established(cluster, "crd/rollouts.argoproj.io")
+        elif controller == "flagger":
+            exe, crds = FLAGGER.require()
+            res["flagger_version"] = FLAGGER.version
+            cluster.kubectl("apply", "--server-side", "-f", str(crds))
+            established(cluster, "crd/canaries.flagger.app")
+            established(cluster, "crd/metrictemplates.flagger.app")
         else:
             cluster.kubectl("apply", "--server-side", "-f", str(scale.CRD))
             established(cluster, "crd/freethreadedrollouts.freethreaded.dev")
@@ -801,6 +1026,20 @@ def run_one(n: int, controller: str, mode: str, args: argparse.Namespace) -> dic
             )
             watchers.append(objs)
             deps = None
+        elif controller == "flagger":
+            objs = Watcher(
+                "canaries",
+                custom.list_namespaced_custom_object,
+                (FLAGGER_GROUP, FLAGGER_VERSION, NAMESPACE, FLAGGER_PLURAL),
+                flagger_summary,
+            )
+            deps = Watcher(
+                "deployments",
+                apps.list_namespaced_deployment,
+                (NAMESPACE,),
+                scale.deploy_summary,
+            )
+            watchers += [objs, deps]
         else:
             objs = Watcher(
                 "ftrs",
@@ -835,6 +1074,16 @@ def run_one(n: int, controller: str, mode: str, args: argparse.Namespace) -> dic
                     argo_analysis_template(prom.url),
                 )
             ctl = ArgoRolloutsController(cluster, work, exe, args)
+        elif controller == "flagger":
+            if analysing:
+                custom.create_namespaced_custom_object(
+                    FLAGGER_GROUP,
+                    FLAGGER_VERSION,
+                    NAMESPACE,
+                    "metrictemplates",
+                    flagger_metric_template(prom.url),
+                )
+            ctl = FlaggerController(cluster, work, exe, prom.url, args)
         else:
             ctl = Ftrollout(cluster, work, prom.url, args)
         stack.callback(ctl.stop)
@@ -908,6 +1157,91 @@ def run_one(n: int, controller: str, mode: str, args: argparse.Namespace) -> dic
                     and s["updated"] >= 1
                     and s["available"] >= args.replicas
                 )
+        elif controller == "flagger":
+            assert deps is not None
+            fdeps: Watcher = deps  # for the closures below
+            assert isinstance(ctl, FlaggerController)
+            gate_url = ctl.gate.url
+            list(
+                pool.map(
+                    lambda t: apps.create_namespaced_deployment(
+                        NAMESPACE, app_deployment(t, args.replicas), _preload_content=False
+                    ),
+                    targets,
+                )
+            )
+
+            def deps_ready() -> int:
+                snap = fdeps.snapshot()
+                return sum(1 for t in targets if (d := snap.get(t)) and d["ready"] == args.replicas)
+
+            wait(
+                "Deployments Ready",
+                lambda: deps_ready() == n,
+                1800,
+                progress=lambda: f"{deps_ready()}/{n}",
+            )
+            list(
+                pool.map(
+                    lambda t: custom.create_namespaced_custom_object(
+                        FLAGGER_GROUP,
+                        FLAGGER_VERSION,
+                        NAMESPACE,
+                        FLAGGER_PLURAL,
+                        flagger_canary(t, gate_url, analysing),
+                        _preload_content=False,
+                    ),
+                    targets,
+                )
+            )
+
+            def initialized() -> int:
+                snap, dsnap = objs.snapshot(), fdeps.snapshot()
+                return sum(
+                    1
+                    for t in targets
+                    if (c := snap.get(t))
+                    and c["phase"] == "Initialized"
+                    and (p := dsnap.get(f"{t}-primary"))
+                    and p["ready"] == args.replicas
+                )
+
+            # Flagger takes a new Canary on its next sync (-control-loop-interval, 10 s), then
+            # initialises it over a few analysis ticks (primary created, Ready, target to 0).
+            wait(
+                "Canaries Initialized",
+                lambda: initialized() == n,
+                1800,
+                progress=lambda: f"{initialized()}/{n}",
+            )
+            res["initial_ready_s"] = round(time.monotonic() - t0, 1)
+            log(
+                f"{n} Canaries Initialized (primary Ready) in {res['initial_ready_s']} s; "
+                "new revision of every target"
+            )
+            cpu1, t1 = proc_cpu_seconds(ctl.pid), time.monotonic()
+            patch = {
+                "spec": {"template": {"spec": {"containers": [{"name": "app", "image": FT_IMAGE}]}}}
+            }
+            list(
+                pool.map(
+                    lambda t: apps.patch_namespaced_deployment(
+                        t, NAMESPACE, patch, _preload_content=False
+                    ),
+                    targets,
+                )
+            )
+
+            def at_step() -> int:
+                snap, dsnap = objs.snapshot(), fdeps.snapshot()
+                return sum(
+                    1
+                    for t in targets
+                    if (c := snap.get(t))
+                    and c["phase"] == "WaitingPromotion"
+                    and (d := dsnap.get(t))
+                    and d["ready"] >= 1
+                )
         else:
             list(
                 pool.map(
@@ -977,6 +1311,9 @@ def run_one(n: int, controller: str, mode: str, args: argparse.Namespace) -> dic
             res["profile"] = write_profile(profile_out, n, mode, args)
         if args.latency_samples > 0 and args.compare_pythonpath:
             log("latency phase skipped: it would change the objects the --compare run samples")
+        elif args.latency_samples > 0 and controller == "flagger":
+            res["latency"] = {"na": FLAGGER_NO_LATENCY}
+            log(f"latency phase skipped for Flagger: {FLAGGER_NO_LATENCY}")
         elif args.latency_samples > 0:
             if deps is None:  # Argo: its ReplicaSets, watched from here on only
                 deps = Watcher(
@@ -1034,23 +1371,35 @@ def report(runs: list[dict[str, Any]]) -> str:
         (r for r in runs if r["controller"] == "ftrollout"),
         key=lambda r: (r["rollouts"], r.get("tag", "") != "before-fix", r.get("tag", "")),
     )
+    # Flagger as a third column group only once it has a run (its columns read "-" elsewhere).
+    flagger = {
+        (r.get("mode", "idle"), r["rollouts"]): r for r in runs if r["controller"] == "flagger"
+    }
     lines = [
         "| mode | N | ftrollout build | Argo RSS MiB | ftrollout RSS MiB | ratio | "
         "Argo CPU cores | ftrollout CPU cores | ratio | Argo API writes/min | "
         "ftrollout API writes/min | Argo to first step s | ftrollout to first step s | "
-        "ratio | ftrollout reconciles/s |",
-        "|" + "---|" * 15,
+        "ratio | ftrollout reconciles/s |"
+        + (
+            " Flagger RSS MiB | Flagger CPU cores | Flagger API writes/min | "
+            "Flagger to first step s |"
+            if flagger
+            else ""
+        ),
+        "|" + "---|" * (19 if flagger else 15),
     ]
     keys = sorted(
         {(r.get("mode", "idle"), r["rollouts"]) for r in runs}, key=lambda k: (k[0] != "idle", k)
     )
     for mode, n in keys:
         a = argo.get((mode, n)) or {}
+        fl = flagger.get((mode, n)) or {}
+        sl = fl.get("steady") or {}
         rows = [f for f in ftr if f["rollouts"] == n and f.get("mode", "idle") == mode] or [{}]
         for f in rows:
             sa, sf = a.get("steady") or {}, f.get("steady") or {}
             lines.append(
-                f"| {mode} | {n} | {f.get('tag') or 'this branch'} | "
+                f"| {mode} | {n} | {f.get('tag') or ('this branch' if f else '-')} | "
                 f"{sa.get('rss_mib_mean', '-')} | {sf.get('rss_mib_mean', '-')} | "
                 f"{ratio(sf.get('rss_mib_mean'), sa.get('rss_mib_mean'))} | "
                 f"{sa.get('cpu_cores', '-')} | {sf.get('cpu_cores', '-')} | "
@@ -1059,9 +1408,20 @@ def report(runs: list[dict[str, Any]]) -> str:
                 f"{a.get('to_first_step_s', '-')} | {f.get('to_first_step_s', '-')} | "
                 f"{ratio(f.get('to_first_step_s'), a.get('to_first_step_s'))} | "
                 f"{sf.get('reconciles_per_s', '-')} |"
+                + (
+                    f" {sl.get('rss_mib_mean', '-')} | {sl.get('cpu_cores', '-')} | "
+                    f"{sl.get('api_writes_per_min', '-')} | {fl.get('to_first_step_s', '-')} |"
+                    if flagger
+                    else ""
+                )
             )
     slopes = []
-    for ctl, tag in (("argo-rollouts", None), ("ftrollout", "before-fix"), ("ftrollout", "")):
+    for ctl, tag in (
+        ("argo-rollouts", None),
+        ("ftrollout", "before-fix"),
+        ("ftrollout", ""),
+        ("flagger", None),
+    ):
         pts = sorted(
             (r["rollouts"], r["steady"]["rss_mib_mean"])
             for r in runs
@@ -1149,6 +1509,8 @@ def latency_report(runs: list[dict[str, Any]]) -> str:
     text = "\n".join(lines)
     for note in sorted(notes):
         text += f"\n\nn/a: {note}."
+    if any(r["controller"] == "flagger" for r in runs):
+        text += f"\n\nFlagger: n/a for every figure: {FLAGGER_NO_LATENCY}."
     return text
 
 
@@ -1168,11 +1530,29 @@ def write_report(runs: list[dict[str, Any]]) -> None:
             f"{load[-1][0] if load else '-'}, RSS max {s.get('rss_mib_max')} MiB, idle RSS "
             f"before any object {r.get('idle_rss_mib')} MiB, setup before the canaries "
             f"{r.get('initial_ready_s')} s, controller's own write count "
-            f"{s.get('own_writes_per_min')}/min, writes by resource "
+            + (
+                f"{s['own_writes_per_min']}/min"
+                if s.get("own_writes_per_min") is not None
+                else "n/a (none exported)"
+            )
+            + ", writes by resource "
             f"{s.get('api_writes_by_resource')}"
+            + (
+                f", GETs {s['api_gets_per_min']}/min {s.get('api_gets_by_resource')}"
+                if "api_gets_per_min" in s
+                else ""
+            )
+            + (
+                f", confirm-promotion gate calls {s['gate_calls_per_min']}/min"
+                if "gate_calls_per_min" in s
+                else ""
+            )
         )
+    with_flagger = any(r["controller"] == "flagger" for r in runs)
     text = [
-        "# Side by side with Argo Rollouts (issue 22)",
+        "# Side by side with Argo Rollouts"
+        + (" and Flagger" if with_flagger else "")
+        + " (issue 22)",
         "",
         "Generated by `benchmarks/peers/bench_peers.py` (`make bench-peers`); see README.md here "
         "for what one run does. Idle mode: N canaries of 2 replicas paused at 50 %, no analysis.",
@@ -1186,6 +1566,15 @@ def write_report(runs: list[dict[str, Any]]) -> None:
         "(write verbs, leases and nodes left out) over the steady window.",
         "",
     ]
+    if with_flagger:
+        text += [
+            "Flagger v1.36.1 (kubernetes provider, blue/green): each canary held before "
+            "promotion by a confirm-promotion webhook that answers 403, its canary Deployment at "
+            "full size beside the primary (2 + 2 pods, not 1 + 1), analysis tick every "
+            f"{FLAGGER_INTERVAL}; see README.md here. Its to-first-step time includes waiting "
+            "for its ticks.",
+            "",
+        ]
     lat = latency_report(runs)
     if lat:
         text += [
@@ -1231,7 +1620,8 @@ def main() -> int:
     p.add_argument(
         "--controllers",
         default="argo-rollouts,ftrollout",
-        help="which controllers, in order (argo-rollouts, ftrollout)",
+        help="which controllers, in order (argo-rollouts, ftrollout, flagger); Flagger v1.36.1 "
+        "(kubernetes provider) is not in the default list",
     )
     p.add_argument(
         "--modes",
@@ -1283,16 +1673,21 @@ def main() -> int:
         return 0
 
     from ftrollout_dev.localcluster import Binaries
-    from ftrollout_dev.peers import ArgoRollouts, build_argo_rollouts
+    from ftrollout_dev.peers import ARGO_ROLLOUTS, FLAGGER, build_peer
 
     missing = Binaries.locate().missing_for_cluster()
     if missing:
         print(f"not built: {missing}; run `make tools`", file=sys.stderr)
         return 2
     controllers = [c for c in args.controllers.split(",") if c]
-    if "argo-rollouts" in controllers and not ArgoRollouts().is_built():
-        log("Argo Rollouts is not built yet: building it (about 6 minutes on an idle machine)")
-        build_argo_rollouts(log=lambda m: log(m.strip()))
+    for c in controllers:
+        if c not in ("argo-rollouts", "ftrollout", "flagger"):
+            print(f"unknown controller {c!r} (argo-rollouts, ftrollout, flagger)", file=sys.stderr)
+            return 2
+    for name, peer in (("argo-rollouts", ARGO_ROLLOUTS), ("flagger", FLAGGER)):
+        if name in controllers and not peer.is_built():
+            log(f"{name} is not built yet: building it ({peer.build_estimate} on an idle machine)")
+            build_peer(peer, log=lambda m: log(m.strip()))
     modes = [m for m in args.modes.split(",") if m]
     for mode in modes:
         if mode not in ("idle", "analysing"):

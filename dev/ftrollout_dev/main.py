@@ -9,7 +9,7 @@ from ftrollout.main import main as run_subcommand
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "cluster": ("ftrollout_dev.localcluster", "build/start/stop the embedded local control plane"),
     "demo": ("ftrollout_dev.demo", "run the demo scenarios on the embedded local cluster"),
-    "peers": ("ftrollout_dev.peers", "build Argo Rollouts for benchmarks/peers"),
+    "peers": ("ftrollout_dev.peers", "build Argo Rollouts and Flagger for benchmarks/peers"),
 }
 
 

@@ -1,15 +1,23 @@
-"""Peer controllers for the side-by-side benchmark (`benchmarks/peers/`): Argo Rollouts.
+"""Peer controllers for the side-by-side benchmark (`benchmarks/peers/`): Argo Rollouts, Flagger.
 
-The Argo Rollouts controller is built from its Go module like the control-plane binaries in
-:mod:`ftrollout_dev.localcluster`, through a small wrapper module. Its go.mod pins the
-Kubernetes libraries with ``replace`` directives (a consumer does not inherit them), so they
-are copied into the wrapper module verbatim. v1.10.2 declares ``go 1.26.10``, newer than the
-toolchain some machines ship, so the build runs under ``GOTOOLCHAIN`` (fetched through the Go
-module proxy, like any module). The CRDs come from the same module (``manifests/crds/``) and
-are kept next to the binary in the cache
-(``~/.cache/ftrollout/bin/argo-rollouts-v<version>/``).
+Each peer is built from its Go module like the control-plane binaries in
+:mod:`ftrollout_dev.localcluster`, through a small wrapper module (one shared helper,
+:func:`build_peer`). A consumer does not inherit a module's ``replace`` directives, so those
+of the upstream go.mod are copied into the wrapper module verbatim:
 
-CLI: ``ftrollout-dev peers build [--rebuild]`` and ``ftrollout-dev peers where``.
+- Argo Rollouts v1.10.2 pins the Kubernetes libraries with ``replace`` directives, and declares
+  ``go 1.26.10``, newer than the toolchain some machines ship, so its build runs under
+  ``GOTOOLCHAIN`` (fetched through the Go module proxy, like any module). CRDs:
+  ``manifests/crds/*-crd.yaml``.
+- Flagger v1.36.1 (``cmd/flagger``) has no ``replace`` directive and declares ``go 1.21``, so
+  the local toolchain builds it (``GOTOOLCHAIN=local``). CRDs: ``artifacts/flagger/crd.yaml``
+  (Canary, MetricTemplate, AlertProvider in one file).
+
+Binaries and CRDs are cached together in ``~/.cache/ftrollout/bin/<peer>-v<version>/``; the
+build log is ``~/.cache/ftrollout/logs/<peer>-v<version>.log``.
+
+CLI: ``ftrollout-dev peers build [--peer argo-rollouts|flagger|all] [--rebuild]`` and
+``ftrollout-dev peers where``.
 """
 
 from __future__ import annotations
@@ -43,22 +51,42 @@ ARGO_ROLLOUTS_PACKAGE = f"{ARGO_ROLLOUTS_MODULE}/cmd/rollouts-controller"
 # v1.10.2's go.mod says `go 1.26.10`; any newer release toolchain builds it.
 ARGO_GOTOOLCHAIN = "go1.27.3"
 
+FLAGGER_VERSION = "1.36.1"
+FLAGGER_MODULE = "github.com/fluxcd/flagger"
+FLAGGER_PACKAGE = f"{FLAGGER_MODULE}/cmd/flagger"
+
 
 @dataclass(frozen=True)
-class ArgoRollouts:
-    """Where the built controller and its CRDs live."""
+class GoPeer:
+    """A peer controller built from a Go module: where its binary and CRDs live, how to build it."""
 
-    version: str = ARGO_ROLLOUTS_VERSION
+    name: str
+    version: str
+    module: str
+    package: str
+    binary: str
+    # The wrapper module's `go` directive: the upstream one (a lower one would be raised by
+    # `go get` anyway, and says what the build needs).
+    go_directive: str
+    # None: the local toolchain (GOTOOLCHAIN=local).
+    toolchain: str | None
+    # CRD files, relative to the module root (globs allowed).
+    crd_sources: tuple[str, ...]
+    ldflags: str = "-s -w"
+    # Upstream pins its dependencies with replace directives: none found is an error (a format
+    # change would otherwise build against the wrong Kubernetes libraries).
+    needs_replaces: bool = False
+    build_estimate: str = "a few minutes"
 
     @property
     def key(self) -> str:
-        return f"argo-rollouts-v{self.version}"
+        return f"{self.name}-v{self.version}"
 
     def bin_dir(self, root: Path | None = None) -> Path:
         return (root or cache_dir()) / "bin" / self.key
 
     def controller(self, root: Path | None = None) -> Path:
-        return self.bin_dir(root) / "rollouts-controller"
+        return self.bin_dir(root) / self.binary
 
     def crd_dir(self, root: Path | None = None) -> Path:
         return self.bin_dir(root) / "crds"
@@ -70,16 +98,50 @@ class ArgoRollouts:
             (d / ".complete").is_file()
             and exe.is_file()
             and os.access(exe, os.X_OK)
-            and any(self.crd_dir(root).glob("*-crd.yaml"))
+            and any(self.crd_dir(root).glob("*.yaml"))
         )
 
     def require(self, root: Path | None = None) -> tuple[Path, Path]:
         if not self.is_built(root):
             raise NotBuiltError(
-                f"Argo Rollouts v{self.version} is not built: run `ftrollout-dev peers build` "
-                f"(about 6 minutes on an idle machine; cache: {self.bin_dir(root)})"
+                f"{self.name} v{self.version} is not built: run "
+                f"`ftrollout-dev peers build --peer {self.name}` "
+                f"({self.build_estimate} on an idle machine; cache: {self.bin_dir(root)})"
             )
         return self.controller(root), self.crd_dir(root)
+
+
+ARGO_ROLLOUTS = GoPeer(
+    name="argo-rollouts",
+    version=ARGO_ROLLOUTS_VERSION,
+    module=ARGO_ROLLOUTS_MODULE,
+    package=ARGO_ROLLOUTS_PACKAGE,
+    binary="rollouts-controller",
+    go_directive="1.26.10",
+    toolchain=ARGO_GOTOOLCHAIN,
+    crd_sources=("manifests/crds/*-crd.yaml",),
+    ldflags=f"-s -w -X {ARGO_ROLLOUTS_MODULE}/utils/version.version={ARGO_ROLLOUTS_VERSION}",
+    needs_replaces=True,
+    build_estimate="about 6 minutes",
+)
+
+
+FLAGGER = GoPeer(
+    name="flagger",
+    version=FLAGGER_VERSION,
+    module=FLAGGER_MODULE,
+    package=FLAGGER_PACKAGE,
+    binary="flagger",
+    go_directive="1.21",
+    toolchain=None,
+    # pkg/version.VERSION is a constant in the source; no -X needed.
+    crd_sources=("artifacts/flagger/crd.yaml",),
+    build_estimate="about 4 minutes",
+)
+
+
+def peers() -> dict[str, GoPeer]:
+    return {p.name: p for p in (ARGO_ROLLOUTS, FLAGGER)}
 
 
 def copied_replaces(gomod: str) -> str:
@@ -98,28 +160,35 @@ def copied_replaces(gomod: str) -> str:
     return f"replace (\n{body}\n)\n"
 
 
-def _peer_env() -> tuple[Path, dict[str, str]]:
+def wrapper_gomod(peer: GoPeer, replaces: str) -> str:
+    return (
+        f"// Generated by ftrollout_dev.peers: builds {peer.module} v{peer.version}.\n"
+        f"module ftrollout.local/build/{peer.name}\n\ngo {peer.go_directive}\n\n"
+        f"require {peer.module} v{peer.version}\n\n{replaces}"
+    )
+
+
+def _peer_env(peer: GoPeer) -> tuple[Path, dict[str, str]]:
     go = find_go()
     if go is None:
-        raise BuildError("argo-rollouts", "Go toolchain not found (go on PATH or /usr/local/go)")
+        raise BuildError(peer.key, "Go toolchain not found (go on PATH or /usr/local/go)")
     env = _go_env(go)
-    env["GOTOOLCHAIN"] = ARGO_GOTOOLCHAIN
+    env["GOTOOLCHAIN"] = peer.toolchain or "local"
     return go, env
 
 
-def build_argo_rollouts(
-    peer: ArgoRollouts | None = None,
+def build_peer(
+    peer: GoPeer,
     *,
     root: Path | None = None,
     log: Log = _default_log,
     force: bool = False,
-) -> ArgoRollouts:
-    peer = peer or ArgoRollouts()
+) -> GoPeer:
     root = root or cache_dir()
     if peer.is_built(root) and not force:
         log(f"    cached: {peer.bin_dir(root)}")
         return peer
-    go, env = _peer_env()
+    go, env = _peer_env(peer)
     work = root / "src" / peer.key
     log_file = root / "logs" / f"{peer.key}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -128,11 +197,9 @@ def build_argo_rollouts(
     for f in ("go.mod", "go.sum"):
         (work / f).unlink(missing_ok=True)
     t0 = time.monotonic()
-    log(
-        f"==> [1/4] {ARGO_ROLLOUTS_MODULE}@v{peer.version}: go.mod (GOTOOLCHAIN={ARGO_GOTOOLCHAIN})"
-    )
+    log(f"==> [1/4] {peer.module}@v{peer.version}: go.mod (GOTOOLCHAIN={env['GOTOOLCHAIN']})")
     proc = subprocess.run(
-        [str(go), "mod", "download", "-json", f"{ARGO_ROLLOUTS_MODULE}@v{peer.version}"],
+        [str(go), "mod", "download", "-json", f"{peer.module}@v{peer.version}"],
         cwd=work,
         env=env,
         capture_output=True,
@@ -147,18 +214,15 @@ def build_argo_rollouts(
         )
     info = json.loads(proc.stdout)
     replaces = copied_replaces(Path(info["GoMod"]).read_text())
-    if not replaces:
+    if peer.needs_replaces and not replaces:
         raise BuildError(f"{peer.key}: go.mod", f"no replace directives in {info['GoMod']}")
-    log(f"    {replaces.count(chr(10)) - 2} replace directives copied from {info['GoMod']}")
-    (work / "go.mod").write_text(
-        f"// Generated by ftrollout_dev.peers: builds {ARGO_ROLLOUTS_MODULE} v{peer.version}.\n"
-        f"module ftrollout.local/build/argo-rollouts\n\ngo 1.26.10\n\n"
-        f"require {ARGO_ROLLOUTS_MODULE} v{peer.version}\n\n{replaces}"
-    )
+    n_replaces = max(replaces.count("\n") - 2, 0)
+    log(f"    {n_replaces} replace directives copied from {info['GoMod']}")
+    (work / "go.mod").write_text(wrapper_gomod(peer, replaces))
     log(f"==> [2/4] resolving modules (log: {log_file})")
     _run_logged(
         f"{peer.key}: go get",
-        [str(go), "get", f"{ARGO_ROLLOUTS_PACKAGE}@v{peer.version}"],
+        [str(go), "get", f"{peer.package}@v{peer.version}"],
         cwd=work,
         env=env,
         log_file=log_file,
@@ -168,8 +232,8 @@ def build_argo_rollouts(
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    ldflags = f"-s -w -X {ARGO_ROLLOUTS_MODULE}/utils/version.version={peer.version}"
-    log("==> [3/4] compiling rollouts-controller (CGO_ENABLED=0, -trimpath; ~6 min idle)")
+    log(f"==> [3/4] compiling {peer.binary} (CGO_ENABLED=0, -trimpath; {peer.build_estimate} idle)")
+    t_build = time.monotonic()
     _run_logged(
         f"{peer.key}: go build",
         [
@@ -177,10 +241,10 @@ def build_argo_rollouts(
             "build",
             "-v",
             "-ldflags",
-            ldflags,
+            peer.ldflags,
             "-o",
-            str(tmp / "rollouts-controller"),
-            ARGO_ROLLOUTS_PACKAGE,
+            str(tmp / peer.binary),
+            peer.package,
         ],
         cwd=work,
         env=env,
@@ -188,22 +252,28 @@ def build_argo_rollouts(
         log=log,
         count_lines=True,
     )
-    log("==> [4/4] copying CRDs from manifests/crds/")
-    crds = Path(info["Dir"]) / "manifests" / "crds"
+    compile_s = time.monotonic() - t_build
+    log(f"==> [4/4] copying CRDs ({', '.join(peer.crd_sources)})")
+    module_dir = Path(info["Dir"])
     (tmp / "crds").mkdir()
     copied = 0
-    for crd in sorted(crds.glob("*-crd.yaml")):
-        shutil.copyfile(crd, tmp / "crds" / crd.name)
-        copied += 1
+    for pattern in peer.crd_sources:
+        for crd in sorted(module_dir.glob(pattern)):
+            shutil.copyfile(crd, tmp / "crds" / crd.name)
+            copied += 1
     if not copied:
-        raise BuildError(f"{peer.key}: crds", f"no *-crd.yaml in {crds}")
+        raise BuildError(f"{peer.key}: crds", f"no {peer.crd_sources} in {module_dir}")
+    total_s = time.monotonic() - t0
     (tmp / ".complete").write_text(
         json.dumps(
             {
-                "module": ARGO_ROLLOUTS_MODULE,
+                "module": peer.module,
                 "version": peer.version,
-                "toolchain": ARGO_GOTOOLCHAIN,
+                "toolchain": env["GOTOOLCHAIN"],
                 "built": time.time(),
+                "build_seconds": round(total_s, 1),
+                "compile_seconds": round(compile_s, 1),
+                "nice": os.nice(0),
             }
         )
         + "\n"
@@ -211,30 +281,48 @@ def build_argo_rollouts(
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     log(
-        f"==> argo-rollouts v{peer.version} ready in "
-        f"{_fmt_duration(time.monotonic() - t0)}: {final}"
+        f"==> {peer.name} v{peer.version} ready in {_fmt_duration(total_s)} "
+        f"(compile {_fmt_duration(compile_s)}, nice {os.nice(0)}): {final}"
     )
     return peer
+
+
+def build_argo_rollouts(
+    peer: GoPeer | None = None,
+    *,
+    root: Path | None = None,
+    log: Log = _default_log,
+    force: bool = False,
+) -> GoPeer:
+    return build_peer(peer or ARGO_ROLLOUTS, root=root, log=log, force=force)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "action",
         choices=("build", "where"),
-        help="build: build the Argo Rollouts controller (cached); where: print its paths",
+        help="build: build the peer controllers (cached); where: print their paths",
+    )
+    parser.add_argument(
+        "--peer",
+        choices=(*peers(), "all"),
+        default="argo-rollouts",
+        help="which peer (default argo-rollouts, the one `make bench-peers` needs)",
     )
     parser.add_argument("--rebuild", action="store_true", help="build even if cached")
 
 
 def cli_main(args: argparse.Namespace) -> int:
-    peer = ArgoRollouts()
-    try:
-        if args.action == "build":
-            build_argo_rollouts(peer, force=bool(args.rebuild))
-            return 0
-        exe, crds = peer.require()
-        print(f"controller: {exe}\ncrds: {crds}")
-        return 0
-    except (BuildError, NotBuiltError) as exc:
-        print(f"ftrollout-dev peers {args.action}: {exc}", file=sys.stderr)
-        return 1
+    chosen = list(peers().values()) if args.peer == "all" else [peers()[args.peer]]
+    status = 0
+    for peer in chosen:
+        try:
+            if args.action == "build":
+                build_peer(peer, force=bool(args.rebuild))
+                continue
+            exe, crds = peer.require()
+            print(f"{peer.name}: controller: {exe}\n{peer.name}: crds: {crds}")
+        except (BuildError, NotBuiltError) as exc:
+            print(f"ftrollout-dev peers {args.action}: {exc}", file=sys.stderr)
+            status = 1
+    return status
