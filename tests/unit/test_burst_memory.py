@@ -72,3 +72,53 @@ def test_freed_memory_is_returned_where_the_allocator_can() -> None:
         freed = memory.trim()
         assert freed is not None
         assert freed >= 0
+
+
+class Stopped:
+    def __init__(self) -> None:
+        self.flag = False
+
+    def __bool__(self) -> bool:
+        return self.flag
+
+
+def daemon(name: str, stopped: Stopped) -> asyncio.Task[None]:
+    fn = getattr(handlers.rollout_daemon, "__wrapped__", handlers.rollout_daemon)
+    body = {"metadata": {"namespace": "ns", "name": name}, "spec": {}}
+    return asyncio.create_task(
+        fn(body=body, name=name, namespace="ns", stopped=stopped, logger=handlers.log)
+    )
+
+
+async def test_a_daemon_stopped_while_queued_for_a_slot_does_not_reconcile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """kopf pauses (peering) or stops (deletion) a daemon by setting `stopped`: one that was
+    only waiting for a slot must not start a reconcile (writes) after that."""
+    monkeypatch.setattr(state_mod, "RECONCILES_AT_ONCE", 1, raising=False)
+    monkeypatch.setattr(handlers, "STATE", State())
+    release = asyncio.Event()
+    ran: list[str] = []
+
+    async def reconcile(state: State, body: Any, logger: Any) -> float | None:
+        name = body["metadata"]["name"]
+        if stops[name]:
+            ran.append(name)  # a reconcile begun after kopf said stop
+        if name == "a":
+            await release.wait()
+        return 3600.0
+
+    monkeypatch.setattr(handlers, "reconcile", reconcile)
+    sa, sb = Stopped(), Stopped()
+    stops = {"a": sa, "b": sb}
+    a = daemon("a", sa)
+    await asyncio.sleep(0.01)
+    b = daemon("b", sb)  # queued behind a
+    await asyncio.sleep(0.01)
+    sa.flag = sb.flag = True  # the operator is paused: both daemons are asked to stop
+    release.set()
+    await asyncio.sleep(0.01)
+    for t in (a, b):
+        t.cancel()
+    await asyncio.gather(a, b, return_exceptions=True)
+    assert ran == []  # b used to reconcile (and write) after it was told to stop

@@ -199,6 +199,8 @@ async def rollout_daemon(
                 # reconciles' bodies, models and requests while they queued for the client's
                 # rate limit (RSS high water, issue 22); a poke meanwhile is this reconcile's.
                 async with STATE.reconcile_slots():
+                    if stopped:  # paused (peering) or deleted while queued: no new writes
+                        break
                     poke.clear()
                     delay = await reconcile(STATE, body, logger)
                 failures = 0
