@@ -13,6 +13,14 @@ from ftrollout.shell import state as state_mod
 from ftrollout.shell.state import State
 
 
+class Stopped:
+    def __init__(self) -> None:
+        self.flag = False
+
+    def __bool__(self) -> bool:
+        return self.flag
+
+
 async def test_reconciles_of_many_rollouts_run_a_bounded_number_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -33,12 +41,6 @@ async def test_reconciles_of_many_rollouts_run_a_bounded_number_at_once(
         return 3600.0
 
     monkeypatch.setattr(handlers, "reconcile", reconcile)
-
-    class Stopped:
-        flag = False
-
-        def __bool__(self) -> bool:
-            return self.flag
 
     stopped = Stopped()
     fn = getattr(handlers.rollout_daemon, "__wrapped__", handlers.rollout_daemon)
@@ -72,14 +74,6 @@ def test_freed_memory_is_returned_where_the_allocator_can() -> None:
         freed = memory.trim()
         assert freed is not None
         assert freed >= 0
-
-
-class Stopped:
-    def __init__(self) -> None:
-        self.flag = False
-
-    def __bool__(self) -> bool:
-        return self.flag
 
 
 def daemon(name: str, stopped: Stopped) -> asyncio.Task[None]:

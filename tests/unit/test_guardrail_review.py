@@ -6,24 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from prom_stub import PromStub, probe_answer, vector
+from test_guardrail_isolation import pod
 
 from ftrollout.shell import handlers
 from ftrollout.shell.scheduler import Prometheus, Scheduler
 from ftrollout.shell.state import GilReading, State
-
-
-def pod(namespace: str, name: str) -> dict[str, Any]:
-    rs = name.rsplit("-", 1)[0]
-    return {
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {"pod-template-hash": rs.rsplit("-", 1)[1]},
-            "ownerReferences": [{"kind": "ReplicaSet", "name": rs}],
-        },
-        "status": {},
-    }
-
 
 # ---------------------------------------------------------------- 1. mass fallback vs the cap
 
