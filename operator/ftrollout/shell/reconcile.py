@@ -24,7 +24,7 @@ from ftrollout.plan.observe import (
 )
 from ftrollout.plan.prometheus import address_error, normalise
 from ftrollout.plan.types import Claim, Ownership, parse_time
-from ftrollout.shell import status_writes
+from ftrollout.shell import memo, status_writes
 from ftrollout.shell.baseline import ensure_baseline
 from ftrollout.shell.gate_job import run_preflight
 from ftrollout.shell.kube import short_error
@@ -89,6 +89,7 @@ PENDING_BASES = 8
 async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
     started = time.perf_counter()
     state.reconciles += 1
+    writes_before = state.kube.writes
     meta = body.get("metadata") or {}
     namespace, name = meta["namespace"], meta["name"]
     key = (namespace, name)
@@ -208,6 +209,25 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         if baseline is None
         else Workload(baseline.replicas, baseline.ready, baseline.replicas_manager),
     )
+    # Routes are read from the API on every look and change without a poke before the
+    # Gateway API CRDs are watched: a routed rollout always plans.
+    memorable = spec is not None and spec.traffic_routing is None and not routes.observed
+    memorable = memorable and key not in state.baseline_errors  # retried at every reconcile
+    version = str(meta.get("resourceVersion") or "")
+    workloads_read = (target, twin, baseline)
+    skip = memo.answer(
+        state.memos.get(key),
+        version,
+        body.get("spec"),
+        status_raw,
+        obs,
+        workloads_read,
+        now.timestamp(),
+    )
+    if memorable and skip is not None:
+        state.skipped += 1
+        return skip.delay
+    state.memos.pop(key, None)
     result = plan(spec, status, obs)
     if result.adopt_twin and twin is not None:
         twin = await _adopt(state, body, twin)
@@ -262,6 +282,23 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         await run_preflight(state, body, spec, target, result.status.preflight)
     for hook in state.on_result:
         hook(key, result, time.perf_counter() - started)
+    if (
+        memorable
+        and state.kube.writes == writes_before  # ours and any other reconcile's meanwhile
+        and not result.events
+        and not result.run_preflight
+        and key not in state.deferred_status  # its write waits for a time, not an event
+        and api.dump(result.status) == status_raw
+    ):
+        state.memos[key] = memo.remember(
+            version,
+            body.get("spec"),
+            status_raw,
+            obs,
+            workloads_read,
+            result.requeue_after,
+            now.timestamp(),
+        )
     return result.requeue_after
 
 

@@ -15,6 +15,7 @@ from ftrollout.plan import AnalysisRound
 from ftrollout.plan.observe import Key
 from ftrollout.shell import status_writes
 from ftrollout.shell.cache import Cache
+from ftrollout.shell.memo import Memo
 from ftrollout.shell.prometheus_config import PrometheusConfig
 
 # Reconciles running at once (a semaphore): at 200 client QPS more would only queue, holding
@@ -78,6 +79,10 @@ class State:
     # The last refused write of each rollout's baseline, so its Warning is said once per error.
     baseline_errors: dict[Key, str] = field(default_factory=dict)
     reconciles: int = 0
+    # The last plan that wrote nothing, per rollout: a reconcile of the same world skips the
+    # plan (shell.memo); `skipped` counts those.
+    memos: dict[Key, Memo] = field(default_factory=dict)
+    skipped: int = 0
     _slots: asyncio.Semaphore | None = field(default=None, init=False, repr=False)
     _slots_loop: asyncio.AbstractEventLoop | None = field(default=None, init=False, repr=False)
     on_result: list[Any] = field(default_factory=list)  # hooks (metrics) called per result

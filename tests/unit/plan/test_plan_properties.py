@@ -365,6 +365,24 @@ class RolloutMachine(RuleBasedStateMachine):
                 res.target_replicas,
                 res.twin_replicas,
             )
+            self.check_quiet_until_due(sim, obs, st_, again)
+
+    def check_quiet_until_due(
+        self, sim: Sim, obs: Observation, status: api.RolloutStatus, again: Result
+    ) -> None:
+        """A converged plan says when time alone would change it (`requeue_after`): before
+        then, or ever if it asks for nothing, the same world later plans the same. The shell
+        skips the plan on an unchanged world on this promise (shell.reconcile's memo)."""
+        if again.requeue_after is not None and again.requeue_after < 2.0:
+            return  # `max(1.0, left)`: within the last second the deadline may have passed
+        wait = 86_400.0 if again.requeue_after is None else again.requeue_after / 2
+        later = plan(sim.last_spec, status, replace(obs, now=obs.now + timedelta(seconds=wait)))
+        assert later.events == (), f"{wait:.0f}s later, unannounced events {later.events}"
+        assert later.status == status, f"{wait:.0f}s later: " + _diff(status, later.status)
+        assert (later.target_replicas, later.twin_replicas) == (
+            again.target_replicas,
+            again.twin_replicas,
+        )
 
     @invariant()
     def conditions_follow_conventions(self) -> None:

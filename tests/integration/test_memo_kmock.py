@@ -1,0 +1,156 @@
+"""A reconcile of an unchanged world skips the plan (shell/memo.py, issue 22), and never when
+something it acts on changed, the clock made it due, or the last plan still has writes to try.
+Against KMock: the shell's real requests are counted."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from test_handlers_kmock import (
+    DEPLOYMENTS,
+    NS,
+    Emulator,
+    Shell,
+    at_first_step,
+    event_reasons,
+    round_of,
+    status_writes_of,
+    twin_pod,
+    writes,
+)
+
+from ftrollout.shell import reconcile
+from ftrollout.shell.state import GilReading
+
+pytestmark = [pytest.mark.timeout(30), pytest.mark.kmock(cls=Emulator)]
+
+
+class Clock(datetime):
+    """The shell's clock, moved by the test."""
+
+    current = datetime(2030, 1, 1, tzinfo=UTC)
+
+    @classmethod
+    def now(cls, tz: Any = None) -> Clock:
+        return cls.current  # type: ignore[return-value]
+
+
+@pytest.fixture
+def plans(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many times the shell called the planner."""
+    calls = [0]
+    real = reconcile.plan
+
+    def counting(*args: Any) -> Any:
+        calls[0] += 1
+        return real(*args)
+
+    monkeypatch.setattr(reconcile, "plan", counting)
+    monkeypatch.setattr(reconcile, "datetime", Clock)
+    Clock.current = datetime(2030, 1, 1, tzinfo=UTC)
+    return calls
+
+
+async def paused(kmock: Any, pause: str = "1h") -> tuple[Shell, str]:
+    """At step 1, reached and converged, one Ready twin pod with the GIL off."""
+    shell = await at_first_step(kmock, pause)
+    twin = kmock.objects[DEPLOYMENTS, NS, "web-ft"].raw
+    revision = twin["spec"]["template"]["metadata"]["annotations"]["freethreaded.dev/revision"]
+    shell.state.cache.put_pod(twin_pod("web-ft-5d9f7-aaaaa", revision))
+    shell.state.gil[NS, "web-ft-5d9f7-aaaaa"] = GilReading(enabled=False)
+    # A successful round after the step started (at the clock's start): the pause alone holds.
+    shell.state.analysis[NS, "web"] = round_of("2030-01-01T00:00:01Z", 0.001)
+    await shell.reconcile()  # the reading and the round are news: written
+    await shell.reconcile()  # converged: nothing to write, remembered
+    shell.new_requests()
+    return shell, revision
+
+
+async def test_an_unchanged_world_is_answered_without_a_plan_or_a_request(
+    kmock: Any, plans: list[int]
+) -> None:
+    shell, _ = await paused(kmock)
+    before, skipped = plans[0], shell.state.skipped
+    Clock.current += timedelta(minutes=10)
+    delays = [await shell.reconcile() for _ in range(3)]
+    assert plans[0] == before, "planned again with nothing changed"
+    assert shell.state.skipped == skipped + 3
+    assert shell.new_requests() == []
+    # The timed pause's end is still asked for: 1 h from the step's start, 10 min gone.
+    assert delays[0] is not None
+    assert 49 * 60 < delays[0] <= 50 * 60
+
+
+async def test_a_gil_fallback_reading_is_acted_on_at_once(kmock: Any, plans: list[int]) -> None:
+    shell, _ = await paused(kmock)
+    shell.state.gil[NS, "web-ft-5d9f7-aaaaa"] = GilReading(enabled=True, modules=("numpy",))
+    await shell.reconcile()
+    assert shell.body()["status"]["phase"] == "RolledBack"
+    assert "RolledBack" in event_reasons(shell.new_requests())
+
+
+async def test_a_crashed_twin_pod_is_acted_on_at_once(kmock: Any, plans: list[int]) -> None:
+    shell, revision = await paused(kmock)
+    pod = twin_pod("web-ft-5d9f7-aaaaa", revision)
+    pod["status"]["containerStatuses"] = [
+        {
+            "name": "app",
+            "restartCount": 1,
+            "lastState": {"terminated": {"exitCode": 139, "finishedAt": "2030-01-01T00:00:05Z"}},
+        }
+    ]
+    shell.state.cache.put_pod(pod)
+    before = plans[0]
+    await shell.reconcile()
+    assert plans[0] == before + 1
+    assert "RaceIncident" in event_reasons(shell.new_requests())
+
+
+async def test_a_twin_moved_to_another_revision_by_someone_is_looked_at(
+    kmock: Any, plans: list[int]
+) -> None:
+    """The twin's template is the shell's to keep (ensure_twin), not the planner's: a change of
+    it alone, replica counts equal, still runs the reconcile in full."""
+    shell, _ = await paused(kmock)
+    twin = dict(kmock.objects[DEPLOYMENTS, NS, "web-ft"].raw)
+    twin["metadata"] = {
+        **twin["metadata"],
+        "annotations": {
+            **twin["metadata"]["annotations"],
+            "freethreaded.dev/revision": "0ld0ld0ld0",
+        },
+        "resourceVersion": "9999",
+    }
+    twin["status"] = {"replicas": 1, "readyReplicas": 1}
+    shell.state.cache.put_deployment(twin)
+    before = plans[0]
+    await shell.reconcile()
+    assert plans[0] == before + 1
+
+
+async def test_the_end_of_a_timed_pause_is_planned(kmock: Any, plans: list[int]) -> None:
+    shell, _ = await paused(kmock, "1m")
+    Clock.current += timedelta(seconds=30)
+    before = plans[0]
+    await shell.reconcile()
+    assert writes(shell.new_requests()) == []
+    assert plans[0] == before  # not due yet
+    Clock.current += timedelta(seconds=31)
+    await shell.reconcile()
+    (advanced,) = status_writes_of(shell.new_requests())
+    assert advanced["stepIndex"] == 1
+
+
+async def test_a_plan_that_wrote_something_is_not_remembered(kmock: Any, plans: list[int]) -> None:
+    """The promote is applied and cleared; the next look (the annotation's removal still on
+    its way back through the watch) plans again rather than trusting a world it changed."""
+    shell, _ = await paused(kmock)
+    body = shell.body()
+    body["metadata"]["annotations"] = {"freethreaded.dev/action": "promote"}
+    await shell.reconcile(body)
+    assert status_writes_of(shell.new_requests())
+    before = plans[0]
+    await shell.reconcile(body)
+    assert plans[0] == before + 1

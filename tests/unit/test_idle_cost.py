@@ -1,0 +1,52 @@
+"""What an idle operator does between events (issue 22): nothing that grows with the number
+of rollouts, unless something changed. Each test failed before its change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prom_stub import PromStub, probe_answer
+from test_guardrail_isolation import pod
+
+from ftrollout.shell import scheduler as scheduler_mod
+from ftrollout.shell.scheduler import Prometheus, Scheduler
+from ftrollout.shell.state import GilReading, State
+
+
+async def test_a_relisting_that_finds_the_same_reporting_pods_reads_nothing(
+    monkeypatch: Any,
+) -> None:
+    """The reporting pods are listed again every DENSE_SECONDS as a safety net. At 1000
+    paused rollouts, reading every pod's GIL state again after each listing that found the
+    same pods was the largest share of the idle operator's Python time (py-spy)."""
+    monkeypatch.setattr(scheduler_mod, "DENSE_SECONDS", 0.0)  # every round lists again
+    state = State()
+    names = [("team-a", f"web-ft-5d9f7-{i:05d}") for i in range(20)]
+    for ns, name in names:
+        state.cache.put_pod(pod(ns, name))
+    gil = [({"namespace": ns, "pod": name}, 0) for ns, name in names]
+    stub = PromStub(lambda q: probe_answer(q, gil=gil))
+    reads = 0
+    try:
+        sched = Scheduler(state, prom=Prometheus(workers=2), default_url=stub.url)
+        original = sched._read
+
+        def counting() -> set[tuple[str, str]]:
+            nonlocal reads
+            reads += 1
+            return original()
+
+        monkeypatch.setattr(sched, "_read", counting)
+        await sched.guard_round()
+        assert reads == 1
+        assert state.gil[names[0]] == GilReading(enabled=False)
+        for _ in range(3):
+            await sched.guard_round()
+        assert reads == 1, f"{reads - 1} re-reads of unchanged readings"
+        # A pod falling back to the GIL is still news.
+        gil[-1] = (gil[-1][0], 1)
+        await sched.guard_round()
+        assert reads == 2
+        assert state.gil[names[-1]] == GilReading(enabled=True)
+    finally:
+        stub.close()
