@@ -1398,14 +1398,13 @@ async def _first_look_of_daemon(shell: Shell, monkeypatch: pytest.MonkeyPatch) -
     real_wait_for = asyncio.wait_for
     timeouts: list[float] = []
 
-    async def recording(aw: Any, timeout: float | None) -> Any:  # noqa: ASYNC109
-        if getattr(aw, "__qualname__", "") == "Event.wait":  # the daemon's wait for a poke
-            assert timeout is not None
-            timeouts.append(timeout)
-            timeout = 0.01
-        return await real_wait_for(aw, timeout)
+    real_wait = handlers.wait_for_poke
 
-    monkeypatch.setattr(handlers.asyncio, "wait_for", recording)
+    async def recording(poke: asyncio.Event, seconds: float) -> None:
+        timeouts.append(seconds)
+        await real_wait(poke, 0.01)
+
+    monkeypatch.setattr(handlers, "wait_for_poke", recording)
 
     class Stopped:
         flag = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 # One or more <number><unit> groups, like Go's time.ParseDuration (without µs/ns: nobody
@@ -12,6 +13,7 @@ _FULL = re.compile(DURATION_PATTERN)
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
+@functools.lru_cache(maxsize=1024)  # a few distinct texts, parsed several times per reconcile
 def parse_duration(text: str) -> float:
     """Seconds in a Go-style duration; ValueError with the offending text otherwise."""
     if not isinstance(text, str) or not _FULL.match(text):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -168,6 +169,7 @@ class Result:
     baseline_replicas: int | None = None
 
 
+@functools.lru_cache(maxsize=64)  # one plan formats its clock several times
 def rfc3339(t: datetime) -> str:
     """RFC 3339 in UTC, with microseconds when there are any: a round that started 0.3 s
     before its step was reached must compare as earlier, not as the same second. Compare

@@ -8,7 +8,6 @@ within one event round-trip instead of a polling interval. The reconcile itself 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import os
@@ -25,7 +24,7 @@ from ftrollout.shell import metrics
 from ftrollout.shell.kube import short_error
 from ftrollout.shell.reconcile import Logger, reconcile
 from ftrollout.shell.routing import restore_routes
-from ftrollout.shell.state import State
+from ftrollout.shell.state import State, wait_set
 
 log = logging.getLogger("ftrollout")
 
@@ -72,6 +71,7 @@ async def rollout_event(
         STATE.forget_deferred((namespace, name))
         STATE.written_at.pop((namespace, name), None)
         STATE.memos.pop((namespace, name), None)
+        STATE.specs.pop((namespace, name), None)
         STATE.last_trigger.pop((namespace, name), None)
         STATE.analysis.pop((namespace, name), None)
         STATE.baseline_errors.pop((namespace, name), None)
@@ -219,14 +219,17 @@ async def rollout_daemon(
                     delay,
                     short_error(exc),
                 )
-            timeout = next_look(body, delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(poke.wait(), timeout=timeout)
+            await wait_for_poke(poke, next_look(body, delay))
     finally:
         # A daemon started again for the same rollout (kopf restarts it) has its own event by
         # now: removing that one would leave the new daemon deaf to every watch event.
         if STATE.pokes.get(key) is poke:
             del STATE.pokes[key]
+
+
+async def wait_for_poke(poke: asyncio.Event, seconds: float) -> None:
+    """Until the rollout is poked or `seconds` pass (its next look)."""
+    await wait_set(poke, seconds)
 
 
 def next_look(body: Any, delay: float | None) -> float:

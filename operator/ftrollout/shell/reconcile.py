@@ -19,16 +19,16 @@ from ftrollout.plan.observe import (
     DeploymentSummary,
     Key,
     annotation_written_at,
-    revision_of,
     summarize_deployment,
 )
-from ftrollout.plan.prometheus import address_error, normalise
+from ftrollout.plan.prometheus import normalise
 from ftrollout.plan.types import Claim, Ownership, parse_time
 from ftrollout.shell import memo, status_writes
 from ftrollout.shell.baseline import ensure_baseline
 from ftrollout.shell.gate_job import run_preflight
 from ftrollout.shell.kube import short_error
 from ftrollout.shell.routing import Routes, observe_routes, write_routes
+from ftrollout.shell.spec_cache import parsed_spec
 from ftrollout.shell.state import GilReading, State
 from ftrollout.shell.twin import TwinChanged, TwinReplaced, ensure_twin, twin_selector
 
@@ -118,16 +118,8 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         action = None
     now = datetime.now(UTC)
 
-    spec: api.RolloutSpec | None
-    try:
-        api.check_name(name)
-        spec = api.parse_spec(body.get("spec"))
-        spec_error = address_error(spec, state.prometheus.allowed, namespace)
-        if spec_error is not None:
-            # Never queried, not even once: the address itself is what is not allowed.
-            spec = None
-    except api.SpecError as exc:
-        spec, spec_error = None, exc
+    parsed = parsed_spec(state, key, body.get("spec"))
+    spec, spec_error = parsed.spec, parsed.error
 
     target: DeploymentSummary | None = None
     twin: DeploymentSummary | None = None
@@ -138,7 +130,7 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         target = await _deployment(state, namespace, spec.target_ref.name)
         twin = await _deployment(state, namespace, twin_name)
         if target is not None:
-            revision = revision_of(target.template_hash, spec.free_threaded)
+            revision = parsed.revision(target.template_hash)
         if target is not None and target.deleting:
             target = None
 

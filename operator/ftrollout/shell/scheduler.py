@@ -60,7 +60,7 @@ from ftrollout.plan.prometheus import (
 from ftrollout.shell.gillog import LOG_INTERVAL, LogScanner
 from ftrollout.shell.prometheus_config import PrometheusConfig, session, short_reason
 from ftrollout.shell.prometheus_http import AnswerTooLarge, Deadline, get_body
-from ftrollout.shell.state import GilReading, State
+from ftrollout.shell.state import GilReading, State, wait_set
 
 log = logging.getLogger("ftrollout.shell.scheduler")
 T = TypeVar("T")
@@ -422,8 +422,10 @@ class Scheduler:
             # operator wakes once per guardrail round, not twice a second; never more often
             # than that (1000 analysed rollouts have 1000 due times per interval).
             self.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), max(0.5, soonest - time.monotonic()))
+            await self._sleep(max(0.5, soonest - time.monotonic()))
+
+    async def _sleep(self, seconds: float) -> None:
+        await wait_set(self.wake, seconds)
 
     async def _guard(self) -> None:
         try:
@@ -530,7 +532,13 @@ class Scheduler:
                 return judge(metric, ft, std, now, against=side)
             return judge(metric, await value(metric, TRACK_FREE_THREADED), None, now)
 
-        results = await asyncio.gather(*(one(m) for m in t.analysis.metrics))
+        metrics = t.analysis.metrics
+        # One metric (the usual case) needs no task of its own.
+        results = (
+            [await one(metrics[0])]
+            if len(metrics) == 1
+            else await asyncio.gather(*(one(m) for m in metrics))
+        )
         for hook in self.on_result:
             for r in results:
                 hook(r.phase)

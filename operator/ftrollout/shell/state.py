@@ -7,6 +7,7 @@ without importing each other.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ from ftrollout.shell import status_writes
 from ftrollout.shell.cache import Cache
 from ftrollout.shell.memo import Memo
 from ftrollout.shell.prometheus_config import PrometheusConfig
+from ftrollout.shell.spec_cache import ParsedSpec
 
 # Reconciles running at once (a semaphore): at 200 client QPS more would only queue, holding
 # their memory, for the rate limiter.
@@ -82,6 +84,7 @@ class State:
     # The last plan that wrote nothing, per rollout: a reconcile of the same world skips the
     # plan (shell.memo); `skipped` counts those.
     memos: dict[Key, Memo] = field(default_factory=dict)
+    specs: dict[Key, ParsedSpec] = field(default_factory=dict)  # the last parse of each spec
     skipped: int = 0
     _slots: asyncio.Semaphore | None = field(default=None, init=False, repr=False)
     _slots_loop: asyncio.AbstractEventLoop | None = field(default=None, init=False, repr=False)
@@ -115,3 +118,12 @@ class State:
     def forget_deferred(self, key: Key) -> None:
         self.deferred_status.pop(key, None)
         self.deferred_base.pop(key, None)
+
+
+async def wait_set(event: asyncio.Event, seconds: float) -> None:
+    """Until `event` is set or `seconds` pass. asyncio.timeout, not wait_for: no task of its own
+    per wait (a rollout's daemon waits after every reconcile, 33 times a second at 1000
+    analysed rollouts)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
