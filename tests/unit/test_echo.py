@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ftrollout.shell.handlers import _own_status_echo
+from ftrollout.shell.handlers import _needs_look, _own_status_echo
 from ftrollout.shell.state import State
 
 KEY = ("ns", "web")
@@ -37,3 +37,22 @@ def test_a_spec_change_or_an_action_is_not_an_echo() -> None:
 
 def test_a_status_we_did_not_write_is_not_an_echo() -> None:
     assert not _own_status_echo(primed(), KEY, body(status={"phase": "Paused"}))
+
+
+def test_the_echo_wakes_only_a_rollout_that_is_not_analysed() -> None:
+    """An analysed rollout's next round reconciles it anyway; any other is looked at once more,
+    so that its unchanged world is remembered before its hourly look (shell.memo)."""
+    from ftrollout.model import api
+    from ftrollout.shell.scheduler import AnalysisTarget, Prometheus, Scheduler
+
+    state = primed()
+    state.scheduler = Scheduler(state, prom=Prometheus(workers=1))
+    assert _needs_look(state, KEY, body())
+    analysis = api.Analysis.model_validate(
+        {"metrics": [{"name": "e", "query": "e", "threshold": {"max": 1}}]}
+    )
+    state = primed()
+    state.scheduler = Scheduler(state, prom=Prometheus(workers=1))
+    state.scheduler.register(AnalysisTarget(*KEY, "web", "web-ft", analysis, "http://p"))
+    assert not _needs_look(state, KEY, body())
+    assert _needs_look(state, KEY, body(generation=2))

@@ -87,7 +87,7 @@ async def rollout_event(
         namespace, name, target if isinstance(target, str) else None, str(created or "")
     )
     STATE.cache.set_rollout_routes(namespace, name, _route_names(event.get("object") or {}))
-    if not _own_status_echo(STATE, (namespace, name), event.get("object") or {}):
+    if _needs_look(STATE, (namespace, name), event.get("object") or {}):
         STATE.poke(namespace, name)
 
 
@@ -110,6 +110,16 @@ def _route_names(body: Any) -> list[str]:
     recorded = ((body.get("status") or {}).get("trafficRouting") or {}).get("routes") or []
     refs = [*(raw.get("httpRoutes") or []), *recorded]
     return [r["name"] for r in refs if isinstance(r, dict) and isinstance(r.get("name"), str)]
+
+
+def _needs_look(state: State, key: Key, body: Any) -> bool:
+    """Whether a rollout event wakes its daemon. The echo of our own status write does not
+    wake an analysed rollout: its next round reconciles anyway, and echo reconciles were half
+    of all reconciles. Any other rollout is looked at once more: that reconcile finds nothing
+    to do and is remembered (shell.memo), so its hourly looks skip the plan from the first."""
+    if not _own_status_echo(state, key, body):
+        return True
+    return state.scheduler is None or key not in state.scheduler.targets
 
 
 def _own_status_echo(state: State, key: Key, body: Any) -> bool:
