@@ -4,6 +4,8 @@ Against KMock: the shell's real requests are counted."""
 
 from __future__ import annotations
 
+import gc
+import weakref
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -178,3 +180,32 @@ async def test_the_spec_is_validated_once_per_change(
     await shell.reconcile(edited)
     assert len(parsed) == 1
     assert shell.body()["status"]["message"].startswith("paused by spec.paused")
+
+
+class Tracked(dict):  # type: ignore[type-arg]
+    """A dict a weak reference can follow: whether anything still holds it."""
+
+
+async def test_a_relisted_rollout_does_not_keep_the_bodies_it_replaced(
+    kmock: Any, plans: list[int]
+) -> None:
+    """kopf lists every object again after a 410 (an idle watch, every few minutes): the same
+    resourceVersion in new dicts, the old ones dropped by kopf. The memo answered that look and
+    held on to the spec and status of the body it was planned from: a second copy of every
+    idle rollout's spec and status, for as long as nothing changed (issue 22: memory)."""
+    shell, _ = await paused(kmock)
+    first = shell.body()
+    first["spec"] = Tracked(first["spec"])
+    first["status"]["replicas"] = Tracked(first["status"]["replicas"])
+    spec, replicas = weakref.ref(first["spec"]), weakref.ref(first["status"]["replicas"])
+    shell.state.memos.clear()
+    await shell.reconcile(first)  # planned from `first`, nothing to write: remembered
+    assert (NS, "web") in shell.state.memos
+    before = plans[0]
+    relisted = shell.body()  # same resourceVersion, new dicts
+    await shell.reconcile(relisted)
+    assert plans[0] == before  # answered from the memo
+    del first
+    gc.collect()
+    assert spec() is None, "the replaced body's spec is still held"
+    assert replicas() is None, "the replaced body's status is still held"

@@ -3,8 +3,12 @@ of rollouts, unless something changed. Each test failed before its change."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
+import pytest
 from prom_stub import PromStub, probe_answer
 from test_guardrail_isolation import pod
 
@@ -50,3 +54,57 @@ async def test_a_relisting_that_finds_the_same_reporting_pods_reads_nothing(
         assert state.gil[names[-1]] == GilReading(enabled=True)
     finally:
         stub.close()
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "nan", "inf"])
+def test_a_bad_idle_resync_setting_neither_stops_the_operator_nor_spins_it(value: str) -> None:
+    """FTR_IDLE_RESYNC_SECONDS is read when the handlers are imported: a typo stopped the
+    operator from starting (a crash loop), and 0 or a negative value made every idle rollout's
+    daemon look again at once, for ever (and every look a skip: a busy loop)."""
+    env = {**os.environ, "FTR_IDLE_RESYNC_SECONDS": value}
+    out = subprocess.run(
+        [sys.executable, "-c", "from ftrollout.shell import handlers as h; "
+         "print(h.IDLE_RESYNC_SECONDS)"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert float(out.stdout.split()[-1]) == 3600.0
+    assert "FTR_IDLE_RESYNC_SECONDS" in out.stderr  # said, not silently ignored
+
+
+def test_a_valid_idle_resync_setting_is_used() -> None:
+    env = {**os.environ, "FTR_IDLE_RESYNC_SECONDS": "300"}
+    out = subprocess.run(
+        [sys.executable, "-c", "from ftrollout.shell import handlers as h; "
+         "print(h.IDLE_RESYNC_SECONDS)"],
+        env=env, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert float(out.stdout.split()[-1]) == 300.0
+
+
+def test_a_relisted_spec_replaces_the_one_its_parse_was_kept_for() -> None:
+    """kopf's re-list brings every rollout again in new dicts: the parse is kept (the spec is
+    the same), the dict it was made from is not."""
+    import copy
+    import gc
+    import weakref
+
+    from ftrollout.shell.spec_cache import parsed_spec
+
+    class Tracked(dict):  # type: ignore[type-arg]
+        pass
+
+    raw = Tracked(
+        targetRef={"name": "web"},
+        freeThreaded={"image": "example/app:3.14t"},
+        steps=[{"weight": 50}, {"weight": 100}],
+    )
+    state = State()
+    first = parsed_spec(state, ("ns", "web"), raw)
+    assert first.error is None
+    gone = weakref.ref(raw)
+    again = parsed_spec(state, ("ns", "web"), copy.deepcopy(dict(raw)))
+    assert again is first  # not parsed again
+    del raw
+    gc.collect()
+    assert gone() is None, "the replaced spec dict is still held"

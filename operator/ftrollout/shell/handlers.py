@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import os
 from typing import Any
 
@@ -41,9 +42,32 @@ log = logging.getLogger("ftrollout")
 # depends on them: a promoted rollout's Prometheus stays on the guardrail loop's list until the
 # rollout is deleted or leaves Promoted (Scheduler.watch), not for a time.
 RESYNC_SECONDS = 60.0
-# FTR_IDLE_RESYNC_SECONDS: for benchmarks that measure what the looks cost (a shorter period
-# puts every rollout's look in a five-minute window); not a tuning knob.
-IDLE_RESYNC_SECONDS = float(os.environ.get("FTR_IDLE_RESYNC_SECONDS") or 3600.0)
+DEFAULT_IDLE_RESYNC_SECONDS = 3600.0
+
+
+def _idle_resync(raw: str | None) -> float:
+    """FTR_IDLE_RESYNC_SECONDS: for benchmarks that measure what the looks cost (a shorter
+    period puts every rollout's look in a five-minute window); not a tuning knob. Read at
+    import: a value that is not a number of seconds >= 1 is said and ignored, since a typo
+    must not stop the operator from starting and 0 would make every idle daemon look again
+    at once, for ever."""
+    if not raw:
+        return DEFAULT_IDLE_RESYNC_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not (1.0 <= seconds < math.inf):
+        log.warning(
+            "FTR_IDLE_RESYNC_SECONDS=%r is not a number of seconds >= 1: using %.0f",
+            raw,
+            DEFAULT_IDLE_RESYNC_SECONDS,
+        )
+        return DEFAULT_IDLE_RESYNC_SECONDS
+    return seconds
+
+
+IDLE_RESYNC_SECONDS = _idle_resync(os.environ.get("FTR_IDLE_RESYNC_SECONDS"))
 ERROR_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 STATE = State()

@@ -207,8 +207,9 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
     memorable = memorable and key not in state.baseline_errors  # retried at every reconcile
     version = str(meta.get("resourceVersion") or "")
     workloads_read = (target, twin, baseline)
+    remembered = state.memos.get(key)
     skip = memo.answer(
-        state.memos.get(key),
+        remembered,
         version,
         body.get("spec"),
         status_raw,
@@ -216,8 +217,14 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         workloads_read,
         now.timestamp(),
     )
-    if memorable and skip is not None:
+    if memorable and skip is not None and remembered is not None:
         state.skipped += 1
+        # The same world in new objects (kopf lists every rollout again after a 410, the cache
+        # summarises a re-listed Deployment anew): the memo holds these, so the ones they
+        # replaced are freed, not kept beside them.
+        state.memos[key] = replace(
+            remembered, spec=body.get("spec"), status=status_raw, workloads=workloads_read
+        )
         return skip.delay
     state.memos.pop(key, None)
     result = plan(spec, status, obs)

@@ -33,7 +33,10 @@ class ParsedSpec:
 
 def parsed_spec(state: State, key: Key, raw: Any) -> ParsedSpec:
     kept = state.specs.get(key)
-    if kept is not None and (kept.raw is raw or kept.raw == raw):
+    if kept is not None and kept.raw is raw:
+        return kept
+    if kept is not None and kept.raw == raw:
+        kept.raw = raw  # the same spec in a new dict (a re-list): the old one is freed
         return kept
     spec: api.RolloutSpec | None
     error: api.SpecError | None

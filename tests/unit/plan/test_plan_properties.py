@@ -161,6 +161,20 @@ def _reason(status: api.RolloutStatus) -> str | None:
     return next((c.reason for c in status.conditions if c.type == "Progressing"), None)
 
 
+def _actions(res: Result) -> tuple[object, ...]:
+    """What the shell does with a plan besides writing its status and Events."""
+    return (
+        res.target_replicas,
+        res.twin_replicas,
+        res.baseline_replicas,
+        res.clear_action,
+        res.set_paused,
+        res.run_preflight,
+        res.adopt_twin,
+        res.route_writes,
+    )
+
+
 def _diff(a: api.RolloutStatus, b: api.RolloutStatus) -> str:
     wa, wb = api.dump(a), api.dump(b)
     keys = sorted(k for k in set(wa) | set(wb) if wa.get(k) != wb.get(k))
@@ -375,14 +389,16 @@ class RolloutMachine(RuleBasedStateMachine):
         skips the plan on an unchanged world on this promise (shell.reconcile's memo)."""
         if again.requeue_after is not None and again.requeue_after < 2.0:
             return  # `max(1.0, left)`: within the last second the deadline may have passed
-        wait = 86_400.0 if again.requeue_after is None else again.requeue_after / 2
-        later = plan(sim.last_spec, status, replace(obs, now=obs.now + timedelta(seconds=wait)))
-        assert later.events == (), f"{wait:.0f}s later, unannounced events {later.events}"
-        assert later.status == status, f"{wait:.0f}s later: " + _diff(status, later.status)
-        assert (later.target_replicas, later.twin_replicas) == (
-            again.target_replicas,
-            again.twin_replicas,
-        )
+        # Halfway, and the last second before it is due: the memo answers until then.
+        due = again.requeue_after
+        for wait in (86_400.0,) if due is None else (due / 2, due - 1.0):
+            later = plan(sim.last_spec, status, replace(obs, now=obs.now + timedelta(seconds=wait)))
+            assert later.events == (), f"{wait:.0f}s later, unannounced events {later.events}"
+            assert later.status == status, f"{wait:.0f}s later: " + _diff(status, later.status)
+            # Every action a skipped plan would have taken, not only the tracks' sizes.
+            assert _actions(later) == _actions(again), f"{wait:.0f}s later"
+            if due is None:
+                assert later.requeue_after is None, f"{wait:.0f}s later: {later.requeue_after}"
 
     @invariant()
     def conditions_follow_conventions(self) -> None:
