@@ -8,7 +8,6 @@ within one event round-trip instead of a polling interval. The reconcile itself 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import math
 import os
@@ -25,7 +24,7 @@ from ftrollout.shell import metrics
 from ftrollout.shell.kube import short_error
 from ftrollout.shell.reconcile import Logger, reconcile
 from ftrollout.shell.routing import restore_routes
-from ftrollout.shell.state import State, wait_set
+from ftrollout.shell.state import State, spread, wait_set
 
 log = logging.getLogger("ftrollout")
 
@@ -271,8 +270,7 @@ def next_look(body: Any, delay: float | None) -> float:
     routed = bool((body.get("spec") or {}).get("trafficRouting"))
     resync = RESYNC_SECONDS if routed else IDLE_RESYNC_SECONDS
     meta = body.get("metadata") or {}
-    key = f"{meta.get('namespace')}/{meta.get('name')}".encode()
-    resync *= 1 - 0.25 * (int(hashlib.sha256(key).hexdigest()[:8], 16) / 0xFFFFFFFF)
+    resync *= 1 - 0.25 * spread((str(meta.get("namespace")), str(meta.get("name"))))
     return resync if delay is None else min(max(delay, 0.05), resync)
 
 

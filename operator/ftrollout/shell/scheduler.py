@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import json
 import logging
 import threading
@@ -60,7 +59,7 @@ from ftrollout.plan.prometheus import (
 from ftrollout.shell.gillog import LOG_INTERVAL, LogScanner
 from ftrollout.shell.prometheus_config import PrometheusConfig, session, short_reason
 from ftrollout.shell.prometheus_http import AnswerTooLarge, Deadline, get_body
-from ftrollout.shell.state import GilReading, State, wait_set
+from ftrollout.shell.state import GilReading, State, spread, wait_set
 
 log = logging.getLogger("ftrollout.shell.scheduler")
 T = TypeVar("T")
@@ -717,5 +716,4 @@ def _either(a: bool | None, b: bool | None) -> bool | None:
 
 def _spread(key: tuple[str, str], interval: float) -> float:
     """A stable offset within the interval, so rollouts' rounds do not all fall together."""
-    h = int(hashlib.sha256(f"{key[0]}/{key[1]}".encode()).hexdigest()[:8], 16)
-    return (h % 1000) / 1000 * min(interval, 30.0)
+    return spread(key) * min(interval, 30.0)

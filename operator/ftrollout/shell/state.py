@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,3 +128,10 @@ async def wait_set(event: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(seconds):
             await event.wait()
+
+
+def spread(key: Key) -> float:
+    """A stable fraction in [0, 1] for a rollout: the timers of rollouts created together
+    (their looks, their analysis rounds) are spread by it instead of all falling together."""
+    digest = hashlib.sha256(f"{key[0]}/{key[1]}".encode()).hexdigest()
+    return int(digest[:8], 16) / 0xFFFFFFFF
