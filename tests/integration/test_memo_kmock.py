@@ -165,8 +165,12 @@ async def test_the_spec_is_validated_once_per_change(
     again each time was a fifth of those reconciles. An edited spec is read afresh."""
     from ftrollout.model import api
     from ftrollout.shell import spec_cache
+    from ftrollout.shell.scheduler import Prometheus, Scheduler
 
     shell, _ = await paused(kmock)
+    shell.state.scheduler = Scheduler(shell.state, prom=Prometheus(workers=1))
+    shell.state.memos.clear()  # as if the operator had started with it (it does)
+    await shell.reconcile()  # registered for analysis: its parse is kept from now on
     parsed: list[Any] = []
     real = api.parse_spec
     monkeypatch.setattr(spec_cache.api, "parse_spec", lambda raw: parsed.append(raw) or real(raw))
@@ -209,3 +213,22 @@ async def test_a_relisted_rollout_does_not_keep_the_bodies_it_replaced(
     gc.collect()
     assert spec() is None, "the replaced body's spec is still held"
     assert replicas() is None, "the replaced body's status is still held"
+
+
+async def test_a_rollout_that_is_not_analysed_keeps_no_parsed_spec(kmock: Any) -> None:
+    """It reconciles when something happens or at its hourly look: keeping the models of every
+    idle rollout's spec would cost more memory than parsing again costs time."""
+    from ftrollout.shell.scheduler import Prometheus, Scheduler
+
+    shell, _ = await paused(kmock)
+    shell.state.scheduler = Scheduler(shell.state, prom=Prometheus(workers=1))
+    shell.state.memos.clear()  # as if the operator had started with it (it does)
+    await shell.reconcile()
+    assert (NS, "web") in shell.state.specs  # analysed
+    body = shell.body()
+    del body["spec"]["analysis"]
+    await shell.reconcile(body)
+    assert (NS, "web") not in shell.state.scheduler.targets
+    assert (NS, "web") not in shell.state.specs
+    await shell.reconcile(body)  # a look answered from the memo keeps none either
+    assert (NS, "web") not in shell.state.specs

@@ -28,7 +28,7 @@ from ftrollout.shell.baseline import ensure_baseline
 from ftrollout.shell.gate_job import run_preflight
 from ftrollout.shell.kube import short_error
 from ftrollout.shell.routing import Routes, observe_routes, write_routes
-from ftrollout.shell.spec_cache import parsed_spec
+from ftrollout.shell.spec_cache import parsed_spec, release_unless_analysed
 from ftrollout.shell.state import GilReading, State
 from ftrollout.shell.twin import TwinChanged, TwinReplaced, ensure_twin, twin_selector
 
@@ -225,6 +225,7 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         state.memos[key] = replace(
             remembered, spec=body.get("spec"), status=status_raw, workloads=workloads_read
         )
+        release_unless_analysed(state, key)
         return skip.delay
     state.memos.pop(key, None)
     result = plan(spec, status, obs)
@@ -267,6 +268,7 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
             result,
         )
     _register_analysis(state, key, spec, result)
+    release_unless_analysed(state, key)
     # Pod logs are read for GIL warnings until the bake ends; after it only the probe tells.
     if result.status.phase in (
         api.Phase.PROGRESSING,

@@ -1,4 +1,4 @@
-"""A rollout's spec parsed once per change, not once per reconcile."""
+"""An analysed rollout's spec parsed once per change, not once per reconcile."""
 
 from __future__ import annotations
 
@@ -51,3 +51,11 @@ def parsed_spec(state: State, key: Key, raw: Any) -> ParsedSpec:
         spec, error = None, exc
     kept = state.specs[key] = ParsedSpec(raw, spec, error)
     return kept
+
+
+def release_unless_analysed(state: State, key: Key) -> None:
+    """Only a rollout analysed every interval keeps its parse: another reconciles when
+    something happens or at its hourly look, where parsing again costs less than keeping the
+    models of every idle rollout's spec (memory per rollout, issue 22)."""
+    if state.scheduler is None or key not in state.scheduler.targets:
+        state.specs.pop(key, None)
