@@ -1398,13 +1398,13 @@ async def _first_look_of_daemon(shell: Shell, monkeypatch: pytest.MonkeyPatch) -
     real_wait_for = asyncio.wait_for
     timeouts: list[float] = []
 
-    real_wait = handlers.wait_for_poke
+    real_wait = handlers.wait_set
 
     async def recording(poke: asyncio.Event, seconds: float) -> None:
         timeouts.append(seconds)
         await real_wait(poke, 0.01)
 
-    monkeypatch.setattr(handlers, "wait_for_poke", recording)
+    monkeypatch.setattr(handlers, "wait_set", recording)
 
     class Stopped:
         flag = False

@@ -252,17 +252,12 @@ async def rollout_daemon(
                     delay,
                     short_error(exc),
                 )
-            await wait_for_poke(poke, next_look(body, delay))
+            await wait_set(poke, next_look(body, delay))
     finally:
         # A daemon started again for the same rollout (kopf restarts it) has its own event by
         # now: removing that one would leave the new daemon deaf to every watch event.
         if STATE.pokes.get(key) is poke:
             del STATE.pokes[key]
-
-
-async def wait_for_poke(poke: asyncio.Event, seconds: float) -> None:
-    """Until the rollout is poked or `seconds` pass (its next look)."""
-    await wait_set(poke, seconds)
 
 
 def next_look(body: Any, delay: float | None) -> float:

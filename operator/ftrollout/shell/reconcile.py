@@ -207,7 +207,7 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
     memorable = memorable and key not in state.baseline_errors  # retried at every reconcile
     version = str(meta.get("resourceVersion") or "")
     workloads_read = (target, twin, baseline)
-    remembered = state.memos.get(key)
+    remembered = state.memos.get(key) if memorable else None
     skip = memo.answer(
         remembered,
         version,
@@ -217,7 +217,7 @@ async def reconcile(state: State, body: Any, logger: Logger) -> float | None:
         workloads_read,
         now.timestamp(),
     )
-    if memorable and skip is not None and remembered is not None:
+    if skip is not None and remembered is not None:
         state.skipped += 1
         # The same world in new objects (kopf lists every rollout again after a 410, the cache
         # summarises a re-listed Deployment anew): the memo holds these, so the ones they

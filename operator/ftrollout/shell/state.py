@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -130,6 +131,7 @@ async def wait_set(event: asyncio.Event, seconds: float) -> None:
             await event.wait()
 
 
+@functools.lru_cache(maxsize=8192)  # every daemon's wait asks for it
 def spread(key: Key) -> float:
     """A stable fraction in [0, 1] for a rollout: the timers of rollouts created together
     (their looks, their analysis rounds) are spread by it instead of all falling together."""
