@@ -823,6 +823,8 @@ def sample_window(
                 str(profile_out),
                 "--nonblocking",
                 "--gil",
+                "--rate",
+                str(args.profile_rate),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -923,7 +925,8 @@ def compare_run(
 def write_profile(raw: Path, n: int, mode: str, args: argparse.Namespace) -> str:
     incl, own, samples = scale.summarize_profile(raw)
     text = [
-        f"py-spy record --gil --duration {int(args.profile)} of ftrollout, {n} paused "
+        f"py-spy record --gil --rate {args.profile_rate} --duration {int(args.profile)} of "
+        f"ftrollout, {n} paused "
         f"rollouts, {mode} mode: {samples} samples holding the GIL (= Python CPU time)",
         "",
         "== self (leaf) share",
@@ -1652,6 +1655,13 @@ def main() -> int:
     p.add_argument("--qps", type=float, default=200, help="client QPS of both controllers")
     p.add_argument("--burst", type=int, default=400, help="client burst of both controllers")
     p.add_argument("--profile", type=float, default=0, help="py-spy ftrollout for S seconds")
+    p.add_argument(
+        "--profile-rate",
+        type=int,
+        default=100,
+        help="py-spy samples per second (an idle operator holds the GIL rarely: 1000 gives a "
+        "profile worth reading in a few minutes)",
+    )
     p.add_argument(
         "--py-spy",
         default=str(Path(sys.executable).parent / "py-spy"),
