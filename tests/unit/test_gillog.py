@@ -107,3 +107,81 @@ def test_pods_with_probe_readings_or_without_logs_are_not_read_again() -> None:
     state2 = state_with_pod(kube)
     state2.gil[("ns", "web-ft-abc-1")] = GilReading(False)
     assert LogScanner(state2).pods_to_scan() == []
+
+
+def ft_pod(name: str, namespace: str = "ns", hash_: str = "abc") -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"pod-template-hash": hash_, "freethreaded.dev/track": "free-threaded"},
+            "ownerReferences": [{"kind": "ReplicaSet", "name": f"web-ft-{hash_}"}],
+        },
+        "status": {},
+    }
+
+
+def test_the_list_of_pods_to_read_is_made_again_only_when_something_it_reads_changed() -> None:
+    """At 1000 idle rollouts walking every rollout's pods every 15 s was a quarter of the
+    operator's CPU (py-spy, 1 kHz): the list is kept until a pod, a rollout, a reading or a
+    pod's readability changes, and each of those changes is seen in the next round."""
+    kube = FakeKube()
+    state = state_with_pod(kube)
+    scanner = LogScanner(state)
+    walks = 0
+    walk = scanner._walk
+
+    def counting() -> list[tuple[str, str, str, str | None]]:
+        nonlocal walks
+        walks += 1
+        return walk()
+
+    scanner._walk = counting  # type: ignore[method-assign]
+    first = ("ns", "web-ft-abc-1", "web", None)
+    assert scanner.pods_to_scan() == [first]
+    # Nothing changed: the same list, no walk. A reconcile setting the same container and
+    # marking the rollout active again is no change either.
+    state.containers[("ns", "web")] = None
+    state.active.add(("ns", "web"))
+    assert scanner.pods_to_scan() == [first]
+    assert scanner.pods_to_scan() == [first]
+    assert walks == 2  # the first list, then the container's first entry
+    # A new pod of the twin.
+    state.cache.put_pod(ft_pod("web-ft-abc-2"))
+    second = ("ns", "web-ft-abc-2", "web", None)
+    assert sorted(scanner.pods_to_scan()) == [first, second]
+    # The probe reports for the first pod: its log is no longer read.
+    state.gil[("ns", "web-ft-abc-1")] = GilReading(False)
+    assert scanner.pods_to_scan() == [second]
+    # The reading goes (pruned): read the log again.
+    del state.gil[("ns", "web-ft-abc-1")]
+    assert sorted(scanner.pods_to_scan()) == [first, second]
+    # The rollout names a container.
+    state.containers[("ns", "web")] = "app"
+    assert {p[3] for p in scanner.pods_to_scan()} == {"app"}
+    # A pod's log cannot be read (no kubelet): it is left out.
+    scanner.unavailable.add(("ns", "web-ft-abc-2"))
+    assert scanner.pods_to_scan() == [("ns", "web-ft-abc-1", "web", "app")]
+    # The rollout is done: nothing to read.
+    state.active.discard(("ns", "web"))
+    assert scanner.pods_to_scan() == []
+    state.active.add(("ns", "web"))
+    assert scanner.pods_to_scan() == [("ns", "web-ft-abc-1", "web", "app")]
+    # The rollout points at another target.
+    state.cache.set_rollout_target("ns", "web", "api")
+    assert scanner.pods_to_scan() == []
+    before = walks
+    for _ in range(5):
+        scanner.pods_to_scan()
+    assert walks == before
+
+
+def test_a_pod_whose_log_was_unreadable_is_forgotten_when_it_goes() -> None:
+    kube = FakeKube()
+    state = state_with_pod(kube)
+    scanner = LogScanner(state)
+    asyncio.run(scanner.round())  # 400: unreadable
+    assert scanner.unavailable == {("ns", "web-ft-abc-1")}
+    state.cache.drop_pod(ft_pod("web-ft-abc-1"))
+    asyncio.run(scanner.round())
+    assert scanner.unavailable == set()

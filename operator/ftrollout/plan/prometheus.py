@@ -402,4 +402,12 @@ def reporting_pods(
     """REPORTING_QUERY's answer: the known, trusted pods that report, and how many series the
     answer had (what GUARD_QUERY's `reporting` number is compared with)."""
     n = len(series) if isinstance(series, list) else 0
-    return frozenset((s.namespace, s.pod) for s in probe_series(series, trust, pods)), n
+    # Only which pods: no value read, no ProbeSeries made (the listing of 1000 pods every
+    # minute was an eighth of the idle operator's CPU). The same pods as probe_series'.
+    found = set()
+    for s in series_for(series, trust):
+        labels = s.get("metric", {})
+        key = (labels.get("namespace", ""), labels.get("pod", ""))
+        if key in pods:
+            found.add(key)
+    return frozenset(found), n

@@ -22,6 +22,7 @@ from ftrollout.plan.observe import (
 )
 from ftrollout.plan.twin import TWIN_SUFFIX
 from ftrollout.plan.types import Claim, rfc3339
+from ftrollout.shell.versioned import VersionedDict
 
 MAX_TERMINATIONS = 200  # per deployment: more than any race budget worth having
 MAX_DELETED = 1024  # deleted Deployment uids remembered (far more than writes in flight)
@@ -34,7 +35,7 @@ class Cache:
     pods: dict[Key, dict[str, PodSummary]] = field(default_factory=dict)
     # (namespace, target deployment) -> rollout names, to route deployment/pod events
     targets: dict[Key, set[str]] = field(default_factory=dict)
-    rollout_targets: dict[Key, str] = field(default_factory=dict)
+    rollout_targets: VersionedDict[Key, str] = field(default_factory=VersionedDict)
     rollout_created: dict[Key, str] = field(default_factory=dict)  # creationTimestamp
     # (namespace, rollout) -> the HTTPRoutes it names or still has edits in, to route their events
     rollout_routes: dict[Key, frozenset[str]] = field(default_factory=dict)

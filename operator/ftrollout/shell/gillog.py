@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ftrollout.shell.state import GilReading, State
+from ftrollout.shell.versioned import VersionedSet
 
 log = logging.getLogger("ftrollout.shell.gillog")
 LOG_INTERVAL = 15.0  # seconds between reads of one pod's log
@@ -70,10 +71,35 @@ class LogScanner:
         self.state = state
         self.cursors: dict[tuple[str, str], LogCursor] = {}
         self.limit = asyncio.Semaphore(CONCURRENCY)
-        self.unavailable: set[tuple[str, str]] = set()
+        self.unavailable: VersionedSet[tuple[str, str]] = VersionedSet()
+        # The last list and what it was made from: it is made again only when a rollout, a
+        # pod, a reading or a pod's readability changed (a quarter of the idle operator's CPU
+        # at 1000 rollouts was walking every rollout's pods every 15 s to find nothing new).
+        self._made_from: tuple[tuple[object, ...], tuple[int, ...]] | None = None
+        self._list: list[tuple[str, str, str, str | None]] = []
+
+    def _inputs(self) -> tuple[tuple[object, ...], tuple[int, ...]]:
+        """The objects the list is made from (compared with `is`: the pod keys are one object
+        until a pod comes or goes) and the versions of the versioned ones (shell.versioned)."""
+        state, cache = self.state, self.state.cache
+        versioned = (cache.rollout_targets, state.active, state.containers, state.gil)
+        objects = (cache.pod_keys(), *versioned, self.unavailable)
+        return objects, tuple(v.version for v in (*versioned, self.unavailable))
 
     def pods_to_scan(self) -> list[tuple[str, str, str, str | None]]:
         """(namespace, pod, rollout, container) of active rollouts' pods without a reading."""
+        objects, versions = self._inputs()
+        made = self._made_from
+        if (
+            made is None
+            or versions != made[1]
+            or any(a is not b for a, b in zip(objects, made[0], strict=True))
+        ):
+            self._list = self._walk()
+            self._made_from = (objects, versions)
+        return self._list
+
+    def _walk(self) -> list[tuple[str, str, str, str | None]]:
         out = []
         for (ns, rollout), target in self.state.cache.rollout_targets.items():
             if (ns, rollout) not in self.state.active:
@@ -94,6 +120,10 @@ class LogScanner:
         for key in set(self.cursors) - live:
             if key not in self.state.gil or self.state.gil[key].source == "log":
                 self.cursors.pop(key, None)
+        # A pod whose log could not be read is asked no more; it is forgotten once it is gone.
+        gone = self.unavailable - self.state.cache.pod_keys()
+        if gone:
+            self.unavailable -= gone
         await asyncio.gather(*(self.scan(*p) for p in pods))
 
     async def scan(self, namespace: str, pod: str, rollout: str, container: str | None) -> None:

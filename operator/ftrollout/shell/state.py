@@ -21,6 +21,7 @@ from ftrollout.shell.cache import Cache
 from ftrollout.shell.memo import Memo
 from ftrollout.shell.prometheus_config import PrometheusConfig
 from ftrollout.shell.spec_cache import ParsedSpec
+from ftrollout.shell.versioned import VersionedDict, VersionedSet
 
 # Reconciles running at once (a semaphore): at 200 client QPS more would only queue, holding
 # their memory, for the rate limiter.
@@ -65,14 +66,17 @@ class State:
     # newer version, the live body still shows it and it must not be acted on twice.
     consumed_action: dict[Key, str] = field(default_factory=dict)
     analysis: dict[Key, AnalysisRound] = field(default_factory=dict)
-    gil: dict[Key, GilReading] = field(default_factory=dict)  # (namespace, pod)
+    # (namespace, pod); versioned like `active` and `containers`: the log scanner keeps its
+    # list of pods to read while none of them changed (shell.versioned)
+    gil: VersionedDict[Key, GilReading] = field(default_factory=VersionedDict)
     preflight: dict[Key, api.PreflightStatus] = field(default_factory=dict)
     # (ns, pod) -> highest python_freethreading_incidents_total seen by this process; the
     # planner counts it against the baseline kept in status (survives a restart).
     probe_counts: dict[Key, float] = field(default_factory=dict)
     probe_configmaps: set[str] = field(default_factory=set)  # namespaces with it up to date
-    active: set[Key] = field(default_factory=set)  # rollouts in Progressing/Paused/Pending
-    containers: dict[Key, str | None] = field(default_factory=dict)  # spec.freeThreaded.container
+    active: VersionedSet[Key] = field(default_factory=VersionedSet)  # Progressing/Paused/Pending
+    # spec.freeThreaded.container of each active rollout
+    containers: VersionedDict[Key, str | None] = field(default_factory=VersionedDict)
     scheduler: Any = None  # ftrollout.shell.scheduler.Scheduler, when analysis runs
     default_prometheus: str | None = None  # normalised --prometheus-url
     prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
