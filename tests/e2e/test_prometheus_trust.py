@@ -185,19 +185,21 @@ async def test_skipping_verification_is_an_explicit_opt_in(
 # ----------------------------------------------------------------------------- basic auth
 
 
+@pytest.mark.parametrize("reuse", [False, True])
 async def test_basic_auth_from_the_operators_files_and_a_rotated_password_is_picked_up(
-    prometheus: SecurePrometheus, tmp_path: Path
+    prometheus: SecurePrometheus, tmp_path: Path, reuse: bool
 ) -> None:
+    """`reuse`: the guardrail's requests are prepared once; credentials are added per copy."""
     creds = basic_auth_dir(tmp_path, password="not the password")
     cfg = config(
         f"--prometheus-ca-file={prometheus.ca}", f"--prometheus-basic-auth={prometheus.url}={creds}"
     )
     prom = Prometheus(workers=1, config=cfg)
     with pytest.raises(QueryError) as exc:
-        await prom.query(prometheus.url, "vector(42)", 5.0)
+        await prom.query(prometheus.url, "vector(42)", 5.0, reuse=reuse)
     assert str(exc.value) == f"prometheus {prometheus.url}: HTTP 401 Unauthorized"
     (creds / "password").write_text(PASSWORD)  # the Secret rotated; same client, no restart
-    (series,) = await prom.query(prometheus.url, "vector(42)", 5.0)
+    (series,) = await prom.query(prometheus.url, "vector(42)", 5.0, reuse=reuse)
     assert series["value"][1] == "42"  # type: ignore[index]
 
 

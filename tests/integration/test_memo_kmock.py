@@ -232,3 +232,42 @@ async def test_a_rollout_that_is_not_analysed_keeps_no_parsed_spec(kmock: Any) -
     assert (NS, "web") not in shell.state.specs
     await shell.reconcile(body)  # a look answered from the memo keeps none either
     assert (NS, "web") not in shell.state.specs
+
+
+async def test_a_deleted_rollout_leaves_nothing_behind(kmock: Any, plans: list[int]) -> None:
+    """Everything the process keeps per rollout goes with its DELETED watch event: churn leaves
+    no memory behind (issue 22: memory per rollout), and a rollout created again under the same
+    name inherits no preflight verdict, consumed action or remembered plan of the old one.
+    Checked over every per-rollout field of State, so a field added later is checked too."""
+    import dataclasses
+
+    from ftrollout.model import api
+    from ftrollout.shell import handlers
+
+    shell, _ = await paused(kmock)
+    key = (NS, "web")
+    state = shell.state
+    state.consumed_action[key] = "12"  # an action acted on
+    state.preflight[key] = api.PreflightStatus(phase="Passed")  # the gate's verdict
+    state.target_writes[key] = [(0.0, 3)]
+    state.baseline_errors[key] = "forbidden"
+
+    def keeping() -> set[str]:
+        return {
+            f.name
+            for f in dataclasses.fields(state)
+            if f.name != "pokes"  # the daemon's own: it removes it when it stops
+            and isinstance(getattr(state, f.name), dict | set)
+            and key in getattr(state, f.name)
+        }
+
+    held = keeping()
+    assert {"active", "containers", "memos", "analysis", "preflight"} <= held
+    body = shell.body()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(handlers, "STATE", state)
+        await handlers.rollout_event(
+            event={"type": "DELETED", "object": body}, name="web", namespace=NS, spec=body["spec"]
+        )
+    assert keeping() == set()
+    assert key not in state.cache.rollout_targets

@@ -14,7 +14,7 @@ from prom_stub import Answer, PromStub, vector
 
 from ftrollout.model import api
 from ftrollout.shell import scheduler
-from ftrollout.shell.prometheus_config import from_args
+from ftrollout.shell.prometheus_config import PrometheusConfig, from_args
 from ftrollout.shell.runner import add_arguments
 from ftrollout.shell.scheduler import AnalysisTarget, Prometheus, QueryError, Scheduler
 from ftrollout.shell.state import State
@@ -84,9 +84,12 @@ async def test_a_dead_address_is_a_short_reason_too() -> None:
     assert str(exc.value) == "prometheus http://127.0.0.1:9: connection failed"
 
 
+@pytest.mark.parametrize("reuse", [False, True])
 async def test_a_bearer_token_goes_to_its_own_address_only(
-    stubs: list[PromStub], tmp_path: Path
+    stubs: list[PromStub], tmp_path: Path, reuse: bool
 ) -> None:
+    """Also for a request prepared once and copied (the guardrail's, `reuse`): the credentials
+    are added to every copy, read at that moment."""
     own = stub(stubs, vector(({}, 1)))
     team = stub(stubs, vector(({}, 1)))
     token = tmp_path / "token"
@@ -103,13 +106,34 @@ async def test_a_bearer_token_goes_to_its_own_address_only(
         )
     )
     prom = Prometheus(workers=1, config=cfg)
-    await prom.query(own.url, "up", 2.0)
-    await prom.query(team.url, "up", 2.0)
+    await prom.query(own.url, "up", 2.0, reuse=reuse)
+    await prom.query(team.url, "up", 2.0, reuse=reuse)
     assert own.headers[0].get("Authorization") == "Bearer s3cr3t"
     assert "Authorization" not in team.headers[0]
     token.write_text("r0tated")  # a rotated Secret is read at the next query
-    await prom.query(own.url, "up", 2.0)
+    await prom.query(own.url, "up", 2.0, reuse=reuse)
     assert own.headers[1].get("Authorization") == "Bearer r0tated"
+    await prom.query(team.url, "up", 2.0, reuse=reuse)
+    assert "Authorization" not in team.headers[1]
+    assert len(prom.templates) == (2 if reuse else 0)  # one per address and query
+
+
+async def test_a_request_prepared_once_asks_exactly_what_a_fresh_one_asks(
+    stubs: list[PromStub],
+) -> None:
+    """The guardrail's query (1.5 kB of PromQL, quotes, braces, regexes) is prepared once and
+    copied every round: the server sees the same query and headers either way."""
+    from ftrollout.plan.prometheus import GUARD_QUERY
+
+    own = stub(stubs, vector(({}, 1)))
+    prom = Prometheus(workers=1, config=PrometheusConfig(own=own.url))
+    await prom.query(own.url, GUARD_QUERY, 2.0)
+    for _ in range(3):
+        await prom.query(own.url, GUARD_QUERY, 2.0, reuse=True)
+    assert own.queries == [GUARD_QUERY] * 4
+    fresh, *copies = own.headers
+    assert all(c == fresh for c in copies)
+    assert len(prom.templates) == 1
 
 
 @pytest.mark.parametrize(

@@ -90,15 +90,7 @@ async def rollout_event(
     if event.get("type") == "DELETED":
         STATE.cache.set_rollout_target(namespace, name, None)
         STATE.cache.set_rollout_routes(namespace, name, ())
-        STATE.forget_pending((namespace, name))
-        STATE.forget_deferred((namespace, name))
-        STATE.written_at.pop((namespace, name), None)
-        STATE.memos.pop((namespace, name), None)
-        STATE.specs.pop((namespace, name), None)
-        STATE.last_trigger.pop((namespace, name), None)
-        STATE.analysis.pop((namespace, name), None)
-        STATE.baseline_errors.pop((namespace, name), None)
-        STATE.target_writes.pop((namespace, name), None)
+        STATE.forget_rollout((namespace, name))
         if STATE.scheduler is not None:
             STATE.scheduler.forget((namespace, name))
         metrics.forget((namespace, name))

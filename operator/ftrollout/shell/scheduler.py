@@ -58,11 +58,12 @@ from ftrollout.plan.prometheus import (
 )
 from ftrollout.shell.gillog import LOG_INTERVAL, LogScanner
 from ftrollout.shell.prometheus_config import PrometheusConfig, session, short_reason
-from ftrollout.shell.prometheus_http import AnswerTooLarge, Deadline, get_body
+from ftrollout.shell.prometheus_http import AnswerTooLarge, Deadline, get_body, template
 from ftrollout.shell.state import GilReading, State, spread, wait_set
 
 log = logging.getLogger("ftrollout.shell.scheduler")
 T = TypeVar("T")
+TemplateKey = tuple[str, str, tuple[tuple[str, str], ...]]  # address, path, parameters
 
 GUARD_INTERVAL = 5.0  # seconds between batched guardrail queries
 # One address holds at most this fraction of the shared workers: a dead, slow or hostile
@@ -181,6 +182,9 @@ class Prometheus:
         self.budget = ParseBudget(PARSE_BUDGET_ANSWERS * self.config.max_response_bytes)
         # Most recently used last; bounded: with '*' every address a rollout names gets one.
         self.sessions: OrderedDict[str, requests.Session] = OrderedDict()
+        # The guardrail's requests as prepared once (prometheus_http.template): they ask the
+        # same thing of the same address every round. Filled by the workers, bounded.
+        self.templates: dict[TemplateKey, requests.PreparedRequest] = {}
         self.queries = 0
         self.errors = 0
         self.on_query: list[Callable[[bool], None]] = []
@@ -205,24 +209,40 @@ class Prometheus:
         params: dict[str, str],
         seconds: float,
         shape: Callable[[Any], Any],
+        reuse: bool = False,
     ) -> Any:
         s = self._session(url)
         limit = self.config.max_response_bytes
         budget = self.budget
+        key = (url, path, tuple(params.items())) if reuse else None
+        templates = self.templates
 
         def call(deadline: Deadline) -> Any:
-            body = get_body(s, f"{url}{path}", params, seconds, limit, deadline)
+            prepared = None if key is None else templates.get(key)
+            if key is not None and prepared is None:
+                prepared = templates[key] = template(s, f"{url}{path}", params)
+                while len(templates) > 2 * MAX_SESSIONS:
+                    templates.pop(next(iter(templates)), None)
+            body = get_body(s, f"{url}{path}", params, seconds, limit, deadline, prepared)
             with budget.hold(len(body), deadline):
                 return shape(_parse(body))
 
         return self._run(url, seconds, call)
 
     @overload
-    async def query(self, url: str, promql: str, seconds: float) -> list[dict[str, Any]]: ...
+    async def query(
+        self, url: str, promql: str, seconds: float, *, reuse: bool = False
+    ) -> list[dict[str, Any]]: ...
 
     @overload
     async def query(
-        self, url: str, promql: str, seconds: float, shape: Callable[[list[dict[str, Any]]], T]
+        self,
+        url: str,
+        promql: str,
+        seconds: float,
+        shape: Callable[[list[dict[str, Any]]], T],
+        *,
+        reuse: bool = False,
     ) -> T: ...
 
     async def query(
@@ -231,15 +251,18 @@ class Prometheus:
         promql: str,
         seconds: float,
         shape: Callable[[list[dict[str, Any]]], Any] | None = None,
+        *,
+        reuse: bool = False,
     ) -> Any:
-        """An instant query's result series, or `shape` of them (computed in the worker)."""
+        """An instant query's result series, or `shape` of them (computed in the worker).
+        `reuse`: the request is prepared once and copied after (a query asked every round)."""
 
         def as_series(out: Any) -> Any:
             series = out if isinstance(out, list) else [{"value": out}] if out is not None else []
             return series if shape is None else shape(series)
 
         params = {"query": promql, "timeout": f"{seconds:g}s"}
-        return await self._get(url, "/api/v1/query", params, seconds, as_series)
+        return await self._get(url, "/api/v1/query", params, seconds, as_series, reuse)
 
     async def query_range(
         self,
@@ -598,12 +621,14 @@ class Scheduler:
         keep = functools.partial(guard_answer, trust=spaces, pods=known)
         try:
             try:
-                answer: GuardAnswer = await self.prom.query(url, GUARD_QUERY, 10.0, keep)
+                answer: GuardAnswer = await self.prom.query(
+                    url, GUARD_QUERY, 10.0, keep, reuse=True
+                )
             except QueryError as exc:
                 if not exc.too_large:
                     raise
                 parts = await asyncio.gather(
-                    *(self.prom.query(url, q, 10.0, keep) for q in GUARD_PARTS.values())
+                    *(self.prom.query(url, q, 10.0, keep, reuse=True) for q in GUARD_PARTS.values())
                 )
                 answer = merge_answers(parts)
         except QueryError as exc:
@@ -613,7 +638,7 @@ class Scheduler:
         if seen is None or seen.stale(answer.reporting, known, spaces, now):
             listing = functools.partial(reporting_pods, trust=spaces, pods=known)
             try:
-                pods, count = await self.prom.query(url, REPORTING_QUERY, 10.0, listing)
+                pods, count = await self.prom.query(url, REPORTING_QUERY, 10.0, listing, reuse=True)
             except QueryError as exc:
                 log.warning("guardrail query failed: %s", exc)
                 # The pods that are not healthy still count; which are healthy is not known.

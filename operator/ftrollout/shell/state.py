@@ -125,6 +125,28 @@ class State:
         self.deferred_status.pop(key, None)
         self.deferred_base.pop(key, None)
 
+    def forget_rollout(self, key: Key) -> None:
+        """Everything kept for a rollout that is gone (its watch event DELETED): a rollout
+        created again under the same name starts afresh (no preflight result, consumed action
+        or remembered plan of the old one), and churn leaves nothing behind. Its daemon's poke
+        event is the daemon's own (it removes it when it stops)."""
+        self.forget_pending(key)
+        self.forget_deferred(key)
+        for kept in (
+            self.written_at,
+            self.last_trigger,
+            self.consumed_action,
+            self.analysis,
+            self.preflight,
+            self.containers,
+            self.target_writes,
+            self.baseline_errors,
+            self.memos,
+            self.specs,
+        ):
+            kept.pop(key, None)
+        self.active.discard(key)
+
 
 async def wait_set(event: asyncio.Event, seconds: float) -> None:
     """Until `event` is set or `seconds` pass. asyncio.timeout, not wait_for: no task of its own
