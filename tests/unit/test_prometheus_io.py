@@ -8,6 +8,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prom_stub import Answer, PromStub, vector
@@ -208,3 +209,30 @@ async def test_sessions_are_kept_for_a_bounded_number_of_addresses(
         await prom.query(s.url, "up", 2.0)
     await prom.query(made[1].url, "up", 2.0)  # the most recently used ones stay
     assert list(prom.sessions) == [made[2].url, made[1].url]
+
+
+async def test_a_template_evicted_while_another_worker_adds_one_does_not_fail_the_query(
+    stubs: list[PromStub], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The templates are filled and evicted from the worker threads. Eviction took the oldest
+    with `next(iter(templates))`: another worker adding its template between the two (a thread
+    switch after `iter()`) made `next()` raise "dictionary changed size during iteration", and
+    that round's guardrail query for the address failed. Simulated here: the insert is made
+    at the moment an iteration starts."""
+    monkeypatch.setattr(scheduler, "MAX_SESSIONS", 1)  # two templates at most
+    own = stub(stubs, vector(({}, 1)))
+    prom = Prometheus(workers=1, config=PrometheusConfig(own=own.url))
+    await prom.query(own.url, "a", 2.0, reuse=True)
+    await prom.query(own.url, "b", 2.0, reuse=True)
+    other = prom.templates[next(iter(prom.templates))]
+
+    class Racing(type(prom.templates)):  # type: ignore[misc]
+        def __iter__(self) -> Any:
+            it = super().__iter__()
+            super().__setitem__(("http://other", "/api/v1/query", ()), other)
+            return it
+
+    prom.templates = Racing(prom.templates)
+    await prom.query(own.url, "c", 2.0, reuse=True)  # raised QueryError
+    assert own.queries[-1] == "c"
+    assert len(prom.templates) <= 2

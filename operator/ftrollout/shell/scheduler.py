@@ -183,8 +183,10 @@ class Prometheus:
         # Most recently used last; bounded: with '*' every address a rollout names gets one.
         self.sessions: OrderedDict[str, requests.Session] = OrderedDict()
         # The guardrail's requests as prepared once (prometheus_http.template): they ask the
-        # same thing of the same address every round. Filled by the workers, bounded.
-        self.templates: dict[TemplateKey, requests.PreparedRequest] = {}
+        # same thing of the same address every round. Filled by the workers, bounded; the
+        # oldest is dropped without iterating (another worker may be adding one meanwhile).
+        self.templates: OrderedDict[TemplateKey, requests.PreparedRequest] = OrderedDict()
+        self._templates_lock = threading.Lock()
         self.queries = 0
         self.errors = 0
         self.on_query: list[Callable[[bool], None]] = []
@@ -215,14 +217,16 @@ class Prometheus:
         limit = self.config.max_response_bytes
         budget = self.budget
         key = (url, path, tuple(params.items())) if reuse else None
-        templates = self.templates
+        templates, lock = self.templates, self._templates_lock
 
         def call(deadline: Deadline) -> Any:
             prepared = None if key is None else templates.get(key)
             if key is not None and prepared is None:
-                prepared = templates[key] = template(s, f"{url}{path}", params)
-                while len(templates) > 2 * MAX_SESSIONS:
-                    templates.pop(next(iter(templates)), None)
+                prepared = template(s, f"{url}{path}", params)
+                with lock:
+                    templates[key] = prepared
+                    while len(templates) > 2 * MAX_SESSIONS:
+                        templates.popitem(last=False)
             body = get_body(s, f"{url}{path}", params, seconds, limit, deadline, prepared)
             with budget.hold(len(body), deadline):
                 return shape(_parse(body))
