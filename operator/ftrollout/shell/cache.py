@@ -37,6 +37,9 @@ class Cache:
     targets: dict[Key, set[str]] = field(default_factory=dict)
     rollout_targets: VersionedDict[Key, str] = field(default_factory=VersionedDict)
     rollout_created: dict[Key, str] = field(default_factory=dict)  # creationTimestamp
+    # metadata.uid of the object last seen under each rollout name: kopf handles each object in
+    # its own worker, so a deleted rollout's DELETED may come after its successor's ADDED.
+    rollout_uids: dict[Key, str] = field(default_factory=dict)
     # (namespace, rollout) -> the HTTPRoutes it names or still has edits in, to route their events
     rollout_routes: dict[Key, frozenset[str]] = field(default_factory=dict)
     # Crash terminations seen per (namespace, deployment), kept after the pod changes or goes:

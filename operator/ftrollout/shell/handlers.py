@@ -80,9 +80,15 @@ async def rollout_event(
     *, event: kopf.RawEvent, name: str, namespace: str | None, spec: kopf.Spec, **_: Any
 ) -> None:
     namespace = namespace or ""
+    key = (namespace, name)
+    uid = str(((event.get("object") or {}).get("metadata") or {}).get("uid") or "")
+    if event.get("type") == "DELETED" and uid and STATE.cache.rollout_uids.get(key, uid) != uid:
+        # An object deleted after another was created under its name (`kubectl replace
+        # --force`): everything kept for the name is the new rollout's, still running.
+        return
     # A rollout waiting for this one's target (TargetClaimed) carries on once it is free: its
     # next look may be an hour away, so it is woken when the claim goes.
-    held = STATE.cache.rollout_targets.get((namespace, name))
+    held = STATE.cache.rollout_targets.get(key)
     if held is not None:
         target_now = (spec.get("targetRef") or {}).get("name")
         if event.get("type") == "DELETED" or target_now != held:
@@ -90,11 +96,14 @@ async def rollout_event(
     if event.get("type") == "DELETED":
         STATE.cache.set_rollout_target(namespace, name, None)
         STATE.cache.set_rollout_routes(namespace, name, ())
-        STATE.forget_rollout((namespace, name))
+        STATE.cache.rollout_uids.pop(key, None)
+        STATE.forget_rollout(key)
         if STATE.scheduler is not None:
-            STATE.scheduler.forget((namespace, name))
-        metrics.forget((namespace, name))
+            STATE.scheduler.forget(key)
+        metrics.forget(key)
         return
+    if uid:
+        STATE.cache.rollout_uids[key] = uid
     _slim(event.get("object") or {})
     target = (spec.get("targetRef") or {}).get("name")
     created = ((event.get("object") or {}).get("metadata") or {}).get("creationTimestamp")
