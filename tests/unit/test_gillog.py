@@ -72,7 +72,7 @@ def state_with_pod(kube: Any) -> State:
                 "labels": {"pod-template-hash": "abc", "freethreaded.dev/track": "free-threaded"},
                 "ownerReferences": [{"kind": "ReplicaSet", "name": "web-ft-abc"}],
             },
-            "status": {},
+            "status": {"phase": "Running"},
         }
     )
     state.active.add(("ns", "web"))
@@ -185,3 +185,24 @@ def test_a_pod_whose_log_was_unreadable_is_forgotten_when_it_goes() -> None:
     state.cache.drop_pod(ft_pod("web-ft-abc-1"))
     asyncio.run(scanner.round())
     assert scanner.unavailable == set()
+
+
+def test_a_pod_read_before_its_container_started_is_read_again() -> None:
+    """The scanner reads a new twin pod within 15 s of its creation, often while its container
+    is still being created: the API server answers 400 ("container ... is waiting to start:
+    ContainerCreating"), like a node without a kubelet (kwok). The pod was then never read
+    again: a GIL fallback only its log shows went unseen for its whole life."""
+    kube = FakeKube()
+    state = state_with_pod(kube)
+    pending = ft_pod("web-ft-abc-2")
+    pending["status"] = {"phase": "Pending"}
+    state.cache.put_pod(pending)
+    scanner = LogScanner(state)
+    kube.logs["web-ft-abc-1"] = []
+    asyncio.run(scanner.round())  # web-ft-abc-2: 400, its container is waiting to start
+    assert ("ns", "web-ft-abc-2") not in scanner.unavailable
+    state.cache.put_pod({**pending, "status": {"phase": "Running"}})
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    kube.logs["web-ft-abc-2"] = [line(stamp, WARN.format("legacy_ext"))]
+    asyncio.run(scanner.round())
+    assert state.gil[("ns", "web-ft-abc-2")] == GilReading(True, ("legacy_ext",), source="log")

@@ -126,6 +126,11 @@ class LogScanner:
             self.unavailable -= gone
         await asyncio.gather(*(self.scan(*p) for p in pods))
 
+    def _running(self, namespace: str, pod: str, rollout: str) -> bool:
+        target = self.state.cache.rollout_targets.get((namespace, rollout))
+        p = self.state.cache.pods.get((namespace, f"{target}-ft"), {}).get(pod)
+        return p is not None and p.running
+
     async def scan(self, namespace: str, pod: str, rollout: str, container: str | None) -> None:
 
         key = (namespace, pod)
@@ -139,7 +144,9 @@ class LogScanner:
                 text = await self.state.kube.read_log(namespace, pod, container, since, LIMIT_BYTES)
             except Exception as exc:  # no kubelet (kwok), pod gone, forbidden: try later
                 status = getattr(exc, "status", None)
-                if status in (400, 403):
+                # 400 is also a container still waiting to start (a new pod): such a pod is
+                # asked again; only a running one's 400 (no kubelet: kwok) is final.
+                if status == 403 or (status == 400 and self._running(namespace, pod, rollout)):
                     self.unavailable.add(key)
                 log.debug("log of %s/%s not readable: %s", namespace, pod, status or exc)
                 return
