@@ -86,6 +86,8 @@ def read_vector(result: Sequence[dict[str, Any]] | Any) -> Value:
     except (TypeError, ValueError):
         # Not the value itself: the server chose it, and messages reach status and Events.
         return Value(None, "value is not a number")
+    except OverflowError:  # a bare JSON integer beyond a float's range
+        v = math.inf
     if math.isnan(v):
         return Value(None, "value is NaN")
     if math.isinf(v):
@@ -195,7 +197,7 @@ def read_matrix(result: Sequence[dict[str, Any]] | Any) -> Samples:
     for point in raw:
         try:
             v = float(point[1])
-        except (TypeError, ValueError, IndexError, KeyError):
+        except (TypeError, ValueError, IndexError, KeyError, OverflowError):
             dropped += 1
             continue
         # Beyond MAX_SAMPLE the medians and differences of the judge overflow to inf/NaN.

@@ -449,3 +449,16 @@ def test_a_subnormal_standard_median_gives_no_infinite_percent() -> None:
     assert r.phase == "Inconclusive", r.message
     assert "percent" in r.message
     json.dumps(api.dump(r), allow_nan=False)
+
+
+def test_a_number_too_large_for_a_float_is_a_value_problem_not_an_exception() -> None:
+    """Prometheus sends values as strings; a server that sends a bare JSON integer of 400
+    digits made float() raise OverflowError, which neither reader caught: the whole answer
+    failed (for the guardrail: every pod's reading from that address, every round)."""
+    huge = 10**400
+    v = read_vector([{"metric": {}, "value": [1.0, huge]}])
+    assert v.value is None
+    assert "infinite" in v.problem
+    s = read_matrix([{"metric": {}, "values": [[1, huge], [2, "0.5"]]}])
+    assert s.values == (0.5,)
+    assert s.dropped == 1
