@@ -33,8 +33,6 @@ import contextlib
 import gzip
 import json
 import math
-import os
-import platform
 import re
 import shutil
 import signal
@@ -47,9 +45,23 @@ import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from processes import QuietHandler, serve, stop_process, wait_serving
+from sampling import (
+    latency_figure,
+    loadavg,
+    machine,
+    ms,
+    pct,
+    proc_cpu_seconds,
+    proc_rss_mib,
+    proc_threads,
+    profile_text,
+    py_spy_record,
+    summarize_profile,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -58,7 +70,6 @@ CRD = ROOT / "crds" / "freethreaded.dev_freethreadedrollouts.yaml"
 TRACK_LABEL = "freethreaded.dev/track"
 ACTION = "freethreaded.dev/action"
 GROUP, VERSION, PLURAL = "freethreaded.dev", "v1alpha1", "freethreadedrollouts"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 ERROR_RATIO = (
     'sum(rate(http_errors_total{namespace="{{namespace}}", pod=~"{{pods}}"}[30s])) / '
     'sum(rate(http_requests_total{namespace="{{namespace}}", pod=~"{{pods}}"}[30s]))'
@@ -79,54 +90,6 @@ def ensure_bench_extra() -> None:
             [sys.executable, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[bench]"],
             check=True,
         )
-
-
-# ------------------------------------------------------------------------ machine
-
-
-def machine() -> dict[str, Any]:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    mem = 0
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem = int(line.split()[1]) // 1024
-    return {
-        "nproc": os.cpu_count(),
-        "cpu_model": model,
-        "ram_mib": mem,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-    }
-
-
-def loadavg() -> list[float]:
-    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
-
-
-def proc_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def proc_threads(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Threads:"):
-            return int(line.split()[1])
-    return 0
 
 
 # ------------------------------------------------------------------------ cluster
@@ -165,6 +128,51 @@ def bench_cluster(workdir: Path, nodes: int, pods_per_node: int) -> Any:
             ]
 
     return BenchCluster(workdir, nodes=nodes, die_with_parent=True, log=lambda m: log(m.strip()))
+
+
+def kube_clients(cluster: Any) -> tuple[Any, Any, Any]:
+    """(core, apps, custom) API clients of the cluster on one pool of 32 connections: the
+    watches and the parallel creations share it."""
+    import kubernetes
+
+    cfg = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(str(cluster.kubeconfig), client_configuration=cfg)
+    cfg.connection_pool_maxsize = 32
+    client = kubernetes.client.ApiClient(cfg)
+    return (
+        kubernetes.client.CoreV1Api(client),
+        kubernetes.client.AppsV1Api(client),
+        kubernetes.client.CustomObjectsApi(client),
+    )
+
+
+def create_deployments(
+    pool: ThreadPoolExecutor,
+    apps: Any,
+    deps: Watcher,
+    targets: list[str],
+    replicas: int,
+    timeout: float,
+) -> None:
+    """One Deployment of `replicas` pods per target, created in parallel; until the watch
+    `deps` shows every one Ready."""
+    from ftrollout_dev.simulator import app_deployment
+
+    list(
+        pool.map(
+            lambda t: apps.create_namespaced_deployment(
+                NAMESPACE, app_deployment(t, replicas), _preload_content=False
+            ),
+            targets,
+        )
+    )
+
+    def ready() -> int:
+        snap = deps.snapshot()
+        return sum(1 for t in targets if (d := snap.get(t)) and d["ready"] == replicas)
+
+    n = len(targets)
+    wait("Deployments Ready", lambda: ready() == n, timeout, progress=lambda: f"{ready()}/{n}")
 
 
 # ------------------------------------------------------------------------ watches
@@ -260,6 +268,18 @@ def pod_summary(o: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def twin_pod(pods: dict[str, dict[str, Any]], rollout: str) -> str | None:
+    """The first free-threaded pod of the rollout's twin `<rollout>-ft` in a pod snapshot."""
+    return next(
+        (
+            p
+            for p, s in sorted(pods.items())
+            if p.startswith(f"{rollout}-ft-") and s["track"] == "free-threaded"
+        ),
+        None,
+    )
+
+
 def deploy_summary(o: dict[str, Any]) -> dict[str, Any]:
     return {
         "replicas": (o.get("spec") or {}).get("replicas", 0),
@@ -277,6 +297,14 @@ def ftr_summary(o: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def start_watches(stack: contextlib.ExitStack, watchers: list[Watcher]) -> None:
+    """Each watch started, listed once (30 s at most), stopped when `stack` closes."""
+    for w in watchers:
+        w.start()
+        stack.callback(w.stopped.set)
+        w.synced.wait(30)
+
+
 # ------------------------------------------------------------------------ exporter
 
 
@@ -289,20 +317,11 @@ class Exporter:
         self.t0 = time.time()
         exporter = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
-                body = exporter.render().encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.reply(200, exporter.render().encode(), "text/plain; version=0.0.4")
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True, name="exporter").start()
+        self.server = serve(Handler, "exporter")
 
     @property
     def target(self) -> str:
@@ -325,6 +344,18 @@ class Exporter:
 
     def close(self) -> None:
         self.server.shutdown()
+
+
+def serve_metrics(stack: contextlib.ExitStack, pods: Watcher, work: Path) -> tuple[Exporter, Any]:
+    """The exporter of the namespace's pods and a real Prometheus scraping it every 5 s, both
+    stopped when `stack` closes."""
+    from ftrollout_dev.localcluster import start_prometheus
+
+    exporter = Exporter(pods)
+    stack.callback(exporter.close)
+    prom = start_prometheus([exporter.target], work / "prometheus", scrape_interval="5s")
+    stack.callback(prom.stop)
+    return exporter, prom
 
 
 # ------------------------------------------------------------------------ operator
@@ -364,17 +395,14 @@ class Operator:
         self.proc = subprocess.Popen(
             cmd, stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT, env=env
         )
-        deadline = time.monotonic() + (240 if trace else 60)
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"operator exited: {self.log_path.read_text()[-2000:]}")
-            with contextlib.suppress(OSError):
-                self.metrics()
-                break
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("operator metrics endpoint did not come up")
-            time.sleep(0.3)
+        wait_serving(
+            self.proc,
+            self.metrics,
+            240 if trace else 60,
+            "operator",
+            "operator metrics endpoint did not come up",
+            self.log_path,
+        )
 
     @property
     def pid(self) -> int:
@@ -401,13 +429,7 @@ class Operator:
         }
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 def histogram(m: dict[str, float], name: str) -> list[tuple[float, float]]:
@@ -437,13 +459,6 @@ def hist_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
 def delta_hist(a: dict[str, float], b: dict[str, float], name: str) -> list[tuple[float, float]]:
     ha, hb = dict(histogram(a, name)), histogram(b, name)
     return [(le, c - ha.get(le, 0.0)) for le, c in hb]
-
-
-def pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
 
 
 # ------------------------------------------------------------------------ objects
@@ -502,10 +517,6 @@ def names(n: int) -> list[str]:
 
 
 def run_count(n: int, args: argparse.Namespace) -> dict[str, Any]:
-    import kubernetes
-
-    from ftrollout_dev.localcluster import start_prometheus
-    from ftrollout_dev.simulator import app_deployment
 
     res: dict[str, Any] = {
         "rollouts": n,
@@ -536,13 +547,7 @@ def run_count(n: int, args: argparse.Namespace) -> dict[str, Any]:
             "wait", "--for=create", "serviceaccount/default", "-n", NAMESPACE, "--timeout=60s"
         )
 
-        cfg = kubernetes.client.Configuration()
-        kubernetes.config.load_kube_config(str(cluster.kubeconfig), client_configuration=cfg)
-        cfg.connection_pool_maxsize = 32
-        client = kubernetes.client.ApiClient(cfg)
-        core = kubernetes.client.CoreV1Api(client)
-        apps = kubernetes.client.AppsV1Api(client)
-        custom = kubernetes.client.CustomObjectsApi(client)
+        core, apps, custom = kube_clients(cluster)
 
         pods = Watcher("pods", core.list_namespaced_pod, (NAMESPACE,), pod_summary)
         deps = Watcher("deployments", apps.list_namespaced_deployment, (NAMESPACE,), deploy_summary)
@@ -552,15 +557,8 @@ def run_count(n: int, args: argparse.Namespace) -> dict[str, Any]:
             (GROUP, VERSION, NAMESPACE, PLURAL),
             ftr_summary,
         )
-        for w in (pods, deps, ftrs):
-            w.start()
-            stack.callback(w.stopped.set)
-            w.synced.wait(30)
-
-        exporter = Exporter(pods)
-        stack.callback(exporter.close)
-        prom = start_prometheus([exporter.target], work / "prometheus", scrape_interval="5s")
-        stack.callback(prom.stop)
+        start_watches(stack, [pods, deps, ftrs])
+        exporter, prom = serve_metrics(stack, pods, work)
         log(f"prometheus {prom.url} scraping the exporter at {exporter.target}")
 
         op = Operator(
@@ -590,25 +588,7 @@ def run_count(n: int, args: argparse.Namespace) -> dict[str, Any]:
 
         # --- Deployments, all Ready
         t0 = time.monotonic()
-        list(
-            pool.map(
-                lambda t: apps.create_namespaced_deployment(
-                    NAMESPACE, app_deployment(t, args.replicas), _preload_content=False
-                ),
-                targets,
-            )
-        )
-
-        def ready_count() -> int:
-            snap = deps.snapshot()
-            return sum(1 for t in targets if (d := snap.get(t)) and d["ready"] == args.replicas)
-
-        wait(
-            "Deployments Ready",
-            lambda: ready_count() == n,
-            900,
-            progress=lambda: f"{ready_count()}/{n}",
-        )
+        create_deployments(pool, apps, deps, targets, args.replicas, 900)
         res["deployments_ready_s"] = round(time.monotonic() - t0, 1)
         log(f"{n} Deployments with {args.replicas} Ready pods in {res['deployments_ready_s']} s")
 
@@ -724,8 +704,8 @@ def steady(op: Operator, n: int, args: argparse.Namespace) -> dict[str, Any]:
         "cpu_cores": round(cores, 4),
         "cpu_s_per_min": round(cores * 60, 2),
         "reconciles_per_s": round(reconciles / dt, 2),
-        "reconcile_p50_ms": _ms(hist_quantile(0.5, hist)),
-        "reconcile_p99_ms": _ms(hist_quantile(0.99, hist)),
+        "reconcile_p50_ms": ms(hist_quantile(0.5, hist)),
+        "reconcile_p99_ms": ms(hist_quantile(0.99, hist)),
         "writes": int(writes),
         "writes_per_reconcile": round(writes / reconciles, 3) if reconciles else None,
         "analysis_rounds": int(rounds),
@@ -770,10 +750,6 @@ def dump_tracemalloc(op: Operator, n: int) -> str:
     return out.name
 
 
-def _ms(v: float | None) -> float | None:
-    return None if v is None else round(v * 1000, 2)
-
-
 def promote_latency(
     custom: Any, ftrs: Watcher, targets: list[str], args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -806,16 +782,9 @@ def promote_latency(
     finally:
         ftrs.on_change.remove(hook)
     lat = [done[x] - started[x] for x in chosen if x in done]
-    out = {
-        "count": k,
-        "completed": len(lat),
-        "p50_ms": _ms(pct(lat, 0.5)),
-        "p99_ms": _ms(pct(lat, 0.99)),
-        "max_ms": _ms(max(lat) if lat else None),
-        # In promotion order: a slow stretch shows where it fell (p50 at 100 rollouts varied
-        # 71-411 ms between runs).
-        "samples_ms": [round(x * 1000, 1) for x in lat],
-    }
+    # samples_ms in promotion order: a slow stretch shows where it fell (p50 at 100 rollouts
+    # varied 71-411 ms between runs).
+    out = latency_figure(lat, k)
     log(
         f"  promote -> stepIndex 1: p50 {out['p50_ms']} ms, p99 {out['p99_ms']} ms, "
         f"max {out['max_ms']} ms ({len(lat)}/{k})"
@@ -856,14 +825,7 @@ def breach_latency(
     try:
         snap = pods.snapshot()
         for name in chosen:
-            pod = next(
-                (
-                    p
-                    for p, s in sorted(snap.items())
-                    if p.startswith(f"{name}-ft-") and s["track"] == "free-threaded"
-                ),
-                None,
-            )
+            pod = twin_pod(snap, name)
             if pod is None:
                 log(f"  no twin pod for {name}; skipped")
                 continue
@@ -890,10 +852,10 @@ def breach_latency(
     out = {
         "count": len(started),
         "completed": len(to_scale),
-        "to_target_scaled_p50_ms": _ms(pct(to_scale, 0.5)),
-        "to_target_scaled_max_ms": _ms(max(to_scale) if to_scale else None),
-        "to_rolledback_p50_ms": _ms(pct(to_phase, 0.5)),
-        "to_rolledback_max_ms": _ms(max(to_phase) if to_phase else None),
+        "to_target_scaled_p50_ms": ms(pct(to_scale, 0.5)),
+        "to_target_scaled_max_ms": ms(max(to_scale) if to_scale else None),
+        "to_rolledback_p50_ms": ms(pct(to_phase, 0.5)),
+        "to_rolledback_max_ms": ms(max(to_phase) if to_phase else None),
         "samples_ms": [round(x * 1000, 1) for x in to_scale],
     }
     log(
@@ -924,20 +886,7 @@ def profile(op: Operator, n: int, args: argparse.Namespace) -> dict[str, Any]:
     out = RESULTS / f"profile-{n}.txt"
     log(f"profiling the operator with py-spy for {args.profile:.0f} s -> {out}")
     proc = subprocess.run(
-        [
-            str(spy),
-            "record",
-            "--pid",
-            str(op.pid),
-            "--duration",
-            str(int(args.profile)),
-            "--format",
-            "raw",
-            "--output",
-            str(out) + ".raw",
-            "--nonblocking",
-            "--gil",
-        ],
+        py_spy_record(spy, op.pid, args.profile, str(out) + ".raw"),
         capture_output=True,
         text=True,
         check=False,
@@ -949,45 +898,12 @@ def profile(op: Operator, n: int, args: argparse.Namespace) -> dict[str, Any]:
     with raw.open("rb") as src, gzip.open(RESULTS / f"profile-{n}.collapsed.gz", "wb") as dst:
         shutil.copyfileobj(src, dst)  # for flamegraph.pl / speedscope
     raw.unlink()
-    text = [
+    title = (
         f"py-spy record --gil --duration {int(args.profile)}: {samples} samples of threads "
-        "holding the GIL (= Python CPU time)",
-        "",
-        "== self (leaf) share",
-        *(f"{p_:5.1f}%  {fn}" for fn, p_ in own[:30]),
-        "",
-        "== inclusive share",
-        *(f"{p_:5.1f}%  {fn}" for fn, p_ in incl[:60]),
-    ]
-    out.write_text("\n".join(text) + "\n")
+        "holding the GIL (= Python CPU time)"
+    )
+    out.write_text(profile_text(title, incl, own))
     return {"file": out.name, "samples": samples, "self_top": own[:15], "inclusive_top": incl[:25]}
-
-
-def summarize_profile(
-    raw: Path,
-) -> tuple[list[tuple[str, float]], list[tuple[str, float]], int]:
-    """(inclusive, self) share of samples per function, from py-spy's collapsed stacks."""
-    total = 0
-    incl: dict[str, int] = {}
-    own: dict[str, int] = {}
-    for line in raw.read_text().splitlines():
-        stack, _, count_s = line.rpartition(" ")
-        if not count_s.isdigit():
-            continue
-        c = int(count_s)
-        total += c
-        frames = [re.sub(r":\d+\)$", ")", f.strip()) for f in stack.split(";")]
-        for fn in set(frames):
-            incl[fn] = incl.get(fn, 0) + c
-        if frames:
-            own[frames[-1]] = own.get(frames[-1], 0) + c
-    if not total:
-        return [], [], 0
-
-    def top(d: dict[str, int]) -> list[tuple[str, float]]:
-        return sorted(((fn, round(100 * c / total, 2)) for fn, c in d.items()), key=lambda x: -x[1])
-
-    return top(incl)[:80], top(own)[:40], total
 
 
 # ------------------------------------------------------------------------ report
