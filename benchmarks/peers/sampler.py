@@ -88,7 +88,10 @@ def sample_window(
         "rss_mib_mean": round(sum(rss) / len(rss), 1),
         "rss_mib_max": round(max(rss), 1),
         "threads": proc_threads(ctl.pid),
-        "cpu_cores": round(cpu / dt, 4),
+        "cpu_cores": round(cpu / dt, 5),
+        # Five places and the CPU seconds themselves (clock ticks of 10 ms): at idle both
+        # controllers round to the same 0.0009 cores at four.
+        "cpu_seconds": round(cpu, 2),
         "api_writes_per_min": round(sum(by_res.values()) / dt * 60, 1),
         "api_writes_by_resource": by_res,
         "own_writes_per_min": (
