@@ -113,3 +113,22 @@ def test_a_bad_namespace_scope_is_named(scope: str) -> None:
                 f"--prometheus-address-namespaces={scope}",
             )
         )
+
+
+def test_runner_refuses_to_start_when_the_metrics_port_is_taken(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Said once, naming the flag, before anything starts. Inside kopf's startup handler the
+    bind error was retried, and each try started one more scheduler (two guardrail loops,
+    two analysis loops)."""
+    import socket
+
+    from ftrollout.shell.runner import run
+
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert run(parse(f"--metrics-port={port}")) == 2
+    assert f"--metrics-port {port}" in caplog.text
+    assert "in use" in caplog.text

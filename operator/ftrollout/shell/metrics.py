@@ -152,11 +152,6 @@ class _QuietHandler(WSGIRequestHandler):
         """No access log: a scrape every 15 s is not news."""
 
 
-def serve(port: int, state: State) -> ThreadingWSGIServer:
-    register(state)
-    return listen(port)
-
-
 def listen(
     port: int, addr: str = "0.0.0.0", registry: CollectorRegistry = REGISTRY
 ) -> ThreadingWSGIServer:

@@ -149,6 +149,18 @@ def run(args: argparse.Namespace) -> int:
             url,
         )
 
+    if args.metrics_port:
+        # Bound before anything starts: a port in use is the admin's to fix, said once with the
+        # flag's name (inside kopf's startup handler it was retried, each try starting one more
+        # scheduler).
+        try:
+            metrics.listen(args.metrics_port)
+        except OSError as exc:
+            logging.getLogger("ftrollout").error(
+                "configuration: --metrics-port %s: %s", args.metrics_port, exc.strerror or exc
+            )
+            return 2
+
     kopf.configure(
         verbose=args.verbose,
         log_format={
@@ -174,6 +186,8 @@ def run(args: argparse.Namespace) -> int:
     @kopf.on.startup()
     async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(settings, args)
+        if handlers.STATE.scheduler is not None:
+            return  # a retried startup: one scheduler, one set of hooks
         scheduler = Scheduler(
             handlers.STATE,
             prom=Prometheus(config=prom_config),
@@ -184,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
         tasks.append(asyncio.create_task(scheduler.run()))
         tasks.append(asyncio.create_task(memory.trim_forever()))
         if args.metrics_port:
-            metrics.serve(args.metrics_port, handlers.STATE)
+            metrics.register(handlers.STATE)
 
     extra: dict[str, Any] = {}
     if args.health_port:
