@@ -84,13 +84,24 @@ def ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}" if a / b < 10 else f"{a / b:.0f}"
 
 
+def _same_run(runs: list[dict[str, Any]], key: str | None = None) -> Any:
+    """The Argo run to set beside an ftrollout run: the one of the same tag (the same
+    `bench_peers.py` invocation), else the latest of that mode and count (with `key`, the
+    latest that has it)."""
+    argo = [r for r in runs if r["controller"] == "argo-rollouts" and (key is None or r.get(key))]
+    tagged = {(r.get("mode", "idle"), r["rollouts"], r.get("tag", "")): r for r in argo}
+    latest = {(r.get("mode", "idle"), r["rollouts"]): r for r in argo}
+
+    def find(mode: str, n: int, tag: str) -> dict[str, Any]:
+        return tagged.get((mode, n, tag)) or latest.get((mode, n)) or {}
+
+    return find
+
+
 def report(runs: list[dict[str, Any]]) -> str:
-    """One row per count and ftrollout build (run tag), against the Argo run of that count."""
-    argo = {
-        (r.get("mode", "idle"), r["rollouts"]): r
-        for r in runs
-        if r["controller"] == "argo-rollouts"
-    }
+    """One row per count and ftrollout build (run tag), against the Argo run of that count
+    (of the same tag when there is one)."""
+    argo_for = _same_run(runs)
     ftr = sorted(
         (r for r in runs if r["controller"] == "ftrollout"),
         key=lambda r: (r["rollouts"], r.get("tag", "") != "before-fix", r.get("tag", "")),
@@ -116,11 +127,11 @@ def report(runs: list[dict[str, Any]]) -> str:
         {(r.get("mode", "idle"), r["rollouts"]) for r in runs}, key=lambda k: (k[0] != "idle", k)
     )
     for mode, n in keys:
-        a = argo.get((mode, n)) or {}
         fl = flagger.get((mode, n)) or {}
         sl = fl.get("steady") or {}
         rows = [f for f in ftr if f["rollouts"] == n and f.get("mode", "idle") == mode] or [{}]
         for f in rows:
+            a = argo_for(mode, n, f.get("tag", ""))
             sa, sf = a.get("steady") or {}, f.get("steady") or {}
             lines.append(
                 f"| {mode} | {n} | {f.get('tag') or ('this branch' if f else '-')} | "
@@ -176,10 +187,11 @@ LATENCY_ROWS = (
 
 def latency_report(runs: list[dict[str, Any]]) -> str:
     """p50 / p99 / max in ms per figure, Argo beside each ftrollout build that has them."""
+    argo_for = _same_run(runs, "latency")
     argo = {
         (r.get("mode", "idle"), r["rollouts"]): r.get("latency") or {}
         for r in runs
-        if r["controller"] == "argo-rollouts"
+        if r["controller"] == "argo-rollouts" and r.get("latency")
     }
     ftr = sorted(
         (r for r in runs if r["controller"] == "ftrollout" and r.get("latency")),
@@ -211,7 +223,8 @@ def latency_report(runs: list[dict[str, Any]]) -> str:
         return f"{fig.get('completed')}/{fig.get('count')}"
 
     for mode, n, f in pairs:
-        la, lf = argo.get((mode, n)) or {}, f.get("latency") or {}
+        la = (argo_for(mode, n, f["tag"]).get("latency") or {}) if f else argo[(mode, n)]
+        lf = f.get("latency") or {}
         for label, key, sub in LATENCY_ROWS:
             fa, ff = la.get(key), lf.get(key)
             if sub is not None:
